@@ -1,0 +1,111 @@
+//! What the engine reports while it works: the event stream of SPEC §9, which the command
+//! line renders and the HTTP service stores and streams.
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::transcript::{Status, Verdict};
+
+/// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    A,
+    B,
+    Solo,
+}
+
+impl Speaker {
+    /// The other side of a debate.
+    pub fn opponent(self) -> Speaker {
+        match self {
+            Speaker::A => Speaker::B,
+            Speaker::B => Speaker::A,
+            Speaker::Solo => Speaker::Solo,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Speaker::A => "a",
+            Speaker::B => "b",
+            Speaker::Solo => "solo",
+        }
+    }
+}
+
+/// One step of a debate or perspective.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    TurnStart {
+        round: u8,
+        speaker: Speaker,
+        persona: String,
+    },
+    Token {
+        round: u8,
+        speaker: Speaker,
+        text: String,
+    },
+    TurnEnd {
+        round: u8,
+        speaker: Speaker,
+        text: String,
+        unsupported: Vec<String>,
+        tokens: u64,
+    },
+    /// The turn is being generated again: drop the partial text received so far.
+    TurnRestart {
+        round: u8,
+        speaker: Speaker,
+        reason: String,
+    },
+    Verdict(Verdict),
+    Error {
+        code: String,
+        message: String,
+    },
+    Done {
+        status: Status,
+    },
+}
+
+impl Event {
+    /// The event's name: the SSE `event:` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::TurnStart { .. } => "turn_start",
+            Event::Token { .. } => "token",
+            Event::TurnEnd { .. } => "turn_end",
+            Event::TurnRestart { .. } => "turn_restart",
+            Event::Verdict(_) => "verdict",
+            Event::Error { .. } => "error",
+            Event::Done { .. } => "done",
+        }
+    }
+}
+
+/// Where the engine sends events. Sending never blocks generation; a receiver that went
+/// away just stops listening.
+#[derive(Clone)]
+pub struct EventSink(Option<mpsc::UnboundedSender<Event>>);
+
+impl EventSink {
+    /// A sink and the receiver of its events.
+    pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSink(Some(tx)), rx)
+    }
+
+    /// A sink nobody listens to.
+    pub fn discard() -> EventSink {
+        EventSink(None)
+    }
+
+    pub fn send(&self, event: Event) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(event);
+        }
+    }
+}

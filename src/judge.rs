@@ -1,0 +1,354 @@
+//! The judge: a rubric, scored twice with the sides' order swapped, asked for structured JSON
+//! and read leniently, with one repair request before giving up.
+
+use serde_json::{Value, json};
+
+use crate::event::Speaker;
+use crate::llm::{ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, Role, Usage};
+use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Score, Sides, Verdict, Winner};
+
+/// The rubric's criteria, in the order the judge scores them.
+pub const CRITERIA: [&str; 4] = ["argument", "evidence", "rebuttal", "fidelity"];
+
+/// The neutral labels the judge sees instead of the sides.
+const LABELS: [&str; 2] = ["speaker_1", "speaker_2"];
+
+/// Why a judging pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("the judge could not be reached: {0}")]
+    Llm(#[from] LlmError),
+    #[error("the judge's reply could not be read, even after a repair request: {reason}")]
+    Unreadable { reason: String },
+}
+
+/// The JSON schema of one pass's reply (the subset that constrained decoders support:
+/// objects, required properties, enums, bounded integers and strings).
+pub fn schema() -> JsonSchema {
+    let criterion = json!({
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer", "minimum": 1, "maximum": 10},
+            "reason": {"type": "string", "maxLength": 200},
+        },
+        "required": ["score", "reason"],
+        "additionalProperties": false,
+    });
+    let card = json!({
+        "type": "object",
+        "properties": CRITERIA.iter().map(|c| (c.to_string(), criterion.clone())).collect::<serde_json::Map<_, _>>(),
+        "required": CRITERIA,
+        "additionalProperties": false,
+    });
+    JsonSchema {
+        name: "debate_verdict".to_string(),
+        schema: json!({
+            "type": "object",
+            "properties": {
+                "speaker_1": card,
+                "speaker_2": card,
+                "winner": {"type": "string", "enum": ["speaker_1", "speaker_2", "tie"]},
+                "rationale": {"type": "string", "maxLength": 600},
+            },
+            "required": ["speaker_1", "speaker_2", "winner", "rationale"],
+            "additionalProperties": false,
+        }),
+    }
+}
+
+/// A pass as the judge wrote it, in its own labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPass {
+    pub scores: [Criteria; 2],
+    pub reasons: [CriteriaReasons; 2],
+    /// 0 or 1 for a labelled speaker, `None` for a tie.
+    pub winner: Option<usize>,
+    pub rationale: String,
+}
+
+/// Reads a judge's reply, forgiving what models commonly get wrong: code fences, prose
+/// around the object, scores as strings ("7", "7/10") or out of range, label spellings
+/// ("Speaker 1", "speaker1"), missing reasons.
+pub fn parse_lenient(reply: &str) -> Result<RawPass, String> {
+    let object = extract_object(reply).ok_or("no JSON object in the reply")?;
+    let value: Value = serde_json::from_str(object).map_err(|e| format!("invalid JSON: {e}"))?;
+    let map = value.as_object().ok_or("the reply is not a JSON object")?;
+    let field = |wanted: &str| {
+        map.iter()
+            .find(|(k, _)| normalize_label(k) == normalize_label(wanted))
+            .map(|(_, v)| v)
+    };
+    let mut scores = [Criteria::default(), Criteria::default()];
+    let mut reasons = [CriteriaReasons::default(), CriteriaReasons::default()];
+    for (i, label) in LABELS.iter().enumerate() {
+        let card = field(label)
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("missing the scores of `{label}`"))?;
+        for criterion in CRITERIA {
+            let entry = card
+                .get(criterion)
+                .ok_or_else(|| format!("`{label}` has no `{criterion}` score"))?;
+            let (score, reason) = match entry {
+                Value::Object(o) => (
+                    o.get("score").and_then(read_score),
+                    o.get("reason").and_then(Value::as_str).unwrap_or(""),
+                ),
+                other => (read_score(other), ""),
+            };
+            let score = score.ok_or_else(|| format!("`{label}.{criterion}` is not a score"))?;
+            let reason = reason.trim().to_string();
+            match criterion {
+                "argument" => (scores[i].argument, reasons[i].argument) = (score, reason),
+                "evidence" => (scores[i].evidence, reasons[i].evidence) = (score, reason),
+                "rebuttal" => (scores[i].rebuttal, reasons[i].rebuttal) = (score, reason),
+                _ => (scores[i].fidelity, reasons[i].fidelity) = (score, reason),
+            }
+        }
+    }
+    let winner = field("winner")
+        .and_then(Value::as_str)
+        .ok_or("missing `winner`")?;
+    let winner = match normalize_label(winner).as_str() {
+        "speaker1" | "1" | "first" => Some(0),
+        "speaker2" | "2" | "second" => Some(1),
+        "tie" | "draw" | "none" => None,
+        other => return Err(format!("`winner` is `{other}`, not speaker_1, speaker_2 or tie")),
+    };
+    let rationale = field("rationale")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok(RawPass {
+        scores,
+        reasons,
+        winner,
+        rationale,
+    })
+}
+
+/// The outermost `{…}` of a reply, fences and prose around it ignored.
+fn extract_object(reply: &str) -> Option<&str> {
+    let start = reply.find('{')?;
+    let end = reply.rfind('}')?;
+    (end > start).then(|| &reply[start..=end])
+}
+
+fn normalize_label(label: &str) -> String {
+    label
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// A score from 1 to 10, from a number or a string like "7" or "7/10".
+fn read_score(value: &Value) -> Option<f64> {
+    let n = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.split('/').next()?.trim().parse().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then(|| n.round().clamp(1.0, 10.0))
+}
+
+/// Runs one judging pass over `messages`, in which the sides appear in `order`: structured
+/// output, a lenient read, then one repair request.
+pub async fn run_pass(
+    model: &dyn LanguageModel,
+    messages: Vec<Message>,
+    order: [Speaker; 2],
+    max_tokens: u32,
+    temperature: f32,
+    usage: &mut Usage,
+) -> Result<JudgePass, JudgeError> {
+    let mut request = ChatRequest {
+        messages,
+        max_tokens,
+        temperature,
+        seed: None,
+        response_format: Some(schema()),
+        stream: false,
+    };
+    let first = model.complete(&request, &NoSink).await?;
+    *usage += first.usage;
+    let (raw, repaired) = match parse_lenient(&first.text) {
+        Ok(raw) => (raw, false),
+        Err(problem) => {
+            request.messages.push(Message::new(Role::Assistant, first.text));
+            request.messages.push(Message::new(
+                Role::User,
+                format!(
+                    "That reply could not be read ({problem}). Reply again with only the JSON \
+                     object described, with keys speaker_1, speaker_2, winner and rationale."
+                ),
+            ));
+            let second = model.complete(&request, &NoSink).await?;
+            *usage += second.usage;
+            let raw = parse_lenient(&second.text).map_err(|reason| JudgeError::Unreadable { reason })?;
+            (raw, true)
+        }
+    };
+    Ok(to_sides(raw, order, repaired))
+}
+
+/// Maps a pass from the judge's labels back to the sides.
+fn to_sides(raw: RawPass, order: [Speaker; 2], repaired: bool) -> JudgePass {
+    let index_of = |side: Speaker| usize::from(order[0] != side);
+    let winner = match raw.winner {
+        None => Winner::Tie,
+        Some(i) if order[i] == Speaker::A => Winner::A,
+        Some(_) => Winner::B,
+    };
+    JudgePass {
+        order,
+        winner,
+        scores: Sides {
+            a: raw.scores[index_of(Speaker::A)],
+            b: raw.scores[index_of(Speaker::B)],
+        },
+        reasons: Sides {
+            a: raw.reasons[index_of(Speaker::A)].clone(),
+            b: raw.reasons[index_of(Speaker::B)].clone(),
+        },
+        rationale: raw.rationale,
+        repaired,
+    }
+}
+
+/// Combines the two passes: scores averaged; a winner only if both passes agree, else a
+/// contested tie. Rationales name the personas instead of the neutral labels.
+pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
+    let mean = |passes: &[JudgePass], side: fn(&Sides<Criteria>) -> &Criteria| {
+        let n = passes.len().max(1) as f64;
+        let sum = passes.iter().fold(Criteria::default(), |acc, p| {
+            let c = side(&p.scores);
+            Criteria {
+                argument: acc.argument + c.argument,
+                evidence: acc.evidence + c.evidence,
+                rebuttal: acc.rebuttal + c.rebuttal,
+                fidelity: acc.fidelity + c.fidelity,
+            }
+        });
+        let criteria = Criteria {
+            argument: sum.argument / n,
+            evidence: sum.evidence / n,
+            rebuttal: sum.rebuttal / n,
+            fidelity: sum.fidelity / n,
+        };
+        Score {
+            total: criteria.total(),
+            criteria,
+        }
+    };
+    let winners: Vec<Winner> = passes.iter().map(|p| p.winner).collect();
+    let agreed = winners.windows(2).all(|w| w[0] == w[1]);
+    let (winner, contested) = match (agreed, winners.first()) {
+        (true, Some(&w)) => (w, false),
+        _ => (Winner::Tie, true),
+    };
+    let scores = Sides {
+        a: mean(&passes, |s| &s.a),
+        b: mean(&passes, |s| &s.b),
+    };
+    let mut passes = passes;
+    for pass in &mut passes {
+        pass.rationale = name_labels(&pass.rationale, pass.order, names);
+        for reasons in [&mut pass.reasons.a, &mut pass.reasons.b] {
+            for text in [
+                &mut reasons.argument,
+                &mut reasons.evidence,
+                &mut reasons.rebuttal,
+                &mut reasons.fidelity,
+            ] {
+                *text = name_labels(text, pass.order, names);
+            }
+        }
+    }
+    let rationale = passes
+        .iter()
+        .map(|p| p.rationale.as_str())
+        .filter(|r| !r.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    Verdict {
+        winner,
+        contested,
+        scores,
+        rationale,
+        passes,
+    }
+}
+
+/// Replaces "speaker_1", "Speaker 1" and the like with the persona's name.
+fn name_labels(text: &str, order: [Speaker; 2], names: &Sides<String>) -> String {
+    let mut out = text.to_string();
+    for (i, side) in order.iter().enumerate() {
+        let name = names.get(*side);
+        for label in [
+            format!("speaker_{}", i + 1),
+            format!("Speaker_{}", i + 1),
+            format!("Speaker {}", i + 1),
+            format!("speaker {}", i + 1),
+        ] {
+            out = out.replace(&label, name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(winner: &str) -> String {
+        let card = |s: u8| {
+            format!(
+                r#"{{"argument": {{"score": {s}, "reason": "r"}}, "evidence": {{"score": "{s}/10", "reason": "r"}}, "rebuttal": {s}, "fidelity": {{"score": 12, "reason": "r"}}}}"#
+            )
+        };
+        format!(
+            "Here is my verdict:\n```json\n{{\"Speaker 1\": {}, \"speaker2\": {}, \"winner\": \"{winner}\", \"rationale\": \"speaker_1 was sharper than Speaker 2.\"}}\n```",
+            card(8),
+            card(5)
+        )
+    }
+
+    #[test]
+    fn lenient_parse_accepts_common_deviations() {
+        let raw = parse_lenient(&reply("Speaker 1")).unwrap();
+        assert_eq!(raw.winner, Some(0));
+        assert_eq!(raw.scores[0].evidence, 8.0);
+        assert_eq!(raw.scores[0].fidelity, 10.0, "clamped to the scale");
+        assert_eq!(raw.scores[1].argument, 5.0);
+    }
+
+    #[test]
+    fn lenient_parse_rejects_what_cannot_be_read() {
+        assert!(parse_lenient("I think the first speaker won.").is_err());
+        assert!(parse_lenient(&reply("the better one")).unwrap_err().contains("winner"));
+        assert!(parse_lenient(r#"{"speaker_1": {}, "speaker_2": {}, "winner": "tie"}"#).is_err());
+    }
+
+    #[test]
+    fn passes_map_back_to_sides_and_disagreement_is_a_contested_tie() {
+        let raw = parse_lenient(&reply("speaker_1")).unwrap();
+        let first = to_sides(raw.clone(), [Speaker::A, Speaker::B], false);
+        let swapped = to_sides(raw, [Speaker::B, Speaker::A], false);
+        assert_eq!(first.winner, Winner::A);
+        assert_eq!(swapped.winner, Winner::B, "the same label is the other side when swapped");
+        assert_eq!(swapped.scores.b.argument, 8.0);
+
+        let names = Sides {
+            a: "Churchill".to_string(),
+            b: "Kennan".to_string(),
+        };
+        let verdict = combine(vec![first.clone(), swapped], &names);
+        assert_eq!((verdict.winner, verdict.contested), (Winner::Tie, true));
+        assert_eq!(verdict.scores.a.criteria.argument, 6.5);
+
+        let verdict = combine(vec![first.clone(), first], &names);
+        assert_eq!((verdict.winner, verdict.contested), (Winner::A, false));
+        assert!(verdict.rationale.starts_with("Churchill was sharper than Kennan."), "{}", verdict.rationale);
+    }
+}

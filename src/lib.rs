@@ -1,0 +1,32 @@
+//! Crossfire: the debate and perspective engine behind a news app's story pages.
+//!
+//! The engine — stories, personas, prompt templates, the language-model clients, the debate,
+//! the judge and the claim check — knows nothing of HTTP or databases. It reports progress as
+//! [`event::Event`]s on a channel, which the command line renders and the HTTP service streams.
+
+pub mod claims;
+pub mod config;
+pub mod debate;
+pub mod event;
+pub mod judge;
+pub mod llm;
+pub mod location;
+pub mod perspective;
+pub mod persona;
+pub mod prompts;
+pub mod story;
+pub mod transcript;
+
+/// Whether `id` is a valid story or persona id: `[a-z0-9-]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Hex SHA-256 of some bytes: the version of a persona, the hash of a story or template set.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,179 @@
+//! Language models: one interface, [`LanguageModel`], over the backends of SPEC §6.
+
+pub mod openai;
+pub mod retry;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::config::{Backend, LlmConfig};
+
+/// Who speaks a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// A JSON schema the reply must follow (`response_format: {"type": "json_schema", …}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonSchema {
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+/// One chat-completion call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub seed: Option<u64>,
+    pub response_format: Option<JsonSchema>,
+    /// Stream tokens as they come (debaters), or take the whole reply at once (the judge).
+    pub stream: bool,
+}
+
+/// Tokens a call or a debate consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    /// Text pieces streamed (a token count when the server reports no usage).
+    pub chunks: u64,
+    pub finish_reason: Option<String>,
+}
+
+/// Where a streaming call reports its progress.
+pub trait TokenSink: Send + Sync {
+    /// A piece of generated text.
+    fn token(&self, text: &str);
+    /// The call is being retried: the text sent so far must be dropped.
+    fn restart(&self, reason: &str);
+}
+
+/// A sink that ignores everything, for calls nobody watches.
+pub struct NoSink;
+
+impl TokenSink for NoSink {
+    fn token(&self, _: &str) {}
+    fn restart(&self, _: &str) {}
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot reach the model at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("the model at {url} answered {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the model did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the model's stream broke off: {0}")]
+    StreamCut(String),
+    #[error("the model reported an error: {message}")]
+    Remote { message: String, retryable: bool },
+    #[error("unreadable answer from the model: {0}")]
+    Protocol(String),
+    #[error("the model returned no text")]
+    Empty,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{last} (gave up after {attempts} attempts)")]
+    Exhausted { attempts: u32, last: Box<LlmError> },
+}
+
+impl LlmError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LlmError::Connect { .. }
+            | LlmError::Timeout(_)
+            | LlmError::StreamCut(_)
+            | LlmError::Empty => true,
+            LlmError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            LlmError::Remote { retryable, .. } => *retryable,
+            LlmError::Protocol(_) | LlmError::Unavailable(_) | LlmError::Exhausted { .. } => false,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A chat model, whatever runs it.
+pub trait LanguageModel: Send + Sync {
+    /// The model's name, recorded in results.
+    fn name(&self) -> &str;
+
+    /// Runs one call, streaming pieces of text into `sink` when the request asks to stream.
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>>;
+}
+
+/// Builds the model a configuration names, with retries around it.
+pub fn from_config(config: &LlmConfig) -> Result<Arc<dyn LanguageModel>, LlmError> {
+    match config.backend {
+        Backend::Openai => {
+            let client = openai::OpenAiClient::new(config)?;
+            Ok(Arc::new(retry::Retrying::new(
+                client,
+                retry::RetryPolicy::from_config(config),
+            )))
+        }
+        Backend::Embedded => Err(LlmError::Unavailable(
+            "the embedded model is not part of this build yet; point Crossfire at an \
+             OpenAI-compatible endpoint with CROSSFIRE_LLM_BASE_URL (and CROSSFIRE_LLM_MODEL)"
+                .to_string(),
+        )),
+    }
+}

@@ -1,0 +1,421 @@
+//! The `openai` backend: any OpenAI-compatible `POST {base_url}/chat/completions`, streamed
+//! over SSE or not, written leniently because servers differ (empty `usage: {}`, role-only
+//! first deltas, `reasoning_content`, error frames inside a 200 stream, JSON error bodies).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::sse::SseDecoder;
+use super::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink, Usage};
+use crate::config::LlmConfig;
+
+/// A client for one OpenAI-compatible endpoint.
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    url: String,
+    model: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    /// Bounds the calls in flight to this endpoint.
+    in_flight: Arc<Semaphore>,
+}
+
+impl OpenAiClient {
+    pub fn new(config: &LlmConfig) -> Result<OpenAiClient, LlmError> {
+        let base = config
+            .base_url
+            .as_deref()
+            .ok_or_else(|| LlmError::Unavailable("no base URL for the openai backend".into()))?;
+        // One TLS provider (ring) for the whole process; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| LlmError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        Ok(OpenAiClient {
+            http,
+            url: format!("{}/chat/completions", base.trim_end_matches('/')),
+            model: config.model.clone(),
+            api_key: config.api_key.clone(),
+            timeout: config.timeout,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        })
+    }
+
+    fn body(&self, request: &ChatRequest) -> serde_json::Value {
+        let mut body = json!({
+            "model": self.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stream": request.stream,
+        });
+        if request.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if let Some(seed) = request.seed {
+            body["seed"] = json!(seed);
+        }
+        if let Some(format) = &request.response_format {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": format.name, "schema": format.schema, "strict": true},
+            });
+        }
+        body
+    }
+
+    async fn call(&self, request: &ChatRequest, sink: &dyn TokenSink) -> Result<Completion, LlmError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Unavailable("client closed".into()))?;
+        let mut builder = self.http.post(&self.url).json(&self.body(request));
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = tokio::time::timeout(self.timeout, builder.send())
+            .await
+            .map_err(|_| LlmError::Timeout(self.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(300.0)));
+            let body = tokio::time::timeout(self.timeout, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            return Err(LlmError::Status {
+                url: self.url.clone(),
+                status: status.as_u16(),
+                message: error_message(status, &body),
+                retry_after,
+            });
+        }
+        if request.stream {
+            self.read_stream(response, sink).await
+        } else {
+            let body = tokio::time::timeout(self.timeout, response.bytes())
+                .await
+                .map_err(|_| LlmError::Timeout(self.timeout))?
+                .map_err(|e| self.transport_error(e))?;
+            parse_completion(&body)
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
+        let mut stream = response.bytes_stream();
+        let mut decoder = SseDecoder::new();
+        let mut state = StreamState::default();
+        loop {
+            let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
+                Err(_) => return Err(LlmError::Timeout(self.timeout)),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(LlmError::StreamCut(e.to_string())),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            for event in decoder.push(&chunk) {
+                if state.apply(&event.event, &event.data, sink)? {
+                    return Ok(state.finish());
+                }
+            }
+        }
+        if let Some(event) = decoder.finish()
+            && state.apply(&event.event, &event.data, sink)?
+        {
+            return Ok(state.finish());
+        }
+        // Some servers end a finished stream without `[DONE]`; only a stream that never said
+        // it finished was cut.
+        if state.finish_reason.is_some() {
+            Ok(state.finish())
+        } else {
+            Err(LlmError::StreamCut("the stream ended before the reply was finished".into()))
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout(self.timeout)
+        } else if e.is_connect() || e.is_request() {
+            LlmError::Connect {
+                url: self.url.clone(),
+                detail: error_chain(&e),
+            }
+        } else {
+            LlmError::StreamCut(error_chain(&e))
+        }
+    }
+}
+
+impl LanguageModel for OpenAiClient {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(self.call(request, sink))
+    }
+}
+
+/// What a stream has said so far.
+#[derive(Default)]
+struct StreamState {
+    text: String,
+    chunks: u64,
+    usage: Usage,
+    finish_reason: Option<String>,
+}
+
+impl StreamState {
+    /// Applies one SSE event; returns true at `[DONE]`.
+    fn apply(&mut self, event: &str, data: &str, sink: &dyn TokenSink) -> Result<bool, LlmError> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        let chunk: StreamChunk = serde_json::from_str(data)
+            .map_err(|e| LlmError::Protocol(format!("bad stream chunk ({e}): {}", snippet(data))))?;
+        if let Some(error) = chunk.error {
+            return Err(error.into_llm_error());
+        }
+        if event == "error" {
+            return Err(LlmError::Remote {
+                message: snippet(data),
+                retryable: true,
+            });
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage.into();
+        }
+        for choice in chunk.choices {
+            if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
+                sink.token(&content);
+                self.text.push_str(&content);
+                self.chunks += 1;
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason);
+            }
+        }
+        Ok(false)
+    }
+
+    fn finish(self) -> Completion {
+        Completion {
+            text: self.text,
+            usage: self.usage,
+            chunks: self.chunks,
+            finish_reason: self.finish_reason,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        Usage {
+            prompt_tokens: u.prompt_tokens.unwrap_or(0),
+            completion_tokens: u.completion_tokens.unwrap_or(0),
+        }
+    }
+}
+
+/// `{"error": {"message": …, "code": …}}` or `{"error": "…"}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireError {
+    Object {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    },
+    Text(String),
+}
+
+impl WireError {
+    fn into_llm_error(self) -> LlmError {
+        match self {
+            WireError::Object { message, code } => {
+                let status = code.as_ref().and_then(|c| {
+                    c.as_u64()
+                        .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+                });
+                // A client error (bad request, context too long) will fail again; anything else
+                // is the server's trouble and worth another try.
+                let retryable = !matches!(status, Some(400..=499)) || status == Some(429);
+                LlmError::Remote {
+                    message: message.unwrap_or_else(|| "unknown error".into()),
+                    retryable,
+                }
+            }
+            WireError::Text(message) => LlmError::Remote {
+                message,
+                retryable: true,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WholeCompletion {
+    #[serde(default)]
+    choices: Vec<WholeChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WholeChoice {
+    #[serde(default)]
+    message: WholeMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WholeMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Parses a non-streamed reply.
+fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
+    let whole: WholeCompletion = serde_json::from_slice(body).map_err(|e| {
+        LlmError::Protocol(format!("bad completion ({e}): {}", snippet(&String::from_utf8_lossy(body))))
+    })?;
+    if let Some(error) = whole.error {
+        return Err(error.into_llm_error());
+    }
+    let choice = whole
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| LlmError::Protocol("a completion with no choices".into()))?;
+    let text = choice.message.content.unwrap_or_default();
+    Ok(Completion {
+        chunks: u64::from(!text.is_empty()),
+        text,
+        usage: whole.usage.map(Usage::from).unwrap_or_default(),
+        finish_reason: choice.finish_reason,
+    })
+}
+
+/// The message of an error body, JSON or not.
+fn error_message(status: reqwest::StatusCode, body: &str) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        error: WireError,
+    }
+    let reason = status.canonical_reason().unwrap_or("");
+    let detail = match serde_json::from_str::<Body>(body) {
+        Ok(Body {
+            error: WireError::Object {
+                message: Some(m), ..
+            },
+        })
+        | Ok(Body {
+            error: WireError::Text(m),
+        }) => m,
+        _ => snippet(body),
+    };
+    if detail.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}: {detail}")
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// Parses the bytes of a whole SSE response into its text, as the client would: for tests
+/// and tools that replay recorded streams.
+pub fn decode_stream(chunks: &[&[u8]]) -> Result<Completion, LlmError> {
+    let mut decoder = SseDecoder::new();
+    let mut state = StreamState::default();
+    let sink = super::NoSink;
+    for chunk in chunks {
+        for event in decoder.push(chunk) {
+            if state.apply(&event.event, &event.data, &sink)? {
+                return Ok(state.finish());
+            }
+        }
+    }
+    if let Some(event) = decoder.finish() {
+        state.apply(&event.event, &event.data, &sink)?;
+    }
+    Ok(state.finish())
+}

@@ -1,0 +1,118 @@
+//! An incremental Server-Sent Events decoder, correct however the bytes are chunked.
+//!
+//! Lines are split on bytes and decoded only when whole, so a UTF-8 sequence split across
+//! reads is never mangled.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field; empty means the default `message`.
+    pub event: String,
+    /// The `data:` lines, joined with `\n`.
+    pub data: String,
+    pub id: Option<String>,
+}
+
+/// Feeds on chunks of bytes and yields whole events.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    line: Vec<u8>,
+    event: String,
+    data: Vec<String>,
+    id: Option<String>,
+}
+
+impl SseDecoder {
+    pub fn new() -> SseDecoder {
+        SseDecoder::default()
+    }
+
+    /// Consumes a chunk and returns the events it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..pos]);
+            rest = &rest[pos + 1..];
+            let mut line = std::mem::take(&mut self.line);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if let Some(event) = self.process_line(&line) {
+                events.push(event);
+            }
+        }
+        self.line.extend_from_slice(rest);
+        events
+    }
+
+    /// Ends the stream: a last event not followed by a blank line is still delivered.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let line = std::mem::take(&mut self.line);
+        let from_line = if line.is_empty() {
+            None
+        } else {
+            self.process_line(&line)
+        };
+        from_line.or_else(|| self.dispatch())
+    }
+
+    fn process_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line[0] == b':' {
+            return None; // a comment, e.g. a keep-alive
+        }
+        let line = String::from_utf8_lossy(line);
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line.as_ref(), ""),
+        };
+        match field {
+            "data" => self.data.push(value.to_string()),
+            "event" => self.event = value.to_string(),
+            "id" => self.id = Some(value.to_string()),
+            _ => {} // `retry` and unknown fields do not concern a one-shot client
+        }
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        if self.data.is_empty() {
+            self.event.clear();
+            return None;
+        }
+        Some(SseEvent {
+            event: std::mem::take(&mut self.event),
+            data: std::mem::take(&mut self.data).join("\n"),
+            id: self.id.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_comments_crlf_multiline_data_and_split_utf8() {
+        let bytes = ": keep-alive\r\ndata: hé\r\ndata: llo\r\n\r\nevent: error\ndata: x\n\n".as_bytes();
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        for b in bytes {
+            events.extend(decoder.push(std::slice::from_ref(b)));
+        }
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].data, "hé\nllo");
+        assert_eq!(events[1].event, "error");
+        assert_eq!(decoder.finish(), None);
+    }
+
+    #[test]
+    fn finish_delivers_an_unterminated_event() {
+        let mut decoder = SseDecoder::new();
+        assert!(decoder.push(b"data: [DONE]").is_empty());
+        assert_eq!(decoder.finish().map(|e| e.data), Some("[DONE]".to_string()));
+    }
+}

@@ -1,0 +1,305 @@
+//! The `crossfire` command line (SPEC §8).
+
+mod terminal;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crossfire::config::{Config, Overrides};
+use crossfire::debate::{Engine, Settings};
+use crossfire::event::{EventSink, Speaker};
+use crossfire::persona::Persona;
+use crossfire::prompts::{DebateSetup, Prompts};
+use crossfire::story::Story;
+use crossfire::transcript::{Round, RoundKind, Status, Turn, new_id};
+
+#[derive(Parser)]
+#[command(name = "crossfire", version, about = "Debates and perspectives of historical figures on today's news")]
+struct Cli {
+    /// Configuration file (default: $CROSSFIRE_CONFIG, else none).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Folder of persona files.
+    #[arg(long, global = true)]
+    personas_dir: Option<PathBuf>,
+    /// Folder of prompt templates.
+    #[arg(long, global = true)]
+    prompts_dir: Option<PathBuf>,
+    /// Folder of story files.
+    #[arg(long, global = true)]
+    stories_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a two-round debate and streams it to the terminal.
+    Debate {
+        #[command(flatten)]
+        sides: DebateArgs,
+        /// Print the transcript JSON instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes one persona's perspective on a story.
+    Perspective {
+        /// Story id, or path to a story file.
+        #[arg(long)]
+        story: String,
+        /// Persona id.
+        #[arg(long)]
+        persona: String,
+        /// Print the result as JSON instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Persona files.
+    Personas {
+        #[command(subcommand)]
+        command: PersonasCommand,
+    },
+    /// Prompt templates.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCommand,
+    },
+}
+
+#[derive(Args)]
+struct DebateArgs {
+    /// Story id, or path to a story file.
+    #[arg(long)]
+    story: String,
+    /// Persona of side A.
+    #[arg(long)]
+    a: String,
+    /// Persona of side B.
+    #[arg(long)]
+    b: String,
+    /// The question to debate (at most 300 characters; default: derived from the story).
+    #[arg(long)]
+    motion: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PersonasCommand {
+    /// Validates every persona file, printing `file:line:col: message` for each problem.
+    Check {
+        /// Folder to check (default: the configured personas folder).
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PromptsCommand {
+    /// Shows the exact prompts of a debate and calls nothing.
+    Render {
+        #[command(flatten)]
+        sides: DebateArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, the whole cause chain, no backtrace.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', "; "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let overrides = Overrides {
+        personas_dir: cli.personas_dir,
+        prompts_dir: cli.prompts_dir,
+        stories_dir: cli.stories_dir,
+    };
+    let config = Config::from_env(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Personas {
+            command: PersonasCommand::Check { dir },
+        } => check_personas(&dir.unwrap_or(config.paths.personas_dir)),
+        Command::Prompts {
+            command: PromptsCommand::Render { sides },
+        } => render_prompts(&config, &sides),
+        Command::Debate { sides, json } => runtime()?.block_on(debate(&config, &sides, json)),
+        Command::Perspective {
+            story,
+            persona,
+            json,
+        } => runtime()?.block_on(perspective(&config, &story, &persona, json)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_story(config: &Config, reference: &str) -> Result<Story> {
+    Ok(Story::load(&config.paths.stories_dir, reference, config.story_max_bytes)?)
+}
+
+fn load_persona(config: &Config, id: &str) -> Result<Persona> {
+    Ok(Persona::load(&config.paths.personas_dir, id)?)
+}
+
+fn engine(config: &Config) -> Result<Engine> {
+    let prompts = Prompts::load(&config.paths.prompts_dir)?;
+    Ok(Engine {
+        prompts: Arc::new(prompts),
+        debater: crossfire::llm::from_config(&config.llm)?,
+        judge: crossfire::llm::from_config(&config.judge)?,
+        settings: Settings::from_config(config),
+    })
+}
+
+async fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCode> {
+    let story = load_story(config, &args.story)?;
+    let a = load_persona(config, &args.a)?;
+    let b = load_persona(config, &args.b)?;
+    let engine = engine(config)?;
+    let motion = engine.check_debate(&story, &a, &b, args.motion.as_deref())?;
+    let transcript = if json {
+        engine
+            .run_debate(new_id(), &story, &a, &b, &motion, &EventSink::discard())
+            .await
+    } else {
+        let (sink, events) = EventSink::channel();
+        let printer = tokio::spawn(terminal::render_debate(events, [a.clone(), b.clone()], motion.clone()));
+        let transcript = engine.run_debate(new_id(), &story, &a, &b, &motion, &sink).await;
+        drop(sink);
+        printer.await.context("the terminal printer failed")?;
+        terminal::print_summary(&transcript);
+        transcript
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&transcript)?);
+    }
+    finish(transcript.status, transcript.error.as_ref().map(|e| e.message.as_str()))
+}
+
+async fn perspective(config: &Config, story: &str, persona: &str, json: bool) -> Result<ExitCode> {
+    let story = load_story(config, story)?;
+    let persona = load_persona(config, persona)?;
+    let engine = engine(config)?;
+    engine.check_persona(&persona)?;
+    let record = if json {
+        engine
+            .run_perspective(new_id(), &story, &persona, &EventSink::discard())
+            .await
+    } else {
+        let (sink, events) = EventSink::channel();
+        let printer = tokio::spawn(terminal::render_perspective(events, persona.clone()));
+        let record = engine.run_perspective(new_id(), &story, &persona, &sink).await;
+        drop(sink);
+        printer.await.context("the terminal printer failed")?;
+        record
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    }
+    finish(record.status, record.error.as_ref().map(|e| e.message.as_str()))
+}
+
+fn finish(status: Status, error: Option<&str>) -> Result<ExitCode> {
+    match (status, error) {
+        (Status::Done, _) => Ok(ExitCode::SUCCESS),
+        (_, Some(message)) => bail!("{message}"),
+        (status, None) => bail!("ended as {status:?}"),
+    }
+}
+
+fn check_personas(dir: &std::path::Path) -> Result<ExitCode> {
+    let (personas, problems) = Persona::check_dir(dir)?;
+    let mut out = std::io::stdout().lock();
+    for problem in &problems {
+        writeln!(out, "{problem}")?;
+    }
+    if problems.is_empty() {
+        writeln!(out, "{} personas ok in {}", personas.len(), dir.display())?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} problem(s); {} personas ok", problems.len(), personas.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
+    let story = load_story(config, &args.story)?;
+    let a = load_persona(config, &args.a)?;
+    let b = load_persona(config, &args.b)?;
+    let prompts = Prompts::load(&config.paths.prompts_dir)?;
+    let motion = match &args.motion {
+        Some(m) => crossfire::debate::check_motion(m)?.to_string(),
+        None => story.default_motion(),
+    };
+    let setup = DebateSetup {
+        story: &story,
+        a: &a,
+        b: &b,
+        motion: &motion,
+        words: Settings::from_config(config).words(),
+    };
+    // Speeches do not exist before the debate runs: placeholders stand in for them.
+    let placeholder = |round: &str, p: &Persona| format!("[{}'s {round} will appear here]", p.name);
+    let turn = |speaker, text: String| Turn {
+        speaker,
+        text,
+        unsupported: vec![],
+        tokens: 0,
+        ms: 0,
+    };
+    let rounds = [
+        Round {
+            round: 1,
+            kind: RoundKind::Opening,
+            turns: vec![
+                turn(Speaker::A, placeholder("opening", &a)),
+                turn(Speaker::B, placeholder("opening", &b)),
+            ],
+        },
+        Round {
+            round: 2,
+            kind: RoundKind::Rebuttal,
+            turns: vec![
+                turn(Speaker::A, placeholder("rebuttal", &a)),
+                turn(Speaker::B, placeholder("rebuttal", &b)),
+            ],
+        },
+    ];
+    let calls = [
+        ("opening, side A", prompts.opening(&setup, Speaker::A)?),
+        ("opening, side B", prompts.opening(&setup, Speaker::B)?),
+        (
+            "rebuttal, side A",
+            prompts.rebuttal(&setup, Speaker::A, &rounds[0].turns[0].text, &rounds[0].turns[1].text)?,
+        ),
+        (
+            "rebuttal, side B",
+            prompts.rebuttal(&setup, Speaker::B, &rounds[0].turns[1].text, &rounds[0].turns[0].text)?,
+        ),
+        ("judge, pass 1 (A first)", prompts.judge(&setup, [Speaker::A, Speaker::B], &rounds)?),
+        ("judge, pass 2 (B first)", prompts.judge(&setup, [Speaker::B, Speaker::A], &rounds)?),
+    ];
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "templates {} (version {})", config.paths.prompts_dir.display(), prompts.version())?;
+    for (title, messages) in calls {
+        writeln!(out, "\n════════ {title} ════════")?;
+        for message in messages {
+            writeln!(out, "──── {:?} ────\n{}", message.role, message.content)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,247 @@
+//! Prompt templates: minijinja files in `prompts/` that editors tune without recompiling
+//! (SPEC §4).
+//!
+//! Each call template defines a `system` and a `user` block. Story, persona and motion text
+//! only ever reach the templates as *values*, never as template source, so `{{ 7*7 }}` in a
+//! story reaches the model as those characters.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::value::Serde;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, UndefinedBehavior, Value, context};
+use serde::Serialize;
+
+use crate::event::Speaker;
+use crate::llm::{Message, Role};
+use crate::persona::Persona;
+use crate::story::Story;
+use crate::transcript::Round;
+
+/// The templates a debate and a perspective need.
+pub const REQUIRED: &[&str] = &["opening.j2", "rebuttal.j2", "judge.j2", "perspective.j2"];
+
+/// Why prompts could not be loaded or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: missing template {name} (needed: {})", dir.display(), REQUIRED.join(", "))]
+    Missing { dir: PathBuf, name: String },
+    #[error("template error: {0:#}")]
+    Template(#[from] minijinja::Error),
+}
+
+/// A loaded, validated set of templates.
+pub struct Prompts {
+    env: Environment<'static>,
+    version: String,
+}
+
+/// What every prompt of one debate is about.
+#[derive(Debug, Clone, Copy)]
+pub struct DebateSetup<'a> {
+    pub story: &'a Story,
+    pub a: &'a Persona,
+    pub b: &'a Persona,
+    /// The question, as the reader wrote it.
+    pub motion: &'a str,
+    /// How long a speech should be, in words.
+    pub words: u32,
+}
+
+impl DebateSetup<'_> {
+    pub fn persona(&self, speaker: Speaker) -> &Persona {
+        match speaker {
+            Speaker::B => self.b,
+            Speaker::A | Speaker::Solo => self.a,
+        }
+    }
+}
+
+/// One side as the judge sees it: a neutral label, never "A" or "first".
+#[derive(Serialize)]
+struct JudgedSide<'a> {
+    label: String,
+    persona: &'a Persona,
+    opening: &'a str,
+    rebuttal: &'a str,
+    unsupported: Vec<&'a str>,
+}
+
+impl Prompts {
+    /// Loads every `*.j2` file of `dir`, checks the required ones are there and compile.
+    pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
+        let io = |source| PromptError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files: Vec<(String, String)> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(".j2") {
+                let source = std::fs::read_to_string(&path).map_err(|source| PromptError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.push((name.to_string(), source));
+            }
+        }
+        files.sort();
+        Prompts::from_sources(dir, files)
+    }
+
+    /// Builds the set from (name, source) pairs; `dir` only names them in errors.
+    pub fn from_sources(dir: &Path, files: Vec<(String, String)>) -> Result<Prompts, PromptError> {
+        for name in REQUIRED {
+            if !files.iter().any(|(n, _)| n == name) {
+                return Err(PromptError::Missing {
+                    dir: dir.to_path_buf(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        let mut hashed = Vec::new();
+        for (name, source) in &files {
+            hashed.extend_from_slice(name.as_bytes());
+            hashed.push(0);
+            hashed.extend_from_slice(source.as_bytes());
+            hashed.push(0);
+        }
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Block tags on their own lines leave no blank lines behind.
+        env.set_syntax(
+            SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()?,
+        );
+        env.add_filter("untrusted", untrusted);
+        for (name, source) in files {
+            env.add_template_owned(name, source)?;
+        }
+        // Compile everything now, so a broken template is reported at load, not mid-debate.
+        for name in REQUIRED {
+            env.get_template(name)?;
+        }
+        Ok(Prompts {
+            env,
+            version: crate::sha256_hex(&hashed),
+        })
+    }
+
+    /// SHA-256 over the names and sources of all templates: results record it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The messages of an opening speech.
+    pub fn opening(&self, setup: &DebateSetup, speaker: Speaker) -> Result<Vec<Message>, PromptError> {
+        self.render("opening.j2", self.debater_context(setup, speaker, context! {}))
+    }
+
+    /// The messages of a rebuttal, which answers the opponent's opening.
+    pub fn rebuttal(
+        &self,
+        setup: &DebateSetup,
+        speaker: Speaker,
+        own_opening: &str,
+        opponent_opening: &str,
+    ) -> Result<Vec<Message>, PromptError> {
+        let extra = context! { own_opening, opponent_opening };
+        self.render("rebuttal.j2", self.debater_context(setup, speaker, extra))
+    }
+
+    /// The messages of one judging pass, the sides shown in `order` under neutral labels.
+    pub fn judge(
+        &self,
+        setup: &DebateSetup,
+        order: [Speaker; 2],
+        rounds: &[Round],
+    ) -> Result<Vec<Message>, PromptError> {
+        let sides: Vec<JudgedSide> = order
+            .iter()
+            .enumerate()
+            .map(|(i, &speaker)| {
+                let turn = |round: usize| {
+                    rounds
+                        .get(round)
+                        .and_then(|r| r.turns.iter().find(|t| t.speaker == speaker))
+                };
+                JudgedSide {
+                    label: format!("Speaker {}", i + 1),
+                    persona: setup.persona(speaker),
+                    opening: turn(0).map_or("", |t| &t.text),
+                    rebuttal: turn(1).map_or("", |t| &t.text),
+                    unsupported: [turn(0), turn(1)]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|t| t.unsupported.iter().map(String::as_str))
+                        .collect(),
+                }
+            })
+            .collect();
+        let ctx = context! {
+            story => Serde(setup.story),
+            motion => setup.motion,
+            sides => Serde(&sides),
+        };
+        self.render("judge.j2", ctx)
+    }
+
+    /// The messages of a persona's perspective on a story.
+    pub fn perspective(&self, story: &Story, persona: &Persona, words: u32) -> Result<Vec<Message>, PromptError> {
+        let ctx = context! { story => Serde(story), me => Serde(persona), words };
+        self.render("perspective.j2", ctx)
+    }
+
+    fn debater_context(&self, setup: &DebateSetup, speaker: Speaker, extra: Value) -> Value {
+        context! {
+            story => Serde(setup.story),
+            motion => setup.motion,
+            me => Serde(setup.persona(speaker)),
+            opponent => Serde(setup.persona(speaker.opponent())),
+            words => setup.words,
+            ..extra
+        }
+    }
+
+    /// Renders a template's `system` and `user` blocks into chat messages.
+    fn render(&self, name: &str, ctx: Value) -> Result<Vec<Message>, PromptError> {
+        let template = self.env.get_template(name)?;
+        let mut captured = template.render_captured(ctx)?;
+        let mut messages = Vec::with_capacity(2);
+        for (role, block) in [(Role::System, "system"), (Role::User, "user")] {
+            let text = captured.with_state_mut(|state| state.render_block(block))?;
+            messages.push(Message::new(role, tidy(&text)));
+        }
+        Ok(messages)
+    }
+}
+
+/// User text inside a prompt: the delimiters the templates put around it cannot be forged.
+fn untrusted(text: String) -> String {
+    text.replace('<', "‹").replace('>', "›")
+}
+
+/// Trims the block and squeezes runs of blank lines that conditionals leave behind.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.trim().lines() {
+        let line = line.trim_end();
+        blank = if line.is_empty() { blank + 1 } else { 0 };
+        if blank < 2 {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.trim_end().to_string()
+}
