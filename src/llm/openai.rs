@@ -138,18 +138,7 @@ impl OpenAiClient {
                 }
             }
         }
-        if let Some(event) = decoder.finish()
-            && state.apply(&event.event, &event.data, sink)?
-        {
-            return Ok(state.finish());
-        }
-        // Some servers end a finished stream without `[DONE]`; only a stream that never said
-        // it finished was cut.
-        if state.finish_reason.is_some() {
-            Ok(state.finish())
-        } else {
-            Err(LlmError::StreamCut("the stream ended before the reply was finished".into()))
-        }
+        end_of_stream(decoder, state, sink)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LlmError {
@@ -401,21 +390,43 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// Parses the bytes of a whole SSE response into its text, as the client would: for tests
-/// and tools that replay recorded streams.
-pub fn decode_stream(chunks: &[&[u8]]) -> Result<Completion, LlmError> {
+/// What a stream that ended without `[DONE]` amounts to. A last event cut off mid-way is a
+/// broken stream; some servers end a finished stream without `[DONE]`, so a stream that said
+/// it finished is complete; any other stream was cut.
+fn end_of_stream(
+    mut decoder: SseDecoder,
+    mut state: StreamState,
+    sink: &dyn TokenSink,
+) -> Result<Completion, LlmError> {
+    if let Some(event) = decoder.finish() {
+        match state.apply(&event.event, &event.data, sink) {
+            Ok(_) => {}
+            Err(LlmError::Protocol(_)) => {
+                return Err(LlmError::StreamCut("the stream ended mid-message".into()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if state.finish_reason.is_some() {
+        Ok(state.finish())
+    } else {
+        Err(LlmError::StreamCut("the stream ended before the reply was finished".into()))
+    }
+}
+
+/// Decodes the bytes of a streamed response, chunked in any way, exactly as the client does.
+pub fn decode_stream<'a>(
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    sink: &dyn TokenSink,
+) -> Result<Completion, LlmError> {
     let mut decoder = SseDecoder::new();
     let mut state = StreamState::default();
-    let sink = super::NoSink;
     for chunk in chunks {
         for event in decoder.push(chunk) {
-            if state.apply(&event.event, &event.data, &sink)? {
+            if state.apply(&event.event, &event.data, sink)? {
                 return Ok(state.finish());
             }
         }
     }
-    if let Some(event) = decoder.finish() {
-        state.apply(&event.event, &event.data, &sink)?;
-    }
-    Ok(state.finish())
+    end_of_stream(decoder, state, sink)
 }

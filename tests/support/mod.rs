@@ -1,0 +1,409 @@
+//! Test support: a fake OpenAI-compatible server (real HTTP on a random port) that streams
+//! with arbitrary chunk splits, comments, a role-only first delta and usage chunks, and can be
+//! told to fail in the ways real servers do; plus helpers to build an engine against it.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crossfire::config::{Config, Overrides};
+use crossfire::debate::{Engine, Settings};
+use crossfire::persona::Persona;
+use crossfire::prompts::Prompts;
+use crossfire::story::Story;
+
+/// Which calls a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Debater,
+    Judge,
+}
+
+/// A way for one call to go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 with a JSON error body.
+    ServerError,
+    /// 503 forever: the endpoint is down (never consumed).
+    AlwaysDown,
+    /// 429 with `Retry-After: secs`.
+    RateLimited { secs: u64 },
+    /// The stream stops half-way, with no finish reason.
+    CutStream,
+    /// An error frame inside a 200 stream, half-way.
+    ErrorFrame,
+    /// No answer at all for a long time.
+    Hang,
+    /// The judge answers prose instead of JSON.
+    NonJson,
+}
+
+/// How the fake judge decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgeMode {
+    /// Prefers the speaker who plays this persona, whatever the order.
+    Prefer(String),
+    /// Always picks whoever is listed first: a positional bias.
+    FirstListed,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub body: Value,
+    pub target: Target,
+    pub received: Instant,
+    pub finished: Arc<Mutex<Option<Instant>>>,
+    pub fault: Option<Fault>,
+    /// The text the fake meant to send (whole), for checking nothing was doubled.
+    pub text: String,
+}
+
+impl Logged {
+    pub fn system(&self) -> &str {
+        self.body["messages"][0]["content"].as_str().unwrap_or("")
+    }
+    pub fn user(&self) -> &str {
+        self.body["messages"][1]["content"].as_str().unwrap_or("")
+    }
+    pub fn all_text(&self) -> String {
+        self.body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m["content"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+    pub fn finished(&self) -> Option<Instant> {
+        *self.finished.lock().unwrap()
+    }
+}
+
+struct Shared {
+    log: Mutex<Vec<Logged>>,
+    faults: Mutex<VecDeque<(Target, Fault)>>,
+    latency: Duration,
+    token_delay: Duration,
+    judge: JudgeMode,
+}
+
+/// The fake server.
+pub struct FakeLlm {
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    shared: Arc<Shared>,
+}
+
+/// How to start a fake.
+pub struct FakeOptions {
+    pub latency: Duration,
+    pub token_delay: Duration,
+    pub judge: JudgeMode,
+    pub faults: Vec<(Target, Fault)>,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            latency: Duration::from_millis(5),
+            token_delay: Duration::from_millis(1),
+            judge: JudgeMode::Prefer("Winston Churchill".into()),
+            faults: Vec::new(),
+        }
+    }
+}
+
+impl FakeLlm {
+    pub async fn start(options: FakeOptions) -> FakeLlm {
+        let shared = Arc::new(Shared {
+            log: Mutex::new(Vec::new()),
+            faults: Mutex::new(options.faults.into()),
+            latency: options.latency,
+            token_delay: options.token_delay,
+            judge: options.judge,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeLlm {
+            base_url: format!("http://{addr}/v1"),
+            shared,
+        }
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    pub fn requests(&self, target: Target) -> Vec<Logged> {
+        self.log().into_iter().filter(|l| l.target == target).collect()
+    }
+}
+
+/// A deterministic speech for a debater request: names the persona and round, quotes a story
+/// figure and invents one, and carries multi-byte characters so split UTF-8 is exercised.
+pub fn speech_for(body: &Value) -> String {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    let name = system
+        .split("You are ")
+        .nth(1)
+        .and_then(|s| s.split([':', '(']).next())
+        .unwrap_or("Nobody")
+        .trim();
+    let round = if user.starts_with("Round 2") { 2 } else { 1 };
+    format!(
+        "I am {name}, speaking in round {round} — the 6,000 casualties weigh on me, \
+         and I say 99,999 men were lost. Déjà vu: « la guerre » 🕊️ 戦争."
+    )
+}
+
+fn judge_reply(body: &Value, mode: &JudgeMode) -> String {
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    let winner = match mode {
+        JudgeMode::FirstListed => "speaker_1",
+        JudgeMode::Prefer(name) => {
+            if user.contains(&format!("## Speaker 1 plays {name}")) {
+                "speaker_1"
+            } else {
+                "speaker_2"
+            }
+        }
+    };
+    let card = |hi: bool| {
+        let s = if hi { 8 } else { 5 };
+        json!({
+            "argument": {"score": s, "reason": "clear"},
+            "evidence": {"score": s, "reason": "used the story"},
+            "rebuttal": {"score": s - 1, "reason": "answered"},
+            "fidelity": {"score": s, "reason": "in voice"},
+        })
+    };
+    json!({
+        "speaker_1": card(winner == "speaker_1"),
+        "speaker_2": card(winner == "speaker_2"),
+        "winner": winner,
+        "rationale": format!("{winner} made the stronger case."),
+    })
+    .to_string()
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "bad json").into_response();
+    };
+    let target = if body.get("response_format").is_some() {
+        Target::Judge
+    } else {
+        Target::Debater
+    };
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        match faults.iter().position(|(t, _)| *t == target) {
+            Some(i) if faults[i].1 == Fault::AlwaysDown => Some(Fault::AlwaysDown),
+            Some(i) => faults.remove(i).map(|(_, f)| f),
+            None => None,
+        }
+    };
+    let text = match target {
+        Target::Debater => speech_for(&body),
+        Target::Judge => judge_reply(&body, &shared.judge),
+    };
+    let finished = Arc::new(Mutex::new(None));
+    let index = {
+        let mut log = shared.log.lock().unwrap();
+        log.push(Logged {
+            body: body.clone(),
+            target,
+            received: Instant::now(),
+            finished: finished.clone(),
+            fault,
+            text: text.clone(),
+        });
+        log.len()
+    };
+    let mark_finished = {
+        let finished = finished.clone();
+        move || *finished.lock().unwrap() = Some(Instant::now())
+    };
+
+    tokio::time::sleep(shared.latency).await;
+    let error = |status: StatusCode, message: &str| {
+        let body = json!({"error": {"message": message, "type": "server_error", "code": status.as_u16()}});
+        (status, [("content-type", "application/json")], body.to_string()).into_response()
+    };
+    match fault {
+        Some(Fault::ServerError) => {
+            mark_finished();
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "the fake broke");
+        }
+        Some(Fault::AlwaysDown) => {
+            mark_finished();
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the fake is down");
+        }
+        Some(Fault::RateLimited { secs }) => {
+            mark_finished();
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            response
+                .headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+            return response;
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return error(StatusCode::GATEWAY_TIMEOUT, "too late");
+        }
+        _ => {}
+    }
+    let text = if fault == Some(Fault::NonJson) {
+        "Speaker one was plainly the better debater, in my view.".to_string()
+    } else {
+        text
+    };
+    let prompt_tokens = (body.to_string().len() / 4) as u64;
+    let pieces = split_words(&text);
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len()});
+
+    if body["stream"] != json!(true) {
+        mark_finished();
+        let reply = json!({
+            "id": "cmpl-fake", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return ([("content-type", "application/json")], reply.to_string()).into_response();
+    }
+
+    let mut bytes = sse_bytes(&pieces, &usage);
+    match fault {
+        Some(Fault::CutStream) => bytes.truncate(bytes.len() / 2),
+        Some(Fault::ErrorFrame) => {
+            bytes.truncate(bytes.len() / 2);
+            // Back to a line boundary, then an error frame as some servers send.
+            let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(cut);
+            bytes.extend_from_slice(b"\ndata: {\"error\": {\"message\": \"upstream overloaded\", \"code\": 503}}\n\n");
+        }
+        _ => {}
+    }
+    let chunks = random_chunks(bytes, index as u64);
+    let delay = shared.token_delay;
+    let stream = futures::stream::unfold((chunks.into_iter(), mark_finished), move |(mut it, done)| async move {
+        match it.next() {
+            Some(chunk) => {
+                tokio::time::sleep(delay).await;
+                Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
+            }
+            None => {
+                done();
+                None
+            }
+        }
+    });
+    ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response()
+}
+
+/// Splits text into word-sized deltas, keeping the spaces.
+pub fn split_words(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c == ' ' && !current.is_empty() {
+            pieces.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// The bytes of a streamed completion as OpenAI-compatible servers send it: a comment, a
+/// role-only first delta, content deltas, a finish chunk, a usage chunk and `[DONE]`.
+pub fn sse_bytes(pieces: &[String], usage: &Value) -> Vec<u8> {
+    let mut out = String::from(": OPENROUTER PROCESSING\n\n");
+    let frame = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    out += &format!("data: {}\n\n", frame(json!({"role": "assistant", "content": ""}), Value::Null));
+    for piece in pieces {
+        out += &format!("data: {}\n\n", frame(json!({"content": piece}), Value::Null));
+    }
+    out += &format!("data: {}\n\n", frame(json!({}), json!("stop")));
+    out += &format!("data: {}\n\n", json!({"id": "chatcmpl-fake", "choices": [], "usage": usage}));
+    out += "data: [DONE]\n\n";
+    out.into_bytes()
+}
+
+/// Splits bytes at pseudo-random points (1–9 bytes a chunk), ignoring UTF-8 boundaries.
+pub fn random_chunks(bytes: Vec<u8>, seed: u64) -> Vec<Vec<u8>> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut chunks = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let n = (1 + state % 9) as usize;
+        let n = n.min(rest.len());
+        chunks.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    chunks
+}
+
+/// A configuration pointing debaters and judge at the fake, with quick retries and timeouts.
+pub fn config_for(base_url: &str) -> Config {
+    let vars = [
+        ("CROSSFIRE_LLM_BASE_URL", base_url.to_string()),
+        ("CROSSFIRE_LLM_MODEL", "fake-debater".to_string()),
+        ("CROSSFIRE_JUDGE_MODEL", "fake-judge".to_string()),
+        ("CROSSFIRE_LLM_TIMEOUT_S", "1".to_string()),
+    ];
+    let mut config = Config::load(
+        None,
+        |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
+        &Overrides::default(),
+    )
+    .unwrap();
+    for llm in [&mut config.llm, &mut config.judge] {
+        llm.retry_base = Duration::from_millis(20);
+        llm.max_retries = 3;
+    }
+    config
+}
+
+pub fn engine_for(config: &Config) -> Engine {
+    Engine {
+        prompts: Arc::new(Prompts::load(&config.paths.prompts_dir).unwrap()),
+        debater: crossfire::llm::from_config(&config.llm).unwrap(),
+        judge: crossfire::llm::from_config(&config.judge).unwrap(),
+        settings: Settings::from_config(config),
+    }
+}
+
+pub fn story(id: &str) -> Story {
+    Story::load(std::path::Path::new("stories"), id, 64 * 1024).unwrap()
+}
+
+pub fn persona(id: &str) -> Persona {
+    Persona::load(std::path::Path::new("personas"), id).unwrap()
+}
