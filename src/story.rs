@@ -189,8 +189,12 @@ impl Story {
         };
         let text = std::str::from_utf8(bytes)
             .map_err(|e| invalid(1, 1, format!("not UTF-8 text: {e}")))?;
-        let mut story: Story =
-            serde_json::from_str(text).map_err(|e| invalid(e.line(), e.column(), e.to_string()))?;
+        let mut story: Story = serde_json::from_str(text).map_err(|e| {
+            let (line, column) = json_error_position(text, &e);
+            let message = e.to_string();
+            let message = message.rsplit_once(" at line ").map_or(&*message, |(m, _)| m);
+            invalid(line, column, message.to_string())
+        })?;
         let at = |key: &str| line_col(text, find_key(text, key).unwrap_or(0));
         if !crate::is_valid_id(&story.id) {
             let (line, column) = at("id");
@@ -279,5 +283,29 @@ impl Story {
             parts.push(&s.title);
         }
         parts.join("\n")
+    }
+}
+
+/// Where a JSON error is. serde_json reports the position after the offending key; for an
+/// unknown field the editor wants the key itself.
+fn json_error_position(text: &str, e: &serde_json::Error) -> (usize, usize) {
+    let (line, column) = (e.line(), e.column());
+    let message = e.to_string();
+    let field = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let Some(field) = field else {
+        return (line, column);
+    };
+    let Some(line_text) = text.lines().nth(line.saturating_sub(1)) else {
+        return (line, column);
+    };
+    let end = line_text
+        .char_indices()
+        .nth(column)
+        .map_or(line_text.len(), |(i, _)| i);
+    match line_text[..end].rfind(&format!("\"{field}\"")) {
+        Some(start) => (line, line_text[..start].chars().count() + 1),
+        None => (line, column),
     }
 }
