@@ -110,11 +110,26 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // One line, the whole cause chain, no backtrace.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', "; "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole cause chain on one line, each cause once (library errors already name their
+/// source in their message), and no backtrace.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', "; ")
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -1,0 +1,219 @@
+//! The `crossfire` binary as a user runs it: streamed and JSON debates against the fake
+//! server, perspectives, persona checks, prompt rendering, and one-line errors.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use support::{FakeLlm, FakeOptions, Fault, Target};
+
+/// Runs the binary off the async runtime (the fake server lives on it).
+async fn crossfire(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crossfire"));
+    command.args(args);
+    for var in [
+        "CROSSFIRE_CONFIG",
+        "CROSSFIRE_LLM_BASE_URL",
+        "CROSSFIRE_LLM_BACKEND",
+        "CROSSFIRE_JUDGE_BASE_URL",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A config file with quick retries, so failure cases finish fast.
+fn quick_config() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("crossfire-cli-{}.toml", std::process::id()));
+    std::fs::write(&path, "[llm]\nmax_retries = 1\nretry_base_ms = 10\ntimeout_s = 2\n").unwrap();
+    path
+}
+
+const DEBATE: &[&str] = &[
+    "debate",
+    "--story",
+    "nk-troops-russia",
+    "--a",
+    "winston-churchill",
+    "--b",
+    "george-kennan",
+    "--motion",
+    "Is Pyongyang winning more than it is losing?",
+];
+
+#[tokio::test]
+async fn a_debate_streams_under_speaker_headers_then_a_verdict_table() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let out = crossfire(DEBATE, &[("CROSSFIRE_LLM_BASE_URL", &fake.base_url)]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let order = [
+        "Motion: Is Pyongyang winning more than it is losing?",
+        "━━ Round 1 · Opening · Winston Churchill (A) ━━\nI am Winston Churchill, speaking in round 1",
+        "⚠ not in the story: 99,999",
+        "━━ Round 1 · Opening · George F. Kennan (B) ━━\nI am George F. Kennan, speaking in round 1",
+        "━━ Round 2 · Rebuttal · Winston Churchill (A) ━━\nI am Winston Churchill, speaking in round 2",
+        "━━ Round 2 · Rebuttal · George F. Kennan (B) ━━\nI am George F. Kennan, speaking in round 2",
+        "━━ Verdict: Winston Churchill (A) wins ━━",
+        "total",
+        "Pass 1 (A shown first): Winston Churchill made the stronger case.",
+    ];
+    let mut at = 0;
+    for part in order {
+        let found = text[at..].find(part).unwrap_or_else(|| panic!("missing {part:?} after byte {at} in:\n{text}"));
+        at += found + part.len();
+    }
+}
+
+#[tokio::test]
+async fn json_prints_the_transcript() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let mut args = DEBATE.to_vec();
+    args.push("--json");
+    let out = crossfire(&args, &[("CROSSFIRE_LLM_BASE_URL", &fake.base_url)]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(t["status"], "done");
+    assert_eq!(t["story"], "nk-troops-russia");
+    assert_eq!(t["personas"]["a"]["id"], "winston-churchill");
+    assert_eq!(t["personas"]["b"]["version"].as_str().unwrap().len(), 64);
+    assert_eq!(t["rounds"][1]["kind"], "rebuttal");
+    assert_eq!(t["rounds"][0]["turns"][1]["speaker"], "b");
+    assert_eq!(t["verdict"]["winner"], "a");
+    assert_eq!(t["verdict"]["scores"]["a"]["criteria"]["rebuttal"], 7.0);
+    assert_eq!(t["provenance"]["model"], "gpt-4o-mini");
+    assert!(t["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(t["error"].is_null());
+}
+
+#[tokio::test]
+async fn a_perspective_streams_and_prints_json() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let env = [("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str())];
+    let args = ["perspective", "--story", "fed-rate-cuts-2024", "--persona", "adam-smith"];
+    let out = crossfire(&args, &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("━━ Adam Smith's perspective ━━\nI am Adam Smith"), "{}", stdout(&out));
+
+    let out = crossfire(&[&args[..], &["--json"]].concat(), &env).await;
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(p["status"], "done");
+    assert_eq!(p["persona"]["id"], "adam-smith");
+    assert!(p["text"].as_str().unwrap().starts_with("I am Adam Smith"));
+    let request = &fake.requests(Target::Debater)[0];
+    assert!(request.system().starts_with("# The news story\nTitle: Federal Reserve"), "{}", &request.system()[..80]);
+}
+
+#[tokio::test]
+async fn unknown_personas_and_stories_are_named_in_one_line() {
+    let env = [("CROSSFIRE_LLM_BASE_URL", "http://127.0.0.1:9/v1")];
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["debate", "--story", "nk-troops-russia", "--a", "winston-churchil", "--b", "george-kennan"],
+            "error: unknown persona `winston-churchil`: there is no personas/winston-churchil.toml\n",
+        ),
+        (
+            &["debate", "--story", "nk-troops", "--a", "winston-churchill", "--b", "george-kennan"],
+            "error: unknown story `nk-troops`: there is no stories/nk-troops.json\n",
+        ),
+        (
+            &["debate", "--story", "nk-troops-russia", "--a", "winston-churchill", "--b", "winston-churchill"],
+            "error: a persona cannot debate itself: pick two different personas\n",
+        ),
+        (
+            &["--config", "/nonexistent/crossfire.toml", "personas", "check"],
+            "error: cannot read config file /nonexistent/crossfire.toml: No such file or directory (os error 2)\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = crossfire(args, &env).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out), expected);
+    }
+    let long = "x".repeat(301);
+    let out = crossfire(&[&DEBATE[..7], &["--motion", &long]].concat(), &env).await;
+    assert_eq!(stderr(&out), "error: the motion is 301 characters long; the limit is 300\n");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_is_down_or_refusing_fails_with_its_status() {
+    let config = quick_config();
+    let config = config.to_str().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", l.local_addr().unwrap())
+    };
+    let out = crossfire(&[&["--config", config], DEBATE].concat(), &[("CROSSFIRE_LLM_BASE_URL", &closed)]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with(&format!("error: cannot reach the model at {closed}/chat/completions")), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Debater, Fault::AlwaysDown)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let out = crossfire(&[&["--config", config], DEBATE].concat(), &[("CROSSFIRE_LLM_BASE_URL", &fake.base_url)]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("answered 503: Service Unavailable: the fake is down (gave up after 2 attempts)"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[tokio::test]
+async fn without_an_endpoint_the_embedded_backend_says_what_to_do() {
+    let out = crossfire(DEBATE, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CROSSFIRE_LLM_BASE_URL"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn personas_check_lists_every_problem_and_fails() {
+    let ok = crossfire(&["personas", "check"], &[]).await;
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).starts_with("18 personas ok"), "{}", stdout(&ok));
+
+    let dir = std::env::temp_dir().join(format!("crossfire-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string("personas/adam-smith.toml").unwrap();
+    std::fs::write(dir.join("adam-smith.toml"), &good).unwrap();
+    std::fs::write(dir.join("typo.toml"), good.replacen("id = \"adam-smith\"", "id = \"typo\"\nnmae = \"x\"", 1)).unwrap();
+    std::fs::write(dir.join("broken.toml"), "id = \"broken\nname = 1\n").unwrap();
+    let out = crossfire(&["personas", "check", dir.to_str().unwrap()], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| l.replace(&format!("{}/", dir.display()), ""))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("broken.toml:1:13: invalid basic string"), "{lines:?}");
+    assert!(lines[1].starts_with("typo.toml:2:1: unknown field `nmae`"), "{lines:?}");
+    assert_eq!(stderr(&out), "2 problem(s); 1 personas ok\n");
+}
+
+#[tokio::test]
+async fn prompts_render_shows_all_six_calls_and_calls_nothing() {
+    let out = crossfire(
+        &["prompts", "render", "--story", "nk-troops-russia", "--a", "thucydides", "--b", "hannah-arendt"],
+        &[("CROSSFIRE_LLM_BASE_URL", "http://127.0.0.1:9/v1")],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("════════ ").count(), 6);
+    assert_eq!(text.matches("# The news story\nTitle: North Korea deploys troops").count(), 6);
+    assert!(text.contains("Which path is the likelier for"), "the default motion comes from the story");
+}
