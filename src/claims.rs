@@ -91,7 +91,11 @@ fn figures(text: &str) -> Vec<Figure> {
         let glued = prev.is_some_and(|p| p.is_alphanumeric() || p == '_')
             || (prev == Some('-') && prev2.is_some_and(|p| p.is_alphanumeric()))
             || (prev == Some('.') && prev2.is_some_and(|p| p.is_ascii_digit()));
-        let start = if matches!(prev, Some('$' | '€' | '£')) { i - 1 } else { i };
+        let start = if matches!(prev, Some('$' | '€' | '£')) {
+            i - 1
+        } else {
+            i
+        };
         let money = start < i;
         let mut j = i;
         let mut digits = String::new();
@@ -148,7 +152,8 @@ fn figures(text: &str) -> Vec<Figure> {
             end += skipped + word.len();
             value *= scale;
             marked = true;
-        } else if lower.chars().next().is_some_and(|c| c.is_alphabetic()) && !lower.starts_with('s') {
+        } else if lower.chars().next().is_some_and(|c| c.is_alphabetic()) && !lower.starts_with('s')
+        {
             // "3rd", "15th": ordinals are not figures. ("1990s" is.)
             i = j;
             continue;
@@ -234,7 +239,13 @@ mod tests {
             Kim called it a \"sacred fight\" and a “war of liberation”; 3 ships sank in the 3rd week of 1943.";
         assert_eq!(
             checker.unsupported(speech),
-            vec!["20,000", "$9 billion", "75%", "1943", "\"war of liberation\""]
+            vec![
+                "20,000",
+                "$9 billion",
+                "75%",
+                "1943",
+                "\"war of liberation\""
+            ]
         );
     }
 

@@ -288,11 +288,7 @@ impl Config {
             addr: get("CROSSFIRE_ADDR")
                 .or(file.server.addr)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
-            debates_per_day: per_day(
-                "CROSSFIRE_DEBATES_PER_DAY",
-                file.server.debates_per_day,
-                20,
-            )?,
+            debates_per_day: per_day("CROSSFIRE_DEBATES_PER_DAY", file.server.debates_per_day, 20)?,
             perspectives_per_day: per_day(
                 "CROSSFIRE_PERSPECTIVES_PER_DAY",
                 file.server.perspectives_per_day,
@@ -400,7 +396,11 @@ mod tests {
     #[test]
     fn bad_environment_values_name_the_variable() {
         let err = load(&[("CROSSFIRE_LLM_TIMEOUT_S", "soon")], None).unwrap_err();
-        assert!(err.to_string().starts_with("CROSSFIRE_LLM_TIMEOUT_S=\"soon\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("CROSSFIRE_LLM_TIMEOUT_S=\"soon\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -410,9 +410,16 @@ mod tests {
         let path = dir.join("crossfire.toml");
         std::fs::write(&path, "[llm]\nbase_url = \"http://x/v1\"\ntimeout = 5\n").unwrap();
         let err = load(&[], Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("crossfire.toml:3:1: unknown field `timeout`"), "{err}");
+        assert!(
+            err.contains("crossfire.toml:3:1: unknown field `timeout`"),
+            "{err}"
+        );
         std::fs::write(&path, "[llm]\nbase_url = \"http://x/v1\"\ntimeout_s = 5\n").unwrap();
         let config = load(&[("CROSSFIRE_LLM_TIMEOUT_S", "9")], Some(&path)).unwrap();
-        assert_eq!(config.llm.timeout, Duration::from_secs(9), "environment wins over file");
+        assert_eq!(
+            config.llm.timeout,
+            Duration::from_secs(9),
+            "environment wins over file"
+        );
     }
 }

@@ -195,8 +195,12 @@ impl Engine {
         )?;
         transcript.usage += open_a.1;
         transcript.usage += open_b.1;
-        let rebuttal_a = self.prompts.rebuttal(setup, Speaker::A, &open_a.0.text, &open_b.0.text)?;
-        let rebuttal_b = self.prompts.rebuttal(setup, Speaker::B, &open_b.0.text, &open_a.0.text)?;
+        let rebuttal_a =
+            self.prompts
+                .rebuttal(setup, Speaker::A, &open_a.0.text, &open_b.0.text)?;
+        let rebuttal_b =
+            self.prompts
+                .rebuttal(setup, Speaker::B, &open_b.0.text, &open_a.0.text)?;
         transcript.rounds.push(Round {
             round: 1,
             kind: RoundKind::Opening,

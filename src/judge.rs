@@ -112,7 +112,11 @@ pub fn parse_lenient(reply: &str) -> Result<RawPass, String> {
         "speaker1" | "1" | "first" => Some(0),
         "speaker2" | "2" | "second" => Some(1),
         "tie" | "draw" | "none" => None,
-        other => return Err(format!("`winner` is `{other}`, not speaker_1, speaker_2 or tie")),
+        other => {
+            return Err(format!(
+                "`winner` is `{other}`, not speaker_1, speaker_2 or tie"
+            ));
+        }
     };
     let rationale = field("rationale")
         .and_then(Value::as_str)
@@ -175,7 +179,9 @@ pub async fn run_pass(
     let (raw, repaired) = match parse_lenient(&first.text) {
         Ok(raw) => (raw, false),
         Err(problem) => {
-            request.messages.push(Message::new(Role::Assistant, first.text));
+            request
+                .messages
+                .push(Message::new(Role::Assistant, first.text));
             request.messages.push(Message::new(
                 Role::User,
                 format!(
@@ -185,7 +191,8 @@ pub async fn run_pass(
             ));
             let second = model.complete(&request, &NoSink).await?;
             *usage += second.usage;
-            let raw = parse_lenient(&second.text).map_err(|reason| JudgeError::Unreadable { reason })?;
+            let raw =
+                parse_lenient(&second.text).map_err(|reason| JudgeError::Unreadable { reason })?;
             (raw, true)
         }
     };
@@ -326,7 +333,11 @@ mod tests {
     #[test]
     fn lenient_parse_rejects_what_cannot_be_read() {
         assert!(parse_lenient("I think the first speaker won.").is_err());
-        assert!(parse_lenient(&reply("the better one")).unwrap_err().contains("winner"));
+        assert!(
+            parse_lenient(&reply("the better one"))
+                .unwrap_err()
+                .contains("winner")
+        );
         assert!(parse_lenient(r#"{"speaker_1": {}, "speaker_2": {}, "winner": "tie"}"#).is_err());
     }
 
@@ -336,7 +347,11 @@ mod tests {
         let first = to_sides(raw.clone(), [Speaker::A, Speaker::B], false);
         let swapped = to_sides(raw, [Speaker::B, Speaker::A], false);
         assert_eq!(first.winner, Winner::A);
-        assert_eq!(swapped.winner, Winner::B, "the same label is the other side when swapped");
+        assert_eq!(
+            swapped.winner,
+            Winner::B,
+            "the same label is the other side when swapped"
+        );
         assert_eq!(swapped.scores.b.argument, 8.0);
 
         let names = Sides {
@@ -349,6 +364,12 @@ mod tests {
 
         let verdict = combine(vec![first.clone(), first], &names);
         assert_eq!((verdict.winner, verdict.contested), (Winner::A, false));
-        assert!(verdict.rationale.starts_with("Churchill was sharper than Kennan."), "{}", verdict.rationale);
+        assert!(
+            verdict
+                .rationale
+                .starts_with("Churchill was sharper than Kennan."),
+            "{}",
+            verdict.rationale
+        );
     }
 }

@@ -19,7 +19,11 @@ use crossfire::story::Story;
 use crossfire::transcript::{Round, RoundKind, Status, Turn, new_id};
 
 #[derive(Parser)]
-#[command(name = "crossfire", version, about = "Debates and perspectives of historical figures on today's news")]
+#[command(
+    name = "crossfire",
+    version,
+    about = "Debates and perspectives of historical figures on today's news"
+)]
 struct Cli {
     /// Configuration file (default: $CROSSFIRE_CONFIG, else none).
     #[arg(long, global = true)]
@@ -163,7 +167,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn load_story(config: &Config, reference: &str) -> Result<Story> {
-    Ok(Story::load(&config.paths.stories_dir, reference, config.story_max_bytes)?)
+    Ok(Story::load(
+        &config.paths.stories_dir,
+        reference,
+        config.story_max_bytes,
+    )?)
 }
 
 fn load_persona(config: &Config, id: &str) -> Result<Persona> {
@@ -192,8 +200,14 @@ async fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCo
             .await
     } else {
         let (sink, events) = EventSink::channel();
-        let printer = tokio::spawn(terminal::render_debate(events, [a.clone(), b.clone()], motion.clone()));
-        let transcript = engine.run_debate(new_id(), &story, &a, &b, &motion, &sink).await;
+        let printer = tokio::spawn(terminal::render_debate(
+            events,
+            [a.clone(), b.clone()],
+            motion.clone(),
+        ));
+        let transcript = engine
+            .run_debate(new_id(), &story, &a, &b, &motion, &sink)
+            .await;
         drop(sink);
         printer.await.context("the terminal printer failed")?;
         terminal::print_summary(&transcript);
@@ -202,7 +216,10 @@ async fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCo
     if json {
         println!("{}", serde_json::to_string_pretty(&transcript)?);
     }
-    finish(transcript.status, transcript.error.as_ref().map(|e| e.message.as_str()))
+    finish(
+        transcript.status,
+        transcript.error.as_ref().map(|e| e.message.as_str()),
+    )
 }
 
 async fn perspective(config: &Config, story: &str, persona: &str, json: bool) -> Result<ExitCode> {
@@ -217,7 +234,9 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
     } else {
         let (sink, events) = EventSink::channel();
         let printer = tokio::spawn(terminal::render_perspective(events, persona.clone()));
-        let record = engine.run_perspective(new_id(), &story, &persona, &sink).await;
+        let record = engine
+            .run_perspective(new_id(), &story, &persona, &sink)
+            .await;
         drop(sink);
         printer.await.context("the terminal printer failed")?;
         record
@@ -225,7 +244,10 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     }
-    finish(record.status, record.error.as_ref().map(|e| e.message.as_str()))
+    finish(
+        record.status,
+        record.error.as_ref().map(|e| e.message.as_str()),
+    )
 }
 
 fn finish(status: Status, error: Option<&str>) -> Result<ExitCode> {
@@ -246,7 +268,11 @@ fn check_personas(dir: &std::path::Path) -> Result<ExitCode> {
         writeln!(out, "{} personas ok in {}", personas.len(), dir.display())?;
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} problem(s); {} personas ok", problems.len(), personas.len());
+        eprintln!(
+            "{} problem(s); {} personas ok",
+            problems.len(),
+            personas.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -299,17 +325,38 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
         ("opening, side B", prompts.opening(&setup, Speaker::B)?),
         (
             "rebuttal, side A",
-            prompts.rebuttal(&setup, Speaker::A, &rounds[0].turns[0].text, &rounds[0].turns[1].text)?,
+            prompts.rebuttal(
+                &setup,
+                Speaker::A,
+                &rounds[0].turns[0].text,
+                &rounds[0].turns[1].text,
+            )?,
         ),
         (
             "rebuttal, side B",
-            prompts.rebuttal(&setup, Speaker::B, &rounds[0].turns[1].text, &rounds[0].turns[0].text)?,
+            prompts.rebuttal(
+                &setup,
+                Speaker::B,
+                &rounds[0].turns[1].text,
+                &rounds[0].turns[0].text,
+            )?,
         ),
-        ("judge, pass 1 (A first)", prompts.judge(&setup, [Speaker::A, Speaker::B], &rounds)?),
-        ("judge, pass 2 (B first)", prompts.judge(&setup, [Speaker::B, Speaker::A], &rounds)?),
+        (
+            "judge, pass 1 (A first)",
+            prompts.judge(&setup, [Speaker::A, Speaker::B], &rounds)?,
+        ),
+        (
+            "judge, pass 2 (B first)",
+            prompts.judge(&setup, [Speaker::B, Speaker::A], &rounds)?,
+        ),
     ];
     let mut out = std::io::stdout().lock();
-    writeln!(out, "templates {} (version {})", config.paths.prompts_dir.display(), prompts.version())?;
+    writeln!(
+        out,
+        "templates {} (version {})",
+        config.paths.prompts_dir.display(),
+        prompts.version()
+    )?;
     for (title, messages) in calls {
         writeln!(out, "\n════════ {title} ════════")?;
         for message in messages {

@@ -69,7 +69,14 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -119,7 +126,11 @@ impl Persona {
 
     /// Parses a persona file's bytes, reporting every problem found with its location.
     /// `expected_id` is the file stem that the id must equal, if any.
-    pub fn parse(path: &Path, bytes: &[u8], expected_id: Option<&str>) -> Result<Persona, Vec<Problem>> {
+    pub fn parse(
+        path: &Path,
+        bytes: &[u8],
+        expected_id: Option<&str>,
+    ) -> Result<Persona, Vec<Problem>> {
         let problem = |offset: usize, text: &str, message: String| {
             let (line, column) = line_col(text, offset);
             Problem {
@@ -131,7 +142,13 @@ impl Persona {
         };
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
-            Err(e) => return Err(vec![problem(e.valid_up_to(), "", format!("not UTF-8 text: {e}"))]),
+            Err(e) => {
+                return Err(vec![problem(
+                    e.valid_up_to(),
+                    "",
+                    format!("not UTF-8 text: {e}"),
+                )]);
+            }
         };
         let mut persona: Persona = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);

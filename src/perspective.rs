@@ -30,7 +30,10 @@ impl Engine {
             usage: Default::default(),
             error: None,
         };
-        let result = match self.prompts.perspective(story, persona, self.settings.words()) {
+        let result = match self
+            .prompts
+            .perspective(story, persona, self.settings.words())
+        {
             Err(e) => Err(ErrorInfo {
                 code: "template_error".into(),
                 message: e.to_string(),

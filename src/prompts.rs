@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use minijinja::value::Serde;
 use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde::Serialize;
 
@@ -143,8 +143,15 @@ impl Prompts {
     }
 
     /// The messages of an opening speech.
-    pub fn opening(&self, setup: &DebateSetup, speaker: Speaker) -> Result<Vec<Message>, PromptError> {
-        self.render("opening.j2", self.debater_context(setup, speaker, context! {}))
+    pub fn opening(
+        &self,
+        setup: &DebateSetup,
+        speaker: Speaker,
+    ) -> Result<Vec<Message>, PromptError> {
+        self.render(
+            "opening.j2",
+            self.debater_context(setup, speaker, context! {}),
+        )
     }
 
     /// The messages of a rebuttal, which answers the opponent's opening.
@@ -197,7 +204,12 @@ impl Prompts {
     }
 
     /// The messages of a persona's perspective on a story.
-    pub fn perspective(&self, story: &Story, persona: &Persona, words: u32) -> Result<Vec<Message>, PromptError> {
+    pub fn perspective(
+        &self,
+        story: &Story,
+        persona: &Persona,
+        words: u32,
+    ) -> Result<Vec<Message>, PromptError> {
         let ctx = context! { story => Serde(story), me => Serde(persona), words };
         self.render("perspective.j2", ctx)
     }

@@ -180,7 +180,11 @@ impl Story {
     }
 
     /// Parses story JSON; `expected_id` is the file stem the id must equal, if any.
-    pub fn parse(path: &Path, bytes: &[u8], expected_id: Option<&str>) -> Result<Story, StoryError> {
+    pub fn parse(
+        path: &Path,
+        bytes: &[u8],
+        expected_id: Option<&str>,
+    ) -> Result<Story, StoryError> {
         let invalid = |line, column, message: String| StoryError::Invalid {
             path: path.to_path_buf(),
             line,
@@ -192,7 +196,9 @@ impl Story {
         let mut story: Story = serde_json::from_str(text).map_err(|e| {
             let (line, column) = json_error_position(text, &e);
             let message = e.to_string();
-            let message = message.rsplit_once(" at line ").map_or(&*message, |(m, _)| m);
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(&*message, |(m, _)| m);
             invalid(line, column, message.to_string())
         })?;
         let at = |key: &str| line_col(text, find_key(text, key).unwrap_or(0));
@@ -211,7 +217,10 @@ impl Story {
             return Err(invalid(
                 line,
                 column,
-                format!("field `id`: `{}` must equal the file name `{stem}`", story.id),
+                format!(
+                    "field `id`: `{}` must equal the file name `{stem}`",
+                    story.id
+                ),
             ));
         }
         for (field, value) in [("title", &story.title), ("overview", &story.overview)] {
@@ -225,7 +234,10 @@ impl Story {
     }
 
     /// Loads every `*.json` story in `dir`, sorted by id; the errors of bad files are kept.
-    pub fn load_dir(dir: &Path, max_bytes: usize) -> Result<Vec<Result<Story, StoryError>>, StoryError> {
+    pub fn load_dir(
+        dir: &Path,
+        max_bytes: usize,
+    ) -> Result<Vec<Result<Story, StoryError>>, StoryError> {
         let entries = std::fs::read_dir(dir).map_err(|source| StoryError::Io {
             path: dir.to_path_buf(),
             source,
@@ -235,7 +247,10 @@ impl Story {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         paths.sort();
-        Ok(paths.iter().map(|p| Story::load_file(p, max_bytes)).collect())
+        Ok(paths
+            .iter()
+            .map(|p| Story::load_file(p, max_bytes))
+            .collect())
     }
 
     /// A motion for a debate when the reader sets none.
@@ -250,7 +265,10 @@ impl Story {
                 self.title
             ),
         };
-        motion.chars().take(crate::debate::MAX_MOTION_CHARS).collect()
+        motion
+            .chars()
+            .take(crate::debate::MAX_MOTION_CHARS)
+            .collect()
     }
 
     /// Every piece of text in the story, for checking claims against it.
@@ -277,7 +295,13 @@ impl Story {
             parts.extend(s.discussed_by.iter().map(String::as_str));
         }
         for h in &self.historical_context {
-            parts.extend([h.title.as_str(), &h.period, &h.what_happened, &h.outcome, &h.relevance]);
+            parts.extend([
+                h.title.as_str(),
+                &h.period,
+                &h.what_happened,
+                &h.outcome,
+                &h.relevance,
+            ]);
         }
         for s in &self.sources {
             parts.push(&s.title);

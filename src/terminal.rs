@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crossfire::event::{Event, Speaker};
 use crossfire::persona::Persona;
-use crossfire::transcript::{Criteria, Transcript, Winner};
+use crossfire::transcript::{Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -41,8 +41,14 @@ impl Printer {
         let name = self.names.get(&speaker).map_or("?", String::as_str);
         let title = match (speaker, round) {
             (Speaker::Solo, _) => format!("{name}'s perspective"),
-            (_, 1) => format!("Round 1 · Opening · {name} ({})", speaker.as_str().to_uppercase()),
-            (_, _) => format!("Round 2 · Rebuttal · {name} ({})", speaker.as_str().to_uppercase()),
+            (_, 1) => format!(
+                "Round 1 · Opening · {name} ({})",
+                speaker.as_str().to_uppercase()
+            ),
+            (_, _) => format!(
+                "Round 2 · Rebuttal · {name} ({})",
+                speaker.as_str().to_uppercase()
+            ),
         };
         if self.bold {
             format!("\n\x1b[1m━━ {title} ━━\x1b[0m\n")
@@ -63,16 +69,31 @@ impl Printer {
                     write!(out, "{}", self.header(round, speaker))?;
                 }
             }
-            Event::Token { round, speaker, text } => {
+            Event::Token {
+                round,
+                speaker,
+                text,
+            } => {
                 if self.in_focus((round, speaker)) {
                     write!(out, "{text}")?;
                 } else {
-                    self.held.entry((round, speaker)).or_default().text.push_str(&text);
+                    self.held
+                        .entry((round, speaker))
+                        .or_default()
+                        .text
+                        .push_str(&text);
                 }
             }
-            Event::TurnRestart { round, speaker, reason } => {
+            Event::TurnRestart {
+                round,
+                speaker,
+                reason,
+            } => {
                 if self.in_focus((round, speaker)) {
-                    write!(out, "\n[the model failed ({reason}); this turn starts again]")?;
+                    write!(
+                        out,
+                        "\n[the model failed ({reason}); this turn starts again]"
+                    )?;
                     write!(out, "{}", self.header(round, speaker))?;
                 } else {
                     self.held.entry((round, speaker)).or_default().text.clear();
@@ -120,7 +141,10 @@ impl Printer {
             }
             write!(out, "{}", self.header(next.0, next.1))?;
             if !ended {
-                let text = self.held.get_mut(&next).map(|h| std::mem::take(&mut h.text));
+                let text = self
+                    .held
+                    .get_mut(&next)
+                    .map(|h| std::mem::take(&mut h.text));
                 write!(out, "{}", text.unwrap_or_default())?;
                 break;
             }
@@ -130,12 +154,21 @@ impl Printer {
 }
 
 /// Prints a debate's events as they come.
-pub async fn render_debate(mut events: UnboundedReceiver<Event>, personas: [Persona; 2], motion: String) {
+pub async fn render_debate(
+    mut events: UnboundedReceiver<Event>,
+    personas: [Persona; 2],
+    motion: String,
+) {
     let names = HashMap::from([
         (Speaker::A, personas[0].name.clone()),
         (Speaker::B, personas[1].name.clone()),
     ]);
-    let order = vec![(1, Speaker::A), (1, Speaker::B), (2, Speaker::A), (2, Speaker::B)];
+    let order = vec![
+        (1, Speaker::A),
+        (1, Speaker::B),
+        (2, Speaker::A),
+        (2, Speaker::B),
+    ];
     let mut printer = Printer::new(order, names);
     let mut out = std::io::stdout();
     let _ = writeln!(out, "Motion: {motion}");
@@ -172,7 +205,12 @@ pub fn print_summary(transcript: &Transcript) {
         }
         Winner::Tie => "a tie".to_string(),
     };
-    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(8);
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut table = format!("\n━━ Verdict: {headline} ━━\n{:<10}", "");
     for name in names {
         table.push_str(&format!("  {name:>width$}"));
@@ -180,20 +218,19 @@ pub fn print_summary(transcript: &Transcript) {
     table.push('\n');
     let a = &verdict.scores.a;
     let b = &verdict.scores.b;
-    let rows: [(&str, fn(&Criteria) -> f64); 4] = [
-        ("argument", |c| c.argument),
-        ("evidence", |c| c.evidence),
-        ("rebuttal", |c| c.rebuttal),
-        ("fidelity", |c| c.fidelity),
-    ];
-    for (label, get) in rows {
-        table.push_str(&format!(
-            "{label:<10}  {:>width$.1}  {:>width$.1}\n",
-            get(&a.criteria),
-            get(&b.criteria)
-        ));
+    let (ca, cb) = (&a.criteria, &b.criteria);
+    for (label, x, y) in [
+        ("argument", ca.argument, cb.argument),
+        ("evidence", ca.evidence, cb.evidence),
+        ("rebuttal", ca.rebuttal, cb.rebuttal),
+        ("fidelity", ca.fidelity, cb.fidelity),
+    ] {
+        table.push_str(&format!("{label:<10}  {x:>width$.1}  {y:>width$.1}\n"));
     }
-    table.push_str(&format!("{:<10}  {:>width$.1}  {:>width$.1}\n", "total", a.total, b.total));
+    table.push_str(&format!(
+        "{:<10}  {:>width$.1}  {:>width$.1}\n",
+        "total", a.total, b.total
+    ));
     println!("{table}");
     for (i, pass) in verdict.passes.iter().enumerate() {
         let first = pass.order[0].as_str().to_uppercase();

@@ -37,7 +37,11 @@ fn stderr(o: &Output) -> String {
 /// A config file with quick retries, so failure cases finish fast.
 fn quick_config() -> PathBuf {
     let path = std::env::temp_dir().join(format!("crossfire-cli-{}.toml", std::process::id()));
-    std::fs::write(&path, "[llm]\nmax_retries = 1\nretry_base_ms = 10\ntimeout_s = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "[llm]\nmax_retries = 1\nretry_base_ms = 10\ntimeout_s = 2\n",
+    )
+    .unwrap();
     path
 }
 
@@ -72,7 +76,9 @@ async fn a_debate_streams_under_speaker_headers_then_a_verdict_table() {
     ];
     let mut at = 0;
     for part in order {
-        let found = text[at..].find(part).unwrap_or_else(|| panic!("missing {part:?} after byte {at} in:\n{text}"));
+        let found = text[at..]
+            .find(part)
+            .unwrap_or_else(|| panic!("missing {part:?} after byte {at} in:\n{text}"));
         at += found + part.len();
     }
 }
@@ -102,10 +108,20 @@ async fn json_prints_the_transcript() {
 async fn a_perspective_streams_and_prints_json() {
     let fake = FakeLlm::start(FakeOptions::default()).await;
     let env = [("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str())];
-    let args = ["perspective", "--story", "fed-rate-cuts-2024", "--persona", "adam-smith"];
+    let args = [
+        "perspective",
+        "--story",
+        "fed-rate-cuts-2024",
+        "--persona",
+        "adam-smith",
+    ];
     let out = crossfire(&args, &env).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("━━ Adam Smith's perspective ━━\nI am Adam Smith"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("━━ Adam Smith's perspective ━━\nI am Adam Smith"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = crossfire(&[&args[..], &["--json"]].concat(), &env).await;
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
@@ -113,7 +129,13 @@ async fn a_perspective_streams_and_prints_json() {
     assert_eq!(p["persona"]["id"], "adam-smith");
     assert!(p["text"].as_str().unwrap().starts_with("I am Adam Smith"));
     let request = &fake.requests(Target::Debater)[0];
-    assert!(request.system().starts_with("# The news story\nTitle: Federal Reserve"), "{}", &request.system()[..80]);
+    assert!(
+        request
+            .system()
+            .starts_with("# The news story\nTitle: Federal Reserve"),
+        "{}",
+        &request.system()[..80]
+    );
 }
 
 #[tokio::test]
@@ -121,19 +143,48 @@ async fn unknown_personas_and_stories_are_named_in_one_line() {
     let env = [("CROSSFIRE_LLM_BASE_URL", "http://127.0.0.1:9/v1")];
     let cases: [(&[&str], &str); 4] = [
         (
-            &["debate", "--story", "nk-troops-russia", "--a", "winston-churchil", "--b", "george-kennan"],
+            &[
+                "debate",
+                "--story",
+                "nk-troops-russia",
+                "--a",
+                "winston-churchil",
+                "--b",
+                "george-kennan",
+            ],
             "error: unknown persona `winston-churchil`: there is no personas/winston-churchil.toml\n",
         ),
         (
-            &["debate", "--story", "nk-troops", "--a", "winston-churchill", "--b", "george-kennan"],
+            &[
+                "debate",
+                "--story",
+                "nk-troops",
+                "--a",
+                "winston-churchill",
+                "--b",
+                "george-kennan",
+            ],
             "error: unknown story `nk-troops`: there is no stories/nk-troops.json\n",
         ),
         (
-            &["debate", "--story", "nk-troops-russia", "--a", "winston-churchill", "--b", "winston-churchill"],
+            &[
+                "debate",
+                "--story",
+                "nk-troops-russia",
+                "--a",
+                "winston-churchill",
+                "--b",
+                "winston-churchill",
+            ],
             "error: a persona cannot debate itself: pick two different personas\n",
         ),
         (
-            &["--config", "/nonexistent/crossfire.toml", "personas", "check"],
+            &[
+                "--config",
+                "/nonexistent/crossfire.toml",
+                "personas",
+                "check",
+            ],
             "error: cannot read config file /nonexistent/crossfire.toml: No such file or directory (os error 2)\n",
         ),
     ];
@@ -144,7 +195,10 @@ async fn unknown_personas_and_stories_are_named_in_one_line() {
     }
     let long = "x".repeat(301);
     let out = crossfire(&[&DEBATE[..7], &["--motion", &long]].concat(), &env).await;
-    assert_eq!(stderr(&out), "error: the motion is 301 characters long; the limit is 300\n");
+    assert_eq!(
+        stderr(&out),
+        "error: the motion is 301 characters long; the limit is 300\n"
+    );
 }
 
 #[tokio::test]
@@ -155,10 +209,19 @@ async fn an_endpoint_that_is_down_or_refusing_fails_with_its_status() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/v1", l.local_addr().unwrap())
     };
-    let out = crossfire(&[&["--config", config], DEBATE].concat(), &[("CROSSFIRE_LLM_BASE_URL", &closed)]).await;
+    let out = crossfire(
+        &[&["--config", config], DEBATE].concat(),
+        &[("CROSSFIRE_LLM_BASE_URL", &closed)],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with(&format!("error: cannot reach the model at {closed}/chat/completions")), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach the model at {closed}/chat/completions"
+        )),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let fake = FakeLlm::start(FakeOptions {
@@ -166,10 +229,19 @@ async fn an_endpoint_that_is_down_or_refusing_fails_with_its_status() {
         ..FakeOptions::default()
     })
     .await;
-    let out = crossfire(&[&["--config", config], DEBATE].concat(), &[("CROSSFIRE_LLM_BASE_URL", &fake.base_url)]).await;
+    let out = crossfire(
+        &[&["--config", config], DEBATE].concat(),
+        &[("CROSSFIRE_LLM_BASE_URL", &fake.base_url)],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("answered 503: Service Unavailable: the fake is down (gave up after 2 attempts)"), "{err}");
+    assert!(
+        err.contains(
+            "answered 503: Service Unavailable: the fake is down (gave up after 2 attempts)"
+        ),
+        "{err}"
+    );
     assert!(!err.contains("panicked"));
 }
 
@@ -177,7 +249,11 @@ async fn an_endpoint_that_is_down_or_refusing_fails_with_its_status() {
 async fn without_an_endpoint_the_embedded_backend_says_what_to_do() {
     let out = crossfire(DEBATE, &[]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("CROSSFIRE_LLM_BASE_URL"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CROSSFIRE_LLM_BASE_URL"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -190,7 +266,11 @@ async fn personas_check_lists_every_problem_and_fails() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = std::fs::read_to_string("personas/adam-smith.toml").unwrap();
     std::fs::write(dir.join("adam-smith.toml"), &good).unwrap();
-    std::fs::write(dir.join("typo.toml"), good.replacen("id = \"adam-smith\"", "id = \"typo\"\nnmae = \"x\"", 1)).unwrap();
+    std::fs::write(
+        dir.join("typo.toml"),
+        good.replacen("id = \"adam-smith\"", "id = \"typo\"\nnmae = \"x\"", 1),
+    )
+    .unwrap();
     std::fs::write(dir.join("broken.toml"), "id = \"broken\nname = 1\n").unwrap();
     let out = crossfire(&["personas", "check", dir.to_str().unwrap()], &[]).await;
     assert_eq!(out.status.code(), Some(1));
@@ -199,21 +279,43 @@ async fn personas_check_lists_every_problem_and_fails() {
         .map(|l| l.replace(&format!("{}/", dir.display()), ""))
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with("broken.toml:1:13: invalid basic string"), "{lines:?}");
-    assert!(lines[1].starts_with("typo.toml:2:1: unknown field `nmae`"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("broken.toml:1:13: invalid basic string"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("typo.toml:2:1: unknown field `nmae`"),
+        "{lines:?}"
+    );
     assert_eq!(stderr(&out), "2 problem(s); 1 personas ok\n");
 }
 
 #[tokio::test]
 async fn prompts_render_shows_all_six_calls_and_calls_nothing() {
     let out = crossfire(
-        &["prompts", "render", "--story", "nk-troops-russia", "--a", "thucydides", "--b", "hannah-arendt"],
+        &[
+            "prompts",
+            "render",
+            "--story",
+            "nk-troops-russia",
+            "--a",
+            "thucydides",
+            "--b",
+            "hannah-arendt",
+        ],
         &[("CROSSFIRE_LLM_BASE_URL", "http://127.0.0.1:9/v1")],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.matches("════════ ").count(), 6);
-    assert_eq!(text.matches("# The news story\nTitle: North Korea deploys troops").count(), 6);
-    assert!(text.contains("Which path is the likelier for"), "the default motion comes from the story");
+    assert_eq!(
+        text.matches("# The news story\nTitle: North Korea deploys troops")
+            .count(),
+        6
+    );
+    assert!(
+        text.contains("Which path is the likelier for"),
+        "the default motion comes from the story"
+    );
 }

@@ -15,7 +15,10 @@ async fn run(fake: &FakeLlm) -> (Transcript, Vec<Event>) {
     let config = support::config_for(&fake.base_url);
     let engine = support::engine_for(&config);
     let story = support::story("nk-troops-russia");
-    let (a, b) = (support::persona("winston-churchill"), support::persona("george-kennan"));
+    let (a, b) = (
+        support::persona("winston-churchill"),
+        support::persona("george-kennan"),
+    );
     let (sink, mut rx) = EventSink::channel();
     let transcript = engine
         .run_debate("t".into(), &story, &a, &b, MOTION, &sink)
@@ -35,15 +38,29 @@ fn replay(events: &[Event]) -> Vec<((u8, Speaker), String)> {
     let mut ended = Vec::new();
     for event in events {
         match event {
-            Event::Token { round, speaker, text } => {
-                partial.entry((*round, *speaker)).or_default().push_str(text)
-            }
+            Event::Token {
+                round,
+                speaker,
+                text,
+            } => partial
+                .entry((*round, *speaker))
+                .or_default()
+                .push_str(text),
             Event::TurnRestart { round, speaker, .. } => {
                 partial.remove(&(*round, *speaker));
             }
-            Event::TurnEnd { round, speaker, text, .. } => {
+            Event::TurnEnd {
+                round,
+                speaker,
+                text,
+                ..
+            } => {
                 let streamed = partial.remove(&(*round, *speaker)).unwrap_or_default();
-                assert_eq!(streamed.trim(), text, "streamed tokens add up to the turn's text");
+                assert_eq!(
+                    streamed.trim(),
+                    text,
+                    "streamed tokens add up to the turn's text"
+                );
                 ended.push(((*round, *speaker), text.clone()));
             }
             _ => {}
@@ -65,24 +82,52 @@ async fn a_debate_streams_four_turns_then_a_verdict() {
         assert_eq!(speakers, [Speaker::A, Speaker::B]);
     }
     let opening_a = &transcript.rounds[0].turns[0];
-    assert!(opening_a.text.starts_with("I am Winston Churchill, speaking in round 1"), "{}", opening_a.text);
+    assert!(
+        opening_a
+            .text
+            .starts_with("I am Winston Churchill, speaking in round 1"),
+        "{}",
+        opening_a.text
+    );
     let rebuttal_b = &transcript.rounds[1].turns[1];
-    assert!(rebuttal_b.text.starts_with("I am George F. Kennan, speaking in round 2"), "{}", rebuttal_b.text);
+    assert!(
+        rebuttal_b
+            .text
+            .starts_with("I am George F. Kennan, speaking in round 2"),
+        "{}",
+        rebuttal_b.text
+    );
     // The claim check flags the invented figure and passes the story's one.
     assert_eq!(opening_a.unsupported, vec!["99,999".to_string()]);
 
     let verdict = transcript.verdict.as_ref().expect("a verdict");
-    assert_eq!(verdict.winner, Winner::A, "the fake judge prefers Churchill in both orders");
+    assert_eq!(
+        verdict.winner,
+        Winner::A,
+        "the fake judge prefers Churchill in both orders"
+    );
     assert!(!verdict.contested);
     assert_eq!(verdict.scores.a.criteria.argument, 8.0);
     assert_eq!(verdict.scores.a.total, 8.0 + 8.0 + 7.0 + 8.0);
-    assert!(verdict.rationale.contains("Winston Churchill made the stronger case"), "{}", verdict.rationale);
+    assert!(
+        verdict
+            .rationale
+            .contains("Winston Churchill made the stronger case"),
+        "{}",
+        verdict.rationale
+    );
 
     // Usage is the sum of what every call reported.
     let log = fake.log();
     assert_eq!(log.len(), 6, "4 speeches and 2 judging passes");
-    let completion: u64 = log.iter().map(|l| support::split_words(&l.text).len() as u64).sum();
-    let prompt: u64 = log.iter().map(|l| (l.body.to_string().len() / 4) as u64).sum();
+    let completion: u64 = log
+        .iter()
+        .map(|l| support::split_words(&l.text).len() as u64)
+        .sum();
+    let prompt: u64 = log
+        .iter()
+        .map(|l| (l.body.to_string().len() / 4) as u64)
+        .sum();
     assert_eq!(transcript.usage.completion_tokens, completion);
     assert_eq!(transcript.usage.prompt_tokens, prompt);
     assert!(opening_a.tokens > 0);
@@ -92,8 +137,17 @@ async fn a_debate_streams_four_turns_then_a_verdict() {
     assert_eq!(ended.len(), 4);
     let n = events.len();
     assert!(matches!(events[n - 2], Event::Verdict(_)));
-    assert_eq!(events[n - 1], Event::Done { status: Status::Done });
-    assert!(!events.iter().any(|e| matches!(e, Event::TurnRestart { .. })));
+    assert_eq!(
+        events[n - 1],
+        Event::Done {
+            status: Status::Done
+        }
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::TurnRestart { .. }))
+    );
 }
 
 #[tokio::test]
@@ -110,15 +164,29 @@ async fn calls_overlap_rebuttals_answer_openings_and_the_judge_swaps_sides() {
     let overlap = |x: &support::Logged, y: &support::Logged| {
         x.received < y.finished().unwrap() && y.received < x.finished().unwrap()
     };
-    let (openings, rebuttals): (Vec<_>, Vec<_>) =
-        debaters.iter().partition(|l| l.user().starts_with("Round 1"));
+    let (openings, rebuttals): (Vec<_>, Vec<_>) = debaters
+        .iter()
+        .partition(|l| l.user().starts_with("Round 1"));
     assert_eq!((openings.len(), rebuttals.len()), (2, 2));
-    assert!(overlap(openings[0], openings[1]), "the two openings run concurrently");
-    assert!(overlap(rebuttals[0], rebuttals[1]), "the two rebuttals run concurrently");
+    assert!(
+        overlap(openings[0], openings[1]),
+        "the two openings run concurrently"
+    );
+    assert!(
+        overlap(rebuttals[0], rebuttals[1]),
+        "the two rebuttals run concurrently"
+    );
     let judges = fake.requests(Target::Judge);
-    assert!(overlap(&judges[0], &judges[1]), "the two judging passes run concurrently");
+    assert!(
+        overlap(&judges[0], &judges[1]),
+        "the two judging passes run concurrently"
+    );
     for rebuttal in &rebuttals {
-        assert!(openings.iter().all(|o| o.finished().unwrap() <= rebuttal.received));
+        assert!(
+            openings
+                .iter()
+                .all(|o| o.finished().unwrap() <= rebuttal.received)
+        );
     }
 
     // Each rebuttal carries the opponent's opening.
@@ -131,8 +199,16 @@ async fn calls_overlap_rebuttals_answer_openings_and_the_judge_swaps_sides() {
             .unwrap()
     };
     let opponent_block = |text: &str| format!("<opponent_opening>\n{text}\n</opponent_opening>");
-    assert!(rebuttal_of("Winston Churchill").user().contains(&opponent_block(opening_b)));
-    assert!(rebuttal_of("George F. Kennan").user().contains(&opponent_block(opening_a)));
+    assert!(
+        rebuttal_of("Winston Churchill")
+            .user()
+            .contains(&opponent_block(opening_b))
+    );
+    assert!(
+        rebuttal_of("George F. Kennan")
+            .user()
+            .contains(&opponent_block(opening_a))
+    );
 
     // The judge sees the sides in one order, then the other.
     let first_listed: Vec<bool> = judges
@@ -146,7 +222,10 @@ async fn calls_overlap_rebuttals_answer_openings_and_the_judge_swaps_sides() {
     for judge in &judges {
         let fmt = &judge.body["response_format"];
         assert_eq!(fmt["type"], "json_schema");
-        assert_eq!(fmt["json_schema"]["schema"]["properties"]["winner"]["enum"][2], "tie");
+        assert_eq!(
+            fmt["json_schema"]["schema"]["properties"]["winner"]["enum"][2],
+            "tie"
+        );
     }
 
     // Every call of the debate opens with the same story block.
@@ -154,7 +233,10 @@ async fn calls_overlap_rebuttals_answer_openings_and_the_judge_swaps_sides() {
     let prefix = &debaters[0].system()[..story_block_end];
     assert!(prefix.starts_with("# The news story"));
     for call in fake.log() {
-        assert!(call.system().starts_with(prefix), "every call opens with the story block");
+        assert!(
+            call.system().starts_with(prefix),
+            "every call opens with the story block"
+        );
     }
 }
 
@@ -170,7 +252,10 @@ async fn a_judge_with_positional_bias_gives_a_contested_tie() {
     assert_eq!((verdict.winner, verdict.contested), (Winner::Tie, true));
     let winners: Vec<Winner> = verdict.passes.iter().map(|p| p.winner).collect();
     assert!(winners.contains(&Winner::A) && winners.contains(&Winner::B));
-    assert_eq!(verdict.scores.a.total, verdict.scores.b.total, "symmetric bias, equal means");
+    assert_eq!(
+        verdict.scores.a.total, verdict.scores.b.total,
+        "symmetric bias, equal means"
+    );
 }
 
 #[tokio::test]
@@ -194,20 +279,41 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
     let log = fake.log();
     for round in &transcript.rounds {
         for turn in &round.turns {
-            let served: Vec<&str> = log.iter().filter(|l| l.fault.is_none()).map(|l| l.text.as_str()).collect();
-            assert!(served.contains(&turn.text.as_str()), "turn text is one whole speech: {}", turn.text);
+            let served: Vec<&str> = log
+                .iter()
+                .filter(|l| l.fault.is_none())
+                .map(|l| l.text.as_str())
+                .collect();
+            assert!(
+                served.contains(&turn.text.as_str()),
+                "turn text is one whole speech: {}",
+                turn.text
+            );
         }
     }
     // Streams that broke after sending text were restarted, and clients were told.
-    let restarts = events.iter().filter(|e| matches!(e, Event::TurnRestart { .. })).count();
-    assert_eq!(restarts, 2, "the cut stream and the error frame each restart their turn");
+    let restarts = events
+        .iter()
+        .filter(|e| matches!(e, Event::TurnRestart { .. }))
+        .count();
+    assert_eq!(
+        restarts, 2,
+        "the cut stream and the error frame each restart their turn"
+    );
     assert_eq!(replay(&events).len(), 4);
 
     // The 429 was honoured: the retry of that call came no sooner than Retry-After.
-    let limited = log.iter().position(|l| l.fault == Some(Fault::RateLimited { secs: 1 })).unwrap();
+    let limited = log
+        .iter()
+        .position(|l| l.fault == Some(Fault::RateLimited { secs: 1 }))
+        .unwrap();
     let retry = log[limited + 1..]
         .iter()
-        .find(|l| l.target == Target::Debater && l.system() == log[limited].system() && l.user() == log[limited].user())
+        .find(|l| {
+            l.target == Target::Debater
+                && l.system() == log[limited].system()
+                && l.user() == log[limited].user()
+        })
         .expect("the rate-limited call was retried");
     assert!(retry.received - log[limited].received >= Duration::from_millis(950));
 
@@ -235,11 +341,20 @@ async fn an_endpoint_that_stays_down_fails_the_debate_cleanly() {
     let error = transcript.error.expect("an error");
     assert_eq!(error.code, "model_failed");
     assert!(error.message.contains("503"), "{}", error.message);
-    assert!(error.message.contains("gave up after 4 attempts"), "{}", error.message);
+    assert!(
+        error.message.contains("gave up after 4 attempts"),
+        "{}",
+        error.message
+    );
     assert!(transcript.rounds.is_empty() && transcript.verdict.is_none());
     let n = events.len();
     assert!(matches!(&events[n - 2], Event::Error { code, .. } if code == "model_failed"));
-    assert_eq!(events[n - 1], Event::Done { status: Status::Failed });
+    assert_eq!(
+        events[n - 1],
+        Event::Done {
+            status: Status::Failed
+        }
+    );
 }
 
 #[tokio::test]
@@ -253,7 +368,11 @@ async fn a_judge_that_never_answers_json_fails_with_a_clear_reason() {
     assert_eq!(transcript.status, Status::Failed);
     let error = transcript.error.expect("an error");
     assert_eq!(error.code, "judge_unreadable");
-    assert!(error.message.contains("no JSON object"), "{}", error.message);
+    assert!(
+        error.message.contains("no JSON object"),
+        "{}",
+        error.message
+    );
     assert_eq!(transcript.rounds.len(), 2, "the speeches are kept");
 }
 
@@ -266,11 +385,18 @@ async fn an_unreachable_endpoint_is_named() {
     config.llm.max_retries = 1;
     let engine = support::engine_for(&config);
     let story = support::story("nk-troops-russia");
-    let (a, b) = (support::persona("winston-churchill"), support::persona("george-kennan"));
+    let (a, b) = (
+        support::persona("winston-churchill"),
+        support::persona("george-kennan"),
+    );
     let transcript = engine
         .run_debate("t".into(), &story, &a, &b, MOTION, &EventSink::discard())
         .await;
     let error = transcript.error.expect("an error");
-    assert!(error.message.contains("cannot reach the model at"), "{}", error.message);
+    assert!(
+        error.message.contains("cannot reach the model at"),
+        "{}",
+        error.message
+    );
     assert!(error.message.contains(&url), "{}", error.message);
 }

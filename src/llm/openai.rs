@@ -71,7 +71,11 @@ impl OpenAiClient {
         body
     }
 
-    async fn call(&self, request: &ChatRequest, sink: &dyn TokenSink) -> Result<Completion, LlmError> {
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
         let _permit = self
             .in_flight
             .acquire()
@@ -185,8 +189,9 @@ impl StreamState {
         if data == "[DONE]" {
             return Ok(true);
         }
-        let chunk: StreamChunk = serde_json::from_str(data)
-            .map_err(|e| LlmError::Protocol(format!("bad stream chunk ({e}): {}", snippet(data))))?;
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| {
+            LlmError::Protocol(format!("bad stream chunk ({e}): {}", snippet(data)))
+        })?;
         if let Some(error) = chunk.error {
             return Err(error.into_llm_error());
         }
@@ -327,7 +332,10 @@ struct WholeMessage {
 /// Parses a non-streamed reply.
 fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
     let whole: WholeCompletion = serde_json::from_slice(body).map_err(|e| {
-        LlmError::Protocol(format!("bad completion ({e}): {}", snippet(&String::from_utf8_lossy(body))))
+        LlmError::Protocol(format!(
+            "bad completion ({e}): {}",
+            snippet(&String::from_utf8_lossy(body))
+        ))
     })?;
     if let Some(error) = whole.error {
         return Err(error.into_llm_error());
@@ -410,7 +418,9 @@ fn end_of_stream(
     if state.finish_reason.is_some() {
         Ok(state.finish())
     } else {
-        Err(LlmError::StreamCut("the stream ended before the reply was finished".into()))
+        Err(LlmError::StreamCut(
+            "the stream ended before the reply was finished".into(),
+        ))
     }
 }
 

@@ -54,7 +54,11 @@ impl<M: LanguageModel> Retrying<M> {
         Retrying { inner, policy }
     }
 
-    async fn run(&self, request: &ChatRequest, sink: &dyn TokenSink) -> Result<Completion, LlmError> {
+    async fn run(
+        &self,
+        request: &ChatRequest,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
         let mut retry = 0;
         loop {
             let tracked = Tracked {
@@ -131,7 +135,11 @@ mod tests {
         for retry in 0..10 {
             let d = policy.delay(retry, &cut);
             let cap = Duration::from_millis(100 * 2u64.pow(retry)).min(Duration::from_secs(2));
-            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d:?} outside [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "retry {retry}: {d:?} outside [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         let limited = LlmError::Status {
             url: String::new(),

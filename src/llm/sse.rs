@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn handles_comments_crlf_multiline_data_and_split_utf8() {
-        let bytes = ": keep-alive\r\ndata: hé\r\ndata: llo\r\n\r\nevent: error\ndata: x\n\n".as_bytes();
+        let bytes =
+            ": keep-alive\r\ndata: hé\r\ndata: llo\r\n\r\nevent: error\ndata: x\n\n".as_bytes();
         let mut decoder = SseDecoder::new();
         let mut events = Vec::new();
         for b in bytes {

@@ -96,6 +96,7 @@ struct Shared {
     log: Mutex<Vec<Logged>>,
     faults: Mutex<VecDeque<(Target, Fault)>>,
     latency: Duration,
+    random_chunks: bool,
     token_delay: Duration,
     judge: JudgeMode,
 }
@@ -110,6 +111,9 @@ pub struct FakeLlm {
 /// How to start a fake.
 pub struct FakeOptions {
     pub latency: Duration,
+    /// Split the stream at random bytes (tests), or send one SSE frame a write as real
+    /// servers do (benchmarks).
+    pub random_chunks: bool,
     pub token_delay: Duration,
     pub judge: JudgeMode,
     pub faults: Vec<(Target, Fault)>,
@@ -119,6 +123,7 @@ impl Default for FakeOptions {
     fn default() -> Self {
         FakeOptions {
             latency: Duration::from_millis(5),
+            random_chunks: true,
             token_delay: Duration::from_millis(1),
             judge: JudgeMode::Prefer("Winston Churchill".into()),
             faults: Vec::new(),
@@ -132,6 +137,7 @@ impl FakeLlm {
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(options.faults.into()),
             latency: options.latency,
+            random_chunks: options.random_chunks,
             token_delay: options.token_delay,
             judge: options.judge,
         });
@@ -140,6 +146,9 @@ impl FakeLlm {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         FakeLlm {
             base_url: format!("http://{addr}/v1"),
@@ -152,7 +161,10 @@ impl FakeLlm {
     }
 
     pub fn requests(&self, target: Target) -> Vec<Logged> {
-        self.log().into_iter().filter(|l| l.target == target).collect()
+        self.log()
+            .into_iter()
+            .filter(|l| l.target == target)
+            .collect()
     }
 }
 
@@ -245,8 +257,14 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 
     tokio::time::sleep(shared.latency).await;
     let error = |status: StatusCode, message: &str| {
-        let body = json!({"error": {"message": message, "type": "server_error", "code": status.as_u16()}});
-        (status, [("content-type", "application/json")], body.to_string()).into_response()
+        let body =
+            json!({"error": {"message": message, "type": "server_error", "code": status.as_u16()}});
+        (
+            status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     };
     match fault {
         Some(Fault::ServerError) => {
@@ -298,25 +316,40 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             // Back to a line boundary, then an error frame as some servers send.
             let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             bytes.truncate(cut);
-            bytes.extend_from_slice(b"\ndata: {\"error\": {\"message\": \"upstream overloaded\", \"code\": 503}}\n\n");
+            bytes.extend_from_slice(
+                b"\ndata: {\"error\": {\"message\": \"upstream overloaded\", \"code\": 503}}\n\n",
+            );
         }
         _ => {}
     }
-    let chunks = random_chunks(bytes, index as u64);
+    let chunks = if shared.random_chunks {
+        random_chunks(bytes, index as u64)
+    } else {
+        frames(bytes)
+    };
     let delay = shared.token_delay;
-    let stream = futures::stream::unfold((chunks.into_iter(), mark_finished), move |(mut it, done)| async move {
-        match it.next() {
-            Some(chunk) => {
-                tokio::time::sleep(delay).await;
-                Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
+    let stream = futures::stream::unfold(
+        (chunks.into_iter(), mark_finished),
+        move |(mut it, done)| async move {
+            match it.next() {
+                Some(chunk) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
+                }
+                None => {
+                    done();
+                    None
+                }
             }
-            None => {
-                done();
-                None
-            }
-        }
-    });
-    ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response()
+        },
+    );
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// Splits text into word-sized deltas, keeping the spaces.
@@ -343,14 +376,31 @@ pub fn sse_bytes(pieces: &[String], usage: &Value) -> Vec<u8> {
         json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    out += &format!("data: {}\n\n", frame(json!({"role": "assistant", "content": ""}), Value::Null));
+    out += &format!(
+        "data: {}\n\n",
+        frame(json!({"role": "assistant", "content": ""}), Value::Null)
+    );
     for piece in pieces {
-        out += &format!("data: {}\n\n", frame(json!({"content": piece}), Value::Null));
+        out += &format!(
+            "data: {}\n\n",
+            frame(json!({"content": piece}), Value::Null)
+        );
     }
     out += &format!("data: {}\n\n", frame(json!({}), json!("stop")));
-    out += &format!("data: {}\n\n", json!({"id": "chatcmpl-fake", "choices": [], "usage": usage}));
+    out += &format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-fake", "choices": [], "usage": usage})
+    );
     out += "data: [DONE]\n\n";
     out.into_bytes()
+}
+
+/// Splits bytes after each blank line: one SSE frame a chunk.
+pub fn frames(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    text.split_inclusive("\n\n")
+        .map(|f| f.as_bytes().to_vec())
+        .collect()
 }
 
 /// Splits bytes at pseudo-random points (1–9 bytes a chunk), ignoring UTF-8 boundaries.
@@ -380,7 +430,11 @@ pub fn config_for(base_url: &str) -> Config {
     ];
     let mut config = Config::load(
         None,
-        |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        },
         &Overrides::default(),
     )
     .unwrap();
