@@ -152,9 +152,10 @@ fn figures(text: &str) -> Vec<Figure> {
             end += skipped + word.len();
             value *= scale;
             marked = true;
-        } else if lower.chars().next().is_some_and(|c| c.is_alphabetic()) && !lower.starts_with('s')
-        {
-            // "3rd", "15th": ordinals are not figures. ("1990s" is.)
+        } else if lower.starts_with('s') && !word_continues(&lower, 1) {
+            end += 1; // a decade: "1990s"
+        } else if lower.chars().next().is_some_and(|c| c.is_alphabetic()) {
+            // "3rd", "15th": ordinals are not figures.
             i = j;
             continue;
         }

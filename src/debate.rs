@@ -93,9 +93,25 @@ pub struct Engine {
     pub debater: Arc<dyn LanguageModel>,
     pub judge: Arc<dyn LanguageModel>,
     pub settings: Settings,
+    structured_output: judge::StructuredOutput,
 }
 
 impl Engine {
+    pub fn new(
+        prompts: Arc<Prompts>,
+        debater: Arc<dyn LanguageModel>,
+        judge: Arc<dyn LanguageModel>,
+        settings: Settings,
+    ) -> Engine {
+        Engine {
+            prompts,
+            debater,
+            judge,
+            settings,
+            structured_output: Default::default(),
+        }
+    }
+
     /// Checks a debate request; returns the motion to use (the story's default if none).
     pub fn check_debate(
         &self,
@@ -250,6 +266,7 @@ impl Engine {
         let messages = self.prompts.judge(setup, order, rounds)?;
         let pass = judge::run_pass(
             self.judge.as_ref(),
+            &self.structured_output,
             messages,
             order,
             self.settings.judge_max_tokens,

@@ -1,6 +1,8 @@
 //! The judge: a rubric, scored twice with the sides' order swapped, asked for structured JSON
 //! and read leniently, with one repair request before giving up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::{Value, json};
 
 use crate::event::Speaker;
@@ -156,10 +158,22 @@ fn read_score(value: &Value) -> Option<f64> {
     n.is_finite().then(|| n.round().clamp(1.0, 10.0))
 }
 
+/// Whether to ask the judge's endpoint for structured output; cleared once the endpoint
+/// refuses `response_format`, so later passes do not ask again.
+#[derive(Debug)]
+pub struct StructuredOutput(AtomicBool);
+
+impl Default for StructuredOutput {
+    fn default() -> Self {
+        StructuredOutput(AtomicBool::new(true))
+    }
+}
+
 /// Runs one judging pass over `messages`, in which the sides appear in `order`: structured
-/// output, a lenient read, then one repair request.
+/// output where the endpoint has it, a lenient read, then one repair request.
 pub async fn run_pass(
     model: &dyn LanguageModel,
+    structured: &StructuredOutput,
     messages: Vec<Message>,
     order: [Speaker; 2],
     max_tokens: u32,
@@ -171,10 +185,19 @@ pub async fn run_pass(
         max_tokens,
         temperature,
         seed: None,
-        response_format: Some(schema()),
+        response_format: structured.0.load(Ordering::Relaxed).then(schema),
         stream: false,
     };
-    let first = model.complete(&request, &NoSink).await?;
+    let first = match model.complete(&request, &NoSink).await {
+        // The prompt describes the shape too, so a server without structured output can
+        // still be read leniently.
+        Err(e) if request.response_format.is_some() && e.rejects_response_format() => {
+            structured.0.store(false, Ordering::Relaxed);
+            request.response_format = None;
+            model.complete(&request, &NoSink).await?
+        }
+        result => result?,
+    };
     *usage += first.usage;
     let (raw, repaired) = match parse_lenient(&first.text) {
         Ok(raw) => (raw, false),

@@ -39,8 +39,8 @@ mod tests {
         let text = "a = 1\nbé = 2\n";
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, 6), (2, 1));
-        // "bé" is three bytes; the '=' after it is the 4th character.
-        assert_eq!(line_col(text, 10), (2, 5));
+        // "bé" is three bytes; the '=' after "bé " is the 4th character.
+        assert_eq!(line_col(text, 10), (2, 4));
     }
 
     #[test]

@@ -180,12 +180,12 @@ fn load_persona(config: &Config, id: &str) -> Result<Persona> {
 
 fn engine(config: &Config) -> Result<Engine> {
     let prompts = Prompts::load(&config.paths.prompts_dir)?;
-    Ok(Engine {
-        prompts: Arc::new(prompts),
-        debater: crossfire::llm::from_config(&config.llm)?,
-        judge: crossfire::llm::from_config(&config.judge)?,
-        settings: Settings::from_config(config),
-    })
+    Ok(Engine::new(
+        Arc::new(prompts),
+        crossfire::llm::from_config(&config.llm)?,
+        crossfire::llm::from_config(&config.judge)?,
+        Settings::from_config(config),
+    ))
 }
 
 async fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCode> {

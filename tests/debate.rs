@@ -330,6 +330,32 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
 }
 
 #[tokio::test]
+async fn a_judge_without_structured_output_is_asked_once_then_read_leniently() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Judge, Fault::NoStructuredOutput)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, _) = run(&fake).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    assert_eq!(transcript.verdict.unwrap().winner, Winner::A);
+    let judges = fake.requests(Target::Judge);
+    let with_schema = judges
+        .iter()
+        .filter(|j| j.body.get("response_format").is_some())
+        .count();
+    assert!(
+        with_schema <= 2,
+        "the refusal is not retried: {with_schema} requests with a schema"
+    );
+    assert_eq!(
+        judges.len() - with_schema,
+        2,
+        "both passes are judged without a schema"
+    );
+}
+
+#[tokio::test]
 async fn an_endpoint_that_stays_down_fails_the_debate_cleanly() {
     let fake = FakeLlm::start(FakeOptions {
         faults: vec![(Target::Debater, Fault::AlwaysDown)],

@@ -127,6 +127,9 @@ pub enum LlmError {
 impl LlmError {
     /// Whether trying the same call again may succeed.
     pub fn is_retryable(&self) -> bool {
+        if self.rejects_response_format() {
+            return false; // the same request will be refused again, whatever the status says
+        }
         match self {
             LlmError::Connect { .. }
             | LlmError::Timeout(_)
@@ -135,6 +138,18 @@ impl LlmError {
             LlmError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             LlmError::Remote { retryable, .. } => *retryable,
             LlmError::Protocol(_) | LlmError::Unavailable(_) | LlmError::Exhausted { .. } => false,
+        }
+    }
+
+    /// Whether the server refused the request's `response_format` (servers without structured
+    /// output answer 400, 422, or — llama-cpp-python — 500 with a validation error).
+    pub fn rejects_response_format(&self) -> bool {
+        match self {
+            LlmError::Status {
+                status, message, ..
+            } => matches!(status, 400 | 422 | 500) && message.contains("response_format"),
+            LlmError::Exhausted { last, .. } => last.rejects_response_format(),
+            _ => false,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum Fault {
     Hang,
     /// The judge answers prose instead of JSON.
     NonJson,
+    /// 500 with a validation error for any `response_format`, as llama-cpp-python's server
+    /// answers `json_schema` (never consumed).
+    NoStructuredOutput,
 }
 
 /// How the fake judge decides.
@@ -220,7 +223,8 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "bad json").into_response();
     };
-    let target = if body.get("response_format").is_some() {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let target = if system.contains("You are the judge of this debate") {
         Target::Judge
     } else {
         Target::Debater
@@ -228,7 +232,9 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         match faults.iter().position(|(t, _)| *t == target) {
-            Some(i) if faults[i].1 == Fault::AlwaysDown => Some(Fault::AlwaysDown),
+            Some(i) if matches!(faults[i].1, Fault::AlwaysDown | Fault::NoStructuredOutput) => {
+                Some(faults[i].1)
+            }
             Some(i) => faults.remove(i).map(|(_, f)| f),
             None => None,
         }
@@ -282,6 +288,13 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                 .headers_mut()
                 .insert("retry-after", secs.to_string().parse().unwrap());
             return response;
+        }
+        Some(Fault::NoStructuredOutput) if body.get("response_format").is_some() => {
+            mark_finished();
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'",
+            );
         }
         Some(Fault::Hang) => {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -446,12 +459,12 @@ pub fn config_for(base_url: &str) -> Config {
 }
 
 pub fn engine_for(config: &Config) -> Engine {
-    Engine {
-        prompts: Arc::new(Prompts::load(&config.paths.prompts_dir).unwrap()),
-        debater: crossfire::llm::from_config(&config.llm).unwrap(),
-        judge: crossfire::llm::from_config(&config.judge).unwrap(),
-        settings: Settings::from_config(config),
-    }
+    Engine::new(
+        Arc::new(Prompts::load(&config.paths.prompts_dir).unwrap()),
+        crossfire::llm::from_config(&config.llm).unwrap(),
+        crossfire::llm::from_config(&config.judge).unwrap(),
+        Settings::from_config(config),
+    )
 }
 
 pub fn story(id: &str) -> Story {
