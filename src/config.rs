@@ -404,6 +404,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let config = load(&[], Some(Path::new("crossfire.example.toml"))).unwrap();
+        assert_eq!(config.llm.backend, Backend::Openai);
+        assert_eq!(config.judge.base_url, config.llm.base_url);
+        assert_eq!(config.judge.temperature, 0.0);
+    }
+
+    #[test]
     fn file_keys_are_strict_and_located() {
         let dir = std::env::temp_dir().join(format!("crossfire-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
