@@ -12,7 +12,10 @@ use support::{FakeLlm, FakeOptions, Fault, JudgeMode, Target};
 const MOTION: &str = "Is Pyongyang winning more than it is losing?";
 
 async fn run(fake: &FakeLlm) -> (Transcript, Vec<Event>) {
-    let config = support::config_for(&fake.base_url);
+    run_with(support::config_for(&fake.base_url)).await
+}
+
+async fn run_with(config: crossfire::config::Config) -> (Transcript, Vec<Event>) {
     let engine = support::engine_for(&config);
     let story = support::story("nk-troops-russia");
     let (a, b) = (
@@ -425,4 +428,43 @@ async fn an_unreachable_endpoint_is_named() {
         error.message
     );
     assert!(error.message.contains(&url), "{}", error.message);
+}
+
+#[tokio::test]
+async fn calls_in_flight_per_endpoint_are_bounded() {
+    let fake = FakeLlm::start(FakeOptions {
+        latency: Duration::from_millis(60),
+        ..FakeOptions::default()
+    })
+    .await;
+    let mut config = support::config_for(&fake.base_url);
+    config.llm.max_in_flight = 1;
+    config.llm.max_tokens = 123;
+    let (transcript, _) = run_with(config).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    let debaters = fake.requests(Target::Debater);
+    for pair in debaters.windows(2) {
+        assert!(
+            pair[0].finished().unwrap() <= pair[1].received,
+            "one debater call at a time"
+        );
+        assert_eq!(pair[1].body["max_tokens"], 123);
+    }
+}
+
+#[tokio::test]
+async fn the_judge_may_use_its_own_endpoint_and_model() {
+    let debaters = FakeLlm::start(FakeOptions::default()).await;
+    let judge = FakeLlm::start(FakeOptions::default()).await;
+    let mut config = support::config_for(&debaters.base_url);
+    config.judge.base_url = Some(judge.base_url.clone());
+    let (transcript, _) = run_with(config).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    assert_eq!(debaters.log().len(), 4);
+    assert!(debaters.requests(Target::Judge).is_empty());
+    let judged = judge.requests(Target::Judge);
+    assert_eq!(judged.len(), 2);
+    assert!(judged.iter().all(|j| j.body["model"] == "fake-judge"));
+    assert_eq!(transcript.provenance.judge_model, "fake-judge");
+    assert_eq!(transcript.provenance.model, "fake-debater");
 }
