@@ -1,12 +1,14 @@
 //! The judge: a rubric, scored twice with the sides' order swapped, asked for structured JSON
 //! and read leniently, with one repair request before giving up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::{Value, json};
 
 use crate::event::Speaker;
-use crate::llm::{ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, Role, Usage};
+use crate::llm::{
+    ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, ResponseFormat, Role, Usage,
+};
 use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Score, Sides, Verdict, Winner};
 
 /// The rubric's criteria, in the order the judge scores them.
@@ -158,14 +160,28 @@ fn read_score(value: &Value) -> Option<f64> {
     n.is_finite().then(|| n.round().clamp(1.0, 10.0))
 }
 
-/// Whether to ask the judge's endpoint for structured output; cleared once the endpoint
-/// refuses `response_format`, so later passes do not ask again.
-#[derive(Debug)]
-pub struct StructuredOutput(AtomicBool);
+/// How the judge's endpoint takes structured output: `json_schema` until it refuses, then
+/// `json_object` with the schema beside it, then nothing (the prompt describes the shape,
+/// and the reply is read leniently). Remembered, so later passes do not ask again.
+#[derive(Debug, Default)]
+pub struct StructuredOutput(AtomicU8);
 
-impl Default for StructuredOutput {
-    fn default() -> Self {
-        StructuredOutput(AtomicBool::new(true))
+impl StructuredOutput {
+    fn format(&self) -> Option<ResponseFormat> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Some(ResponseFormat::JsonSchema(schema())),
+            1 => Some(ResponseFormat::JsonObject(schema())),
+            _ => None,
+        }
+    }
+
+    /// Steps down from the format the endpoint refused.
+    fn refused(&self, format: &ResponseFormat) {
+        let level = match format {
+            ResponseFormat::JsonSchema(_) => 1,
+            ResponseFormat::JsonObject(_) => 2,
+        };
+        self.0.fetch_max(level, Ordering::Relaxed);
     }
 }
 
@@ -185,18 +201,20 @@ pub async fn run_pass(
         max_tokens,
         temperature,
         seed: None,
-        response_format: structured.0.load(Ordering::Relaxed).then(schema),
+        response_format: structured.format(),
         stream: false,
     };
-    let first = match model.complete(&request, &NoSink).await {
-        // The prompt describes the shape too, so a server without structured output can
-        // still be read leniently.
-        Err(e) if request.response_format.is_some() && e.rejects_response_format() => {
-            structured.0.store(false, Ordering::Relaxed);
-            request.response_format = None;
-            model.complete(&request, &NoSink).await?
+    let first = loop {
+        match model.complete(&request, &NoSink).await {
+            Err(e) if e.rejects_response_format() => match &request.response_format {
+                Some(format) => {
+                    structured.refused(format);
+                    request.response_format = structured.format();
+                }
+                None => return Err(e.into()),
+            },
+            result => break result?,
         }
-        result => result?,
     };
     *usage += first.usage;
     let (raw, repaired) = match parse_lenient(&first.text) {

@@ -332,8 +332,52 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
     assert!(repair.all_text().contains("could not be read"));
 }
 
+/// The `response_format` types of the judge's requests, in order.
+fn judge_formats(fake: &FakeLlm) -> Vec<String> {
+    fake.requests(Target::Judge)
+        .iter()
+        .map(|j| {
+            j.body["response_format"]["type"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_judge_without_structured_output_is_asked_once_then_read_leniently() {
+async fn a_judge_without_json_schema_gets_json_object_with_the_schema() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Judge, Fault::NoJsonSchema)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, _) = run(&fake).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    let formats = judge_formats(&fake);
+    let refused = formats.iter().filter(|f| *f == "json_schema").count();
+    assert!(
+        (1..=2).contains(&refused),
+        "the refusal is not retried: {formats:?}"
+    );
+    assert_eq!(
+        formats.iter().filter(|f| *f == "json_object").count(),
+        2,
+        "{formats:?}"
+    );
+    let object = fake
+        .requests(Target::Judge)
+        .into_iter()
+        .find(|j| j.body["response_format"]["type"] == "json_object")
+        .unwrap();
+    assert_eq!(
+        object.body["response_format"]["schema"]["required"][2],
+        "winner"
+    );
+}
+
+#[tokio::test]
+async fn a_judge_without_structured_output_is_read_leniently() {
     let fake = FakeLlm::start(FakeOptions {
         faults: vec![(Target::Judge, Fault::NoStructuredOutput)],
         ..FakeOptions::default()
@@ -342,19 +386,15 @@ async fn a_judge_without_structured_output_is_asked_once_then_read_leniently() {
     let (transcript, _) = run(&fake).await;
     assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
     assert_eq!(transcript.verdict.unwrap().winner, Winner::A);
-    let judges = fake.requests(Target::Judge);
-    let with_schema = judges
-        .iter()
-        .filter(|j| j.body.get("response_format").is_some())
-        .count();
-    assert!(
-        with_schema <= 2,
-        "the refusal is not retried: {with_schema} requests with a schema"
-    );
+    let formats = judge_formats(&fake);
     assert_eq!(
-        judges.len() - with_schema,
+        formats.iter().filter(|f| *f == "none").count(),
         2,
-        "both passes are judged without a schema"
+        "{formats:?}"
+    );
+    assert!(
+        formats.len() <= 6,
+        "each format is refused at most once per pass: {formats:?}"
     );
 }
 

@@ -65,3 +65,12 @@ proptest! {
         prop_assert!(result.unwrap_err().is_retryable());
     }
 }
+
+#[test]
+fn a_server_that_reports_no_usage_is_counted_by_deltas() {
+    let tokens: Vec<String> = ["Blood", ",", " toil"].map(String::from).to_vec();
+    let bytes = support::sse_bytes(&tokens, &json!({}));
+    let completion = decode_stream([bytes.as_slice()], &Collect::default()).unwrap();
+    assert_eq!(completion.usage.completion_tokens, 3);
+    assert_eq!(completion.usage.prompt_tokens, 0);
+}

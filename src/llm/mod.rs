@@ -37,11 +37,22 @@ impl Message {
     }
 }
 
-/// A JSON schema the reply must follow (`response_format: {"type": "json_schema", …}`).
+/// A JSON schema the reply must follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonSchema {
     pub name: String,
     pub schema: serde_json::Value,
+}
+
+/// How a request asks for structured output. Servers differ: OpenAI, vLLM and Ollama take
+/// `json_schema`; llama-cpp-python's server refuses it but constrains `json_object` to a
+/// `schema` given beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
+    JsonSchema(JsonSchema),
+    /// `{"type": "json_object", "schema": …}`
+    JsonObject(JsonSchema),
 }
 
 /// One chat-completion call.
@@ -51,7 +62,7 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     pub temperature: f32,
     pub seed: Option<u64>,
-    pub response_format: Option<JsonSchema>,
+    pub response_format: Option<ResponseFormat>,
     /// Stream tokens as they come (debaters), or take the whole reply at once (the judge).
     pub stream: bool,
 }

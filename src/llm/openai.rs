@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::sse::SseDecoder;
-use super::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink, Usage};
+use super::{ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenSink, Usage};
 use crate::config::LlmConfig;
 
 /// A client for one OpenAI-compatible endpoint.
@@ -62,11 +62,17 @@ impl OpenAiClient {
         if let Some(seed) = request.seed {
             body["seed"] = json!(seed);
         }
-        if let Some(format) = &request.response_format {
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {"name": format.name, "schema": format.schema, "strict": true},
-            });
+        match &request.response_format {
+            Some(ResponseFormat::JsonSchema(format)) => {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": format.name, "schema": format.schema, "strict": true},
+                });
+            }
+            Some(ResponseFormat::JsonObject(format)) => {
+                body["response_format"] = json!({"type": "json_object", "schema": format.schema});
+            }
+            None => {}
         }
         body
     }
@@ -218,9 +224,18 @@ impl StreamState {
     }
 
     fn finish(self) -> Completion {
+        // Servers that report no usage (llama-cpp-python) stream one token a delta.
+        let usage = if self.usage == Usage::default() {
+            Usage {
+                prompt_tokens: 0,
+                completion_tokens: self.chunks,
+            }
+        } else {
+            self.usage
+        };
         Completion {
             text: self.text,
-            usage: self.usage,
+            usage,
             chunks: self.chunks,
             finish_reason: self.finish_reason,
         }

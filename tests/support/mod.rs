@@ -46,8 +46,10 @@ pub enum Fault {
     Hang,
     /// The judge answers prose instead of JSON.
     NonJson,
-    /// 500 with a validation error for any `response_format`, as llama-cpp-python's server
-    /// answers `json_schema` (never consumed).
+    /// 500 with a validation error for `response_format: json_schema`, as llama-cpp-python's
+    /// server answers (never consumed).
+    NoJsonSchema,
+    /// 400 for any `response_format` (never consumed).
     NoStructuredOutput,
 }
 
@@ -232,7 +234,12 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         match faults.iter().position(|(t, _)| *t == target) {
-            Some(i) if matches!(faults[i].1, Fault::AlwaysDown | Fault::NoStructuredOutput) => {
+            Some(i)
+                if matches!(
+                    faults[i].1,
+                    Fault::AlwaysDown | Fault::NoJsonSchema | Fault::NoStructuredOutput
+                ) =>
+            {
                 Some(faults[i].1)
             }
             Some(i) => faults.remove(i).map(|(_, f)| f),
@@ -289,12 +296,16 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                 .insert("retry-after", secs.to_string().parse().unwrap());
             return response;
         }
-        Some(Fault::NoStructuredOutput) if body.get("response_format").is_some() => {
+        Some(Fault::NoJsonSchema) if body["response_format"]["type"] == "json_schema" => {
             mark_finished();
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'",
             );
+        }
+        Some(Fault::NoStructuredOutput) if body.get("response_format").is_some() => {
+            mark_finished();
+            return error(StatusCode::BAD_REQUEST, "response_format is not supported");
         }
         Some(Fault::Hang) => {
             tokio::time::sleep(Duration::from_secs(30)).await;
