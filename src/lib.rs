@@ -14,6 +14,8 @@ pub mod location;
 pub mod persona;
 pub mod perspective;
 pub mod prompts;
+pub mod server;
+pub mod store;
 pub mod story;
 pub mod transcript;
 

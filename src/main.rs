@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +73,27 @@ enum Command {
     Prompts {
         #[command(subcommand)]
         command: PromptsCommand,
+    },
+    /// Runs the HTTP service.
+    Serve {
+        /// Seconds running debates get to finish after SIGTERM or Ctrl-C.
+        #[arg(long, default_value_t = 30)]
+        grace_s: u64,
+    },
+    /// User accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Gives a user a role: `crossfire users grant EMAIL editor`.
+    Grant {
+        email: String,
+        #[arg(value_parser = ["editor", "user"])]
+        role: String,
     },
 }
 
@@ -156,6 +178,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             persona,
             json,
         } => runtime()?.block_on(perspective(&config, &story, &persona, json)),
+        Command::Serve { grace_s } => runtime()?.block_on(serve(config, grace_s)),
+        Command::Users {
+            command: UsersCommand::Grant { email, role },
+        } => runtime()?.block_on(grant(&config, &email, &role)),
     }
 }
 
@@ -248,6 +274,54 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
         record.status,
         record.error.as_ref().map(|e| e.message.as_str()),
     )
+}
+
+async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let engine = engine(&config)?;
+    let addr = config.addr.clone();
+    let state = crossfire::server::prepare(config, engine).await?;
+    let listener = crossfire::server::bind(&addr).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    crossfire::server::serve(listener, state, shutdown_signal(), Duration::from_secs(grace_s)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new requests; running debates get their grace period");
+}
+
+async fn grant(config: &Config, email: &str, role: &str) -> Result<ExitCode> {
+    let store = crossfire::store::Store::connect(&config.database_url).await?;
+    if !store.set_role(&email.trim().to_lowercase(), role).await? {
+        bail!("no user with the email {email}");
+    }
+    println!("{email} is now {role}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn finish(status: Status, error: Option<&str>) -> Result<ExitCode> {

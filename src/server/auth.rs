@@ -1,0 +1,248 @@
+//! Accounts: sign-up, login, logout, and the signed-in user of a request (session cookie or
+//! `Authorization: Bearer`). Passwords are hashed with argon2id off the async runtime;
+//! session tokens are 256 random bits, stored only as SHA-256 hashes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::store::User;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "crossfire_session";
+const SESSION_DAYS: i64 = 30;
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/auth/signup`
+pub async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = normalize_email(&body.email)?;
+    let chars = body.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
+        return Err(ApiError::invalid(format!(
+            "the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"
+        )));
+    }
+    let hash = hash_password(body.password).await?;
+    let user = state.store.create_user(&email, &hash, now_ms()).await?;
+    session_response(&state, &headers, user, StatusCode::CREATED).await
+}
+
+/// `POST /api/auth/login`
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    state.login_limiter.check(&email, peer.ip())?;
+    let stored = state.store.credentials(&email).await?;
+    // An unknown email costs the same as a wrong password: both verify a hash.
+    let (user_id, hash) = match stored {
+        Some(c) => (Some(c.id), c.password_hash),
+        None => (None, dummy_hash().to_string()),
+    };
+    let valid = verify_password(body.password, hash).await?;
+    let user = match (valid, user_id) {
+        (true, Some(id)) => state.store.user(id).await?,
+        _ => None,
+    };
+    let Some(user) = user else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        ));
+    };
+    session_response(&state, &headers, user, StatusCode::OK).await
+}
+
+/// `POST /api/auth/logout`
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = token_of(&headers).ok_or_else(ApiError::unauthorized)?;
+    state.store.delete_session(&crate::sha256_hex(token.as_bytes())).await?;
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+}
+
+/// The signed-in user; requests without a live session are answered 401.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = token_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let user = state
+            .store
+            .session_user(&crate::sha256_hex(token.as_bytes()), now_ms())
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(CurrentUser(user))
+    }
+}
+
+/// The session token of a request: `Authorization: Bearer`, else the cookie.
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+async fn session_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: User,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let expires = now_ms() + SESSION_DAYS * 24 * 3600 * 1000;
+    state
+        .store
+        .create_session(&crate::sha256_hex(token.as_bytes()), user.id, expires)
+        .await?;
+    // Secure when the client reached us over https (directly or through a proxy).
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_DAYS * 24 * 3600,
+        if https { "; Secure" } else { "" }
+    );
+    let body = Json(json!({"token": token, "user": user}));
+    Ok((status, [(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+/// A plausible email address, lowercased: something@domain.tld, no spaces, ≤ 254 chars.
+fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::invalid("that is not an email address"))
+    }
+}
+
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "hashing failed"))
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verifying failed"))
+}
+
+/// A real argon2id hash of a random password, verified for unknown emails.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Login attempts allowed per account and per address in a window.
+pub struct LoginLimiter {
+    max: usize,
+    window: Duration,
+    attempts: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    pub fn new(max: usize, window: Duration) -> LoginLimiter {
+        LoginLimiter {
+            max,
+            window,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(&self, email: &str, ip: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if attempts.len() > 100_000 {
+            attempts.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < self.window));
+        }
+        for key in [format!("email:{email}"), format!("ip:{ip}")] {
+            let times = attempts.entry(key).or_default();
+            times.retain(|t| now.duration_since(*t) < self.window);
+            if times.len() >= self.max {
+                let wait = self.window.saturating_sub(now.duration_since(times[0]));
+                return Err(ApiError::too_many("too many login attempts; try again later", wait.as_secs().max(1)));
+            }
+            times.push(now);
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,93 @@
+//! Stories and personas, loaded once at start-up and served read-only.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::Config;
+use crate::persona::{Persona, Problem};
+use crate::story::Story;
+
+/// The validated stories and personas of this instance.
+pub struct Catalog {
+    pub stories: BTreeMap<String, Story>,
+    pub personas: BTreeMap<String, Persona>,
+    /// Problems of files left out, for editors.
+    pub problems: Vec<String>,
+}
+
+impl Catalog {
+    /// Loads the configured folders; bad files are left out and their problems kept.
+    pub fn load(config: &Config) -> Result<Catalog, String> {
+        let mut problems = Vec::new();
+        let mut stories = BTreeMap::new();
+        let loaded = Story::load_dir(&config.paths.stories_dir, config.story_max_bytes).map_err(|e| e.to_string())?;
+        for story in loaded {
+            match story {
+                Ok(s) => {
+                    stories.insert(s.id.clone(), s);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let (found, persona_problems) = Persona::check_dir(&config.paths.personas_dir).map_err(|e| e.to_string())?;
+        problems.extend(persona_problems.iter().map(Problem::to_string));
+        let personas = found.into_iter().map(|p| (p.id.clone(), p)).collect();
+        Ok(Catalog {
+            stories,
+            personas,
+            problems,
+        })
+    }
+
+    pub fn story(&self, id: &str) -> Result<&Story, ApiError> {
+        self.stories
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("unknown story `{id}`")))
+    }
+
+    pub fn persona(&self, id: &str) -> Result<&Persona, ApiError> {
+        self.personas
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("unknown persona `{id}`")))
+    }
+}
+
+/// `GET /api/stories`
+pub async fn stories(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .stories
+        .values()
+        .map(|s| json!({"id": s.id, "title": s.title, "dek": s.dek, "updated": s.updated}))
+        .collect();
+    Json(json!({ "stories": list }))
+}
+
+/// `GET /api/stories/{id}`
+pub async fn story(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Story>, ApiError> {
+    Ok(Json(state.catalog.story(&id)?.clone()))
+}
+
+/// `GET /api/personas`
+pub async fn personas(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .personas
+        .values()
+        .map(|p| {
+            json!({"id": p.id, "name": p.name, "kind": p.kind, "lived": p.lived, "role": p.role,
+                   "tags": p.tags, "version": p.version})
+        })
+        .collect();
+    Json(json!({ "personas": list }))
+}
+
+/// `GET /api/personas/{id}`
+pub async fn persona(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Persona>, ApiError> {
+    Ok(Json(state.catalog.persona(&id)?.clone()))
+}

@@ -1,0 +1,197 @@
+//! Live runs: the engine's events are batched, stored with sequence numbers, and broadcast
+//! to whoever follows; a follower replays the stored log and then follows live, resuming
+//! after any `Last-Event-ID` without gaps or duplicates.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use crate::event::{Event, Speaker};
+use crate::store::{Store, StoredEvent};
+
+/// How long tokens gather before they are stored as one event.
+pub const TOKEN_BATCH: Duration = Duration::from_millis(15);
+
+/// The broadcast channels of the runs this instance is executing.
+#[derive(Default)]
+pub struct Hub {
+    runs: Mutex<HashMap<String, broadcast::Sender<StoredEvent>>>,
+}
+
+impl Hub {
+    fn open(&self, run_id: &str) -> broadcast::Sender<StoredEvent> {
+        let (tx, _) = broadcast::channel(1024);
+        self.lock().insert(run_id.to_string(), tx.clone());
+        tx
+    }
+
+    fn close(&self, run_id: &str) {
+        self.lock().remove(run_id);
+    }
+
+    /// Listens to a run executing here, if it is.
+    pub fn subscribe(&self, run_id: &str) -> Option<broadcast::Receiver<StoredEvent>> {
+        self.lock().get(run_id).map(broadcast::Sender::subscribe)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<StoredEvent>>> {
+        // A panic elsewhere cannot leave the map inconsistent: take it anyway.
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Stores and broadcasts the events of one run until its sender is dropped. The `done` event
+/// is held back until then, so that a client who sees it finds the run's result stored.
+pub async fn record(store: Store, hub: &Hub, run_id: &str, mut events: mpsc::UnboundedReceiver<Event>, first_seq: i64) {
+    let tx = hub.open(run_id);
+    let mut writer = Writer {
+        store: &store,
+        run_id,
+        tx: &tx,
+        seq: first_seq - 1,
+    };
+    let mut pending: Option<(u8, Speaker, String, Instant)> = None;
+    let mut done = None;
+    loop {
+        let next = match &pending {
+            Some((.., deadline)) => match tokio::time::timeout_at(*deadline, events.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    writer.flush(&mut pending).await;
+                    continue;
+                }
+            },
+            None => events.recv().await,
+        };
+        match next {
+            None => break,
+            Some(Event::Token { round, speaker, text }) => {
+                if let Some((r, s, buffered, _)) = &mut pending
+                    && (*r, *s) == (round, speaker)
+                {
+                    buffered.push_str(&text);
+                    continue;
+                }
+                writer.flush(&mut pending).await;
+                pending = Some((round, speaker, text, Instant::now() + TOKEN_BATCH));
+            }
+            Some(event @ Event::Done { .. }) => {
+                writer.flush(&mut pending).await;
+                done = Some(event);
+            }
+            Some(event) => {
+                writer.flush(&mut pending).await;
+                writer.write(&event).await;
+            }
+        }
+    }
+    writer.flush(&mut pending).await;
+    if let Some(event) = done {
+        writer.write(&event).await;
+    }
+    hub.close(run_id);
+}
+
+struct Writer<'a> {
+    store: &'a Store,
+    run_id: &'a str,
+    tx: &'a broadcast::Sender<StoredEvent>,
+    seq: i64,
+}
+
+impl Writer<'_> {
+    async fn flush(&mut self, pending: &mut Option<(u8, Speaker, String, Instant)>) {
+        if let Some((round, speaker, text, _)) = pending.take() {
+            self.write(&Event::Token { round, speaker, text }).await;
+        }
+    }
+
+    async fn write(&mut self, event: &Event) {
+        self.seq += 1;
+        let stored = StoredEvent {
+            seq: self.seq,
+            name: event.name().to_string(),
+            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+        };
+        if let Err(e) = self.store.append_event(self.run_id, &stored).await {
+            tracing::error!(run = self.run_id, "cannot store event {}: {e}", stored.seq);
+        }
+        let _ = self.tx.send(stored); // nobody listening is fine
+    }
+}
+
+/// Appends events to the log of a run nobody is executing (e.g. one interrupted by a crash).
+pub async fn append(store: &Store, run_id: &str, events: &[Event]) -> Result<(), crate::store::StoreError> {
+    let mut seq = store.last_seq(run_id).await?;
+    for event in events {
+        seq += 1;
+        let stored = StoredEvent {
+            seq,
+            name: event.name().to_string(),
+            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+        };
+        store.append_event(run_id, &stored).await?;
+    }
+    Ok(())
+}
+
+/// A follower of one run's events: the stored log after `last`, then live events.
+pub struct Follower {
+    store: Store,
+    run_id: String,
+    last: i64,
+    backlog: VecDeque<StoredEvent>,
+    live: Option<broadcast::Receiver<StoredEvent>>,
+    finished: bool,
+}
+
+impl Follower {
+    /// Subscribes before reading the log, so nothing falls between the two.
+    pub async fn start(store: Store, hub: &Hub, run_id: &str, last: i64) -> Result<Follower, crate::store::StoreError> {
+        let live = hub.subscribe(run_id);
+        let backlog = store.events_after(run_id, last).await?.into();
+        Ok(Follower {
+            store,
+            run_id: run_id.to_string(),
+            last,
+            backlog,
+            live,
+            finished: false,
+        })
+    }
+
+    /// The next event, or `None` once the run is done (or nobody runs it any more).
+    pub async fn next(&mut self) -> Option<StoredEvent> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(event) = self.backlog.pop_front() {
+                if event.seq <= self.last {
+                    continue; // seen both in the log and live
+                }
+                self.last = event.seq;
+                self.finished = event.name == "done";
+                return Some(event);
+            }
+            let live = self.live.as_mut()?;
+            match live.recv().await {
+                Ok(event) => self.backlog.push_back(event),
+                Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
+                    // Too slow for the channel, or the run ended: the log has everything.
+                    if matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)) {
+                        self.live = None;
+                    }
+                    let rest = self.store.events_after(&self.run_id, self.last).await.ok()?;
+                    if rest.is_empty() && self.live.is_none() {
+                        return None;
+                    }
+                    self.backlog.extend(rest);
+                }
+            }
+        }
+    }
+}

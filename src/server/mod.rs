@@ -1,0 +1,177 @@
+//! `crossfire serve`: the HTTP service (SPEC §9) on axum, over the engine and the store.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod live;
+pub mod runs;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::debate::Engine;
+use crate::store::Store;
+use catalog::Catalog;
+use error::ApiError;
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Everything a request handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub catalog: Arc<Catalog>,
+    pub hub: Arc<live::Hub>,
+    pub login_limiter: Arc<auth::LoginLimiter>,
+    running: Arc<Running>,
+}
+
+/// Counts runs in flight, so a shutdown can wait for them.
+#[derive(Default)]
+struct Running {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, engine: Engine, catalog: Catalog) -> AppState {
+        AppState {
+            config: Arc::new(config),
+            store,
+            engine: Arc::new(engine),
+            catalog: Arc::new(catalog),
+            hub: Arc::default(),
+            login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
+            running: Arc::default(),
+        }
+    }
+
+    /// Runs work in its own task: it goes on whether or not any client listens.
+    fn spawn_run(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let running = self.running.clone();
+        running.count.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            work.await;
+            if running.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                running.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until no run is in flight, or `grace` has passed; returns how many are left.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.running.idle.notified();
+            let left = self.running.count.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.running.count.load(Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// The routes of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/auth/signup", post(auth::signup))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/stories", get(catalog::stories))
+        .route("/api/stories/{id}", get(catalog::story))
+        .route("/api/personas", get(catalog::personas))
+        .route("/api/personas/{id}", get(catalog::persona))
+        .route("/api/debates", post(runs::create_debate).get(runs::list_debates))
+        .route("/api/debates/{id}", get(runs::get_debate))
+        .route("/api/debates/{id}/events", get(runs::debate_events))
+        .route("/api/perspectives", post(runs::create_perspective))
+        .route("/api/perspectives/{id}", get(runs::get_perspective))
+        .route("/api/perspectives/{id}/events", get(runs::perspective_events))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::error!("health check: {e}");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database does not answer")
+    })?;
+    Ok(axum::Json(json!({"status": "ok"})))
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Catalog(String),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Prepares the state: connects and migrates the store, loads the catalog, and marks runs
+/// a previous process left unfinished as interrupted.
+pub async fn prepare(config: Config, engine: Engine) -> Result<AppState, ServeError> {
+    let store = Store::connect(&config.database_url).await?;
+    let catalog = Catalog::load(&config).map_err(ServeError::Catalog)?;
+    for problem in &catalog.problems {
+        tracing::warn!("left out: {problem}");
+    }
+    let state = AppState::new(config, store, engine, catalog);
+    let interrupted = runs::interrupt_unfinished(&state).await?;
+    if interrupted > 0 {
+        tracing::warn!("{interrupted} run(s) left unfinished by a previous process marked interrupted");
+    }
+    Ok(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets running debates finish
+/// within `grace`, and marks what is left as interrupted.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> Result<(), ServeError> {
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let left = state.drain(grace).await;
+    if left > 0 {
+        tracing::warn!("{left} run(s) still going after the grace period");
+        runs::interrupt_unfinished(&state).await?;
+    }
+    Ok(())
+}
+
+/// Binds the configured address.
+pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,357 @@
+//! Debates and perspectives: created by signed-in users, run in background tasks whatever
+//! the clients do, stored with their event logs, and streamed as Server-Sent Events.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{CurrentUser, now_ms};
+use super::error::{ApiError, ApiJson};
+use super::live::{self, Follower};
+use crate::debate::RequestError;
+use crate::event::{Event, EventSink};
+use crate::store::{Quota, Run, RunKind, StoreError};
+use crate::transcript::{ErrorInfo, Status};
+
+#[derive(Deserialize)]
+pub struct NewDebate {
+    story: String,
+    a: String,
+    b: String,
+    #[serde(default)]
+    motion: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NewPerspective {
+    story: String,
+    persona: String,
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        match e {
+            RequestError::LivingPersona(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            _ => ApiError::invalid(e.to_string()),
+        }
+    }
+}
+
+/// `POST /api/debates`: 202 at once; the debate runs in the background.
+pub async fn create_debate(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewDebate>,
+) -> Result<Response, ApiError> {
+    let story = state.catalog.story(&body.story)?.clone();
+    let a = state.catalog.persona(&body.a)?.clone();
+    let b = state.catalog.persona(&body.b)?.clone();
+    let motion = state.engine.check_debate(&story, &a, &b, body.motion.as_deref())?;
+    let id = crate::transcript::new_id();
+    // The stored result starts as the transcript's skeleton: what GET shows while it runs.
+    let skeleton = json!({
+        "id": id, "status": "queued", "story": story.id, "motion": motion,
+        "personas": {"a": persona_ref(&a), "b": persona_ref(&b)},
+        "rounds": [], "verdict": null, "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+        "error": null,
+    });
+    let run = new_run(&id, RunKind::Debate, user.id, None, &skeleton);
+    create_run(&state, &run, state.config.debates_per_day).await?;
+
+    let task_state = state.clone();
+    let task_id = id.clone();
+    state.spawn_run(async move {
+        let state = task_state;
+        execute(&state, &task_id, |sink| {
+            let engine = state.engine.clone();
+            let id = task_id.clone();
+            async move {
+                let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
+                serde_json::to_value(&t).map(|v| (t.status, t.error, v))
+            }
+        })
+        .await;
+    });
+    let events = format!("/api/debates/{id}/events");
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued", "events": events}))).into_response())
+}
+
+/// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
+pub async fn create_perspective(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewPerspective>,
+) -> Result<Response, ApiError> {
+    let story = state.catalog.story(&body.story)?.clone();
+    let persona = state.catalog.persona(&body.persona)?.clone();
+    state.engine.check_persona(&persona)?;
+    // Same story content, persona version, templates and model: the same perspective.
+    let key = crate::sha256_hex(
+        format!(
+            "{}\n{}\n{}\n{}",
+            story.version,
+            persona.version,
+            state.engine.prompts.version(),
+            state.engine.debater.name()
+        )
+        .as_bytes(),
+    );
+    if let Some(cached) = state.store.cached(&key).await? {
+        let mut result = run_json(&cached);
+        result["cached"] = json!(true);
+        return Ok((StatusCode::OK, Json(result)).into_response());
+    }
+    let id = crate::transcript::new_id();
+    let skeleton = json!({
+        "id": id, "status": "queued", "story": story.id, "persona": persona_ref(&persona),
+        "text": "", "unsupported": [], "error": null,
+    });
+    let run = new_run(&id, RunKind::Perspective, user.id, Some(key), &skeleton);
+    create_run(&state, &run, state.config.perspectives_per_day).await?;
+
+    let task_state = state.clone();
+    let task_id = id.clone();
+    state.spawn_run(async move {
+        let state = task_state;
+        execute(&state, &task_id, |sink| {
+            let engine = state.engine.clone();
+            let id = task_id.clone();
+            async move {
+                let p = engine.run_perspective(id, &story, &persona, &sink).await;
+                serde_json::to_value(&p).map(|v| (p.status, p.error, v))
+            }
+        })
+        .await;
+    });
+    let events = format!("/api/perspectives/{id}/events");
+    let body = json!({"id": id, "status": "queued", "cached": false, "events": events});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn persona_ref(p: &crate::persona::Persona) -> Value {
+    json!({"id": p.id, "name": p.name, "version": p.version})
+}
+
+fn new_run(id: &str, kind: RunKind, user_id: i64, cache_key: Option<String>, skeleton: &Value) -> Run {
+    Run {
+        id: id.to_string(),
+        kind: kind.as_str().to_string(),
+        user_id,
+        status: "queued".to_string(),
+        cache_key,
+        result: skeleton.to_string(),
+        error_code: None,
+        error_message: None,
+        created_at: now_ms(),
+    }
+}
+
+/// Stores a new run, charging today's quota.
+async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let day = now.date().to_string();
+    match state.store.create_run(run, Some(Quota { day: &day, limit: per_day })).await {
+        Err(StoreError::QuotaExceeded { limit }) => {
+            let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
+            let wait = midnight.map_or(3600, |m| (m - now).whole_seconds().max(1) as u64);
+            Err(ApiError::too_many(
+                format!("the daily limit of {limit} {}s is reached", run.kind),
+                wait,
+            ))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Runs the engine for a stored run: records its events, then stores its result.
+async fn execute<F, Fut>(state: &AppState, id: &str, run: F)
+where
+    F: FnOnce(EventSink) -> Fut,
+    Fut: Future<Output = serde_json::Result<(Status, Option<ErrorInfo>, Value)>>,
+{
+    if let Err(e) = state.store.set_status(id, "running", now_ms()).await {
+        tracing::error!(run = id, "cannot mark running: {e}");
+    }
+    let (sink, events) = EventSink::channel();
+    let recorder = live::record(state.store.clone(), &state.hub, id, events, 1);
+    let work = async {
+        let outcome = run(sink).await;
+        // The sink was moved into the engine and is dropped with it; store the result
+        // before the recorder releases the `done` event.
+        match outcome {
+            Ok((status, error, result)) => {
+                let error = error.as_ref().map(|e| (e.code.as_str(), e.message.as_str()));
+                let status = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
+                let status = status.unwrap_or_else(|| "failed".into());
+                if let Err(e) = state.store.finish_run(id, &status, &result.to_string(), error, now_ms()).await {
+                    tracing::error!(run = id, "cannot store the result: {e}");
+                }
+            }
+            Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
+        }
+    };
+    futures::join!(recorder, work);
+}
+
+/// The stored JSON of a run, with its current status and error (which change when a run is
+/// interrupted).
+fn run_json(run: &Run) -> Value {
+    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
+    result["id"] = json!(run.id);
+    result["status"] = json!(run.status);
+    if let (Some(code), Some(message)) = (&run.error_code, &run.error_message) {
+        result["error"] = json!({"code": code, "message": message});
+    }
+    result
+}
+
+/// A run of this kind owned by this user; anything else is 404.
+async fn owned(state: &AppState, user: &crate::store::User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
+    match state.store.run(id).await? {
+        Some(run) if run.user_id == user.id && run.kind == kind.as_str() => Ok(run),
+        _ => Err(ApiError::not_found(format!("no {} `{id}`", kind.as_str()))),
+    }
+}
+
+/// `GET /api/debates/{id}`
+pub async fn get_debate(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(run_json(&owned(&state, &user, &id, RunKind::Debate).await?)))
+}
+
+/// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
+pub async fn get_perspective(
+    State(state): State<AppState>,
+    CurrentUser(_user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    // Perspectives are shared through the cache: any signed-in user may read one by id.
+    match state.store.run(&id).await? {
+        Some(run) if run.kind == RunKind::Perspective.as_str() => Ok(Json(run_json(&run))),
+        _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
+    }
+}
+
+#[derive(Serialize)]
+struct Listed {
+    id: String,
+    status: String,
+    story: Value,
+    motion: Value,
+    personas: Value,
+    created_at: i64,
+}
+
+/// `GET /api/debates`: mine, newest first.
+pub async fn list_debates(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let runs = state.store.runs_of(user.id, RunKind::Debate, 100).await?;
+    let list: Vec<Listed> = runs
+        .iter()
+        .map(|run| {
+            let t = run_json(run);
+            Listed {
+                id: run.id.clone(),
+                status: run.status.clone(),
+                story: t["story"].clone(),
+                motion: t["motion"].clone(),
+                personas: t["personas"].clone(),
+                created_at: run.created_at,
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "debates": list })))
+}
+
+/// `GET /api/debates/{id}/events`
+pub async fn debate_events(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    owned(&state, &user, &id, RunKind::Debate).await?;
+    stream(&state, &id, &headers).await
+}
+
+/// `GET /api/perspectives/{id}/events`
+pub async fn perspective_events(
+    State(state): State<AppState>,
+    CurrentUser(_user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match state.store.run(&id).await? {
+        Some(run) if run.kind == RunKind::Perspective.as_str() => stream(&state, &id, &headers).await,
+        _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
+    }
+}
+
+/// The run's events as SSE, after `Last-Event-ID` if given.
+async fn stream(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    let follower = Follower::start(state.store.clone(), &state.hub, id, after).await?;
+    let sse = Sse::new(sse_stream(follower)).keep_alive(KeepAlive::default());
+    // Proxies must not buffer a live stream.
+    Ok(([("x-accel-buffering", "no"), ("cache-control", "no-cache")], sse).into_response())
+}
+
+fn sse_stream(follower: Follower) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures::stream::unfold(follower, |mut follower| async move {
+        let event = follower.next().await?;
+        let sse = SseEvent::default()
+            .id(event.seq.to_string())
+            .event(event.name)
+            .data(event.data);
+        Some((Ok(sse), follower))
+    })
+}
+
+/// Marks runs that no task is executing any more (left by a crash, or past the shutdown
+/// grace period) as failed with reason `interrupted`, and ends their event logs.
+pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError> {
+    let runs = state.store.unfinished_runs().await?;
+    let reason = ErrorInfo {
+        code: "interrupted".into(),
+        message: "the service stopped before this finished".into(),
+    };
+    for run in &runs {
+        live::append(
+            &state.store,
+            &run.id,
+            &[
+                Event::Error {
+                    code: reason.code.clone(),
+                    message: reason.message.clone(),
+                },
+                Event::Done { status: Status::Failed },
+            ],
+        )
+        .await?;
+        let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
+        result["status"] = json!("failed");
+        result["error"] = json!(reason);
+        state
+            .store
+            .finish_run(&run.id, "failed", &result.to_string(), Some((&reason.code, &reason.message)), now_ms())
+            .await?;
+    }
+    Ok(runs.len())
+}

@@ -1,0 +1,388 @@
+//! Storage: accounts, sessions, runs (debates and perspectives) with their event logs, and
+//! daily quotas — in a SQLite file by default, or PostgreSQL by URL, through one set of
+//! queries (`$n` placeholders work in both).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: use sqlite://FILE or postgres://…")]
+    BadUrl(String),
+    #[error("already exists")]
+    Duplicate,
+    #[error("daily quota of {limit} reached")]
+    QuotaExceeded { limit: u32 },
+}
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub role: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Credentials {
+    pub id: i64,
+    pub password_hash: String,
+}
+
+/// What kind of engine run a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Debate,
+    Perspective,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Debate => "debate",
+            RunKind::Perspective => "perspective",
+        }
+    }
+}
+
+/// A debate or perspective as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Run {
+    pub id: String,
+    pub kind: String,
+    pub user_id: i64,
+    pub status: String,
+    pub cache_key: Option<String>,
+    pub result: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: i64,
+}
+
+/// One stored event of a run.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub name: String,
+    pub data: String,
+}
+
+/// A daily allowance to charge when creating a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota<'a> {
+    pub day: &'a str,
+    pub limit: u32,
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let url = if rest.contains('?') {
+                format!("sqlite:{rest}")
+            } else {
+                format!("sqlite:{rest}?mode=rwc")
+            };
+            (Dialect::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers work beside the writer; the busy timeout makes
+                        // concurrent writers wait instead of failing.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(&url).await?;
+        match dialect {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_user(&self, email: &str, password_hash: &str, now: i64) -> Result<User, StoreError> {
+        let result = sqlx::query_as::<_, User>(
+            "INSERT INTO users (email, password_hash, role, created_at) VALUES ($1, $2, 'user', $3) \
+             RETURNING id, email, role",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate),
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, Credentials>("SELECT id, password_hash FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, User>("SELECT id, email, role FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Sets a user's role; false if there is no such user.
+    pub async fn set_role(&self, email: &str, role: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE email = $2")
+            .bind(role)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn create_session(&self, token_hash: &str, user_id: i64, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user of a live session.
+    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, User>(
+            "SELECT u.id, u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a run, charging the quota in the same transaction: concurrent requests can
+    /// never exceed it.
+    pub async fn create_run(
+        &self,
+        run: &Run,
+        quota: Option<Quota<'_>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(quota) = quota {
+            if quota.limit == 0 {
+                return Err(StoreError::QuotaExceeded { limit: 0 });
+            }
+            let charged = sqlx::query(
+                "INSERT INTO quota_usage (user_id, day, kind, used) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (user_id, day, kind) DO UPDATE SET used = quota_usage.used + 1 \
+                 WHERE quota_usage.used < $4 RETURNING used",
+            )
+            .bind(run.user_id)
+            .bind(quota.day)
+            .bind(&run.kind)
+            .bind(i64::from(quota.limit))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if charged.is_none() {
+                return Err(StoreError::QuotaExceeded { limit: quota.limit });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO runs (id, kind, user_id, status, cache_key, result, error_code, \
+             error_message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&run.id)
+        .bind(&run.kind)
+        .bind(run.user_id)
+        .bind(&run.status)
+        .bind(&run.cache_key)
+        .bind(&run.result)
+        .bind(&run.error_code)
+        .bind(&run.error_message)
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a run's new status and result.
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: &str,
+        result: &str,
+        error: Option<(&str, &str)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET status = $1, result = $2, error_code = $3, error_message = $4, \
+             updated_at = $5 WHERE id = $6",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_status(&self, id: &str, status: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    const RUN_COLUMNS: &'static str =
+        "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at";
+
+    pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {} FROM runs WHERE id = $1", Store::RUN_COLUMNS);
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A user's runs of a kind, newest first.
+    pub async fn runs_of(&self, user_id: i64, kind: RunKind, limit: i64) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 ORDER BY created_at DESC, id LIMIT $3",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(user_id)
+            .bind(kind.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A finished perspective with this cache key, whoever asked for it.
+    pub async fn cached(&self, cache_key: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE cache_key = $1 AND status = 'done' ORDER BY created_at LIMIT 1",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(cache_key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn append_event(&self, run_id: &str, event: &StoredEvent) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO run_events (run_id, seq, name, data) VALUES ($1, $2, $3, $4)")
+            .bind(run_id)
+            .bind(event.seq)
+            .bind(&event.name)
+            .bind(&event.data)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A run's events after sequence number `after`, in order.
+    pub async fn events_after(&self, run_id: &str, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(sqlx::query_as::<_, StoredEvent>(
+            "SELECT seq, name, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Runs left queued or running (by a crash, or a shutdown past its grace period).
+    pub async fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE status IN ('queued', 'running')",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql).fetch_all(&self.pool).await?)
+    }
+
+    /// The highest sequence number of a run's log (0 if empty).
+    pub async fn last_seq(&self, run_id: &str) -> Result<i64, StoreError> {
+        let row: (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.0)
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<RunKind, ()> {
+        match s {
+            "debate" => Ok(RunKind::Debate),
+            "perspective" => Ok(RunKind::Perspective),
+            _ => Err(()),
+        }
+    }
+}
