@@ -288,7 +288,13 @@ async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     let state = crossfire::server::prepare(config, engine).await?;
     let listener = crossfire::server::bind(&addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    crossfire::server::serve(listener, state, shutdown_signal(), Duration::from_secs(grace_s)).await?;
+    crossfire::server::serve(
+        listener,
+        state,
+        shutdown_signal(),
+        Duration::from_secs(grace_s),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,14 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -83,9 +83,15 @@ pub async fn login(
 }
 
 /// `POST /api/auth/logout`
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let token = token_of(&headers).ok_or_else(ApiError::unauthorized)?;
-    state.store.delete_session(&crate::sha256_hex(token.as_bytes())).await?;
+    state
+        .store
+        .delete_session(&crate::sha256_hex(token.as_bytes()))
+        .await?;
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
@@ -96,7 +102,10 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = token_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let user = state
             .store
@@ -180,17 +189,33 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
     .await
     .ok()
     .and_then(Result::ok)
-    .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "hashing failed"))
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "hashing failed",
+        )
+    })
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "verifying failed"))
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "verifying failed",
+        )
+    })
 }
 
 /// A real argon2id hash of a random password, verified for unknown emails.
@@ -233,7 +258,10 @@ impl LoginLimiter {
             times.retain(|t| now.duration_since(*t) < self.window);
             if times.len() >= self.max {
                 let wait = self.window.saturating_sub(now.duration_since(times[0]));
-                return Err(ApiError::too_many("too many login attempts; try again later", wait.as_secs().max(1)));
+                return Err(ApiError::too_many(
+                    "too many login attempts; try again later",
+                    wait.as_secs().max(1),
+                ));
             }
             times.push(now);
         }

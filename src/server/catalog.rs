@@ -25,7 +25,8 @@ impl Catalog {
     pub fn load(config: &Config) -> Result<Catalog, String> {
         let mut problems = Vec::new();
         let mut stories = BTreeMap::new();
-        let loaded = Story::load_dir(&config.paths.stories_dir, config.story_max_bytes).map_err(|e| e.to_string())?;
+        let loaded = Story::load_dir(&config.paths.stories_dir, config.story_max_bytes)
+            .map_err(|e| e.to_string())?;
         for story in loaded {
             match story {
                 Ok(s) => {
@@ -34,7 +35,8 @@ impl Catalog {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let (found, persona_problems) = Persona::check_dir(&config.paths.personas_dir).map_err(|e| e.to_string())?;
+        let (found, persona_problems) =
+            Persona::check_dir(&config.paths.personas_dir).map_err(|e| e.to_string())?;
         problems.extend(persona_problems.iter().map(Problem::to_string));
         let personas = found.into_iter().map(|p| (p.id.clone(), p)).collect();
         Ok(Catalog {
@@ -69,7 +71,10 @@ pub async fn stories(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/stories/{id}`
-pub async fn story(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Story>, ApiError> {
+pub async fn story(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Story>, ApiError> {
     Ok(Json(state.catalog.story(&id)?.clone()))
 }
 
@@ -88,6 +93,9 @@ pub async fn personas(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/personas/{id}`
-pub async fn persona(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Persona>, ApiError> {
+pub async fn persona(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Persona>, ApiError> {
     Ok(Json(state.catalog.persona(&id)?.clone()))
 }

@@ -68,11 +68,17 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Duplicate => ApiError::new(StatusCode::CONFLICT, "conflict", "already exists"),
+            StoreError::Duplicate => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "already exists")
+            }
             // Details of database failures stay in the log.
             other => {
                 tracing::error!("storage: {other}");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failed")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "storage failed",
+                )
             }
         }
     }

@@ -45,7 +45,13 @@ impl Hub {
 
 /// Stores and broadcasts the events of one run until its sender is dropped. The `done` event
 /// is held back until then, so that a client who sees it finds the run's result stored.
-pub async fn record(store: Store, hub: &Hub, run_id: &str, mut events: mpsc::UnboundedReceiver<Event>, first_seq: i64) {
+pub async fn record(
+    store: Store,
+    hub: &Hub,
+    run_id: &str,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    first_seq: i64,
+) {
     let tx = hub.open(run_id);
     let mut writer = Writer {
         store: &store,
@@ -68,7 +74,11 @@ pub async fn record(store: Store, hub: &Hub, run_id: &str, mut events: mpsc::Unb
         };
         match next {
             None => break,
-            Some(Event::Token { round, speaker, text }) => {
+            Some(Event::Token {
+                round,
+                speaker,
+                text,
+            }) => {
                 if let Some((r, s, buffered, _)) = &mut pending
                     && (*r, *s) == (round, speaker)
                 {
@@ -105,7 +115,12 @@ struct Writer<'a> {
 impl Writer<'_> {
     async fn flush(&mut self, pending: &mut Option<(u8, Speaker, String, Instant)>) {
         if let Some((round, speaker, text, _)) = pending.take() {
-            self.write(&Event::Token { round, speaker, text }).await;
+            self.write(&Event::Token {
+                round,
+                speaker,
+                text,
+            })
+            .await;
         }
     }
 
@@ -124,7 +139,11 @@ impl Writer<'_> {
 }
 
 /// Appends events to the log of a run nobody is executing (e.g. one interrupted by a crash).
-pub async fn append(store: &Store, run_id: &str, events: &[Event]) -> Result<(), crate::store::StoreError> {
+pub async fn append(
+    store: &Store,
+    run_id: &str,
+    events: &[Event],
+) -> Result<(), crate::store::StoreError> {
     let mut seq = store.last_seq(run_id).await?;
     for event in events {
         seq += 1;
@@ -150,7 +169,12 @@ pub struct Follower {
 
 impl Follower {
     /// Subscribes before reading the log, so nothing falls between the two.
-    pub async fn start(store: Store, hub: &Hub, run_id: &str, last: i64) -> Result<Follower, crate::store::StoreError> {
+    pub async fn start(
+        store: Store,
+        hub: &Hub,
+        run_id: &str,
+        last: i64,
+    ) -> Result<Follower, crate::store::StoreError> {
         let live = hub.subscribe(run_id);
         let backlog = store.events_after(run_id, last).await?.into();
         Ok(Follower {
@@ -180,12 +204,17 @@ impl Follower {
             let live = self.live.as_mut()?;
             match live.recv().await {
                 Ok(event) => self.backlog.push_back(event),
-                Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
+                Err(broadcast::error::RecvError::Lagged(_))
+                | Err(broadcast::error::RecvError::Closed) => {
                     // Too slow for the channel, or the run ended: the log has everything.
                     if matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)) {
                         self.live = None;
                     }
-                    let rest = self.store.events_after(&self.run_id, self.last).await.ok()?;
+                    let rest = self
+                        .store
+                        .events_after(&self.run_id, self.last)
+                        .await
+                        .ok()?;
                     if rest.is_empty() && self.live.is_none() {
                         return None;
                     }

@@ -99,15 +99,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stories/{id}", get(catalog::story))
         .route("/api/personas", get(catalog::personas))
         .route("/api/personas/{id}", get(catalog::persona))
-        .route("/api/debates", post(runs::create_debate).get(runs::list_debates))
+        .route(
+            "/api/debates",
+            post(runs::create_debate).get(runs::list_debates),
+        )
         .route("/api/debates/{id}", get(runs::get_debate))
         .route("/api/debates/{id}/events", get(runs::debate_events))
         .route("/api/perspectives", post(runs::create_perspective))
         .route("/api/perspectives/{id}", get(runs::get_perspective))
-        .route("/api/perspectives/{id}/events", get(runs::perspective_events))
+        .route(
+            "/api/perspectives/{id}/events",
+            get(runs::perspective_events),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -116,7 +126,11 @@ pub fn router(state: AppState) -> Router {
 async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::error!("health check: {e}");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database does not answer")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer",
+        )
     })?;
     Ok(axum::Json(json!({"status": "ok"})))
 }
@@ -127,7 +141,10 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Catalog(String),
     #[error("server: {0}")]
@@ -145,7 +162,9 @@ pub async fn prepare(config: Config, engine: Engine) -> Result<AppState, ServeEr
     let state = AppState::new(config, store, engine, catalog);
     let interrupted = runs::interrupt_unfinished(&state).await?;
     if interrupted > 0 {
-        tracing::warn!("{interrupted} run(s) left unfinished by a previous process marked interrupted");
+        tracing::warn!(
+            "{interrupted} run(s) left unfinished by a previous process marked interrupted"
+        );
     }
     Ok(state)
 }
@@ -159,7 +178,9 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), ServeError> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     let left = state.drain(grace).await;
     if left > 0 {
         tracing::warn!("{left} run(s) still going after the grace period");
@@ -170,8 +191,10 @@ pub async fn serve(
 
 /// Binds the configured address.
 pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }

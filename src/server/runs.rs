@@ -39,7 +39,9 @@ pub struct NewPerspective {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> ApiError {
         match e {
-            RequestError::LivingPersona(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            RequestError::LivingPersona(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
             _ => ApiError::invalid(e.to_string()),
         }
     }
@@ -54,7 +56,9 @@ pub async fn create_debate(
     let story = state.catalog.story(&body.story)?.clone();
     let a = state.catalog.persona(&body.a)?.clone();
     let b = state.catalog.persona(&body.b)?.clone();
-    let motion = state.engine.check_debate(&story, &a, &b, body.motion.as_deref())?;
+    let motion = state
+        .engine
+        .check_debate(&story, &a, &b, body.motion.as_deref())?;
     let id = crate::transcript::new_id();
     // The stored result starts as the transcript's skeleton: what GET shows while it runs.
     let skeleton = json!({
@@ -81,7 +85,11 @@ pub async fn create_debate(
         .await;
     });
     let events = format!("/api/debates/{id}/events");
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued", "events": events}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "queued", "events": events})),
+    )
+        .into_response())
 }
 
 /// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
@@ -140,7 +148,13 @@ fn persona_ref(p: &crate::persona::Persona) -> Value {
     json!({"id": p.id, "name": p.name, "version": p.version})
 }
 
-fn new_run(id: &str, kind: RunKind, user_id: i64, cache_key: Option<String>, skeleton: &Value) -> Run {
+fn new_run(
+    id: &str,
+    kind: RunKind,
+    user_id: i64,
+    cache_key: Option<String>,
+    skeleton: &Value,
+) -> Run {
     Run {
         id: id.to_string(),
         kind: kind.as_str().to_string(),
@@ -158,7 +172,17 @@ fn new_run(id: &str, kind: RunKind, user_id: i64, cache_key: Option<String>, ske
 async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let day = now.date().to_string();
-    match state.store.create_run(run, Some(Quota { day: &day, limit: per_day })).await {
+    match state
+        .store
+        .create_run(
+            run,
+            Some(Quota {
+                day: &day,
+                limit: per_day,
+            }),
+        )
+        .await
+    {
         Err(StoreError::QuotaExceeded { limit }) => {
             let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
             let wait = midnight.map_or(3600, |m| (m - now).whole_seconds().max(1) as u64);
@@ -188,10 +212,18 @@ where
         // before the recorder releases the `done` event.
         match outcome {
             Ok((status, error, result)) => {
-                let error = error.as_ref().map(|e| (e.code.as_str(), e.message.as_str()));
-                let status = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
+                let error = error
+                    .as_ref()
+                    .map(|e| (e.code.as_str(), e.message.as_str()));
+                let status = serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from));
                 let status = status.unwrap_or_else(|| "failed".into());
-                if let Err(e) = state.store.finish_run(id, &status, &result.to_string(), error, now_ms()).await {
+                if let Err(e) = state
+                    .store
+                    .finish_run(id, &status, &result.to_string(), error, now_ms())
+                    .await
+                {
                     tracing::error!(run = id, "cannot store the result: {e}");
                 }
             }
@@ -214,7 +246,12 @@ fn run_json(run: &Run) -> Value {
 }
 
 /// A run of this kind owned by this user; anything else is 404.
-async fn owned(state: &AppState, user: &crate::store::User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
+async fn owned(
+    state: &AppState,
+    user: &crate::store::User,
+    id: &str,
+    kind: RunKind,
+) -> Result<Run, ApiError> {
     match state.store.run(id).await? {
         Some(run) if run.user_id == user.id && run.kind == kind.as_str() => Ok(run),
         _ => Err(ApiError::not_found(format!("no {} `{id}`", kind.as_str()))),
@@ -227,7 +264,9 @@ pub async fn get_debate(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(run_json(&owned(&state, &user, &id, RunKind::Debate).await?)))
+    Ok(Json(run_json(
+        &owned(&state, &user, &id, RunKind::Debate).await?,
+    )))
 }
 
 /// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
@@ -295,7 +334,9 @@ pub async fn perspective_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     match state.store.run(&id).await? {
-        Some(run) if run.kind == RunKind::Perspective.as_str() => stream(&state, &id, &headers).await,
+        Some(run) if run.kind == RunKind::Perspective.as_str() => {
+            stream(&state, &id, &headers).await
+        }
         _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
     }
 }
@@ -310,7 +351,11 @@ async fn stream(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Respo
     let follower = Follower::start(state.store.clone(), &state.hub, id, after).await?;
     let sse = Sse::new(sse_stream(follower)).keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
-    Ok(([("x-accel-buffering", "no"), ("cache-control", "no-cache")], sse).into_response())
+    Ok((
+        [("x-accel-buffering", "no"), ("cache-control", "no-cache")],
+        sse,
+    )
+        .into_response())
 }
 
 fn sse_stream(follower: Follower) -> impl Stream<Item = Result<SseEvent, Infallible>> {
@@ -341,7 +386,9 @@ pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError>
                     code: reason.code.clone(),
                     message: reason.message.clone(),
                 },
-                Event::Done { status: Status::Failed },
+                Event::Done {
+                    status: Status::Failed,
+                },
             ],
         )
         .await?;
@@ -350,7 +397,13 @@ pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError>
         result["error"] = json!(reason);
         state
             .store
-            .finish_run(&run.id, "failed", &result.to_string(), Some((&reason.code, &reason.message)), now_ms())
+            .finish_run(
+                &run.id,
+                "failed",
+                &result.to_string(),
+                Some((&reason.code, &reason.message)),
+                now_ms(),
+            )
             .await?;
     }
     Ok(runs.len())

@@ -146,7 +146,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create_user(&self, email: &str, password_hash: &str, now: i64) -> Result<User, StoreError> {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<User, StoreError> {
         let result = sqlx::query_as::<_, User>(
             "INSERT INTO users (email, password_hash, role, created_at) VALUES ($1, $2, 'user', $3) \
              RETURNING id, email, role",
@@ -164,18 +169,22 @@ impl Store {
 
     pub async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
         Ok(
-            sqlx::query_as::<_, Credentials>("SELECT id, password_hash FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?,
+            sqlx::query_as::<_, Credentials>(
+                "SELECT id, password_hash FROM users WHERE email = $1",
+            )
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?,
         )
     }
 
     pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
-        Ok(sqlx::query_as::<_, User>("SELECT id, email, role FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, User>("SELECT id, email, role FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Sets a user's role; false if there is no such user.
@@ -188,7 +197,12 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn create_session(&self, token_hash: &str, user_id: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
             .bind(token_hash)
             .bind(user_id)
@@ -199,7 +213,11 @@ impl Store {
     }
 
     /// The user of a live session.
-    pub async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<User>, StoreError> {
+    pub async fn session_user(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as::<_, User>(
             "SELECT u.id, u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
@@ -220,11 +238,7 @@ impl Store {
 
     /// Creates a run, charging the quota in the same transaction: concurrent requests can
     /// never exceed it.
-    pub async fn create_run(
-        &self,
-        run: &Run,
-        quota: Option<Quota<'_>>,
-    ) -> Result<(), StoreError> {
+    pub async fn create_run(&self, run: &Run, quota: Option<Quota<'_>>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(quota) = quota {
             if quota.limit == 0 {
@@ -310,7 +324,12 @@ impl Store {
     }
 
     /// A user's runs of a kind, newest first.
-    pub async fn runs_of(&self, user_id: i64, kind: RunKind, limit: i64) -> Result<Vec<Run>, StoreError> {
+    pub async fn runs_of(
+        &self,
+        user_id: i64,
+        kind: RunKind,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
             "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 ORDER BY created_at DESC, id LIMIT $3",
             Store::RUN_COLUMNS
@@ -347,7 +366,11 @@ impl Store {
     }
 
     /// A run's events after sequence number `after`, in order.
-    pub async fn events_after(&self, run_id: &str, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(sqlx::query_as::<_, StoredEvent>(
             "SELECT seq, name, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
         )
@@ -368,10 +391,11 @@ impl Store {
 
     /// The highest sequence number of a run's log (0 if empty).
     pub async fn last_seq(&self, run_id: &str) -> Result<i64, StoreError> {
-        let row: (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row: (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.0)
     }
 }

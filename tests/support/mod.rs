@@ -161,6 +161,21 @@ impl FakeLlm {
         }
     }
 
+    /// A handle on a fake started elsewhere (e.g. on another runtime), for its URL only.
+    pub fn at(base_url: &str) -> FakeLlm {
+        FakeLlm {
+            base_url: base_url.to_string(),
+            shared: Arc::new(Shared {
+                log: Mutex::new(Vec::new()),
+                faults: Mutex::new(VecDeque::new()),
+                latency: Duration::ZERO,
+                random_chunks: true,
+                token_delay: Duration::ZERO,
+                judge: JudgeMode::FirstListed,
+            }),
+        }
+    }
+
     pub fn log(&self) -> Vec<Logged> {
         self.shared.log.lock().unwrap().clone()
     }
