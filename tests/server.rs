@@ -137,280 +137,653 @@ const DEBATE: fn() -> Value = || {
            "motion": "Is Pyongyang winning more than it is losing?"})
 };
 
-#[tokio::test]
-async fn accounts_sign_up_log_in_and_out_and_fail_clearly() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let app = start(&fake, &temp_db(), |_| {}).await;
-    let creds = json!({"email": "O'Brien+Test@Example.com", "password": "' OR 1=1 --"});
+/// Every storage case runs on a SQLite file, and on PostgreSQL when
+/// `CROSSFIRE_TEST_DATABASE_URL` names a server (a fresh database each time).
+macro_rules! on_every_database {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $case() {
+            for db in databases().await {
+                eprintln!("case {} on {}", stringify!($case), db.split('@').next_back().unwrap_or(&db));
+                cases::$case(&db).await;
+            }
+        }
+    )*};
+}
 
-    let response = app
-        .http
-        .post(format!("{}/api/auth/signup", app.base))
-        .json(&creds)
-        .send()
+on_every_database!(
+    accounts_sign_up_log_in_and_out_and_fail_clearly,
+    bad_requests_get_json_errors_with_the_right_status,
+    a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates,
+    twenty_concurrent_requests_cannot_exceed_the_daily_quota,
+    a_second_request_for_the_same_perspective_is_served_from_the_cache,
+    hostile_text_is_stored_and_returned_intact_and_inert,
+    a_restart_marks_the_debate_it_interrupted_as_failed
+);
+
+async fn databases() -> Vec<String> {
+    let mut databases = vec![temp_db()];
+    if let Some(admin) = std::env::var("CROSSFIRE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        databases.push(fresh_postgres_database(&admin).await);
+    }
+    databases
+}
+
+async fn fresh_postgres_database(admin: &str) -> String {
+    let name = format!("crossfire_test_{}", &crossfire::transcript::new_id()[..16]);
+    let pool = sqlx::PgPool::connect(admin)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        cookie.starts_with("crossfire_session=")
-            && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["user"]["email"], "o'brien+test@example.com");
-    assert_eq!(body["user"]["role"], "user");
-    assert_eq!(body["token"].as_str().unwrap().len(), 64, "256 random bits");
+    pool.close().await;
+    let (server, _) = admin.rsplit_once('/').expect("a database URL");
+    format!("{server}/{name}")
+}
 
-    let (status, body) = app.post("/api/auth/signup", None, creds.clone()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("conflict"))
-    );
-    let (status, _) = app
-        .post(
-            "/api/auth/signup",
-            None,
-            json!({"email": "not-an-email", "password": "long enough"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = app
-        .post(
-            "/api/auth/signup",
-            None,
-            json!({"email": "a@b.co", "password": "short"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["error"]["message"].as_str().unwrap().contains("8"));
+mod cases {
+    use super::*;
 
-    let (status, body) = app
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"email": "o'brien+test@example.com", "password": "wrong password"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
-    );
-    let (status, body) = app
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"email": "nobody@example.com", "password": "whatever1"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
-    );
-    let (status, body) = app.post("/api/auth/login", None, creds.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let token = body["token"].as_str().unwrap().to_string();
+    pub async fn accounts_sign_up_log_in_and_out_and_fail_clearly(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let creds = json!({"email": "O'Brien+Test@Example.com", "password": "' OR 1=1 --"});
 
-    // The cookie works as well as the bearer token.
-    let session = cookie.split(';').next().unwrap();
-    let response = app
-        .http
-        .get(format!("{}/api/debates", app.base))
-        .header("cookie", session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        app.get("/api/debates", Some(&token)).await.0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/debates", Some("forged")).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/debates", None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+        let response = app
+            .http
+            .post(format!("{}/api/auth/signup", app.base))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            cookie.starts_with("crossfire_session=")
+                && cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["user"]["email"], "o'brien+test@example.com");
+        assert_eq!(body["user"]["role"], "user");
+        assert_eq!(body["token"].as_str().unwrap().len(), 64, "256 random bits");
 
-    let response = app
-        .http
-        .post(format!("{}/api/auth/logout", app.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.get("/api/debates", Some(&token)).await.0,
-        StatusCode::UNAUTHORIZED,
-        "the session is gone"
-    );
+        let (status, body) = app.post("/api/auth/signup", None, creds.clone()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict"))
+        );
+        let (status, _) = app
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": "not-an-email", "password": "long enough"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, body) = app
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": "a@b.co", "password": "short"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["error"]["message"].as_str().unwrap().contains("8"));
 
-    // Repeated failures are rate-limited per account.
-    let mut last = StatusCode::OK;
-    for _ in 0..12 {
-        last = app
+        let (status, body) = app
             .post(
                 "/api/auth/login",
                 None,
-                json!({"email": "victim@example.com", "password": "guess-guess"}),
+                json!({"email": "o'brien+test@example.com", "password": "wrong password"}),
             )
-            .await
-            .0;
-    }
-    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
-}
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+        );
+        let (status, body) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "nobody@example.com", "password": "whatever1"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+        );
+        let (status, body) = app.post("/api/auth/login", None, creds.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["token"].as_str().unwrap().to_string();
 
-#[tokio::test]
-async fn bad_requests_get_json_errors_with_the_right_status() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let app = start(&fake, &temp_db(), |_| {}).await;
-    let token = app.user().await;
-    let raw = |body: &'static str| {
-        app.http
-            .post(format!("{}/api/debates", app.base))
+        // The cookie works as well as the bearer token.
+        let session = cookie.split(';').next().unwrap();
+        let response = app
+            .http
+            .get(format!("{}/api/debates", app.base))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            app.get("/api/debates", Some(&token)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.get("/api/debates", Some("forged")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.get("/api/debates", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+
+        let response = app
+            .http
+            .post(format!("{}/api/auth/logout", app.base))
             .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body)
-    };
-    let cases = [
-        (
-            raw("{not json").send().await.unwrap(),
-            400,
-            "malformed_json",
-        ),
-        (
-            raw(r#"{"story": 7, "a": "x", "b": "y"}"#)
-                .send()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.get("/api/debates", Some(&token)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "the session is gone"
+        );
+
+        // Repeated failures are rate-limited per account.
+        let mut last = StatusCode::OK;
+        for _ in 0..12 {
+            last = app
+                .post(
+                    "/api/auth/login",
+                    None,
+                    json!({"email": "victim@example.com", "password": "guess-guess"}),
+                )
                 .await
-                .unwrap(),
-            422,
-            "invalid",
-        ),
-        (
-            app.http
-                .get(format!("{}/api/nowhere", app.base))
-                .send()
-                .await
-                .unwrap(),
-            404,
-            "not_found",
-        ),
-        (
+                .0;
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    pub async fn bad_requests_get_json_errors_with_the_right_status(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let raw = |body: &'static str| {
             app.http
                 .post(format!("{}/api/debates", app.base))
                 .bearer_auth(&token)
                 .header("content-type", "application/json")
-                .body(format!(r#"{{"story": "{}"}}"#, "x".repeat(100_000)))
-                .send()
-                .await
-                .unwrap(),
-            413,
-            "too_large",
-        ),
-    ];
-    for (response, status, code) in cases {
-        assert_eq!(response.status().as_u16(), status);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], code, "{body}");
+                .body(body)
+        };
+        let cases = [
+            (
+                raw("{not json").send().await.unwrap(),
+                400,
+                "malformed_json",
+            ),
+            (
+                raw(r#"{"story": 7, "a": "x", "b": "y"}"#)
+                    .send()
+                    .await
+                    .unwrap(),
+                422,
+                "invalid",
+            ),
+            (
+                app.http
+                    .get(format!("{}/api/nowhere", app.base))
+                    .send()
+                    .await
+                    .unwrap(),
+                404,
+                "not_found",
+            ),
+            (
+                app.http
+                    .post(format!("{}/api/debates", app.base))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"story": "{}"}}"#, "x".repeat(100_000)))
+                    .send()
+                    .await
+                    .unwrap(),
+                413,
+                "too_large",
+            ),
+        ];
+        for (response, status, code) in cases {
+            assert_eq!(response.status().as_u16(), status);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], code, "{body}");
+        }
+        let checks = [
+            (
+                json!({"story": "atlantis", "a": "winston-churchill", "b": "george-kennan"}),
+                404,
+                "unknown story `atlantis`",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "napoleon", "b": "george-kennan"}),
+                404,
+                "unknown persona `napoleon`",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "thucydides"}),
+                422,
+                "cannot debate itself",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": " "}),
+                422,
+                "empty",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": "x".repeat(301)}),
+                422,
+                "301 characters",
+            ),
+        ];
+        for (body, status, message) in checks {
+            let (got, reply) = app.post("/api/debates", Some(&token), body).await;
+            assert_eq!(got.as_u16(), status, "{reply}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(message),
+                "{reply}"
+            );
+        }
+        assert_eq!(
+            app.post("/api/debates", None, DEBATE()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(fake.log().is_empty(), "nothing reached the model");
     }
-    let checks = [
-        (
-            json!({"story": "atlantis", "a": "winston-churchill", "b": "george-kennan"}),
-            404,
-            "unknown story `atlantis`",
-        ),
-        (
-            json!({"story": "nk-troops-russia", "a": "napoleon", "b": "george-kennan"}),
-            404,
-            "unknown persona `napoleon`",
-        ),
-        (
-            json!({"story": "nk-troops-russia", "a": "thucydides", "b": "thucydides"}),
-            422,
-            "cannot debate itself",
-        ),
-        (
-            json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": " "}),
-            422,
-            "empty",
-        ),
-        (
-            json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": "x".repeat(301)}),
-            422,
-            "301 characters",
-        ),
-    ];
-    for (body, status, message) in checks {
-        let (got, reply) = app.post("/api/debates", Some(&token), body).await;
-        assert_eq!(got.as_u16(), status, "{reply}");
+
+    /// Rebuilds each turn's text from token events, as a client does.
+    fn turn_texts(events: &[(i64, String, Value)]) -> HashMap<(u64, String), String> {
+        let mut texts: HashMap<(u64, String), String> = HashMap::new();
+        for (_, name, data) in events {
+            let key = || {
+                (
+                    data["round"].as_u64().unwrap(),
+                    data["speaker"].as_str().unwrap().to_string(),
+                )
+            };
+            match name.as_str() {
+                "token" => texts
+                    .entry(key())
+                    .or_default()
+                    .push_str(data["text"].as_str().unwrap()),
+                "turn_restart" => {
+                    texts.remove(&key());
+                }
+                _ => {}
+            }
+        }
+        texts
+    }
+
+    pub async fn a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates(db: &str) {
+        let fake = FakeLlm::start(FakeOptions {
+            random_chunks: false,
+            token_delay: Duration::from_millis(3),
+            ..FakeOptions::default()
+        })
+        .await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let (status, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let events_path = created["events"].as_str().unwrap().to_string();
+        assert_eq!(events_path, format!("/api/debates/{id}/events"));
+
+        let first = app.events(&events_path, &token, None, 6).await;
+        assert_eq!(first.len(), 6);
+        let resumed = app
+            .events(&events_path, &token, Some(first[5].0), usize::MAX)
+            .await;
+        let all: Vec<_> = first.into_iter().chain(resumed).collect();
+        let ids: Vec<i64> = all.iter().map(|e| e.0).collect();
+        assert_eq!(
+            ids,
+            (1..=ids.len() as i64).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+        assert_eq!(all.last().unwrap().1, "done");
+        assert_eq!(all.last().unwrap().2["status"], "done");
+        assert_eq!(all.iter().filter(|e| e.1 == "turn_end").count(), 4);
+        assert_eq!(all.iter().filter(|e| e.1 == "verdict").count(), 1);
+        let token_events = all.iter().filter(|e| e.1 == "token").count();
+        let deltas: usize = fake
+            .requests(Target::Debater)
+            .iter()
+            .map(|l| support::split_words(&l.text).len())
+            .sum();
         assert!(
-            reply["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains(message),
-            "{reply}"
+            token_events < deltas,
+            "tokens are batched: {token_events} events for {deltas} deltas"
+        );
+
+        let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(transcript["status"], "done");
+        let texts = turn_texts(&all);
+        for round in transcript["rounds"].as_array().unwrap() {
+            for turn in round["turns"].as_array().unwrap() {
+                let key = (
+                    round["round"].as_u64().unwrap(),
+                    turn["speaker"].as_str().unwrap().to_string(),
+                );
+                assert_eq!(texts[&key].trim(), turn["text"].as_str().unwrap());
+            }
+        }
+        assert_eq!(transcript["verdict"]["winner"], "a");
+
+        // A finished debate's stream replays it whole.
+        let replay = app.events(&events_path, &token, None, usize::MAX).await;
+        assert_eq!(replay, all);
+
+        // It is listed as mine, and nobody else's.
+        let (_, mine) = app.get("/api/debates", Some(&token)).await;
+        assert_eq!(mine["debates"][0]["id"], id);
+        let other = app.user().await;
+        assert_eq!(
+            app.get(&format!("/api/debates/{id}"), Some(&other)).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let response = app
+            .http
+            .get(format!("{}{events_path}", app.base))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.get("/api/debates", Some(&other)).await.1["debates"],
+            json!([])
         );
     }
-    assert_eq!(
-        app.post("/api/debates", None, DEBATE()).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert!(fake.log().is_empty(), "nothing reached the model");
+
+    pub async fn twenty_concurrent_requests_cannot_exceed_the_daily_quota(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |c| c.debates_per_day = 3).await;
+        let token = app.user().await;
+        let requests = (0..20).map(|_| app.post("/api/debates", Some(&token), DEBATE()));
+        let statuses: Vec<StatusCode> = futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::ACCEPTED)
+                .count(),
+            3,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count(),
+            17
+        );
+        let response = app
+            .http
+            .post(format!("{}/api/debates", app.base))
+            .bearer_auth(&token)
+            .json(&DEBATE())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=86_400).contains(&wait));
+        // Another user has their own quota.
+        let other = app.user().await;
+        assert_eq!(
+            app.post("/api/debates", Some(&other), DEBATE()).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+
+    pub async fn a_second_request_for_the_same_perspective_is_served_from_the_cache(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let ask = json!({"story": "global-temperature-1-5c", "persona": "rachel-carson"});
+        let (status, created) = app
+            .post("/api/perspectives", Some(&token), ask.clone())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        assert_eq!(created["cached"], false);
+        let events = app
+            .events(
+                created["events"].as_str().unwrap(),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(names.first(), Some(&"turn_start"));
+        assert_eq!(&names[names.len() - 2..], ["turn_end", "done"]);
+
+        let other = app.user().await;
+        let (status, cached) = app.post("/api/perspectives", Some(&other), ask).await;
+        assert_eq!(status, StatusCode::OK, "{cached}");
+        assert_eq!(cached["cached"], true);
+        assert_eq!(cached["id"], created["id"]);
+        assert!(
+            cached["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("I am Rachel Carson")
+        );
+        assert_eq!(
+            fake.requests(Target::Debater).len(),
+            1,
+            "no second model call"
+        );
+        let (status, got) = app
+            .get(
+                &format!("/api/perspectives/{}", created["id"].as_str().unwrap()),
+                Some(&token),
+            )
+            .await;
+        assert_eq!((status, &got["text"]), (StatusCode::OK, &cached["text"]));
+    }
+
+    pub async fn hostile_text_is_stored_and_returned_intact_and_inert(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let motion =
+            "<script>alert(1)</script> '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}";
+        let mut body = DEBATE();
+        body["motion"] = json!(motion);
+        let (status, created) = app.post("/api/debates", Some(&token), body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        app.events(
+            &format!("/api/debates/{id}/events"),
+            &token,
+            None,
+            usize::MAX,
+        )
+        .await;
+        let (_, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(transcript["motion"], motion);
+        assert_eq!(transcript["status"], "done");
+        let prompt = fake.requests(Target::Debater)[0].system().to_string();
+        assert!(prompt.contains(
+            "‹script›alert(1)‹/script› '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}"
+        ));
+        assert_eq!(
+            app.get("/healthz", None).await.0,
+            StatusCode::OK,
+            "the users table is still there"
+        );
+        let (status, _) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "x' OR '1'='1", "password": "' OR '1'='1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    pub async fn a_restart_marks_the_debate_it_interrupted_as_failed(db: &str) {
+        let fake = FakeLlm::start(FakeOptions {
+            latency: Duration::from_secs(30),
+            ..FakeOptions::default()
+        })
+        .await;
+        let db = db.to_string();
+        let base_url = fake.base_url.clone();
+        let db_for_crash = db.clone();
+        // The first process runs on its own runtime, which is then torn down: a crash.
+        let (id, token) = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let result = runtime.block_on(async {
+                let fake_view = FakeLlm::at(&base_url);
+                let app = start(&fake_view, &db_for_crash, |_| {}).await;
+                let token = app.user().await;
+                let (_, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
+                let id = created["id"].as_str().unwrap().to_string();
+                let first = app
+                    .events(&format!("/api/debates/{id}/events"), &token, None, 1)
+                    .await;
+                assert_eq!(first[0].1, "turn_start");
+                (id, token)
+            });
+            runtime.shutdown_background();
+            result
+        })
+        .join()
+        .unwrap();
+
+        let app = start(&fake, &db, |_| {}).await;
+        let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(transcript["status"], "failed");
+        assert_eq!(transcript["error"]["code"], "interrupted");
+        let events = app
+            .events(
+                &format!("/api/debates/{id}/events"),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
+        assert_eq!(events.last().unwrap().2["status"], "failed");
+    }
 }
 
-/// Rebuilds each turn's text from token events, as a client does.
-fn turn_texts(events: &[(i64, String, Value)]) -> HashMap<(u64, String), String> {
-    let mut texts: HashMap<(u64, String), String> = HashMap::new();
-    for (_, name, data) in events {
-        let key = || {
-            (
-                data["round"].as_u64().unwrap(),
-                data["speaker"].as_str().unwrap().to_string(),
-            )
-        };
-        match name.as_str() {
-            "token" => texts
-                .entry(key())
-                .or_default()
-                .push_str(data["text"].as_str().unwrap()),
-            "turn_restart" => {
-                texts.remove(&key());
-            }
-            _ => {}
+/// `crossfire serve` as its own process, on a random port.
+struct Instance {
+    base: String,
+    _child: tokio::process::Child,
+}
+
+async fn spawn_instance(fake: &FakeLlm, db: &str) -> Instance {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
+        .arg("serve")
+        .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
+        .env("CROSSFIRE_DATABASE_URL", db)
+        .env("CROSSFIRE_ADDR", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the instance starts")
+            .unwrap()
+            .expect("the instance logs where it listens");
+        if let Some(at) = line.find("listening on http://") {
+            let url = &line[at + "listening on ".len()..];
+            break url.split_whitespace().next().unwrap().to_string();
         }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Instance {
+        base,
+        _child: child,
     }
-    texts
 }
 
 #[tokio::test]
-async fn a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates() {
+async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
+    let Some(admin) = std::env::var("CROSSFIRE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipped: CROSSFIRE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = fresh_postgres_database(&admin).await;
     let fake = FakeLlm::start(FakeOptions {
         random_chunks: false,
-        token_delay: Duration::from_millis(3),
+        token_delay: Duration::from_millis(8),
         ..FakeOptions::default()
     })
     .await;
-    let app = start(&fake, &temp_db(), |_| {}).await;
-    let token = app.user().await;
-    let (status, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
-    let id = created["id"].as_str().unwrap();
-    let events_path = created["events"].as_str().unwrap().to_string();
-    assert_eq!(events_path, format!("/api/debates/{id}/events"));
+    let (one, two) = futures::join!(spawn_instance(&fake, &db), spawn_instance(&fake, &db));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = |base: &str| App {
+        base: base.to_string(),
+        http: reqwest::Client::new(),
+        _stop: oneshot::channel().0,
+    };
+    let (app_one, app_two) = (client(&one.base), client(&two.base));
 
-    let first = app.events(&events_path, &token, None, 6).await;
-    assert_eq!(first.len(), 6);
-    let resumed = app
-        .events(&events_path, &token, Some(first[5].0), usize::MAX)
+    let token = app_one.user().await;
+    let (status, created) = app_one.post("/api/debates", Some(&token), DEBATE()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let path = created["events"].as_str().unwrap().to_string();
+
+    // Instance two does not run the debate; it follows it through the database.
+    let started = std::time::Instant::now();
+    let first = app_two.events(&path, &token, None, 1).await;
+    let first_at = started.elapsed();
+    let rest = app_two
+        .events(&path, &token, Some(first[0].0), usize::MAX)
         .await;
-    let all: Vec<_> = first.into_iter().chain(resumed).collect();
+    let done_at = started.elapsed();
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
     let ids: Vec<i64> = all.iter().map(|e| e.0).collect();
     assert_eq!(
         ids,
@@ -418,244 +791,10 @@ async fn a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates() {
         "no gap, no duplicate"
     );
     assert_eq!(all.last().unwrap().1, "done");
-    assert_eq!(all.last().unwrap().2["status"], "done");
-    assert_eq!(all.iter().filter(|e| e.1 == "turn_end").count(), 4);
-    assert_eq!(all.iter().filter(|e| e.1 == "verdict").count(), 1);
-    let token_events = all.iter().filter(|e| e.1 == "token").count();
-    let deltas: usize = fake
-        .requests(Target::Debater)
-        .iter()
-        .map(|l| support::split_words(&l.text).len())
-        .sum();
     assert!(
-        token_events < deltas,
-        "tokens are batched: {token_events} events for {deltas} deltas"
+        done_at - first_at > Duration::from_millis(500),
+        "events arrived live, not all at the end: first at {first_at:?}, done at {done_at:?}"
     );
-
-    let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(transcript["status"], "done");
-    let texts = turn_texts(&all);
-    for round in transcript["rounds"].as_array().unwrap() {
-        for turn in round["turns"].as_array().unwrap() {
-            let key = (
-                round["round"].as_u64().unwrap(),
-                turn["speaker"].as_str().unwrap().to_string(),
-            );
-            assert_eq!(texts[&key].trim(), turn["text"].as_str().unwrap());
-        }
-    }
-    assert_eq!(transcript["verdict"]["winner"], "a");
-
-    // A finished debate's stream replays it whole.
-    let replay = app.events(&events_path, &token, None, usize::MAX).await;
-    assert_eq!(replay, all);
-
-    // It is listed as mine, and nobody else's.
-    let (_, mine) = app.get("/api/debates", Some(&token)).await;
-    assert_eq!(mine["debates"][0]["id"], id);
-    let other = app.user().await;
-    assert_eq!(
-        app.get(&format!("/api/debates/{id}"), Some(&other)).await.0,
-        StatusCode::NOT_FOUND
-    );
-    let response = app
-        .http
-        .get(format!("{}{events_path}", app.base))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.get("/api/debates", Some(&other)).await.1["debates"],
-        json!([])
-    );
-}
-
-#[tokio::test]
-async fn twenty_concurrent_requests_cannot_exceed_the_daily_quota() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let app = start(&fake, &temp_db(), |c| c.debates_per_day = 3).await;
-    let token = app.user().await;
-    let requests = (0..20).map(|_| app.post("/api/debates", Some(&token), DEBATE()));
-    let statuses: Vec<StatusCode> = futures::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::ACCEPTED)
-            .count(),
-        3,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
-        17
-    );
-    let response = app
-        .http
-        .post(format!("{}/api/debates", app.base))
-        .bearer_auth(&token)
-        .json(&DEBATE())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=86_400).contains(&wait));
-    // Another user has their own quota.
-    let other = app.user().await;
-    assert_eq!(
-        app.post("/api/debates", Some(&other), DEBATE()).await.0,
-        StatusCode::ACCEPTED
-    );
-}
-
-#[tokio::test]
-async fn a_second_request_for_the_same_perspective_is_served_from_the_cache() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let app = start(&fake, &temp_db(), |_| {}).await;
-    let token = app.user().await;
-    let ask = json!({"story": "global-temperature-1-5c", "persona": "rachel-carson"});
-    let (status, created) = app
-        .post("/api/perspectives", Some(&token), ask.clone())
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
-    assert_eq!(created["cached"], false);
-    let events = app
-        .events(
-            created["events"].as_str().unwrap(),
-            &token,
-            None,
-            usize::MAX,
-        )
-        .await;
-    let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-    assert_eq!(names.first(), Some(&"turn_start"));
-    assert_eq!(&names[names.len() - 2..], ["turn_end", "done"]);
-
-    let other = app.user().await;
-    let (status, cached) = app.post("/api/perspectives", Some(&other), ask).await;
-    assert_eq!(status, StatusCode::OK, "{cached}");
-    assert_eq!(cached["cached"], true);
-    assert_eq!(cached["id"], created["id"]);
-    assert!(
-        cached["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("I am Rachel Carson")
-    );
-    assert_eq!(
-        fake.requests(Target::Debater).len(),
-        1,
-        "no second model call"
-    );
-    let (status, got) = app
-        .get(
-            &format!("/api/perspectives/{}", created["id"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await;
-    assert_eq!((status, &got["text"]), (StatusCode::OK, &cached["text"]));
-}
-
-#[tokio::test]
-async fn hostile_text_is_stored_and_returned_intact_and_inert() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let app = start(&fake, &temp_db(), |_| {}).await;
-    let token = app.user().await;
-    let motion =
-        "<script>alert(1)</script> '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}";
-    let mut body = DEBATE();
-    body["motion"] = json!(motion);
-    let (status, created) = app.post("/api/debates", Some(&token), body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
-    let id = created["id"].as_str().unwrap();
-    app.events(
-        &format!("/api/debates/{id}/events"),
-        &token,
-        None,
-        usize::MAX,
-    )
-    .await;
-    let (_, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
-    assert_eq!(transcript["motion"], motion);
-    assert_eq!(transcript["status"], "done");
-    let prompt = fake.requests(Target::Debater)[0].system().to_string();
-    assert!(prompt.contains(
-        "‹script›alert(1)‹/script› '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}"
-    ));
-    assert_eq!(
-        app.get("/healthz", None).await.0,
-        StatusCode::OK,
-        "the users table is still there"
-    );
-    let (status, _) = app
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"email": "x' OR '1'='1", "password": "' OR '1'='1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-}
-
-#[tokio::test]
-async fn a_restart_marks_the_debate_it_interrupted_as_failed() {
-    let fake = FakeLlm::start(FakeOptions {
-        latency: Duration::from_secs(30),
-        ..FakeOptions::default()
-    })
-    .await;
-    let db = temp_db();
-    let base_url = fake.base_url.clone();
-    let db_for_crash = db.clone();
-    // The first process runs on its own runtime, which is then torn down: a crash.
-    let (id, token) = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let result = runtime.block_on(async {
-            let fake_view = FakeLlm::at(&base_url);
-            let app = start(&fake_view, &db_for_crash, |_| {}).await;
-            let token = app.user().await;
-            let (_, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
-            let id = created["id"].as_str().unwrap().to_string();
-            let first = app
-                .events(&format!("/api/debates/{id}/events"), &token, None, 1)
-                .await;
-            assert_eq!(first[0].1, "turn_start");
-            (id, token)
-        });
-        runtime.shutdown_background();
-        result
-    })
-    .join()
-    .unwrap();
-
-    let app = start(&fake, &db, |_| {}).await;
-    let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(transcript["status"], "failed");
-    assert_eq!(transcript["error"]["code"], "interrupted");
-    let events = app
-        .events(
-            &format!("/api/debates/{id}/events"),
-            &token,
-            None,
-            usize::MAX,
-        )
-        .await;
-    let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-    assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
-    assert_eq!(events.last().unwrap().2["status"], "failed");
+    let replay = app_one.events(&path, &token, None, usize::MAX).await;
+    assert_eq!(replay, all, "both instances tell the same story");
 }

@@ -15,10 +15,12 @@ use crate::store::{Store, StoredEvent};
 /// How long tokens gather before they are stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(15);
 
-/// The broadcast channels of the runs this instance is executing.
+/// The broadcast channels of the runs this instance is executing, and wake-ups for runs
+/// that other instances execute (fed by PostgreSQL notifications).
 #[derive(Default)]
 pub struct Hub {
     runs: Mutex<HashMap<String, broadcast::Sender<StoredEvent>>>,
+    remote: Mutex<HashMap<String, broadcast::Sender<()>>>,
 }
 
 impl Hub {
@@ -40,6 +42,58 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<StoredEvent>>> {
         // A panic elsewhere cannot leave the map inconsistent: take it anyway.
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake-ups for a run executing on another instance.
+    fn watch(&self, run_id: &str) -> broadcast::Receiver<()> {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.retain(|_, tx| tx.receiver_count() > 0);
+        remote
+            .entry(run_id.to_string())
+            .or_insert_with(|| broadcast::channel(16).0)
+            .subscribe()
+    }
+
+    /// Another instance stored events of `run_id`.
+    fn wake(&self, run_id: &str) {
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = remote.get(run_id) {
+            let _ = tx.send(());
+        }
+    }
+
+    fn wake_all(&self) {
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        for tx in remote.values() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Listens for other instances' events (PostgreSQL `LISTEN`), reconnecting as needed.
+pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&database_url).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(crate::store::NOTIFY_CHANNEL).await {
+                    tracing::error!("cannot LISTEN: {e}");
+                } else {
+                    // Anything may have happened while we were not listening.
+                    hub.wake_all();
+                    loop {
+                        match listener.recv().await {
+                            Ok(notification) => hub.wake(notification.payload()),
+                            Err(e) => {
+                                tracing::warn!("LISTEN connection lost: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot connect to LISTEN: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -133,6 +187,8 @@ impl Writer<'_> {
         };
         if let Err(e) = self.store.append_event(self.run_id, &stored).await {
             tracing::error!(run = self.run_id, "cannot store event {}: {e}", stored.seq);
+        } else if let Err(e) = self.store.notify(self.run_id).await {
+            tracing::warn!(run = self.run_id, "cannot notify other instances: {e}");
         }
         let _ = self.tx.send(stored); // nobody listening is fine
     }
@@ -154,7 +210,15 @@ pub async fn append(
         };
         store.append_event(run_id, &stored).await?;
     }
-    Ok(())
+    store.notify(run_id).await
+}
+
+/// How a follower hears of new events.
+enum Live {
+    /// The run executes here: its events, as they are stored.
+    Local(broadcast::Receiver<StoredEvent>),
+    /// The run executes on another instance: wake-ups to read the log again.
+    Remote(broadcast::Receiver<()>),
 }
 
 /// A follower of one run's events: the stored log after `last`, then live events.
@@ -163,19 +227,27 @@ pub struct Follower {
     run_id: String,
     last: i64,
     backlog: VecDeque<StoredEvent>,
-    live: Option<broadcast::Receiver<StoredEvent>>,
+    live: Option<Live>,
     finished: bool,
 }
 
 impl Follower {
-    /// Subscribes before reading the log, so nothing falls between the two.
+    /// Subscribes before reading the log, so nothing falls between the two. `unfinished`
+    /// says whether the run may still produce events (somewhere).
     pub async fn start(
         store: Store,
         hub: &Hub,
         run_id: &str,
         last: i64,
+        unfinished: bool,
     ) -> Result<Follower, crate::store::StoreError> {
-        let live = hub.subscribe(run_id);
+        let live = match hub.subscribe(run_id) {
+            Some(rx) => Some(Live::Local(rx)),
+            None if unfinished && store.dialect() == crate::store::Dialect::Postgres => {
+                Some(Live::Remote(hub.watch(run_id)))
+            }
+            None => None,
+        };
         let backlog = store.events_after(run_id, last).await?.into();
         Ok(Follower {
             store,
@@ -201,23 +273,34 @@ impl Follower {
                 self.finished = event.name == "done";
                 return Some(event);
             }
-            let live = self.live.as_mut()?;
-            match live.recv().await {
-                Ok(event) => self.backlog.push_back(event),
-                Err(broadcast::error::RecvError::Lagged(_))
-                | Err(broadcast::error::RecvError::Closed) => {
-                    // Too slow for the channel, or the run ended: the log has everything.
-                    if matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)) {
-                        self.live = None;
+            match self.live.as_mut()? {
+                Live::Local(live) => match live.recv().await {
+                    Ok(event) => self.backlog.push_back(event),
+                    Err(_) => {
+                        // Too slow for the channel, or the run ended here: the log has
+                        // everything.
+                        if matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)) {
+                            self.live = None;
+                        }
+                        let rest = self
+                            .store
+                            .events_after(&self.run_id, self.last)
+                            .await
+                            .ok()?;
+                        if rest.is_empty() && self.live.is_none() {
+                            return None;
+                        }
+                        self.backlog.extend(rest);
                     }
+                },
+                Live::Remote(wake) => {
+                    // A wake-up, or a look anyway now and then in case one was missed.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), wake.recv()).await;
                     let rest = self
                         .store
                         .events_after(&self.run_id, self.last)
                         .await
                         .ok()?;
-                    if rest.is_empty() && self.live.is_none() {
-                        return None;
-                    }
                     self.backlog.extend(rest);
                 }
             }

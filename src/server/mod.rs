@@ -159,7 +159,11 @@ pub async fn prepare(config: Config, engine: Engine) -> Result<AppState, ServeEr
     for problem in &catalog.problems {
         tracing::warn!("left out: {problem}");
     }
+    let database_url = config.database_url.clone();
     let state = AppState::new(config, store, engine, catalog);
+    if state.store.dialect() == crate::store::Dialect::Postgres {
+        tokio::spawn(live::listen(database_url, state.hub.clone()));
+    }
     let interrupted = runs::interrupt_unfinished(&state).await?;
     if interrupted > 0 {
         tracing::warn!(

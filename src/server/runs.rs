@@ -322,8 +322,8 @@ pub async fn debate_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    owned(&state, &user, &id, RunKind::Debate).await?;
-    stream(&state, &id, &headers).await
+    let run = owned(&state, &user, &id, RunKind::Debate).await?;
+    stream(&state, &run, &headers).await
 }
 
 /// `GET /api/perspectives/{id}/events`
@@ -335,20 +335,22 @@ pub async fn perspective_events(
 ) -> Result<Response, ApiError> {
     match state.store.run(&id).await? {
         Some(run) if run.kind == RunKind::Perspective.as_str() => {
-            stream(&state, &id, &headers).await
+            stream(&state, &run, &headers).await
         }
         _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
     }
 }
 
 /// The run's events as SSE, after `Last-Event-ID` if given.
-async fn stream(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn stream(state: &AppState, run: &Run, headers: &HeaderMap) -> Result<Response, ApiError> {
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
-    let follower = Follower::start(state.store.clone(), &state.hub, id, after).await?;
+    let unfinished = matches!(run.status.as_str(), "queued" | "running");
+    let follower =
+        Follower::start(state.store.clone(), &state.hub, &run.id, after, unfinished).await?;
     let sse = Sse::new(sse_stream(follower)).keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
     Ok((

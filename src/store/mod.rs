@@ -8,6 +8,9 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+/// The PostgreSQL channel on which instances announce new events (payload: the run id).
+pub const NOTIFY_CHANNEL: &str = "crossfire_events";
+
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -362,6 +365,19 @@ impl Store {
             .bind(&event.data)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Tells other instances (PostgreSQL `NOTIFY`) that a run's log grew; a no-op on SQLite,
+    /// which serves one instance.
+    pub async fn notify(&self, run_id: &str) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
