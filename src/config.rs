@@ -56,6 +56,8 @@ pub struct Config {
     pub addr: String,
     pub debates_per_day: u32,
     pub perspectives_per_day: u32,
+    /// Origins allowed to call the API from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
     pub story_max_bytes: usize,
     /// Whether personas of living people may be used (they are then labelled).
     pub allow_living_personas: bool,
@@ -140,6 +142,7 @@ struct FileServer {
     database_url: Option<String>,
     debates_per_day: Option<u32>,
     perspectives_per_day: Option<u32>,
+    cors_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +297,14 @@ impl Config {
                 file.server.perspectives_per_day,
                 50,
             )?,
+            cors_origins: match get("CROSSFIRE_CORS_ORIGINS") {
+                Some(list) => list
+                    .split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+                None => file.server.cors_origins.unwrap_or_default(),
+            },
             story_max_bytes: file
                 .limits
                 .story_max_bytes

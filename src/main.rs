@@ -13,11 +13,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crossfire::config::{Config, Overrides};
 use crossfire::debate::{Engine, Settings};
-use crossfire::event::{EventSink, Speaker};
+use crossfire::event::EventSink;
 use crossfire::persona::Persona;
 use crossfire::prompts::{DebateSetup, Prompts};
 use crossfire::story::Story;
-use crossfire::transcript::{Round, RoundKind, Status, Turn, new_id};
+use crossfire::transcript::{Status, new_id};
 
 #[derive(Parser)]
 #[command(
@@ -373,63 +373,7 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
         motion: &motion,
         words: Settings::from_config(config).words(),
     };
-    // Speeches do not exist before the debate runs: placeholders stand in for them.
-    let placeholder = |round: &str, p: &Persona| format!("[{}'s {round} will appear here]", p.name);
-    let turn = |speaker, text: String| Turn {
-        speaker,
-        text,
-        unsupported: vec![],
-        tokens: 0,
-        ms: 0,
-    };
-    let rounds = [
-        Round {
-            round: 1,
-            kind: RoundKind::Opening,
-            turns: vec![
-                turn(Speaker::A, placeholder("opening", &a)),
-                turn(Speaker::B, placeholder("opening", &b)),
-            ],
-        },
-        Round {
-            round: 2,
-            kind: RoundKind::Rebuttal,
-            turns: vec![
-                turn(Speaker::A, placeholder("rebuttal", &a)),
-                turn(Speaker::B, placeholder("rebuttal", &b)),
-            ],
-        },
-    ];
-    let calls = [
-        ("opening, side A", prompts.opening(&setup, Speaker::A)?),
-        ("opening, side B", prompts.opening(&setup, Speaker::B)?),
-        (
-            "rebuttal, side A",
-            prompts.rebuttal(
-                &setup,
-                Speaker::A,
-                &rounds[0].turns[0].text,
-                &rounds[0].turns[1].text,
-            )?,
-        ),
-        (
-            "rebuttal, side B",
-            prompts.rebuttal(
-                &setup,
-                Speaker::B,
-                &rounds[0].turns[1].text,
-                &rounds[0].turns[0].text,
-            )?,
-        ),
-        (
-            "judge, pass 1 (A first)",
-            prompts.judge(&setup, [Speaker::A, Speaker::B], &rounds)?,
-        ),
-        (
-            "judge, pass 2 (B first)",
-            prompts.judge(&setup, [Speaker::B, Speaker::A], &rounds)?,
-        ),
-    ];
+    let calls = prompts.preview(&setup)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -437,9 +381,9 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
         config.paths.prompts_dir.display(),
         prompts.version()
     )?;
-    for (title, messages) in calls {
-        writeln!(out, "\n════════ {title} ════════")?;
-        for message in messages {
+    for call in calls {
+        writeln!(out, "\n════════ {} ════════", call.name)?;
+        for message in call.messages {
             writeln!(out, "──── {:?} ────\n{}", message.role, message.content)?;
         }
     }

@@ -16,7 +16,7 @@ use crate::event::Speaker;
 use crate::llm::{Message, Role};
 use crate::persona::Persona;
 use crate::story::Story;
-use crate::transcript::Round;
+use crate::transcript::{Round, RoundKind, Turn};
 
 /// The templates a debate and a perspective need.
 pub const REQUIRED: &[&str] = &["opening.j2", "rebuttal.j2", "judge.j2", "perspective.j2"];
@@ -60,6 +60,13 @@ impl DebateSetup<'_> {
             Speaker::A | Speaker::Solo => self.a,
         }
     }
+}
+
+/// One call of a previewed debate.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewCall {
+    pub name: String,
+    pub messages: Vec<Message>,
 }
 
 /// One side as the judge sees it: a neutral label, never "A" or "first".
@@ -212,6 +219,58 @@ impl Prompts {
     ) -> Result<Vec<Message>, PromptError> {
         let ctx = context! { story => Serde(story), me => Serde(persona), words };
         self.render("perspective.j2", ctx)
+    }
+
+    /// The six calls of a debate as they will be made, with placeholders for speeches that
+    /// do not exist yet: what editors look at after changing a template or persona.
+    pub fn preview(&self, setup: &DebateSetup) -> Result<Vec<PreviewCall>, PromptError> {
+        let placeholder = |speaker: Speaker, round: &str| Turn {
+            speaker,
+            text: format!(
+                "[{}'s {round} will appear here]",
+                setup.persona(speaker).name
+            ),
+            unsupported: vec![],
+            tokens: 0,
+            ms: 0,
+        };
+        let round = |round, kind, name| Round {
+            round,
+            kind,
+            turns: vec![placeholder(Speaker::A, name), placeholder(Speaker::B, name)],
+        };
+        let rounds = [
+            round(1, RoundKind::Opening, "opening"),
+            round(2, RoundKind::Rebuttal, "rebuttal"),
+        ];
+        let (open_a, open_b) = (&rounds[0].turns[0].text, &rounds[0].turns[1].text);
+        let calls = [
+            ("opening, side A", self.opening(setup, Speaker::A)?),
+            ("opening, side B", self.opening(setup, Speaker::B)?),
+            (
+                "rebuttal, side A",
+                self.rebuttal(setup, Speaker::A, open_a, open_b)?,
+            ),
+            (
+                "rebuttal, side B",
+                self.rebuttal(setup, Speaker::B, open_b, open_a)?,
+            ),
+            (
+                "judge, pass 1 (A first)",
+                self.judge(setup, [Speaker::A, Speaker::B], &rounds)?,
+            ),
+            (
+                "judge, pass 2 (B first)",
+                self.judge(setup, [Speaker::B, Speaker::A], &rounds)?,
+            ),
+        ];
+        Ok(calls
+            .into_iter()
+            .map(|(name, messages)| PreviewCall {
+                name: name.to_string(),
+                messages,
+            })
+            .collect())
     }
 
     fn debater_context(&self, setup: &DebateSetup, speaker: Speaker, extra: Value) -> Value {

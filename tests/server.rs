@@ -152,6 +152,7 @@ macro_rules! on_every_database {
 }
 
 on_every_database!(
+    editors_see_lint_status_and_previews_of_the_files_on_disk,
     accounts_sign_up_log_in_and_out_and_fail_clearly,
     bad_requests_get_json_errors_with_the_right_status,
     a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates,
@@ -188,6 +189,136 @@ async fn fresh_postgres_database(admin: &str) -> String {
 
 mod cases {
     use super::*;
+
+    pub async fn editors_see_lint_status_and_previews_of_the_files_on_disk(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let dir = std::env::temp_dir().join(format!(
+            "crossfire-editor-{}",
+            crossfire::transcript::new_id()
+        ));
+        let (personas, prompts) = (dir.join("personas"), dir.join("prompts"));
+        for (from, to) in [("personas", &personas), ("prompts", &prompts)] {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let (p, q) = (personas.clone(), prompts.clone());
+        let app = start(&fake, db, move |c| {
+            c.paths.personas_dir = p;
+            c.paths.prompts_dir = q;
+            c.cors_origins = vec!["https://app.example".into()];
+        })
+        .await;
+        let token = app.user().await;
+        assert_eq!(
+            app.get("/api/editor/personas", Some(&token)).await.0,
+            StatusCode::FORBIDDEN
+        );
+
+        let (_, me) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "x@y.z", "password": "nobody-here"}),
+            )
+            .await;
+        assert!(me["error"].is_object());
+        let store = crossfire::store::Store::connect(db).await.unwrap();
+        let user = store
+            .session_user(&crossfire::sha256_hex(token.as_bytes()), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.set_role(&user.email, "editor").await.unwrap());
+
+        // An editor breaks a persona after start-up: the lint shows it at once.
+        std::fs::write(personas.join("typo.toml"), "id = \"typo\"\nnmae = \"x\"\n").unwrap();
+        let (status, lint) = app.get("/api/editor/personas", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{lint}");
+        assert_eq!(lint["ok"].as_array().unwrap().len(), 18);
+        assert_eq!(lint["problems"][0]["file"], "typo.toml");
+        assert_eq!(lint["problems"][0]["line"], 2);
+        assert!(
+            lint["problems"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown field `nmae`")
+        );
+
+        let ask = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan", "motion": "Who gains?"});
+        let (status, preview) = app
+            .post("/api/editor/preview", Some(&token), ask.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        let calls = preview["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 6);
+        assert_eq!(calls[4]["name"], "judge, pass 1 (A first)");
+        assert!(
+            calls[0]["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("<motion>\nWho gains?\n</motion>")
+        );
+
+        // A template change shows up in the next preview, and a broken one is explained.
+        let opening = std::fs::read_to_string(prompts.join("opening.j2")).unwrap();
+        std::fs::write(
+            prompts.join("opening.j2"),
+            opening.replace("Round 1 of 2", "ROUND ONE"),
+        )
+        .unwrap();
+        let (_, preview) = app
+            .post("/api/editor/preview", Some(&token), ask.clone())
+            .await;
+        assert!(
+            preview["calls"][0]["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("ROUND ONE")
+        );
+        std::fs::write(
+            prompts.join("opening.j2"),
+            "{% block system %}{{ me.name }{% endblock %}",
+        )
+        .unwrap();
+        let (status, error) = app.post("/api/editor/preview", Some(&token), ask).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("opening.j2"),
+            "{error}"
+        );
+
+        // Requests carry ids, and only the configured origin may call from a browser.
+        let response = app
+            .http
+            .get(format!("{}/api/stories", app.base))
+            .header("origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        let response = app
+            .http
+            .get(format!("{}/api/stories", app.base))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin")
+        );
+    }
 
     pub async fn accounts_sign_up_log_in_and_out_and_fail_clearly(db: &str) {
         let fake = FakeLlm::start(FakeOptions::default()).await;

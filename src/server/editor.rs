@@ -1,0 +1,111 @@
+//! Editors' tools: the lint status of the persona files as they are on disk now, and a
+//! preview of the exact prompts a debate would send with the current files.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::{ApiError, ApiJson};
+use crate::persona::Persona;
+use crate::prompts::{DebateSetup, Prompts};
+use crate::story::Story;
+
+/// A signed-in user with the editor role; others are answered 403.
+pub struct Editor(pub crate::store::User);
+
+impl FromRequestParts<AppState> for Editor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.role != "editor" {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "editors only",
+            ));
+        }
+        Ok(Editor(user))
+    }
+}
+
+/// `GET /api/editor/personas`: every persona file checked now, with its problems.
+pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Value>, ApiError> {
+    let dir = &state.config.paths.personas_dir;
+    let (personas, problems) = Persona::check_dir(dir)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let ok: Vec<Value> = personas
+        .iter()
+        .map(|p| json!({"id": p.id, "name": p.name, "version": p.version}))
+        .collect();
+    let problems: Vec<Value> = problems
+        .iter()
+        .map(|p| {
+            json!({"file": p.path.file_name().map(|f| f.to_string_lossy()), "line": p.line,
+                   "column": p.column, "message": p.message, "text": p.to_string()})
+        })
+        .collect();
+    Ok(Json(json!({"ok": ok, "problems": problems})))
+}
+
+#[derive(Deserialize)]
+pub struct PreviewRequest {
+    story: String,
+    a: String,
+    b: String,
+    #[serde(default)]
+    motion: Option<String>,
+}
+
+/// `POST /api/editor/preview`: the six calls of a debate, rendered from the files on disk.
+pub async fn preview(
+    State(state): State<AppState>,
+    _editor: Editor,
+    ApiJson(body): ApiJson<PreviewRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let paths = &state.config.paths;
+    let editor_error = |e: &dyn std::fmt::Display| ApiError::invalid(e.to_string());
+    let story = Story::load(
+        &paths.stories_dir,
+        &body.story,
+        state.config.story_max_bytes,
+    )
+    .map_err(|e| match e {
+        crate::story::StoryError::NotFound { .. } | crate::story::StoryError::BadReference(_) => {
+            ApiError::not_found(e.to_string())
+        }
+        e => editor_error(&e),
+    })?;
+    let load = |id: &str| {
+        Persona::load(&paths.personas_dir, id).map_err(|e| match e {
+            crate::persona::PersonaError::NotFound { .. }
+            | crate::persona::PersonaError::BadId(_) => ApiError::not_found(e.to_string()),
+            e => editor_error(&e),
+        })
+    };
+    let (a, b) = (load(&body.a)?, load(&body.b)?);
+    let motion = match &body.motion {
+        Some(m) => crate::debate::check_motion(m)?.to_string(),
+        None => story.default_motion(),
+    };
+    let prompts = Prompts::load(&paths.prompts_dir).map_err(|e| editor_error(&e))?;
+    let setup = DebateSetup {
+        story: &story,
+        a: &a,
+        b: &b,
+        motion: &motion,
+        words: state.engine.settings.words(),
+    };
+    let calls = prompts.preview(&setup).map_err(|e| editor_error(&e))?;
+    Ok(Json(
+        json!({"templates": prompts.version(), "motion": motion, "calls": calls}),
+    ))
+}
