@@ -15,6 +15,17 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// A persona as a result records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersonaRef {

@@ -651,6 +651,39 @@ mod cases {
             app.get("/api/debates", Some(&other)).await.1["debates"],
             json!([])
         );
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            "crossfire_runs_total{kind=\"debate\",status=\"done\"} 1",
+            "crossfire_model_calls_total{role=\"debater\",outcome=\"ok\"} 4",
+            "crossfire_model_calls_total{role=\"judge\",outcome=\"ok\"} 2",
+            "crossfire_http_requests_total{route=\"/api/debates\",status=\"202\"} 1",
+            "crossfire_http_requests_total{route=\"/api/debates/{id}\",status=\"404\"} 1",
+            "crossfire_model_call_seconds_count{role=\"debater\"} 4",
+            "crossfire_streams_open 0",
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "missing {line} in\n{metrics}"
+            );
+        }
+        let completion: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("crossfire_tokens_total{kind=\"completion\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            completion,
+            transcript["usage"]["completion_tokens"].as_u64().unwrap()
+        );
     }
 
     pub async fn twenty_concurrent_requests_cannot_exceed_the_daily_quota(db: &str) {

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod editor;
 pub mod error;
 pub mod live;
+pub mod metrics;
 pub mod runs;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub hub: Arc<live::Hub>,
     pub login_limiter: Arc<auth::LoginLimiter>,
+    pub metrics: Arc<metrics::Metrics>,
     running: Arc<Running>,
 }
 
@@ -53,10 +55,19 @@ struct Running {
 
 impl AppState {
     pub fn new(config: Config, store: Store, engine: Engine, catalog: Catalog) -> AppState {
+        let metrics = Arc::new(metrics::Metrics::default());
+        // Every model call is counted and timed.
+        let engine = Engine::new(
+            engine.prompts.clone(),
+            metrics::Metered::wrap(engine.debater.clone(), "debater", metrics.clone()),
+            metrics::Metered::wrap(engine.judge.clone(), "judge", metrics.clone()),
+            engine.settings,
+        );
         AppState {
             config: Arc::new(config),
             store,
             engine: Arc::new(engine),
+            metrics,
             catalog: Arc::new(catalog),
             hub: Arc::default(),
             login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
@@ -96,6 +107,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .route("/api/auth/signup", post(auth::signup))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
@@ -126,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(cors(&state.config.cors_origins))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

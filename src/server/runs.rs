@@ -2,6 +2,7 @@
 //! the clients do, stored with their event logs, and streamed as Server-Sent Events.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,6 +17,7 @@ use super::AppState;
 use super::auth::{CurrentUser, now_ms};
 use super::error::{ApiError, ApiJson};
 use super::live::{self, Follower};
+use super::metrics::Metrics;
 use crate::debate::RequestError;
 use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
@@ -74,7 +76,7 @@ pub async fn create_debate(
     let task_id = id.clone();
     state.spawn_run(async move {
         let state = task_state;
-        execute(&state, &task_id, |sink| {
+        execute(&state, RunKind::Debate, &task_id, |sink| {
             let engine = state.engine.clone();
             let id = task_id.clone();
             async move {
@@ -129,7 +131,7 @@ pub async fn create_perspective(
     let task_id = id.clone();
     state.spawn_run(async move {
         let state = task_state;
-        execute(&state, &task_id, |sink| {
+        execute(&state, RunKind::Perspective, &task_id, |sink| {
             let engine = state.engine.clone();
             let id = task_id.clone();
             async move {
@@ -196,7 +198,7 @@ async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), Api
 }
 
 /// Runs the engine for a stored run: records its events, then stores its result.
-async fn execute<F, Fut>(state: &AppState, id: &str, run: F)
+async fn execute<F, Fut>(state: &AppState, kind: RunKind, id: &str, run: F)
 where
     F: FnOnce(EventSink) -> Fut,
     Fut: Future<Output = serde_json::Result<(Status, Option<ErrorInfo>, Value)>>,
@@ -215,17 +217,15 @@ where
                 let error = error
                     .as_ref()
                     .map(|e| (e.code.as_str(), e.message.as_str()));
-                let status = serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from));
-                let status = status.unwrap_or_else(|| "failed".into());
+                let status = status.as_str();
                 if let Err(e) = state
                     .store
-                    .finish_run(id, &status, &result.to_string(), error, now_ms())
+                    .finish_run(id, status, &result.to_string(), error, now_ms())
                     .await
                 {
                     tracing::error!(run = id, "cannot store the result: {e}");
                 }
+                state.metrics.run_finished(kind.as_str(), status);
             }
             Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
         }
@@ -351,7 +351,8 @@ async fn stream(state: &AppState, run: &Run, headers: &HeaderMap) -> Result<Resp
     let unfinished = matches!(run.status.as_str(), "queued" | "running");
     let follower =
         Follower::start(state.store.clone(), &state.hub, &run.id, after, unfinished).await?;
-    let sse = Sse::new(sse_stream(follower)).keep_alive(KeepAlive::default());
+    let sse =
+        Sse::new(sse_stream(follower, state.metrics.clone())).keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
     Ok((
         [("x-accel-buffering", "no"), ("cache-control", "no-cache")],
@@ -360,15 +361,35 @@ async fn stream(state: &AppState, run: &Run, headers: &HeaderMap) -> Result<Resp
         .into_response())
 }
 
-fn sse_stream(follower: Follower) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures::stream::unfold(follower, |mut follower| async move {
+fn sse_stream(
+    follower: Follower,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let open = StreamOpen::new(metrics);
+    futures::stream::unfold((follower, open), |(mut follower, open)| async move {
         let event = follower.next().await?;
         let sse = SseEvent::default()
             .id(event.seq.to_string())
             .event(event.name)
             .data(event.data);
-        Some((Ok(sse), follower))
+        Some((Ok(sse), (follower, open)))
     })
+}
+
+/// Counts a stream as open for as long as it lives (a client that goes away drops it).
+struct StreamOpen(Arc<Metrics>);
+
+impl StreamOpen {
+    fn new(metrics: Arc<Metrics>) -> StreamOpen {
+        metrics.stream_gauge(1);
+        StreamOpen(metrics)
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        self.0.stream_gauge(-1);
+    }
 }
 
 /// Marks runs that no task is executing any more (left by a crash, or past the shutdown
