@@ -962,3 +962,85 @@ async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
     let replay = app_one.events(&path, &token, None, usize::MAX).await;
     assert_eq!(replay, all, "both instances tell the same story");
 }
+
+#[tokio::test]
+async fn every_page_renders_with_its_text_escaped() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-pages-{}",
+        crossfire::transcript::new_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hostile = json!({"id": "hostile", "title": "<script>alert('t')</script> & co",
+                         "overview": "First \"para\" <b>.\n\nSecond <img src=x onerror=alert(1)>."});
+    std::fs::write(dir.join("hostile.json"), hostile.to_string()).unwrap();
+    let stories = dir.clone();
+    let app = start(&fake, &temp_db(), move |c| c.paths.stories_dir = stories).await;
+    for path in [
+        "/",
+        "/stories/hostile",
+        "/debates",
+        "/debates/abc",
+        "/login",
+        "/editor",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        assert!(
+            response.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'self'")
+        );
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains("<script src=\"/static/app.js\"></script>"),
+            "{path}"
+        );
+        assert!(!html.contains("<script>alert"), "{path} let markup through");
+    }
+    let story = app
+        .http
+        .get(format!("{}/stories/hostile", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        story.contains("&lt;script&gt;alert(&#x27;t&#x27;)&lt;&#x2f;script&gt; &amp; co"),
+        "{story}"
+    );
+    assert!(story.contains("<p>Second &lt;img src=x onerror=alert(1)&gt;.</p>"));
+    assert!(story.contains("<option value=\"winston-churchill\""));
+    for (file, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
+        let response = app
+            .http
+            .get(format!("{}/static/{file}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    assert_eq!(
+        app.get("/stories/nowhere", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -6,6 +6,7 @@ pub mod editor;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod pages;
 pub mod runs;
 
 use std::net::SocketAddr;
@@ -106,6 +107,13 @@ impl AppState {
 /// The routes of the service.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(pages::index))
+        .route("/stories/{id}", get(pages::story))
+        .route("/debates", get(pages::debates))
+        .route("/debates/{id}", get(pages::debate))
+        .route("/login", get(pages::login))
+        .route("/editor", get(pages::editor))
+        .route("/static/{file}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .route("/api/auth/signup", post(auth::signup))
