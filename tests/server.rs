@@ -1044,3 +1044,60 @@ async fn every_page_renders_with_its_text_escaped() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let app = start(&fake, &temp_db(), |_| {}).await;
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/auth/signup", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/stories", "get"),
+        ("/api/stories/{id}", "get"),
+        ("/api/personas/{id}", "get"),
+        ("/api/debates", "post"),
+        ("/api/debates", "get"),
+        ("/api/debates/{id}", "get"),
+        ("/api/debates/{id}/events", "get"),
+        ("/api/perspectives", "post"),
+        ("/api/perspectives/{id}/events", "get"),
+        ("/api/editor/preview", "post"),
+        ("/healthz", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let create = &paths["/api/debates"]["post"];
+    assert!(create["responses"]["429"].is_object());
+    let body_ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    assert_eq!(body_ref, "#/components/schemas/NewDebate");
+    let required = &doc["components"]["schemas"]["NewDebate"]["required"];
+    assert_eq!(required, &json!(["story", "a", "b"]));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Every documented route answers (not 404/405) when called as documented.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let url = format!("{}{}", app.base, path.replace("{id}", "x"));
+            let request = match method.as_str() {
+                "get" => app.http.get(url),
+                _ => app.http.post(url).json(&json!({})),
+            };
+            let status = request.send().await.unwrap().status();
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED
+                    && !(status == StatusCode::NOT_FOUND && !path.contains("{id}")),
+                "{method} {path}: {status}"
+            );
+        }
+    }
+}

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::User;
 
 /// The session cookie's name.
@@ -28,13 +28,15 @@ const SESSION_DAYS: i64 = 30;
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     email: String,
     password: String,
 }
 
 /// `POST /api/auth/signup`
+#[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = Credentials,
+    responses((status = 201, description = "Signed up and in: `{token, user}` and a session cookie", body = serde_json::Value), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -53,6 +55,8 @@ pub async fn signup(
 }
 
 /// `POST /api/auth/login`
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "`{token, user}` and a session cookie", body = serde_json::Value), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Too many attempts", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -83,6 +87,8 @@ pub async fn login(
 }
 
 /// `POST /api/auth/logout`
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, description = "Not signed in", body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::config::Config;
 use crate::persona::{Persona, Problem};
 use crate::story::Story;
@@ -60,6 +60,7 @@ impl Catalog {
 }
 
 /// `GET /api/stories`
+#[utoipa::path(get, path = "/api/stories", tag = "catalog", responses((status = 200, description = "`{stories: [{id, title, dek, updated}]}`", body = serde_json::Value)))]
 pub async fn stories(State(state): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = state
         .catalog
@@ -71,6 +72,8 @@ pub async fn stories(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/stories/{id}`
+#[utoipa::path(get, path = "/api/stories/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, description = "The story (SPEC §2)", body = serde_json::Value), (status = 404, description = "Unknown story", body = ErrorBody)))]
 pub async fn story(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -79,6 +82,7 @@ pub async fn story(
 }
 
 /// `GET /api/personas`
+#[utoipa::path(get, path = "/api/personas", tag = "catalog", responses((status = 200, description = "`{personas: [{id, name, kind, lived, role, tags, version}]}`", body = serde_json::Value)))]
 pub async fn personas(State(state): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = state
         .catalog
@@ -93,6 +97,8 @@ pub async fn personas(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/personas/{id}`
+#[utoipa::path(get, path = "/api/personas/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, description = "The persona (SPEC §3) with its version", body = serde_json::Value), (status = 404, description = "Unknown persona", body = ErrorBody)))]
 pub async fn persona(
     State(state): State<AppState>,
     Path(id): Path<String>,

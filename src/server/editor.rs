@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::CurrentUser;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::persona::Persona;
 use crate::prompts::{DebateSetup, Prompts};
 use crate::story::Story;
@@ -38,6 +38,8 @@ impl FromRequestParts<AppState> for Editor {
 }
 
 /// `GET /api/editor/personas`: every persona file checked now, with its problems.
+#[utoipa::path(get, path = "/api/editor/personas", tag = "editor", security(("bearer" = [])),
+    responses((status = 200, description = "`{ok: [...], problems: [{file, line, column, message}]}`", body = serde_json::Value), (status = 403, description = "Editors only", body = ErrorBody)))]
 pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Value>, ApiError> {
     let dir = &state.config.paths.personas_dir;
     let (personas, problems) = Persona::check_dir(dir)
@@ -56,7 +58,7 @@ pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json
     Ok(Json(json!({"ok": ok, "problems": problems})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PreviewRequest {
     story: String,
     a: String,
@@ -66,6 +68,8 @@ pub struct PreviewRequest {
 }
 
 /// `POST /api/editor/preview`: the six calls of a debate, rendered from the files on disk.
+#[utoipa::path(post, path = "/api/editor/preview", tag = "editor", request_body = PreviewRequest, security(("bearer" = [])),
+    responses((status = 200, description = "`{templates, motion, calls: [{name, messages}]}`", body = serde_json::Value), (status = 403, description = "Editors only", body = ErrorBody), (status = 422, description = "A template or persona error, explained", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     _editor: Editor,

@@ -10,6 +10,18 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// The shape of every error body: `{"error": {"code", "message"}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {

@@ -17,13 +17,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::debate::Engine;
@@ -104,9 +106,48 @@ impl AppState {
     }
 }
 
+/// The API's description; the paths are collected from the handlers as they are routed.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Crossfire", description = "Debates and perspectives of historical figures on today's news (SPEC §9)."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
 /// The routes of the service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(catalog::stories))
+        .routes(routes!(catalog::story))
+        .routes(routes!(catalog::personas))
+        .routes(routes!(catalog::persona))
+        .routes(routes!(runs::create_debate, runs::list_debates))
+        .routes(routes!(runs::get_debate))
+        .routes(routes!(runs::debate_events))
+        .routes(routes!(runs::create_perspective))
+        .routes(routes!(runs::get_perspective))
+        .routes(routes!(runs::perspective_events))
+        .routes(routes!(editor::lint))
+        .routes(routes!(editor::preview))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    api.route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
         .route("/", get(pages::index))
         .route("/stories/{id}", get(pages::story))
         .route("/debates", get(pages::debates))
@@ -114,29 +155,6 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(pages::login))
         .route("/editor", get(pages::editor))
         .route("/static/{file}", get(pages::asset))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
-        .route("/api/auth/signup", post(auth::signup))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/stories", get(catalog::stories))
-        .route("/api/stories/{id}", get(catalog::story))
-        .route("/api/personas", get(catalog::personas))
-        .route("/api/personas/{id}", get(catalog::persona))
-        .route(
-            "/api/debates",
-            post(runs::create_debate).get(runs::list_debates),
-        )
-        .route("/api/debates/{id}", get(runs::get_debate))
-        .route("/api/debates/{id}/events", get(runs::debate_events))
-        .route("/api/perspectives", post(runs::create_perspective))
-        .route("/api/perspectives/{id}", get(runs::get_perspective))
-        .route(
-            "/api/perspectives/{id}/events",
-            get(runs::perspective_events),
-        )
-        .route("/api/editor/personas", get(editor::lint))
-        .route("/api/editor/preview", post(editor::preview))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -175,6 +193,9 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_credentials(true)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The service and its database answer", body = serde_json::Value),
+              (status = 503, description = "The database does not answer", body = error::ErrorBody)))]
 async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::error!("health check: {e}");

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{CurrentUser, now_ms};
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower};
 use super::metrics::Metrics;
 use crate::debate::RequestError;
@@ -23,7 +23,7 @@ use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
 use crate::transcript::{ErrorInfo, Status};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDebate {
     story: String,
     a: String,
@@ -32,7 +32,7 @@ pub struct NewDebate {
     motion: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewPerspective {
     story: String,
     persona: String,
@@ -50,6 +50,8 @@ impl From<RequestError> for ApiError {
 }
 
 /// `POST /api/debates`: 202 at once; the debate runs in the background.
+#[utoipa::path(post, path = "/api/debates", tag = "debates", request_body = NewDebate, security(("bearer" = [])),
+    responses((status = 202, description = "`{id, status, events}`: the debate runs in the background", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody)))]
 pub async fn create_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -95,6 +97,8 @@ pub async fn create_debate(
 }
 
 /// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
+#[utoipa::path(post, path = "/api/perspectives", tag = "perspectives", request_body = NewPerspective, security(("bearer" = [])),
+    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = serde_json::Value), (status = 202, description = "`{id, status, cached: false, events}`", body = serde_json::Value), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody)))]
 pub async fn create_perspective(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -259,6 +263,8 @@ async fn owned(
 }
 
 /// `GET /api/debates/{id}`
+#[utoipa::path(get, path = "/api/debates/{id}", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "The transcript (SPEC §5)", body = serde_json::Value), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
 pub async fn get_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -270,6 +276,8 @@ pub async fn get_debate(
 }
 
 /// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
+#[utoipa::path(get, path = "/api/perspectives/{id}", tag = "perspectives", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "The perspective", body = serde_json::Value), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_perspective(
     State(state): State<AppState>,
     CurrentUser(_user): CurrentUser,
@@ -293,6 +301,8 @@ struct Listed {
 }
 
 /// `GET /api/debates`: mine, newest first.
+#[utoipa::path(get, path = "/api/debates", tag = "debates", security(("bearer" = [])),
+    responses((status = 200, description = "`{debates: [...]}`, mine, newest first", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
 pub async fn list_debates(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -316,6 +326,8 @@ pub async fn list_debates(
 }
 
 /// `GET /api/debates/{id}/events`
+#[utoipa::path(get, path = "/api/debates/{id}/events", tag = "debates", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, verdict, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
 pub async fn debate_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -327,6 +339,8 @@ pub async fn debate_events(
 }
 
 /// `GET /api/perspectives/{id}/events`
+#[utoipa::path(get, path = "/api/perspectives/{id}/events", tag = "perspectives", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header)), security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn perspective_events(
     State(state): State<AppState>,
     CurrentUser(_user): CurrentUser,
