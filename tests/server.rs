@@ -1093,9 +1093,10 @@ async fn the_openapi_document_describes_every_api_route() {
                 _ => app.http.post(url).json(&json!({})),
             };
             let status = request.send().await.unwrap().status();
+            // Routes with an id may well answer 404 for "x"; none may be missing.
+            let missing = status == StatusCode::NOT_FOUND && !path.contains("{id}");
             assert!(
-                status != StatusCode::METHOD_NOT_ALLOWED
-                    && !(status == StatusCode::NOT_FOUND && !path.contains("{id}")),
+                status != StatusCode::METHOD_NOT_ALLOWED && !missing,
                 "{method} {path}: {status}"
             );
         }
