@@ -873,13 +873,28 @@ mod cases {
 /// `crossfire serve` as its own process, on a random port.
 struct Instance {
     base: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+}
+
+impl Instance {
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
 async fn spawn_instance(fake: &FakeLlm, db: &str) -> Instance {
+    spawn_instance_with_grace(fake, db, 30).await
+}
+
+async fn spawn_instance_with_grace(fake: &FakeLlm, db: &str, grace_s: u64) -> Instance {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
-        .arg("serve")
+        .args(["serve", "--grace-s", &grace_s.to_string()])
         .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
         .env("CROSSFIRE_DATABASE_URL", db)
         .env("CROSSFIRE_ADDR", "127.0.0.1:0")
@@ -903,10 +918,7 @@ async fn spawn_instance(fake: &FakeLlm, db: &str) -> Instance {
     };
     // Keep draining its log so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Instance {
-        base,
-        _child: child,
-    }
+    Instance { base, child }
 }
 
 #[tokio::test]
@@ -1100,5 +1112,47 @@ async fn the_openapi_document_describes_every_api_route() {
                 "{method} {path}: {status}"
             );
         }
+    }
+}
+
+/// SIGTERM: the instance stops accepting, lets the running debate finish within the grace
+/// period and exits; with no grace, what is left is marked interrupted.
+#[tokio::test]
+async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
+    let fake = FakeLlm::start(FakeOptions {
+        latency: Duration::from_millis(300),
+        ..FakeOptions::default()
+    })
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (grace_s, expected) in [(30, "done"), (0, "failed")] {
+        let db = temp_db();
+        let mut instance = spawn_instance_with_grace(&fake, &db, grace_s).await;
+        let app = App {
+            base: instance.base.clone(),
+            http: reqwest::Client::new(),
+            _stop: oneshot::channel().0,
+        };
+        let token = app.user().await;
+        let (_, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        instance.terminate();
+        let exit = tokio::time::timeout(Duration::from_secs(30), instance.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(exit.success(), "grace {grace_s}: {exit}");
+        let refused = app.http.get(format!("{}/healthz", app.base)).send().await;
+        assert!(refused.is_err(), "no longer accepting");
+
+        let store = crossfire::store::Store::connect(&db).await.unwrap();
+        let run = store.run(&id).await.unwrap().unwrap();
+        assert_eq!(run.status, expected, "grace {grace_s}");
+        if expected == "failed" {
+            assert_eq!(run.error_code.as_deref(), Some("interrupted"));
+        }
+        let events = store.events_after(&id, 0).await.unwrap();
+        assert_eq!(events.last().unwrap().name, "done", "the log always ends");
     }
 }
