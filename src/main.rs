@@ -277,6 +277,7 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
 }
 
 async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
+    return_large_allocations_to_the_os();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -296,6 +297,18 @@ async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Password hashing allocates 19 MiB per hash (argon2id's memory cost) on whichever blocking
+/// thread runs it; glibc's adaptive mmap threshold then keeps such blocks in per-thread
+/// arenas for good, and a handful of sign-ups would pin hundreds of MB. A fixed threshold
+/// makes large blocks go back to the system when freed.
+fn return_large_allocations_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before the server starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1156,3 +1156,34 @@ async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
         assert_eq!(events.last().unwrap().name, "done", "the log always ends");
     }
 }
+
+/// A client that asks for the stream the moment its debate is accepted always sees it through
+/// to `done` (the load benchmark once caught streams that ended before the run had begun).
+#[tokio::test]
+async fn streams_opened_at_once_always_reach_done() {
+    let fake = FakeLlm::start(FakeOptions {
+        random_chunks: false,
+        token_delay: Duration::ZERO,
+        ..FakeOptions::default()
+    })
+    .await;
+    let app = start(&fake, &temp_db(), |c| c.debates_per_day = 100).await;
+    let token = app.user().await;
+    let follow = |_| async {
+        let (_, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
+        let events = app
+            .events(
+                created["events"].as_str().unwrap(),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        events.last().map(|e| e.1.clone())
+    };
+    let ends = futures::future::join_all((0..10).map(follow)).await;
+    assert!(
+        ends.iter().all(|e| e.as_deref() == Some("done")),
+        "{ends:?}"
+    );
+}

@@ -24,7 +24,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    fn open(&self, run_id: &str) -> broadcast::Sender<StoredEvent> {
+    /// Opens the channel of a run about to execute here. Done before the run is announced
+    /// to its client, so a follower arriving at once finds it.
+    pub fn open(&self, run_id: &str) -> broadcast::Sender<StoredEvent> {
         let (tx, _) = broadcast::channel(1024);
         self.lock().insert(run_id.to_string(), tx.clone());
         tx
@@ -103,15 +105,14 @@ pub async fn record(
     store: Store,
     hub: &Hub,
     run_id: &str,
+    tx: broadcast::Sender<StoredEvent>,
     mut events: mpsc::UnboundedReceiver<Event>,
-    first_seq: i64,
 ) {
-    let tx = hub.open(run_id);
     let mut writer = Writer {
         store: &store,
         run_id,
         tx: &tx,
-        seq: first_seq - 1,
+        seq: 0,
     };
     let mut pending: Option<(u8, Speaker, String, Instant)> = None;
     let mut done = None;
@@ -187,8 +188,6 @@ impl Writer<'_> {
         };
         if let Err(e) = self.store.append_event(self.run_id, &stored).await {
             tracing::error!(run = self.run_id, "cannot store event {}: {e}", stored.seq);
-        } else if let Err(e) = self.store.notify(self.run_id).await {
-            tracing::warn!(run = self.run_id, "cannot notify other instances: {e}");
         }
         let _ = self.tx.send(stored); // nobody listening is fine
     }
@@ -210,7 +209,7 @@ pub async fn append(
         };
         store.append_event(run_id, &stored).await?;
     }
-    store.notify(run_id).await
+    Ok(())
 }
 
 /// How a follower hears of new events.

@@ -18,6 +18,9 @@ use super::auth::{CurrentUser, now_ms};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower};
 use super::metrics::Metrics;
+
+/// The broadcast side of a run executing here.
+type Live = tokio::sync::broadcast::Sender<crate::store::StoredEvent>;
 use crate::debate::RequestError;
 use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
@@ -74,11 +77,12 @@ pub async fn create_debate(
     let run = new_run(&id, RunKind::Debate, user.id, None, &skeleton);
     create_run(&state, &run, state.config.debates_per_day).await?;
 
+    let live = state.hub.open(&id);
     let task_state = state.clone();
     let task_id = id.clone();
     state.spawn_run(async move {
         let state = task_state;
-        execute(&state, RunKind::Debate, &task_id, |sink| {
+        execute(&state, RunKind::Debate, &task_id, live, |sink| {
             let engine = state.engine.clone();
             let id = task_id.clone();
             async move {
@@ -131,11 +135,12 @@ pub async fn create_perspective(
     let run = new_run(&id, RunKind::Perspective, user.id, Some(key), &skeleton);
     create_run(&state, &run, state.config.perspectives_per_day).await?;
 
+    let live = state.hub.open(&id);
     let task_state = state.clone();
     let task_id = id.clone();
     state.spawn_run(async move {
         let state = task_state;
-        execute(&state, RunKind::Perspective, &task_id, |sink| {
+        execute(&state, RunKind::Perspective, &task_id, live, |sink| {
             let engine = state.engine.clone();
             let id = task_id.clone();
             async move {
@@ -202,7 +207,7 @@ async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), Api
 }
 
 /// Runs the engine for a stored run: records its events, then stores its result.
-async fn execute<F, Fut>(state: &AppState, kind: RunKind, id: &str, run: F)
+async fn execute<F, Fut>(state: &AppState, kind: RunKind, id: &str, live: Live, run: F)
 where
     F: FnOnce(EventSink) -> Fut,
     Fut: Future<Output = serde_json::Result<(Status, Option<ErrorInfo>, Value)>>,
@@ -211,7 +216,7 @@ where
         tracing::error!(run = id, "cannot mark running: {e}");
     }
     let (sink, events) = EventSink::channel();
-    let recorder = live::record(state.store.clone(), &state.hub, id, events, 1);
+    let recorder = live::record(state.store.clone(), &state.hub, id, live, events);
     let work = async {
         let outcome = run(sink).await;
         // The sink was moved into the engine and is dropped with it; store the result

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use tokio::sync::{mpsc, oneshot};
 
 /// The PostgreSQL channel on which instances announce new events (payload: the run id).
 pub const NOTIFY_CHANNEL: &str = "crossfire_events";
@@ -22,6 +23,8 @@ pub enum StoreError {
     BadUrl(String),
     #[error("already exists")]
     Duplicate,
+    #[error("storing events failed: {0}")]
+    Writer(String),
     #[error("daily quota of {limit} reached")]
     QuotaExceeded { limit: u32 },
 }
@@ -97,6 +100,73 @@ pub struct Quota<'a> {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    events: mpsc::UnboundedSender<EventWrite>,
+}
+
+/// An event waiting for the writer, and who to tell when it is stored.
+struct EventWrite {
+    run_id: String,
+    event: StoredEvent,
+    stored: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most events a group commit takes at once.
+const GROUP_COMMIT: usize = 512;
+
+/// Stores events as they come, many per transaction: thousands of live debates append a
+/// row per token batch, and one writer committing groups beats every task contending for
+/// SQLite's single write lock (whose busy-wait sleeps add up to 100 ms a try).
+async fn write_events(
+    pool: AnyPool,
+    dialect: Dialect,
+    mut queue: mpsc::UnboundedReceiver<EventWrite>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = commit_group(&pool, dialect, &group)
+            .await
+            .map_err(|e| e.to_string());
+        for write in group {
+            let _ = write.stored.send(result.clone());
+        }
+    }
+}
+
+async fn commit_group(
+    pool: &AnyPool,
+    dialect: Dialect,
+    group: &[EventWrite],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for write in group {
+        sqlx::query("INSERT INTO run_events (run_id, seq, name, data) VALUES ($1, $2, $3, $4)")
+            .bind(&write.run_id)
+            .bind(write.event.seq)
+            .bind(&write.event.name)
+            .bind(&write.event.data)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if dialect == Dialect::Postgres {
+        // Delivered at commit: other instances read what is already there.
+        let mut runs: Vec<&str> = group.iter().map(|w| w.run_id.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run in runs {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await
 }
 
 impl Store {
@@ -136,7 +206,13 @@ impl Store {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, dialect })
+        let (events, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_events(pool.clone(), dialect, queue));
+        Ok(Store {
+            pool,
+            dialect,
+            events,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -357,28 +433,21 @@ impl Store {
             .await?)
     }
 
+    /// Appends an event to a run's log (and, on PostgreSQL, tells other instances), returning
+    /// once it is committed.
     pub async fn append_event(&self, run_id: &str, event: &StoredEvent) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO run_events (run_id, seq, name, data) VALUES ($1, $2, $3, $4)")
-            .bind(run_id)
-            .bind(event.seq)
-            .bind(&event.name)
-            .bind(&event.data)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Tells other instances (PostgreSQL `NOTIFY`) that a run's log grew; a no-op on SQLite,
-    /// which serves one instance.
-    pub async fn notify(&self, run_id: &str) -> Result<(), StoreError> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(run_id)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
+        let (stored, committed) = oneshot::channel();
+        let write = EventWrite {
+            run_id: run_id.to_string(),
+            event: event.clone(),
+            stored,
+        };
+        let gone = || StoreError::Writer("the event writer stopped".into());
+        self.events.send(write).map_err(|_| gone())?;
+        committed
+            .await
+            .map_err(|_| gone())?
+            .map_err(StoreError::Writer)
     }
 
     /// A run's events after sequence number `after`, in order.

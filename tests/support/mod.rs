@@ -102,6 +102,7 @@ struct Shared {
     faults: Mutex<VecDeque<(Target, Fault)>>,
     latency: Duration,
     random_chunks: bool,
+    stamp_tokens: bool,
     token_delay: Duration,
     judge: JudgeMode,
 }
@@ -119,6 +120,9 @@ pub struct FakeOptions {
     /// Split the stream at random bytes (tests), or send one SSE frame a write as real
     /// servers do (benchmarks).
     pub random_chunks: bool,
+    /// Stamp each token with the microseconds since [`epoch`] at which it was sent, as
+    /// `⟦123⟧`, so a client can measure the delay to it (load benchmark).
+    pub stamp_tokens: bool,
     pub token_delay: Duration,
     pub judge: JudgeMode,
     pub faults: Vec<(Target, Fault)>,
@@ -129,6 +133,7 @@ impl Default for FakeOptions {
         FakeOptions {
             latency: Duration::from_millis(5),
             random_chunks: true,
+            stamp_tokens: false,
             token_delay: Duration::from_millis(1),
             judge: JudgeMode::Prefer("Winston Churchill".into()),
             faults: Vec::new(),
@@ -143,6 +148,7 @@ impl FakeLlm {
             faults: Mutex::new(options.faults.into()),
             latency: options.latency,
             random_chunks: options.random_chunks,
+            stamp_tokens: options.stamp_tokens,
             token_delay: options.token_delay,
             judge: options.judge,
         });
@@ -170,6 +176,7 @@ impl FakeLlm {
                 faults: Mutex::new(VecDeque::new()),
                 latency: Duration::ZERO,
                 random_chunks: true,
+                stamp_tokens: false,
                 token_delay: Duration::ZERO,
                 judge: JudgeMode::FirstListed,
             }),
@@ -334,7 +341,12 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         text
     };
     let prompt_tokens = (body.to_string().len() / 4) as u64;
-    let pieces = split_words(&text);
+    let mut pieces = split_words(&text);
+    if shared.stamp_tokens {
+        for piece in &mut pieces {
+            piece.push_str(STAMP);
+        }
+    }
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len()});
 
     if body["stream"] != json!(true) {
@@ -367,6 +379,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         frames(bytes)
     };
     let delay = shared.token_delay;
+    let stamp = shared.stamp_tokens;
     let stream = futures::stream::unfold(
         (chunks.into_iter(), mark_finished),
         move |(mut it, done)| async move {
@@ -375,6 +388,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
+                    let chunk = if stamp { stamp_now(chunk) } else { chunk };
                     Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
                 }
                 None => {
@@ -389,6 +403,24 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+const STAMP: &str = "⟦T⟧";
+
+/// The instant stamps count from: the first use in this process.
+pub fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Replaces the stamp placeholder in a chunk with the time now.
+fn stamp_now(chunk: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&chunk);
+    if !text.contains(STAMP) {
+        return chunk;
+    }
+    let micros = epoch().elapsed().as_micros();
+    text.replace(STAMP, &format!("⟦{micros}⟧")).into_bytes()
 }
 
 /// Splits text into word-sized deltas, keeping the spaces.

@@ -1,0 +1,239 @@
+//! Load: many concurrent streaming debates through a real `crossfire serve` process (SQLite),
+//! against a fake model with 30 ms to first token and 20 ms a token. Reports the delay from
+//! a model token's emission to its arrival at the client (p50/p99/max), the server's peak
+//! RSS, and the server's CPU time per debate (the model runs in this process, not there).
+//!
+//!     cargo bench --bench load                      # 2,000 debates
+//!     LOAD_DEBATES=200 cargo bench --bench load
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossfire::llm::sse::SseDecoder;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use support::{FakeLlm, FakeOptions};
+use tokio::io::AsyncBufReadExt;
+
+const USERS: usize = 20;
+
+#[tokio::main]
+async fn main() {
+    let debates: usize = std::env::var("LOAD_DEBATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::epoch();
+    let fake = FakeLlm::start(FakeOptions {
+        latency: Duration::from_millis(30),
+        token_delay: Duration::from_millis(20),
+        random_chunks: false,
+        stamp_tokens: true,
+        ..FakeOptions::default()
+    })
+    .await;
+
+    let dir = std::env::temp_dir().join(format!("crossfire-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("crossfire.toml");
+    std::fs::write(
+        &config,
+        "[llm]\nmax_in_flight = 100000\n[judge]\nmax_in_flight = 100000\n",
+    )
+    .unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
+        .env(
+            "CROSSFIRE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("load.db").display()),
+        )
+        .env("CROSSFIRE_ADDR", "127.0.0.1:0")
+        .env("CROSSFIRE_DEBATES_PER_DAY", "1000000000")
+        .env("RUST_LOG", "warn,crossfire=info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = server.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next_line().await.unwrap().expect("the server starts");
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + "listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..USERS {
+        let reply: Value = http
+            .post(format!("{base}/api/auth/signup"))
+            .json(&json!({"email": format!("load-{i}@example.com"), "password": "load-test-password"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(reply["token"].as_str().unwrap().to_string());
+    }
+
+    let cpu_before = cpu_seconds(pid);
+    let delays = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let started = Instant::now();
+    let runs = (0..debates).map(|i| {
+        let (http, base, token, delays) = (
+            http.clone(),
+            base.clone(),
+            tokens[i % USERS].clone(),
+            delays.clone(),
+        );
+        tokio::spawn(async move { one_debate(&http, &base, &token, &delays).await })
+    });
+    let outcomes = futures::future::join_all(runs).await;
+    let wall = started.elapsed();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Ok(s)) if s == "done"))
+        .count();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Ok(Ok(s)) if s == "done" => None,
+            Ok(Ok(s)) => Some(s.clone()),
+            Ok(Err(e)) => Some(e.clone()),
+            Err(e) => Some(e.to_string()),
+        })
+        .take(3)
+        .collect();
+
+    let mut delays = delays.lock().unwrap().clone();
+    delays.sort_unstable();
+    let pct = |p: f64| {
+        delays
+            .get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "{debates} concurrent debates through `crossfire serve` (SQLite), fake model 30 ms TTFT + 20 ms/token"
+    );
+    println!(
+        "  finished: {done} done, {} not done {failed:?}; wall {:.1} s",
+        debates - done,
+        wall.as_secs_f64()
+    );
+    println!(
+        "  token → client delay over {} tokens: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal p99 < 50 ms)",
+        delays.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "  server peak RSS: {:.0} MB (goal < 500 MB)",
+        peak_rss_mb(pid)
+    );
+    println!(
+        "  server CPU: {:.2} s, {:.2} ms per debate (goal < 2 ms)",
+        cpu,
+        cpu * 1000.0 / debates as f64
+    );
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts a debate, follows its stream to the end, and records every token's delay.
+async fn one_debate(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    delays: &Mutex<Vec<u64>>,
+) -> Result<String, String> {
+    let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan"});
+    let created: Value = http
+        .post(format!("{base}/api/debates"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let events = created["events"]
+        .as_str()
+        .ok_or_else(|| created.to_string())?;
+    let response = http
+        .get(format!("{base}{events}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stream = response.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let now = support::epoch().elapsed().as_micros() as u64;
+        for event in decoder.push(&chunk) {
+            match event.event.as_str() {
+                "token" => {
+                    let mut found = Vec::new();
+                    for part in event.data.split('⟦').skip(1) {
+                        if let Some(Ok(sent)) = part.split('⟧').next().map(str::parse::<u64>) {
+                            found.push(now.saturating_sub(sent));
+                        }
+                    }
+                    delays.lock().unwrap().extend(found);
+                }
+                "done" => {
+                    let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                    return Ok(data["status"].as_str().unwrap_or("?").to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    Err("the stream ended without done".into())
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
+/// Peak resident memory of a process (VmHWM), in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
