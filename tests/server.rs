@@ -411,6 +411,8 @@ mod cases {
             app.get("/api/debates", Some(&token)).await.0,
             StatusCode::OK
         );
+        let (_, me) = app.get("/api/auth/me", Some(&token)).await;
+        assert_eq!(me["email"], "o'brien+test@example.com");
         assert_eq!(
             app.get("/api/debates", Some("forged")).await.0,
             StatusCode::UNAUTHORIZED

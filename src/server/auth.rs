@@ -102,6 +102,13 @@ pub async fn logout(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The signed-in user `{id, email, role}`", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
+/// `GET /api/auth/me`
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<User> {
+    Json(user)
+}
+
 /// The signed-in user; requests without a live session are answered 401.
 pub struct CurrentUser(pub User);
 

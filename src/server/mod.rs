@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
         .routes(routes!(catalog::stories))
         .routes(routes!(catalog::story))
         .routes(routes!(catalog::personas))

@@ -179,5 +179,20 @@ const pages = {
   },
 };
 
+// The header names who is signed in, and signs them out.
+async function account() {
+  const link = $("#account");
+  const response = await fetch("/api/auth/me", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const user = await response.json();
+  link.textContent = "Sign out " + user.email;
+  link.addEventListener("click", async (e) => {
+    e.preventDefault();
+    await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
+    location.href = "/";
+  });
+}
+account().catch(() => {});
+
 const page = pages[document.body.dataset.page];
 if (page) Promise.resolve(page()).catch((error) => console.error(error));
