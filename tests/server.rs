@@ -1189,3 +1189,72 @@ async fn streams_opened_at_once_always_reach_done() {
         "{ends:?}"
     );
 }
+
+#[tokio::test]
+async fn living_personas_are_refused_unless_allowed_and_users_can_be_made_editors() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-living-{}",
+        crossfire::transcript::new_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for id in ["winston-churchill", "george-kennan"] {
+        std::fs::copy(
+            format!("personas/{id}.toml"),
+            dir.join(format!("{id}.toml")),
+        )
+        .unwrap();
+    }
+    let living = std::fs::read_to_string("personas/george-kennan.toml")
+        .unwrap()
+        .replace("id = \"george-kennan\"", "id = \"someone-alive\"")
+        .replace("kind = \"historical\"", "kind = \"living\"");
+    std::fs::write(dir.join("someone-alive.toml"), living).unwrap();
+    let db = temp_db();
+    let personas = dir.clone();
+    let app = start(&fake, &db, move |c| c.paths.personas_dir = personas).await;
+    let token = app.user().await;
+    let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "someone-alive"});
+    let (status, reply) = app.post("/api/debates", Some(&token), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("living person")
+    );
+
+    // `crossfire users grant EMAIL editor` on the same database.
+    let (_, me) = app.get("/api/auth/me", Some(&token)).await;
+    let email = me["email"].as_str().unwrap().to_string();
+    let grant = |who: String| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
+                .args(["users", "grant", &who, "editor"])
+                .env("CROSSFIRE_DATABASE_URL", db)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = grant(email.clone()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&token)).await.1["role"],
+        "editor"
+    );
+    assert_eq!(
+        app.get("/api/editor/personas", Some(&token)).await.0,
+        StatusCode::OK
+    );
+    let out = grant("nobody@example.com".into()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no user with the email nobody@example.com\n"
+    );
+}
