@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 
 /// The broadcast side of a run executing here.
 type Live = tokio::sync::broadcast::Sender<crate::store::StoredEvent>;
-use crate::debate::RequestError;
+use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
 use crate::transcript::{ErrorInfo, Status};
@@ -75,23 +75,16 @@ pub async fn create_debate(
         "error": null,
     });
     let run = new_run(&id, RunKind::Debate, user.id, None, &skeleton);
-    create_run(&state, &run, state.config.debates_per_day).await?;
-
-    let live = state.hub.open(&id);
-    let task_state = state.clone();
-    let task_id = id.clone();
-    state.spawn_run(async move {
-        let state = task_state;
-        execute(&state, RunKind::Debate, &task_id, live, |sink| {
-            let engine = state.engine.clone();
-            let id = task_id.clone();
-            async move {
-                let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
-                serde_json::to_value(&t).map(|v| (t.status, t.error, v))
-            }
-        })
-        .await;
-    });
+    launch(
+        &state,
+        run,
+        state.config.debates_per_day,
+        move |engine, id, sink| async move {
+            let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
+            serde_json::to_value(&t).map(|v| (t.status, t.error, v))
+        },
+    )
+    .await?;
     let events = format!("/api/debates/{id}/events");
     Ok((
         StatusCode::ACCEPTED,
@@ -133,23 +126,16 @@ pub async fn create_perspective(
         "text": "", "unsupported": [], "error": null,
     });
     let run = new_run(&id, RunKind::Perspective, user.id, Some(key), &skeleton);
-    create_run(&state, &run, state.config.perspectives_per_day).await?;
-
-    let live = state.hub.open(&id);
-    let task_state = state.clone();
-    let task_id = id.clone();
-    state.spawn_run(async move {
-        let state = task_state;
-        execute(&state, RunKind::Perspective, &task_id, live, |sink| {
-            let engine = state.engine.clone();
-            let id = task_id.clone();
-            async move {
-                let p = engine.run_perspective(id, &story, &persona, &sink).await;
-                serde_json::to_value(&p).map(|v| (p.status, p.error, v))
-            }
-        })
-        .await;
-    });
+    launch(
+        &state,
+        run,
+        state.config.perspectives_per_day,
+        move |engine, id, sink| async move {
+            let p = engine.run_perspective(id, &story, &persona, &sink).await;
+            serde_json::to_value(&p).map(|v| (p.status, p.error, v))
+        },
+    )
+    .await?;
     let events = format!("/api/perspectives/{id}/events");
     let body = json!({"id": id, "status": "queued", "cached": false, "events": events});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
@@ -206,11 +192,37 @@ async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), Api
     }
 }
 
+/// What a run's work returns: its status, error and result JSON.
+type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, Value)>;
+
+/// Stores a new run (charging today's quota), then executes it in its own task, which goes
+/// on whatever its clients do.
+async fn launch<F, Fut>(state: &AppState, run: Run, per_day: u32, work: F) -> Result<(), ApiError>
+where
+    F: FnOnce(Arc<Engine>, String, EventSink) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    create_run(state, &run, per_day).await?;
+    // Open before the client hears of the run, so a follower arriving at once finds it.
+    let live = state.hub.open(&run.id);
+    let kind: RunKind = run.kind.parse().unwrap_or(RunKind::Debate);
+    let task_state = state.clone();
+    state.spawn_run(async move {
+        let engine = task_state.engine.clone();
+        let id = run.id.clone();
+        execute(&task_state, kind, &run.id, live, |sink| {
+            work(engine, id, sink)
+        })
+        .await;
+    });
+    Ok(())
+}
+
 /// Runs the engine for a stored run: records its events, then stores its result.
 async fn execute<F, Fut>(state: &AppState, kind: RunKind, id: &str, live: Live, run: F)
 where
     F: FnOnce(EventSink) -> Fut,
-    Fut: Future<Output = serde_json::Result<(Status, Option<ErrorInfo>, Value)>>,
+    Fut: Future<Output = Outcome>,
 {
     if let Err(e) = state.store.set_status(id, "running", now_ms()).await {
         tracing::error!(run = id, "cannot mark running: {e}");
