@@ -13,7 +13,7 @@ use crate::event::{Event, Speaker};
 use crate::store::{Store, StoredEvent};
 
 /// How long tokens gather before they are stored as one event.
-pub const TOKEN_BATCH: Duration = Duration::from_millis(15);
+pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
 
 /// The broadcast channels of the runs this instance is executing, and wake-ups for runs
 /// that other instances execute (fed by PostgreSQL notifications).
@@ -114,14 +114,17 @@ pub async fn record(
         tx: &tx,
         seq: 0,
     };
-    let mut pending: Option<(u8, Speaker, String, Instant)> = None;
+    // One batch per speaking turn: the two sides stream at once, and must not cut each
+    // other's batches short.
+    let mut batches: Vec<Batch> = Vec::new();
     let mut done = None;
     loop {
-        let next = match &pending {
-            Some((.., deadline)) => match tokio::time::timeout_at(*deadline, events.recv()).await {
+        let next = match batches.iter().map(|b| b.deadline).min() {
+            Some(deadline) => match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    writer.flush(&mut pending).await;
+                    let now = Instant::now();
+                    writer.flush(&mut batches, |b| b.deadline <= now).await;
                     continue;
                 }
             },
@@ -129,35 +132,41 @@ pub async fn record(
         };
         match next {
             None => break,
-            Some(Event::Token {
-                round,
-                speaker,
-                text,
-            }) => {
-                if let Some((r, s, buffered, _)) = &mut pending
-                    && (*r, *s) == (round, speaker)
-                {
-                    buffered.push_str(&text);
-                    continue;
+            Some(Event::Token { round, speaker, text }) => {
+                match batches.iter_mut().find(|b| (b.round, b.speaker) == (round, speaker)) {
+                    Some(batch) => batch.text.push_str(&text),
+                    None => batches.push(Batch {
+                        round,
+                        speaker,
+                        text,
+                        deadline: Instant::now() + TOKEN_BATCH,
+                    }),
                 }
-                writer.flush(&mut pending).await;
-                pending = Some((round, speaker, text, Instant::now() + TOKEN_BATCH));
             }
             Some(event @ Event::Done { .. }) => {
-                writer.flush(&mut pending).await;
+                writer.flush(&mut batches, |_| true).await;
                 done = Some(event);
             }
             Some(event) => {
-                writer.flush(&mut pending).await;
+                // Tokens come before whatever follows them.
+                writer.flush(&mut batches, |_| true).await;
                 writer.write(&event).await;
             }
         }
     }
-    writer.flush(&mut pending).await;
+    writer.flush(&mut batches, |_| true).await;
     if let Some(event) = done {
         writer.write(&event).await;
     }
     hub.close(run_id);
+}
+
+/// Tokens of one turn gathered for one event.
+struct Batch {
+    round: u8,
+    speaker: Speaker,
+    text: String,
+    deadline: Instant,
 }
 
 struct Writer<'a> {
@@ -168,14 +177,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn flush(&mut self, pending: &mut Option<(u8, Speaker, String, Instant)>) {
-        if let Some((round, speaker, text, _)) = pending.take() {
-            self.write(&Event::Token {
-                round,
-                speaker,
-                text,
-            })
-            .await;
+    /// Writes out the batches that `due` selects, oldest first.
+    async fn flush(&mut self, batches: &mut Vec<Batch>, due: impl Fn(&Batch) -> bool) {
+        let (ready, waiting): (Vec<Batch>, Vec<Batch>) = batches.drain(..).partition(|b| due(b));
+        *batches = waiting;
+        for batch in ready {
+            let (round, speaker, text) = (batch.round, batch.speaker, batch.text);
+            self.write(&Event::Token { round, speaker, text }).await;
         }
     }
 

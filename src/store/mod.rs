@@ -113,6 +113,9 @@ struct EventWrite {
 /// Most events a group commit takes at once.
 const GROUP_COMMIT: usize = 512;
 
+/// Rows in one INSERT (4 parameters each, well under SQLite's and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 64;
+
 /// Stores events as they come, many per transaction: thousands of live debates append a
 /// row per token batch, and one writer committing groups beats every task contending for
 /// SQLite's single write lock (whose busy-wait sleeps add up to 100 ms a try).
@@ -144,14 +147,21 @@ async fn commit_group(
     group: &[EventWrite],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for write in group {
-        sqlx::query("INSERT INTO run_events (run_id, seq, name, data) VALUES ($1, $2, $3, $4)")
-            .bind(&write.run_id)
-            .bind(write.event.seq)
-            .bind(&write.event.name)
-            .bind(&write.event.data)
-            .execute(&mut *tx)
-            .await?;
+    // Many rows a statement: each statement is a round trip to the database.
+    for rows in group.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..rows.len())
+            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+            .collect();
+        let sql = format!("INSERT INTO run_events (run_id, seq, name, data) VALUES {}", values.join(", "));
+        let mut insert = sqlx::query(&sql);
+        for write in rows {
+            insert = insert
+                .bind(&write.run_id)
+                .bind(write.event.seq)
+                .bind(&write.event.name)
+                .bind(&write.event.data);
+        }
+        insert.execute(&mut *tx).await?;
     }
     if dialect == Dialect::Postgres {
         // Delivered at commit: other instances read what is already there.
