@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -48,33 +48,25 @@ impl OpenAiClient {
         })
     }
 
-    fn body(&self, request: &ChatRequest) -> serde_json::Value {
-        let mut body = json!({
-            "model": self.model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "stream": request.stream,
-        });
-        if request.stream {
-            body["stream_options"] = json!({"include_usage": true});
-        }
-        if let Some(seed) = request.seed {
-            body["seed"] = json!(seed);
-        }
-        match &request.response_format {
-            Some(ResponseFormat::JsonSchema(format)) => {
-                body["response_format"] = json!({
+    /// The request body, borrowing the messages: prompts run to tens of kilobytes, and a
+    /// copy into a `serde_json::Value` per call showed up in profiles.
+    fn body<'a>(&'a self, request: &'a ChatRequest) -> WireRequest<'a> {
+        WireRequest {
+            model: &self.model,
+            messages: &request.messages,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            stream: request.stream,
+            stream_options: request.stream.then(|| json!({"include_usage": true})),
+            seed: request.seed,
+            response_format: request.response_format.as_ref().map(|format| match format {
+                ResponseFormat::JsonSchema(f) => json!({
                     "type": "json_schema",
-                    "json_schema": {"name": format.name, "schema": format.schema, "strict": true},
-                });
-            }
-            Some(ResponseFormat::JsonObject(format)) => {
-                body["response_format"] = json!({"type": "json_object", "schema": format.schema});
-            }
-            None => {}
+                    "json_schema": {"name": f.name, "schema": f.schema, "strict": true},
+                }),
+                ResponseFormat::JsonObject(f) => json!({"type": "json_object", "schema": f.schema}),
+            }),
         }
-        body
     }
 
     async fn call(
@@ -177,6 +169,22 @@ impl LanguageModel for OpenAiClient {
     ) -> BoxFuture<'a, Result<Completion, LlmError>> {
         Box::pin(self.call(request, sink))
     }
+}
+
+/// `POST /chat/completions` as sent.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [super::Message],
+    max_tokens: u32,
+    temperature: f32,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
 }
 
 /// What a stream has said so far.
