@@ -132,8 +132,15 @@ pub async fn record(
         };
         match next {
             None => break,
-            Some(Event::Token { round, speaker, text }) => {
-                match batches.iter_mut().find(|b| (b.round, b.speaker) == (round, speaker)) {
+            Some(Event::Token {
+                round,
+                speaker,
+                text,
+            }) => {
+                match batches
+                    .iter_mut()
+                    .find(|b| (b.round, b.speaker) == (round, speaker))
+                {
                     Some(batch) => batch.text.push_str(&text),
                     None => batches.push(Batch {
                         round,
@@ -183,7 +190,12 @@ impl Writer<'_> {
         *batches = waiting;
         for batch in ready {
             let (round, speaker, text) = (batch.round, batch.speaker, batch.text);
-            self.write(&Event::Token { round, speaker, text }).await;
+            self.write(&Event::Token {
+                round,
+                speaker,
+                text,
+            })
+            .await;
         }
     }
 

@@ -18,13 +18,13 @@ use super::auth::{CurrentUser, now_ms};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower};
 use super::metrics::Metrics;
-
-/// The broadcast side of a run executing here.
-type Live = tokio::sync::broadcast::Sender<crate::store::StoredEvent>;
 use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
 use crate::transcript::{ErrorInfo, Status};
+
+/// The broadcast side of a run executing here.
+type Live = tokio::sync::broadcast::Sender<crate::store::StoredEvent>;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDebate {

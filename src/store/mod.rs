@@ -150,9 +150,20 @@ async fn commit_group(
     // Many rows a statement: each statement is a round trip to the database.
     for rows in group.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..rows.len())
-            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
             .collect();
-        let sql = format!("INSERT INTO run_events (run_id, seq, name, data) VALUES {}", values.join(", "));
+        let sql = format!(
+            "INSERT INTO run_events (run_id, seq, name, data) VALUES {}",
+            values.join(", ")
+        );
         let mut insert = sqlx::query(&sql);
         for write in rows {
             insert = insert
