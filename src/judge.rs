@@ -75,7 +75,10 @@ pub struct RawPass {
 /// ("Speaker 1", "speaker1"), missing reasons.
 pub fn parse_lenient(reply: &str) -> Result<RawPass, String> {
     let object = extract_object(reply).ok_or("no JSON object in the reply")?;
-    let value: Value = serde_json::from_str(object).map_err(|e| format!("invalid JSON: {e}"))?;
+    // Small models under a grammar still put raw line breaks inside strings.
+    let value: Value = serde_json::from_str(object)
+        .or_else(|_| serde_json::from_str(&escape_raw_controls(object)))
+        .map_err(|e| format!("invalid JSON: {e}"))?;
     let map = value.as_object().ok_or("the reply is not a JSON object")?;
     let field = |wanted: &str| {
         map.iter()
@@ -133,6 +136,30 @@ pub fn parse_lenient(reply: &str) -> Result<RawPass, String> {
         winner,
         rationale,
     })
+}
+
+/// Escapes control characters that stand raw inside JSON strings.
+fn escape_raw_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '\n' if in_string => {
+                out.push_str("\\n");
+                continue;
+            }
+            c if in_string && c.is_control() => {
+                out.push(' ');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The outermost `{…}` of a reply, fences and prose around it ignored.
@@ -369,6 +396,14 @@ mod tests {
         assert_eq!(raw.scores[0].evidence, 8.0);
         assert_eq!(raw.scores[0].fidelity, 10.0, "clamped to the scale");
         assert_eq!(raw.scores[1].argument, 5.0);
+    }
+
+    #[test]
+    fn raw_line_breaks_inside_strings_are_read() {
+        let reply = reply("speaker_2").replace("was sharper than", "was\nsharper\tthan");
+        let raw = parse_lenient(&reply).unwrap();
+        assert_eq!(raw.winner, Some(1));
+        assert_eq!(raw.rationale, "speaker_1 was\nsharper than Speaker 2.");
     }
 
     #[test]
