@@ -247,6 +247,15 @@ mod cases {
                 .starts_with("unknown field `nmae`")
         );
 
+        let outside =
+            json!({"story": "/etc/../tmp/x.json", "a": "winston-churchill", "b": "george-kennan"});
+        assert_eq!(
+            app.post("/api/editor/preview", Some(&token), outside)
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "paths are not ids"
+        );
         let ask = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan", "motion": "Who gains?"});
         let (status, preview) = app
             .post("/api/editor/preview", Some(&token), ask.clone())

@@ -77,6 +77,13 @@ pub async fn preview(
 ) -> Result<Json<Value>, ApiError> {
     let paths = &state.config.paths;
     let editor_error = |e: &dyn std::fmt::Display| ApiError::invalid(e.to_string());
+    // Ids only: `Story::load` also takes paths, which must not reach files outside the folder.
+    if !crate::is_valid_id(&body.story) {
+        return Err(ApiError::not_found(format!(
+            "unknown story `{}`",
+            body.story
+        )));
+    }
     let story = Story::load(
         &paths.stories_dir,
         &body.story,
