@@ -125,7 +125,6 @@ impl OpenAiClient {
         sink: &dyn TokenSink,
     ) -> Result<Completion, LlmError> {
         let mut stream = response.bytes_stream();
-        let mut decoder = SseDecoder::new();
         let mut state = StreamState::default();
         loop {
             let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
@@ -134,13 +133,11 @@ impl OpenAiClient {
                 Ok(Some(Err(e))) => return Err(LlmError::StreamCut(e.to_string())),
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            for event in decoder.push(&chunk) {
-                if state.apply(&event.event, &event.data, sink)? {
-                    return Ok(state.finish());
-                }
+            if state.push(&chunk, sink)? {
+                return Ok(state.finish());
             }
         }
-        end_of_stream(decoder, state, sink)
+        state.end(sink)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LlmError {
@@ -190,6 +187,7 @@ struct WireRequest<'a> {
 /// What a stream has said so far.
 #[derive(Default)]
 struct StreamState {
+    decoder: SseDecoder,
     text: String,
     chunks: u64,
     usage: Usage,
@@ -197,6 +195,38 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// Takes a chunk of bytes, however split; returns true at `[DONE]`.
+    fn push(&mut self, chunk: &[u8], sink: &dyn TokenSink) -> Result<bool, LlmError> {
+        for event in self.decoder.push(chunk) {
+            if self.apply(&event.event, &event.data, sink)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// What a stream that ended without `[DONE]` amounts to. A last event cut off mid-way is
+    /// a broken stream; some servers end a finished stream without `[DONE]`, so a stream that
+    /// said it finished is complete; any other stream was cut.
+    fn end(mut self, sink: &dyn TokenSink) -> Result<Completion, LlmError> {
+        if let Some(event) = self.decoder.finish() {
+            match self.apply(&event.event, &event.data, sink) {
+                Ok(_) => {}
+                Err(LlmError::Protocol(_)) => {
+                    return Err(LlmError::StreamCut("the stream ended mid-message".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.finish_reason.is_some() {
+            Ok(self.finish())
+        } else {
+            Err(LlmError::StreamCut(
+                "the stream ended before the reply was finished".into(),
+            ))
+        }
+    }
+
     /// Applies one SSE event; returns true at `[DONE]`.
     fn apply(&mut self, event: &str, data: &str, sink: &dyn TokenSink) -> Result<bool, LlmError> {
         let data = data.trim();
@@ -421,45 +451,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// What a stream that ended without `[DONE]` amounts to. A last event cut off mid-way is a
-/// broken stream; some servers end a finished stream without `[DONE]`, so a stream that said
-/// it finished is complete; any other stream was cut.
-fn end_of_stream(
-    mut decoder: SseDecoder,
-    mut state: StreamState,
-    sink: &dyn TokenSink,
-) -> Result<Completion, LlmError> {
-    if let Some(event) = decoder.finish() {
-        match state.apply(&event.event, &event.data, sink) {
-            Ok(_) => {}
-            Err(LlmError::Protocol(_)) => {
-                return Err(LlmError::StreamCut("the stream ended mid-message".into()));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if state.finish_reason.is_some() {
-        Ok(state.finish())
-    } else {
-        Err(LlmError::StreamCut(
-            "the stream ended before the reply was finished".into(),
-        ))
-    }
-}
-
 /// Decodes the bytes of a streamed response, chunked in any way, exactly as the client does.
 pub fn decode_stream<'a>(
     chunks: impl IntoIterator<Item = &'a [u8]>,
     sink: &dyn TokenSink,
 ) -> Result<Completion, LlmError> {
-    let mut decoder = SseDecoder::new();
     let mut state = StreamState::default();
     for chunk in chunks {
-        for event in decoder.push(chunk) {
-            if state.apply(&event.event, &event.data, sink)? {
-                return Ok(state.finish());
-            }
+        if state.push(chunk, sink)? {
+            return Ok(state.finish());
         }
     }
-    end_of_stream(decoder, state, sink)
+    state.end(sink)
 }

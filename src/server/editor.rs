@@ -41,9 +41,13 @@ impl FromRequestParts<AppState> for Editor {
 #[utoipa::path(get, path = "/api/editor/personas", tag = "editor", security(("bearer" = [])),
     responses((status = 200, description = "`{ok: [...], problems: [{file, line, column, message}]}`", body = serde_json::Value), (status = 403, description = "Editors only", body = ErrorBody)))]
 pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Value>, ApiError> {
-    let dir = &state.config.paths.personas_dir;
-    let (personas, problems) = Persona::check_dir(dir)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let dir = state.config.paths.personas_dir.clone();
+    let (personas, problems) = off_runtime(move || {
+        Persona::check_dir(&dir).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })
+    })
+    .await?;
     let ok: Vec<Value> = personas
         .iter()
         .map(|p| json!({"id": p.id, "name": p.name, "version": p.version}))
@@ -75,7 +79,32 @@ pub async fn preview(
     _editor: Editor,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let paths = &state.config.paths;
+    let words = state.engine.settings.words();
+    let config = state.config.clone();
+    off_runtime(move || render_preview(&config, words, &body))
+        .await
+        .map(Json)
+}
+
+/// Reads the files and renders: file system work, done off the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the editor task failed",
+        )
+    })?
+}
+
+fn render_preview(
+    config: &crate::config::Config,
+    words: u32,
+    body: &PreviewRequest,
+) -> Result<Value, ApiError> {
+    let paths = &config.paths;
     let editor_error = |e: &dyn std::fmt::Display| ApiError::invalid(e.to_string());
     // Ids only: `Story::load` also takes paths, which must not reach files outside the folder.
     if !crate::is_valid_id(&body.story) {
@@ -84,17 +113,13 @@ pub async fn preview(
             body.story
         )));
     }
-    let story = Story::load(
-        &paths.stories_dir,
-        &body.story,
-        state.config.story_max_bytes,
-    )
-    .map_err(|e| match e {
-        crate::story::StoryError::NotFound { .. } | crate::story::StoryError::BadReference(_) => {
-            ApiError::not_found(e.to_string())
-        }
-        e => editor_error(&e),
-    })?;
+    let story = Story::load(&paths.stories_dir, &body.story, config.story_max_bytes).map_err(
+        |e| match e {
+            crate::story::StoryError::NotFound { .. }
+            | crate::story::StoryError::BadReference(_) => ApiError::not_found(e.to_string()),
+            e => editor_error(&e),
+        },
+    )?;
     let load = |id: &str| {
         Persona::load(&paths.personas_dir, id).map_err(|e| match e {
             crate::persona::PersonaError::NotFound { .. }
@@ -113,10 +138,8 @@ pub async fn preview(
         a: &a,
         b: &b,
         motion: &motion,
-        words: state.engine.settings.words(),
+        words,
     };
     let calls = prompts.preview(&setup).map_err(|e| editor_error(&e))?;
-    Ok(Json(
-        json!({"templates": prompts.version(), "motion": motion, "calls": calls}),
-    ))
+    Ok(json!({"templates": prompts.version(), "motion": motion, "calls": calls}))
 }
