@@ -7,11 +7,11 @@
 pub mod claims;
 pub mod config;
 pub mod debate;
+pub mod embedded;
 pub mod event;
 pub mod judge;
 pub mod llm;
 pub mod location;
-pub mod model;
 pub mod persona;
 pub mod perspective;
 pub mod prompts;

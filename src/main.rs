@@ -197,8 +197,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let path = config
                 .model_path
                 .clone()
-                .unwrap_or_else(crossfire::model::default_path);
-            crossfire::model::fetch(&path)?;
+                .unwrap_or_else(crossfire::embedded::fetch::default_path);
+            crossfire::embedded::fetch::fetch(&path)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -28,6 +28,17 @@ pub struct Message {
     pub content: String,
 }
 
+impl Role {
+    /// The role's name in chat formats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Message {
         Message {

@@ -1,0 +1,21 @@
+//! The `embedded` backend (SPEC §6): a llama-architecture GGUF model run in-process on the
+//! CPU — by default SmolLM2-135M-Instruct, fetched by `crossfire model fetch`.
+//!
+//! Layers, bottom up: [`gguf`] reads the file, [`quant`] holds the quantized weights and
+//! their kernels, [`transformer`] is the network, [`tokenizer`] and [`chat`] turn messages
+//! into ids, [`sampler`] and [`grammar`] choose tokens, [`scheduler`] runs many generations
+//! in shared forward passes, and [`EmbeddedModel`] serves them to the async engine from a
+//! dedicated thread.
+
+pub mod chat;
+pub mod fetch;
+pub mod gguf;
+pub mod grammar;
+pub mod model;
+pub mod quant;
+pub mod sampler;
+pub mod scheduler;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use model::{EmbeddedError, Model};

@@ -1,0 +1,564 @@
+//! Weight matrices in ggml's block formats and the matrix × activations products over them.
+//!
+//! Activations are quantized to 8 bits per block of 32 (as llama.cpp does), so every product is
+//! an integer dot product per block scaled by two floats. The x86-64 kernels use AVX2 and FMA
+//! when the CPU has them, picked once at load; the portable kernels are the reference.
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per quantization block in every format here.
+pub const BLOCK: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    d: f16,
+    qs: [u8; 16],
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct BlockQ4_1 {
+    d: f16,
+    m: f16,
+    qs: [u8; 16],
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    d: f16,
+    qs: [i8; 32],
+}
+
+/// A block of 32 activations: `x ≈ d·q`, with `s = d·Σq` kept for the formats with an offset.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(8))]
+pub struct BlockQ8 {
+    d: f32,
+    s: f32,
+    qs: [i8; 32],
+}
+
+/// Why a tensor cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    #[error(
+        "tensor `{name}` has ggml type {kind}, which the embedded backend does not run (F32, F16, Q4_0, Q4_1 and Q8_0 are supported)"
+    )]
+    Unsupported { name: String, kind: u32 },
+    #[error("tensor `{name}` is truncated or has a shape that does not fit its type")]
+    Shape { name: String },
+}
+
+#[derive(Debug)]
+enum Data {
+    F32(Vec<f32>),
+    Q4_0(Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>),
+    Q8_0(Vec<BlockQ8_0>),
+}
+
+/// A weight matrix of `rows` outputs × `cols` inputs, row-major.
+#[derive(Debug)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    data: Data,
+    simd: bool,
+}
+
+/// Rows of activations, as floats and quantized.
+pub struct Activations<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    floats: &'a [f32],
+    blocks: Vec<BlockQ8>,
+}
+
+fn read_blocks<T: Copy>(bytes: &[u8], n: usize, name: &str) -> Result<Vec<T>, QuantError> {
+    let size = std::mem::size_of::<T>();
+    let bytes = bytes
+        .get(..n * size)
+        .ok_or_else(|| QuantError::Shape { name: name.into() })?;
+    let mut out = Vec::<T>::with_capacity(n);
+    // SAFETY: T is a plain `repr(C)` block of integers and f16s, valid for any bit pattern;
+    // `bytes` holds exactly `n` of them and the destination has room for `n`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * size);
+        out.set_len(n);
+    }
+    Ok(out)
+}
+
+/// Whether this CPU runs the AVX2 kernels.
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Reads a vector of floats (norm weights) stored as F32 or F16.
+pub fn read_vector(
+    bytes: &[u8],
+    kind: u32,
+    len: usize,
+    name: &str,
+) -> Result<Vec<f32>, QuantError> {
+    match kind {
+        0 => read_blocks::<f32>(bytes, len, name),
+        1 => Ok(read_blocks::<f16>(bytes, len, name)?
+            .into_iter()
+            .map(f32::from)
+            .collect()),
+        kind => Err(QuantError::Unsupported {
+            name: name.into(),
+            kind,
+        }),
+    }
+}
+
+impl Matrix {
+    /// Takes a `rows × cols` tensor of ggml type `kind` from the start of `bytes`.
+    pub fn from_ggml(
+        bytes: &[u8],
+        kind: u32,
+        rows: usize,
+        cols: usize,
+        name: &str,
+    ) -> Result<Matrix, QuantError> {
+        let n = rows * cols;
+        if cols % BLOCK != 0 {
+            return Err(QuantError::Shape { name: name.into() });
+        }
+        let data = match kind {
+            0 | 1 => Data::F32(read_vector(bytes, kind, n, name)?),
+            2 => Data::Q4_0(read_blocks(bytes, n / BLOCK, name)?),
+            3 => Data::Q4_1(read_blocks(bytes, n / BLOCK, name)?),
+            8 => Data::Q8_0(read_blocks(bytes, n / BLOCK, name)?),
+            kind => {
+                return Err(QuantError::Unsupported {
+                    name: name.into(),
+                    kind,
+                });
+            }
+        };
+        Ok(Matrix {
+            rows,
+            cols,
+            data,
+            simd: simd_available(),
+        })
+    }
+
+    /// Uses the portable kernels only (to check the fast ones against).
+    pub fn portable(mut self) -> Matrix {
+        self.simd = false;
+        self
+    }
+
+    /// Bytes the weights take.
+    pub fn size_bytes(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => v.len() * 4,
+            Data::Q4_0(v) => std::mem::size_of_val(v.as_slice()),
+            Data::Q4_1(v) => std::mem::size_of_val(v.as_slice()),
+            Data::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
+        }
+    }
+
+    /// Row `row` as floats (the embedding lookup).
+    pub fn row(&self, row: usize, out: &mut [f32]) {
+        let bpr = self.cols / BLOCK;
+        match &self.data {
+            Data::F32(v) => out.copy_from_slice(&v[row * self.cols..][..self.cols]),
+            Data::Q4_0(v) => {
+                for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
+                    let d = f32::from(b.d);
+                    for i in 0..16 {
+                        o[i] = ((b.qs[i] & 15) as f32 - 8.0) * d;
+                        o[i + 16] = ((b.qs[i] >> 4) as f32 - 8.0) * d;
+                    }
+                }
+            }
+            Data::Q4_1(v) => {
+                for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
+                    let (d, m) = (f32::from(b.d), f32::from(b.m));
+                    for i in 0..16 {
+                        o[i] = (b.qs[i] & 15) as f32 * d + m;
+                        o[i + 16] = (b.qs[i] >> 4) as f32 * d + m;
+                    }
+                }
+            }
+            Data::Q8_0(v) => {
+                for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
+                    let d = f32::from(b.d);
+                    for i in 0..BLOCK {
+                        o[i] = b.qs[i] as f32 * d;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[r][j] = Σ_k self[j][k] · x[r][k]` for every activation row `r`; `out` is
+    /// `x.rows × self.rows`. Output rows are split across the current rayon pool.
+    pub fn matmul(&self, x: &Activations, out: &mut [f32]) {
+        assert_eq!(x.cols, self.cols, "matmul shapes");
+        assert_eq!(out.len(), x.rows * self.rows, "matmul output");
+        let n = self.rows;
+        let out = SharedOut(out.as_mut_ptr());
+        // Small chunks balance the threads; each chunk reuses its weight rows for every input row.
+        let chunk = (n / (rayon::current_num_threads() * 8)).clamp(8, 256);
+        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            let js = c * chunk..((c + 1) * chunk).min(n);
+            // SAFETY: chunks cover disjoint output columns, and `out` outlives the loop.
+            unsafe { self.tile(x, js, &out) }
+        });
+    }
+
+    unsafe fn tile(&self, x: &Activations, js: std::ops::Range<usize>, out: &SharedOut) {
+        let n = self.rows;
+        let bpr = self.cols / BLOCK;
+        let write = |r: usize, j: usize, v: f32| unsafe { *out.0.add(r * n + j) = v };
+        #[cfg(target_arch = "x86_64")]
+        if self.simd {
+            // SAFETY: `simd` is set only when the CPU has AVX2 and FMA.
+            unsafe {
+                match &self.data {
+                    Data::Q4_0(w) => avx2::tile_q4_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
+                    Data::Q4_1(w) => avx2::tile_q4_1(w, bpr, &x.blocks, x.rows, js, n, out.0),
+                    Data::Q8_0(w) => avx2::tile_q8_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
+                    Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
+                }
+            }
+            return;
+        }
+        match &self.data {
+            Data::Q4_0(w) => tile_portable(w, bpr, x, js, &write, dot_q4_0),
+            Data::Q4_1(w) => tile_portable(w, bpr, x, js, &write, dot_q4_1),
+            Data::Q8_0(w) => tile_portable(w, bpr, x, js, &write, dot_q8_0),
+            Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
+        }
+    }
+}
+
+struct SharedOut(*mut f32);
+// SAFETY: writers touch disjoint elements (see `matmul`).
+unsafe impl Sync for SharedOut {}
+
+fn tile_portable<B>(
+    w: &[B],
+    bpr: usize,
+    x: &Activations,
+    js: std::ops::Range<usize>,
+    write: &dyn Fn(usize, usize, f32),
+    dot: fn(&[B], &[BlockQ8]) -> f32,
+) {
+    for j in js {
+        let wr = &w[j * bpr..][..bpr];
+        for r in 0..x.rows {
+            write(r, j, dot(wr, &x.blocks[r * bpr..][..bpr]));
+        }
+    }
+}
+
+fn tile_f32(
+    w: &[f32],
+    cols: usize,
+    x: &Activations,
+    js: std::ops::Range<usize>,
+    write: &dyn Fn(usize, usize, f32),
+) {
+    for j in js {
+        let wr = &w[j * cols..][..cols];
+        for r in 0..x.rows {
+            let xr = &x.floats[r * cols..][..cols];
+            write(r, j, wr.iter().zip(xr).map(|(a, b)| a * b).sum());
+        }
+    }
+}
+
+fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let mut sum = 0i32;
+            for i in 0..16 {
+                sum += (w.qs[i] & 15) as i32 * x.qs[i] as i32;
+                sum += (w.qs[i] >> 4) as i32 * x.qs[i + 16] as i32;
+            }
+            let d = f32::from(w.d);
+            d * x.d * sum as f32 - 8.0 * d * x.s
+        })
+        .sum()
+}
+
+fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let mut sum = 0i32;
+            for i in 0..16 {
+                sum += (w.qs[i] & 15) as i32 * x.qs[i] as i32;
+                sum += (w.qs[i] >> 4) as i32 * x.qs[i + 16] as i32;
+            }
+            f32::from(w.d) * x.d * sum as f32 + f32::from(w.m) * x.s
+        })
+        .sum()
+}
+
+fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let sum: i32 =
+                w.qs.iter()
+                    .zip(&x.qs)
+                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .sum();
+            f32::from(w.d) * x.d * sum as f32
+        })
+        .sum()
+}
+
+impl<'a> Activations<'a> {
+    /// Quantizes `rows` rows of `cols` floats.
+    pub fn new(floats: &'a [f32], cols: usize) -> Activations<'a> {
+        assert_eq!(floats.len() % cols, 0, "activation shape");
+        let blocks = floats
+            .chunks_exact(BLOCK)
+            .map(|chunk| {
+                let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let mut qs = [0i8; 32];
+                let mut sum = 0i32;
+                for (q, v) in qs.iter_mut().zip(chunk) {
+                    *q = (v * inverse).round() as i8;
+                    sum += *q as i32;
+                }
+                BlockQ8 {
+                    d,
+                    s: d * sum as f32,
+                    qs,
+                }
+            })
+            .collect();
+        Activations {
+            rows: floats.len() / cols,
+            cols,
+            floats,
+            blocks,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 kernels, after ggml's: 4-bit weights are unpacked to bytes, multiplied with the
+    //! 8-bit activations by `maddubs` (unsigned × signed), summed to i32 and scaled in float.
+    use super::{BlockQ4_0, BlockQ4_1, BlockQ8, BlockQ8_0};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The 32 nibbles of a 4-bit block as bytes, in value order (low nibbles first).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
+        let packed = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+        let mask = _mm_set1_epi8(15);
+        let lo = _mm_and_si128(packed, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+        _mm256_set_m128i(hi, lo)
+    }
+
+    /// Σ u8 × i8 over 32 lanes, as eight i32 sums converted to float.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(u, s);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut offsets = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            let (d, m) = (f32::from(w.d), f32::from(w.m));
+            offsets += m * x.s;
+            let qx = unsafe { nibbles(&w.qs) };
+            let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), dot_u8_i8(qx, qy), acc);
+        }
+        hsum(acc) + offsets
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut offsets = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            let d = f32::from(w.d);
+            offsets += 8.0 * d * x.s;
+            let qx = unsafe { nibbles(&w.qs) };
+            let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), dot_u8_i8(qx, qy), acc);
+        }
+        hsum(acc) - offsets
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            let qx = unsafe { _mm256_loadu_si256(w.qs.as_ptr().cast()) };
+            let qy = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+            // maddubs wants one unsigned side: move x's signs onto y.
+            let ax = _mm256_sign_epi8(qx, qx);
+            let sy = _mm256_sign_epi8(qy, qx);
+            let scale = _mm256_set1_ps(f32::from(w.d) * x.d);
+            acc = _mm256_fmadd_ps(scale, dot_u8_i8(ax, sy), acc);
+        }
+        hsum(acc)
+    }
+
+    macro_rules! tile {
+        ($name:ident, $block:ty, $dot:ident) => {
+            /// # Safety
+            /// The CPU has AVX2 and FMA; `out` has room for `rows × n` floats and no one else
+            /// writes columns `js` while this runs.
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn $name(
+                w: &[$block],
+                bpr: usize,
+                x: &[BlockQ8],
+                rows: usize,
+                js: std::ops::Range<usize>,
+                n: usize,
+                out: *mut f32,
+            ) {
+                for j in js {
+                    let wr = &w[j * bpr..][..bpr];
+                    for r in 0..rows {
+                        let v = unsafe { $dot(wr, &x[r * bpr..][..bpr]) };
+                        unsafe { *out.add(r * n + j) = v };
+                    }
+                }
+            }
+        };
+    }
+    tile!(tile_q4_0, BlockQ4_0, dot_q4_0);
+    tile!(tile_q4_1, BlockQ4_1, dot_q4_1);
+    tile!(tile_q8_0, BlockQ8_0, dot_q8_0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random-looking but reproducible bytes.
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as u8
+            })
+            .collect()
+    }
+
+    /// Blocks whose f16 scales are small, finite numbers.
+    fn weights(kind: u32, rows: usize, cols: usize) -> Vec<u8> {
+        let size = match kind {
+            2 => 18,
+            3 => 20,
+            8 => 34,
+            _ => unreachable!(),
+        };
+        let mut raw = bytes(rows * cols / BLOCK * size, kind as u64);
+        for block in raw.chunks_mut(size) {
+            block[..2]
+                .copy_from_slice(&f16::from_f32(0.01 + block[0] as f32 / 5000.0).to_le_bytes());
+            if kind == 3 {
+                block[2..4].copy_from_slice(&f16::from_f32(-0.05).to_le_bytes());
+            }
+        }
+        raw
+    }
+
+    #[test]
+    fn fast_kernels_agree_with_portable_ones_and_with_floats() {
+        let (rows, cols, n) = (40, 128, 3);
+        let x: Vec<f32> = bytes(n * cols, 7)
+            .iter()
+            .map(|&b| b as f32 / 64.0 - 2.0)
+            .collect();
+        let acts = Activations::new(&x, cols);
+        for kind in [2, 3, 8] {
+            let raw = weights(kind, rows, cols);
+            let fast = Matrix::from_ggml(&raw, kind, rows, cols, "w").unwrap();
+            let portable = Matrix::from_ggml(&raw, kind, rows, cols, "w")
+                .unwrap()
+                .portable();
+            let (mut a, mut b) = (vec![0.0; n * rows], vec![0.0; n * rows]);
+            fast.matmul(&acts, &mut a);
+            portable.matmul(&acts, &mut b);
+            let mut row = vec![0.0; cols];
+            for j in 0..rows {
+                fast.row(j, &mut row);
+                for r in 0..n {
+                    let exact: f32 = row
+                        .iter()
+                        .zip(&x[r * cols..][..cols])
+                        .map(|(w, x)| w * x)
+                        .sum();
+                    let (a, b) = (a[r * rows + j], b[r * rows + j]);
+                    assert!(
+                        (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
+                        "type {kind}: {a} vs {b}"
+                    );
+                    // 8-bit activations: within a percent or so of the float product.
+                    assert!(
+                        (b - exact).abs() <= 0.02 * (1.0 + exact.abs()),
+                        "type {kind}: {b} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_types_and_short_tensors_are_errors() {
+        assert!(matches!(
+            Matrix::from_ggml(&[0; 1000], 12, 1, 256, "blk.0.ffn_up.weight"),
+            Err(QuantError::Unsupported { kind: 12, .. })
+        ));
+        assert!(matches!(
+            Matrix::from_ggml(&[0; 10], 8, 2, 32, "w"),
+            Err(QuantError::Shape { .. })
+        ));
+    }
+}

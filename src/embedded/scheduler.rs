@@ -1,0 +1,309 @@
+//! Runs many generations on one model: each step is one forward pass over the next token of
+//! every decoding sequence plus a chunk of one waiting prompt, so concurrent streams share the
+//! weight reads. A new prompt starts from the longest prefix any live or recently finished
+//! sequence has already computed (debate calls share their story and motion block).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::grammar::{Matcher, Schema};
+use super::model::Model;
+use super::sampler::{Sampler, SamplerSettings};
+use super::tokenizer::Utf8Stream;
+use super::transformer::{KvCache, Row};
+
+/// What a generation asks for.
+pub struct Request {
+    pub prompt: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplerSettings,
+    pub schema: Option<Schema>,
+}
+
+/// What a generation reports, step by step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Text(String),
+    Done(Finish),
+}
+
+/// How a generation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// `stop` (end of turn or a complete document), `length` (max_tokens or the context).
+    pub reason: &'static str,
+}
+
+/// Time and tokens spent, for `model bench` and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub prompt_tokens: u64,
+    pub prompt_time: Duration,
+    pub decode_tokens: u64,
+    pub decode_time: Duration,
+    pub reused_tokens: u64,
+}
+
+struct Sequence {
+    id: u64,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    cache: KvCache,
+    sampler: Sampler,
+    max_tokens: usize,
+    schema: Option<Schema>,
+    /// Bytes the schema matcher has accepted (it is rebuilt from these: it borrows `schema`).
+    accepted: Vec<u8>,
+    text: Utf8Stream,
+    /// Whether the whole prompt is in the cache.
+    prefilled: bool,
+}
+
+/// Sequences finished recently, kept for their prompt prefixes.
+const KEPT_PREFIXES: usize = 3;
+/// Most prompt tokens one step takes.
+const PREFILL_CHUNK: usize = 256;
+
+/// The sequences in flight on one model.
+pub struct Scheduler {
+    model: Arc<Model>,
+    live: Vec<Sequence>,
+    kept: Vec<(Vec<u32>, KvCache)>,
+    next_id: u64,
+    pub counters: Counters,
+}
+
+impl Scheduler {
+    pub fn new(model: Arc<Model>) -> Scheduler {
+        Scheduler {
+            model,
+            live: Vec::new(),
+            kept: Vec::new(),
+            next_id: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Sequences in flight.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Starts a generation and returns its id.
+    pub fn add(&mut self, request: Request) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.live.push(Sequence {
+            id,
+            prompt_len: request.prompt.len(),
+            tokens: request.prompt,
+            cache: self.model.transformer.new_cache(),
+            sampler: Sampler::new(request.sampling),
+            max_tokens: request.max_tokens,
+            schema: request.schema,
+            accepted: Vec::new(),
+            text: Utf8Stream::default(),
+            prefilled: false,
+        });
+        id
+    }
+
+    /// Drops a generation nobody waits for any more.
+    pub fn cancel(&mut self, id: u64) {
+        self.live.retain(|s| s.id != id);
+    }
+
+    /// One forward pass; returns what each sequence produced, by id.
+    pub fn step(&mut self) -> Vec<(u64, Output)> {
+        let mut out = Vec::new();
+        let context = self.model.transformer.hyper.context;
+        // Prompts that cannot fit the context end at once.
+        self.live.retain(|s| {
+            let fits = s.prompt_len < context;
+            if !fits {
+                out.push((s.id, Output::Done(finish(s, "length"))));
+            }
+            fits
+        });
+        let mut rows = Vec::new();
+        for (i, s) in self.live.iter().enumerate().filter(|(_, s)| s.prefilled) {
+            rows.push(Row {
+                seq: i,
+                token: s.tokens[s.cache.len()],
+                pos: s.cache.len(),
+                logits: true,
+            });
+        }
+        let decoding = rows.len();
+        if let Some(i) = self.live.iter().position(|s| !s.prefilled) {
+            if self.live[i].cache.is_empty() {
+                self.reuse_prefix(i);
+            }
+            let s = &self.live[i];
+            let start = s.cache.len();
+            let end = (start + PREFILL_CHUNK.saturating_sub(decoding).max(16)).min(s.prompt_len);
+            for pos in start..end {
+                rows.push(Row {
+                    seq: i,
+                    token: s.tokens[pos],
+                    pos,
+                    logits: pos + 1 == s.prompt_len,
+                });
+            }
+        }
+        if rows.is_empty() {
+            return out;
+        }
+        let started = Instant::now();
+        let mut caches: Vec<KvCache> = self
+            .live
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.cache))
+            .collect();
+        let logits = self.model.forward(&rows, &mut caches);
+        for (s, cache) in self.live.iter_mut().zip(caches) {
+            s.cache = cache;
+        }
+        let elapsed = started.elapsed();
+        let prompt_rows = (rows.len() - decoding) as u64;
+        let share = |n: u64| elapsed.mul_f64(n as f64 / rows.len() as f64);
+        self.counters.prompt_tokens += prompt_rows;
+        self.counters.prompt_time += share(prompt_rows);
+        self.counters.decode_tokens += decoding as u64;
+        self.counters.decode_time += share(decoding as u64);
+
+        let mut logits = logits.into_iter();
+        let mut finished = Vec::new();
+        for row in rows.iter().filter(|r| r.logits) {
+            let Some(mut logits) = logits.next() else {
+                break;
+            };
+            let s = &mut self.live[row.seq];
+            s.prefilled = true;
+            match self.model.next_token(s, &mut logits) {
+                Step::Token(text) => {
+                    if !text.is_empty() {
+                        out.push((s.id, Output::Text(text)));
+                    }
+                    let generated = s.tokens.len() - s.prompt_len;
+                    let complete = s.schema.as_ref().is_some_and(|schema| {
+                        let mut m = schema.matcher();
+                        m.advance(&s.accepted) && m.is_complete()
+                    });
+                    if complete {
+                        finished.push((row.seq, "stop"));
+                    } else if generated >= s.max_tokens || s.tokens.len() >= context {
+                        finished.push((row.seq, "length"));
+                    }
+                }
+                Step::End => finished.push((row.seq, "stop")),
+            }
+        }
+        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        for (i, reason) in finished {
+            let mut s = self.live.remove(i);
+            let tail = s.text.finish();
+            if !tail.is_empty() {
+                out.push((s.id, Output::Text(tail)));
+            }
+            out.push((s.id, Output::Done(finish(&s, reason))));
+            let computed = s.cache.len();
+            s.tokens.truncate(computed);
+            self.kept.push((s.tokens, s.cache));
+            if self.kept.len() > KEPT_PREFIXES {
+                self.kept.remove(0);
+            }
+        }
+        out
+    }
+
+    /// Copies into sequence `i` the longest prompt prefix another sequence has computed,
+    /// leaving at least its last prompt token to run (its logits are needed).
+    fn reuse_prefix(&mut self, i: usize) {
+        let prompt = &self.live[i].tokens[..self.live[i].prompt_len];
+        let mut best: Option<(usize, &KvCache)> = None;
+        let candidates = self
+            .live
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, s)| (&s.tokens, &s.cache))
+            .chain(self.kept.iter().map(|(t, c)| (t, c)));
+        for (tokens, cache) in candidates {
+            let common = tokens
+                .iter()
+                .zip(prompt)
+                .take(cache.len())
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(prompt.len().saturating_sub(1));
+            if common > best.map_or(0, |b| b.0) {
+                best = Some((common, cache));
+            }
+        }
+        if let Some((len, cache)) = best {
+            let copy = cache.prefix(len, self.model.transformer.kv_dim());
+            self.counters.reused_tokens += len as u64;
+            self.live[i].cache = copy;
+        }
+    }
+}
+
+fn finish(s: &Sequence, reason: &'static str) -> Finish {
+    Finish {
+        prompt_tokens: s.prompt_len,
+        completion_tokens: s.tokens.len().saturating_sub(s.prompt_len),
+        reason,
+    }
+}
+
+/// What sampling one position gave.
+enum Step {
+    Token(String),
+    End,
+}
+
+impl Model {
+    /// Samples the next token of `s` (within its schema, if any) and appends it.
+    fn next_token(&self, s: &mut Sequence, logits: &mut [f32]) -> Step {
+        let tokenizer = &self.tokenizer;
+        let matcher: Option<Matcher> = s.schema.as_ref().map(|schema| {
+            let mut m = schema.matcher();
+            m.advance(&s.accepted);
+            m
+        });
+        let token = s.sampler.sample(logits, &s.tokens, &mut |t| {
+            if tokenizer.is_control(t) {
+                // End of turn only where the document (if any) is complete.
+                return t == self.end_of_turn && matcher.is_none_or(|m| m.is_complete());
+            }
+            let bytes = tokenizer.token_bytes(t);
+            match &matcher {
+                Some(m) => m.allows(bytes),
+                None => !bytes.is_empty(),
+            }
+        });
+        let Some(token) = token else {
+            return Step::End;
+        };
+        if tokenizer.is_control(token) {
+            return Step::End;
+        }
+        s.tokens.push(token);
+        let bytes = tokenizer.token_bytes(token);
+        if s.schema.is_some() {
+            s.accepted.extend_from_slice(bytes);
+        }
+        Step::Token(s.text.push(bytes))
+    }
+}

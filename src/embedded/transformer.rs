@@ -1,0 +1,437 @@
+//! A llama-architecture decoder run on the CPU: RMSNorm, rotary attention with grouped KV
+//! heads, a SwiGLU feed-forward. One forward pass takes any mix of rows from different
+//! sequences — a prompt's tokens, or the next token of several streams — so concurrent
+//! generations share every read of the weights.
+
+use rayon::prelude::*;
+
+use super::gguf::{Gguf, GgufError};
+use super::quant::{Activations, Matrix, QuantError, read_vector};
+
+/// Why a model cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error("architecture `{0}` is not supported (llama-architecture GGUF models are)")]
+    Architecture(String),
+    #[error("tensor `{0}` is missing")]
+    Tensor(String),
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("hyper-parameter `{0}` is out of range")]
+    Hyper(&'static str),
+}
+
+/// The model's shape.
+#[derive(Debug, Clone)]
+pub struct Hyper {
+    pub layers: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+}
+
+impl Hyper {
+    fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    q: Matrix,
+    k: Matrix,
+    v: Matrix,
+    o: Matrix,
+    ffn_norm: Vec<f32>,
+    gate: Matrix,
+    up: Matrix,
+    down: Matrix,
+}
+
+/// Loaded weights.
+pub struct Transformer {
+    pub hyper: Hyper,
+    embed: Matrix,
+    layers: Vec<Layer>,
+    out_norm: Vec<f32>,
+    /// `None`: the output projection is tied to the embeddings.
+    output: Option<Matrix>,
+    /// cos/sin of every (position, pair) up to the context length.
+    rope: Vec<(f32, f32)>,
+}
+
+/// Keys and values a sequence has computed so far, per layer.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position from `len` on.
+    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
+        if len < self.len {
+            for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
+                layer.truncate(len * kv_dim);
+            }
+            self.len = len;
+        }
+    }
+
+    /// A copy of the first `len` positions (a shared prompt prefix).
+    pub fn prefix(&self, len: usize, kv_dim: usize) -> KvCache {
+        let len = len.min(self.len);
+        let take =
+            |layers: &Vec<Vec<f32>>| layers.iter().map(|l| l[..len * kv_dim].to_vec()).collect();
+        KvCache {
+            k: take(&self.k),
+            v: take(&self.v),
+            len,
+        }
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|l| l.capacity() * 4).sum()
+    }
+}
+
+/// One row of a forward pass: `token` at `pos` of sequence `seq` (an index into the caches).
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub seq: usize,
+    pub token: u32,
+    pub pos: usize,
+    /// Whether the caller wants this row's next-token logits.
+    pub logits: bool,
+}
+
+fn tensor<'a>(gguf: &'a Gguf, name: &str) -> Result<&'a super::gguf::TensorInfo, LoadError> {
+    gguf.tensors
+        .get(name)
+        .ok_or_else(|| LoadError::Tensor(name.to_string()))
+}
+
+fn matrix(
+    gguf: &Gguf,
+    file: &[u8],
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Matrix, LoadError> {
+    let info = tensor(gguf, name)?;
+    if info.dims != [cols, rows] {
+        return Err(LoadError::Shape {
+            name: name.into(),
+            found: info.dims.clone(),
+            expected: vec![cols, rows],
+        });
+    }
+    Ok(Matrix::from_ggml(
+        &file[info.start..],
+        info.kind,
+        rows,
+        cols,
+        name,
+    )?)
+}
+
+fn vector(gguf: &Gguf, file: &[u8], name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+    let info = tensor(gguf, name)?;
+    if info.dims != [len] {
+        return Err(LoadError::Shape {
+            name: name.into(),
+            found: info.dims.clone(),
+            expected: vec![len],
+        });
+    }
+    Ok(read_vector(&file[info.start..], info.kind, len, name)?)
+}
+
+impl Transformer {
+    /// Builds the model from a GGUF file's bytes; the weights are copied out of `file`.
+    pub fn load(gguf: &Gguf, file: &[u8]) -> Result<Transformer, LoadError> {
+        let arch = gguf.str("general.architecture")?;
+        if arch != "llama" {
+            return Err(LoadError::Architecture(arch.to_string()));
+        }
+        let int = |key: &str| -> Result<usize, LoadError> {
+            let v = gguf.int(&format!("llama.{key}"))?;
+            usize::try_from(v).map_err(|_| LoadError::Hyper("a dimension"))
+        };
+        let dim = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = gguf
+            .int("llama.attention.head_count_kv")
+            .map(|v| v as usize)
+            .unwrap_or(heads);
+        if heads == 0 || kv_heads == 0 || dim % heads != 0 || heads % kv_heads != 0 {
+            return Err(LoadError::Hyper("attention.head_count"));
+        }
+        let vocab = gguf.strings("tokenizer.ggml.tokens")?.len();
+        let hyper = Hyper {
+            layers: int("block_count")?,
+            dim,
+            heads,
+            kv_heads,
+            head_dim: dim / heads,
+            ffn_dim: int("feed_forward_length")?,
+            vocab,
+            context: int("context_length")?,
+            rope_base: gguf.float("llama.rope.freq_base").unwrap_or(10_000.0) as f32,
+            eps: gguf
+                .float("llama.attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5) as f32,
+        };
+        let h = &hyper;
+        let layers = (0..h.layers)
+            .map(|i| {
+                let m = |name: &str, rows, cols| {
+                    matrix(gguf, file, &format!("blk.{i}.{name}.weight"), rows, cols)
+                };
+                Ok(Layer {
+                    attn_norm: vector(gguf, file, &format!("blk.{i}.attn_norm.weight"), dim)?,
+                    q: m("attn_q", dim, dim)?,
+                    k: m("attn_k", h.kv_dim(), dim)?,
+                    v: m("attn_v", h.kv_dim(), dim)?,
+                    o: m("attn_output", dim, dim)?,
+                    ffn_norm: vector(gguf, file, &format!("blk.{i}.ffn_norm.weight"), dim)?,
+                    gate: m("ffn_gate", h.ffn_dim, dim)?,
+                    up: m("ffn_up", h.ffn_dim, dim)?,
+                    down: m("ffn_down", dim, h.ffn_dim)?,
+                })
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let output = match gguf.tensors.contains_key("output.weight") {
+            true => Some(matrix(gguf, file, "output.weight", vocab, dim)?),
+            false => None,
+        };
+        let pairs = h.head_dim / 2;
+        let rope = (0..h.context)
+            .flat_map(|pos| {
+                (0..pairs).map(move |i| {
+                    let freq = h.rope_base.powf(-2.0 * i as f32 / h.head_dim as f32);
+                    let angle = pos as f32 * freq;
+                    (angle.cos(), angle.sin())
+                })
+            })
+            .collect();
+        Ok(Transformer {
+            embed: matrix(gguf, file, "token_embd.weight", vocab, dim)?,
+            out_norm: vector(gguf, file, "output_norm.weight", dim)?,
+            output,
+            layers,
+            rope,
+            hyper,
+        })
+    }
+
+    /// Bytes the weights take in memory.
+    pub fn size_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|m| m.size_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.embed.size_bytes() + self.output.as_ref().map_or(0, Matrix::size_bytes)
+    }
+
+    /// An empty cache shaped for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            k: vec![Vec::new(); self.hyper.layers],
+            v: vec![Vec::new(); self.hyper.layers],
+            len: 0,
+        }
+    }
+
+    /// Width of one position's keys (or values).
+    pub fn kv_dim(&self) -> usize {
+        self.hyper.kv_dim()
+    }
+
+    /// Runs `rows` through the model, appending their keys and values to `caches`, and returns
+    /// the logits of the rows that asked for them, in order. The rows of one sequence must
+    /// continue its cache in order of position. Call it inside the rayon pool meant for it.
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<Vec<f32>> {
+        let h = &self.hyper;
+        let (n, dim, kv_dim) = (rows.len(), h.dim, h.kv_dim());
+        for row in rows {
+            let cache = &mut caches[row.seq];
+            debug_assert_eq!(row.pos, cache.len, "rows continue their sequence");
+            cache.len = cache.len.max(row.pos + 1);
+        }
+        let mut x = vec![0f32; n * dim];
+        for (row, out) in rows.iter().zip(x.chunks_mut(dim)) {
+            self.embed.row(row.token as usize, out);
+        }
+        let mut normed = vec![0f32; n * dim];
+        let mut q = vec![0f32; n * dim];
+        let mut k = vec![0f32; n * kv_dim];
+        let mut v = vec![0f32; n * kv_dim];
+        let mut attended = vec![0f32; n * dim];
+        let mut projected = vec![0f32; n * dim];
+        let mut gate = vec![0f32; n * h.ffn_dim];
+        let mut up = vec![0f32; n * h.ffn_dim];
+
+        for (l, layer) in self.layers.iter().enumerate() {
+            rms_norm(&x, &layer.attn_norm, h.eps, &mut normed);
+            let acts = Activations::new(&normed, dim);
+            layer.q.matmul(&acts, &mut q);
+            layer.k.matmul(&acts, &mut k);
+            layer.v.matmul(&acts, &mut v);
+            for (i, row) in rows.iter().enumerate() {
+                self.rotate(&mut q[i * dim..][..dim], row.pos);
+                self.rotate(&mut k[i * kv_dim..][..kv_dim], row.pos);
+                let cache = &mut caches[row.seq];
+                for (store, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
+                    store.truncate(row.pos * kv_dim);
+                    store.extend_from_slice(&new[i * kv_dim..][..kv_dim]);
+                }
+            }
+            self.attend(rows, caches, l, &q, &mut attended);
+            layer
+                .o
+                .matmul(&Activations::new(&attended, dim), &mut projected);
+            add(&mut x, &projected);
+
+            rms_norm(&x, &layer.ffn_norm, h.eps, &mut normed);
+            let acts = Activations::new(&normed, dim);
+            layer.gate.matmul(&acts, &mut gate);
+            layer.up.matmul(&acts, &mut up);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            layer
+                .down
+                .matmul(&Activations::new(&gate, h.ffn_dim), &mut projected);
+            add(&mut x, &projected);
+        }
+
+        let wanted: Vec<usize> = (0..n).filter(|&i| rows[i].logits).collect();
+        let mut last = vec![0f32; wanted.len() * dim];
+        for (slot, &i) in wanted.iter().enumerate() {
+            last[slot * dim..][..dim].copy_from_slice(&x[i * dim..][..dim]);
+        }
+        let mut normed = vec![0f32; last.len()];
+        rms_norm(&last, &self.out_norm, h.eps, &mut normed);
+        let output = self.output.as_ref().unwrap_or(&self.embed);
+        let mut logits = vec![0f32; wanted.len() * h.vocab];
+        if !wanted.is_empty() {
+            output.matmul(&Activations::new(&normed, dim), &mut logits);
+        }
+        logits.chunks(h.vocab).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Rotary position embedding on consecutive pairs of each head (llama's "normal" mode).
+    fn rotate(&self, heads: &mut [f32], pos: usize) {
+        let pairs = self.hyper.head_dim / 2;
+        let table = &self.rope[pos * pairs..][..pairs];
+        for head in heads.chunks_mut(self.hyper.head_dim) {
+            for (pair, &(cos, sin)) in head.chunks_mut(2).zip(table) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * cos - b * sin;
+                pair[1] = a * sin + b * cos;
+            }
+        }
+    }
+
+    /// Causal attention of every row over its own sequence, one task per (row, head).
+    fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
+        let h = &self.hyper;
+        let (hd, kv_dim, group) = (h.head_dim, h.kv_dim(), h.heads / h.kv_heads);
+        let scale = 1.0 / (hd as f32).sqrt();
+        out.par_chunks_mut(hd).enumerate().for_each(|(task, out)| {
+            let (i, head) = (task / h.heads, task % h.heads);
+            let row = rows[i];
+            let cache = &caches[row.seq];
+            let query = &q[i * h.dim + head * hd..][..hd];
+            let kv_head = head / group;
+            let keys = &cache.k[layer];
+            let values = &cache.v[layer];
+            let span = row.pos + 1;
+            let mut scores: Vec<f32> = (0..span)
+                .map(|t| dot(query, &keys[t * kv_dim + kv_head * hd..][..hd]) * scale)
+                .collect();
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            let mut total = 0.0;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                total += *s;
+            }
+            out.fill(0.0);
+            for (t, s) in scores.iter().enumerate() {
+                let weight = s / total;
+                for (o, v) in out
+                    .iter_mut()
+                    .zip(&values[t * kv_dim + kv_head * hd..][..hd])
+                {
+                    *o += weight * v;
+                }
+            }
+        });
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight lanes of partial sums let the compiler vectorise without reassociating floats.
+    let mut lanes = [0f32; 8];
+    let chunks = a.len() / 8 * 8;
+    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += ca[i] * cb[i];
+        }
+    }
+    let tail: f32 = a[chunks..]
+        .iter()
+        .zip(&b[chunks..])
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = weight.len();
+    for (row, out) in x.chunks(dim).zip(out.chunks_mut(dim)) {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / dim as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+            *o = v * scale * w;
+        }
+    }
+}
