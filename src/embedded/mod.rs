@@ -7,6 +7,7 @@
 //! in shared forward passes, and [`EmbeddedModel`] serves them to the async engine from a
 //! dedicated thread.
 
+pub mod bench;
 pub mod chat;
 pub mod fetch;
 pub mod gguf;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod quant;
 pub mod sampler;
 pub mod scheduler;
+pub mod service;
 pub mod tokenizer;
 pub mod transformer;
 

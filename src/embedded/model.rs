@@ -49,22 +49,7 @@ impl Model {
     pub fn load(path: &Path, threads: usize) -> Result<Model, EmbeddedError> {
         let started = Instant::now();
         let shown = path.display().to_string();
-        if path.file_name() == fetch::default_path().file_name() {
-            fetch::verify(path)?;
-        }
-        let bytes = std::fs::read(path).map_err(|source| {
-            EmbeddedError::File(match source.kind() {
-                std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into() },
-                _ => ModelError::Io {
-                    path: path.into(),
-                    source,
-                },
-            })
-        })?;
-        let gguf = Gguf::parse(&bytes).map_err(|source| EmbeddedError::Gguf {
-            path: shown.clone(),
-            source,
-        })?;
+        let (bytes, gguf) = read(path)?;
         let transformer =
             Transformer::load(&gguf, &bytes).map_err(|source| EmbeddedError::Load {
                 path: shown.clone(),
@@ -105,6 +90,15 @@ impl Model {
         })
     }
 
+    /// Only the tokenizer of the model file at `path` (for `crossfire model tokenize`).
+    pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbeddedError> {
+        let (_, gguf) = read(path)?;
+        Tokenizer::from_gguf(&gguf).map_err(|source| EmbeddedError::Tokenizer {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
     /// The prompt of a chat, as token ids.
     pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>, ChatError> {
         self.chat.encode(&self.tokenizer, messages)
@@ -119,4 +113,25 @@ impl Model {
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
+}
+
+/// Reads and parses a model file; the default model's is checked against its SHA-256 first.
+fn read(path: &Path) -> Result<(Vec<u8>, Gguf), EmbeddedError> {
+    if path.file_name() == fetch::default_path().file_name() {
+        fetch::verify(path)?;
+    }
+    let bytes = std::fs::read(path).map_err(|source| {
+        EmbeddedError::File(match source.kind() {
+            std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into() },
+            _ => ModelError::Io {
+                path: path.into(),
+                source,
+            },
+        })
+    })?;
+    let gguf = Gguf::parse(&bytes).map_err(|source| EmbeddedError::Gguf {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((bytes, gguf))
 }

@@ -18,6 +18,8 @@ pub struct Request {
     pub max_tokens: usize,
     pub sampling: SamplerSettings,
     pub schema: Option<Schema>,
+    /// Keep going past the end of turn (benchmarks).
+    pub ignore_end: bool,
 }
 
 /// What a generation reports, step by step.
@@ -54,6 +56,7 @@ struct Sequence {
     sampler: Sampler,
     max_tokens: usize,
     schema: Option<Schema>,
+    ignore_end: bool,
     /// Bytes the schema matcher has accepted (it is rebuilt from these: it borrows `schema`).
     accepted: Vec<u8>,
     text: Utf8Stream,
@@ -111,6 +114,7 @@ impl Scheduler {
             sampler: Sampler::new(request.sampling),
             max_tokens: request.max_tokens,
             schema: request.schema,
+            ignore_end: request.ignore_end,
             accepted: Vec::new(),
             text: Utf8Stream::default(),
             prefilled: false,
@@ -285,7 +289,7 @@ impl Model {
         let token = s.sampler.sample(logits, &s.tokens, &mut |t| {
             if tokenizer.is_control(t) {
                 // End of turn only where the document (if any) is complete.
-                return t == self.end_of_turn && matcher.is_none_or(|m| m.is_complete());
+                return !s.ignore_end && t == self.end_of_turn && matcher.is_none_or(|m| m.is_complete());
             }
             let bytes = tokenizer.token_bytes(t);
             match &matcher {

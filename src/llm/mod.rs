@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::config::{Backend, LlmConfig};
+use crate::config::{Backend, Config, LlmConfig};
+use crate::embedded::service::EmbeddedModel;
 
 /// Who speaks a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -197,20 +198,45 @@ pub trait LanguageModel: Send + Sync {
     ) -> BoxFuture<'a, Result<Completion, LlmError>>;
 }
 
-/// Builds the model a configuration names, with retries around it.
-pub fn from_config(config: &LlmConfig) -> Result<Arc<dyn LanguageModel>, LlmError> {
-    match config.backend {
-        Backend::Openai => {
-            let client = openai::OpenAiClient::new(config)?;
-            Ok(Arc::new(retry::Retrying::new(
-                client,
-                retry::RetryPolicy::from_config(config),
-            )))
-        }
-        Backend::Embedded => Err(LlmError::Unavailable(
-            "the embedded model is not part of this build yet; point Crossfire at an \
-             OpenAI-compatible endpoint with CROSSFIRE_LLM_BASE_URL (and CROSSFIRE_LLM_MODEL)"
-                .to_string(),
-        )),
+impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
     }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        (**self).complete(request, sink)
+    }
+}
+
+/// Builds the debaters' and the judge's models, with retries around each. When both roles
+/// use the embedded backend they share one loaded model (and its batching).
+pub fn models(config: &Config) -> Result<(Arc<dyn LanguageModel>, Arc<dyn LanguageModel>), LlmError> {
+    let mut embedded: Option<Arc<EmbeddedModel>> = None;
+    let mut build = |role: &LlmConfig| -> Result<Arc<dyn LanguageModel>, LlmError> {
+        let policy = retry::RetryPolicy::from_config(role);
+        match role.backend {
+            Backend::Openai => Ok(Arc::new(retry::Retrying::new(
+                openai::OpenAiClient::new(role)?,
+                policy,
+            ))),
+            Backend::Embedded => {
+                let model = match &embedded {
+                    Some(model) => model.clone(),
+                    None => {
+                        let model = EmbeddedModel::start(&config.embedded, &role.model)
+                            .map(Arc::new)
+                            .map_err(|e| LlmError::Unavailable(e.to_string()))?;
+                        embedded = Some(model.clone());
+                        model
+                    }
+                };
+                Ok(Arc::new(retry::Retrying::new(model, policy)))
+            }
+        }
+    };
+    Ok((build(&config.llm)?, build(&config.judge)?))
 }

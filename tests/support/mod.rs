@@ -517,10 +517,11 @@ pub fn config_for(base_url: &str) -> Config {
 }
 
 pub fn engine_for(config: &Config) -> Engine {
+    let (debater, judge) = crossfire::llm::models(config).unwrap();
     Engine::new(
         Arc::new(Prompts::load(&config.paths.prompts_dir).unwrap()),
-        crossfire::llm::from_config(&config.llm).unwrap(),
-        crossfire::llm::from_config(&config.judge).unwrap(),
+        debater,
+        judge,
         Settings::from_config(config),
     )
 }

@@ -1,0 +1,111 @@
+//! `crossfire model bench`: load time, prompt and decode speed, two streams at once, memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::model::Model;
+use super::sampler::SamplerSettings;
+use super::scheduler::{Output, Request, Scheduler};
+
+/// What one bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub threads: usize,
+    pub load_s: f64,
+    pub prompt_tokens: usize,
+    pub prompt_tok_per_s: f64,
+    pub decode_tokens: usize,
+    pub decode_tok_per_s: f64,
+    /// Aggregate decode speed of two streams generated together.
+    pub two_streams_tok_per_s: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// A prompt of about `n` tokens of ordinary prose.
+fn prose(model: &Model, n: usize) -> Vec<u32> {
+    const TEXT: &str = "The committee met on Tuesday to weigh the evidence on interest rates, \
+        inflation and employment. Several members argued that the economy had cooled enough to \
+        justify a cut, while others warned that prices in services were still rising faster \
+        than wages. ";
+    let unit = model.tokenizer.encode(TEXT).unwrap_or_default();
+    unit.iter().copied().cycle().take(n).collect()
+}
+
+fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
+    Request {
+        prompt,
+        max_tokens: tokens,
+        sampling: SamplerSettings {
+            temperature: 0.7,
+            top_p: 0.9,
+            repetition_penalty: 1.1,
+            penalty_window: 64,
+            seed,
+        },
+        schema: None,
+        ignore_end: true,
+    }
+}
+
+/// Runs until every sequence is done; returns the wall time.
+fn drain(scheduler: &mut Scheduler) -> Duration {
+    let started = Instant::now();
+    while !scheduler.is_empty() {
+        for (_, output) in scheduler.step() {
+            if let Output::Done(_) = output {}
+        }
+    }
+    started.elapsed()
+}
+
+/// Measures `model` (loaded from `name`): a 256-token prompt, then `tokens` decoded alone and
+/// `tokens` each on two streams together.
+pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
+    let threads = model.threads();
+    let load_s = model.load_time.as_secs_f64();
+    let prompt_tokens = 256;
+
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(request(prose(&model, prompt_tokens), 1, 1));
+    drain(&mut scheduler);
+    let prompt = scheduler.counters;
+
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(request(prose(&model, 16), tokens, 2));
+    drain(&mut scheduler);
+    let single = scheduler.counters;
+
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(request(prose(&model, 16), tokens, 3));
+    scheduler.add(request(prose(&model, 20), tokens, 4));
+    drain(&mut scheduler);
+    let pair = scheduler.counters;
+
+    let rate = |n: u64, t: Duration| n as f64 / t.as_secs_f64().max(1e-9);
+    BenchReport {
+        model: name.to_string(),
+        threads,
+        load_s,
+        prompt_tokens,
+        prompt_tok_per_s: rate(prompt.prompt_tokens, prompt.prompt_time),
+        decode_tokens: tokens,
+        decode_tok_per_s: rate(single.decode_tokens, single.decode_time),
+        two_streams_tok_per_s: rate(pair.decode_tokens, pair.decode_time),
+        peak_rss_mb: peak_rss_mb(),
+    }
+}
+
+/// The process's peak resident memory, from /proc (0 where there is none).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
