@@ -209,7 +209,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model {
             command: ModelCommand::Tokenize { text },
         } => {
-            let tokenizer = crossfire::embedded::Model::load_tokenizer(&config.embedded.model_path)?;
+            let tokenizer =
+                crossfire::embedded::Model::load_tokenizer(&config.embedded.model_path)?;
             println!("{}", serde_json::to_string(&tokenizer.encode(&text)?)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -234,7 +235,10 @@ fn bench_model(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("model            {} ({} threads)", report.model, report.threads);
+        println!(
+            "model            {} ({} threads)",
+            report.model, report.threads
+        );
         println!("load             {:.2} s", report.load_s);
         println!(
             "prompt           {:.0} tokens/s ({} tokens)",
@@ -244,7 +248,10 @@ fn bench_model(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
             "decode           {:.1} tokens/s ({} tokens)",
             report.decode_tok_per_s, report.decode_tokens
         );
-        println!("two streams      {:.1} tokens/s together", report.two_streams_tok_per_s);
+        println!(
+            "two streams      {:.1} tokens/s together",
+            report.two_streams_tok_per_s
+        );
         println!("peak memory      {:.0} MB", report.peak_rss_mb);
     }
     Ok(ExitCode::SUCCESS)

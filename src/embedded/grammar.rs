@@ -106,8 +106,24 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
                 .get("properties")
                 .and_then(Value::as_object)
                 .ok_or_else(|| fail("an object needs `properties`"))?;
-            let fields = properties
+            // Properties are written in the order of `required` (JSON maps may come sorted),
+            // then any others.
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut ordered: Vec<(&String, &Value)> = required
                 .iter()
+                .filter_map(|name| properties.get_key_value(*name))
+                .collect();
+            ordered.extend(
+                properties
+                    .iter()
+                    .filter(|(name, _)| !required.contains(&name.as_str())),
+            );
+            let fields = ordered
+                .into_iter()
                 .map(|(name, sub)| {
                     let key = Value::String(name.clone()).to_string();
                     Ok((key, compile(sub, &format!("{path}.{name}"), depth + 1)?))
@@ -682,7 +698,8 @@ mod tests {
                 "xs": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 2},
                 "ok": {"type": "boolean"},
                 "s": {"type": "string", "minLength": 2, "maxLength": 3},
-            }
+            },
+            "required": ["n", "xs", "ok", "s"],
         }))
         .unwrap();
         assert!(accepts(
@@ -710,7 +727,8 @@ mod tests {
         }
         let mut m = schema.matcher();
         assert!(m.advance(br#"{"n":12"#));
-        assert!(!m.allows(b"0"), "1200 > 120");
+        assert!(!m.allows(b"1"), "121 > 120");
+        assert!(!m.allows(b"00"), "1200 > 120");
         assert!(m.allows(b"0,"));
         assert!(!m.allows(b"      \n\n\n\n,"), "gaps are bounded");
     }

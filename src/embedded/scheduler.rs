@@ -289,7 +289,9 @@ impl Model {
         let token = s.sampler.sample(logits, &s.tokens, &mut |t| {
             if tokenizer.is_control(t) {
                 // End of turn only where the document (if any) is complete.
-                return !s.ignore_end && t == self.end_of_turn && matcher.is_none_or(|m| m.is_complete());
+                return !s.ignore_end
+                    && t == self.end_of_turn
+                    && matcher.is_none_or(|m| m.is_complete());
             }
             let bytes = tokenizer.token_bytes(t);
             match &matcher {

@@ -181,7 +181,9 @@ impl LanguageModel for EmbeddedModel {
                     });
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    return Err(LlmError::Unavailable("the embedded model has stopped".into()));
+                    return Err(LlmError::Unavailable(
+                        "the embedded model has stopped".into(),
+                    ));
                 }
             }
             collect(&mut receiver, request.stream, sink).await
@@ -222,5 +224,7 @@ async fn collect(
             Update::Failed(message) => return Err(LlmError::Protocol(message)),
         }
     }
-    Err(LlmError::StreamCut("the embedded model stopped mid-generation".into()))
+    Err(LlmError::StreamCut(
+        "the embedded model stopped mid-generation".into(),
+    ))
 }
