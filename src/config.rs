@@ -34,6 +34,10 @@ pub struct LlmConfig {
     /// `max_tokens` of each call.
     pub max_tokens: u32,
     pub temperature: f32,
+    /// Short prompts: the story's title, summary, overview and indicators only, and shorter
+    /// portraits. On by default for the embedded backend, whose small model reads a long
+    /// context slowly and loses the thread in it.
+    pub brief_prompts: bool,
 }
 
 /// The embedded backend: which model file, and how much of the machine it may use.
@@ -131,6 +135,7 @@ struct FileLlm {
     retry_base_ms: Option<u64>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
+    brief_prompts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +228,10 @@ impl Config {
             retry_base: Duration::from_millis(file.llm.retry_base_ms.unwrap_or(500)),
             max_tokens: file.llm.max_tokens.unwrap_or(400),
             temperature: file.llm.temperature.unwrap_or(0.8),
+            brief_prompts: file
+                .llm
+                .brief_prompts
+                .unwrap_or(backend == Backend::Embedded),
         };
         // The judge inherits the debaters' endpoint unless told otherwise.
         let judge_base_url = get("CROSSFIRE_JUDGE_BASE_URL")
@@ -252,6 +261,7 @@ impl Config {
                 .map_or(llm.retry_base, Duration::from_millis),
             max_tokens: file.judge.max_tokens.unwrap_or(700),
             temperature: file.judge.temperature.unwrap_or(0.0),
+            brief_prompts: file.judge.brief_prompts.unwrap_or(llm.brief_prompts),
         };
         for role in [&llm, &judge] {
             if role.backend == Backend::Openai && role.base_url.is_none() {

@@ -28,6 +28,8 @@ pub struct Settings {
     pub judge_max_tokens: u32,
     pub judge_temperature: f32,
     pub allow_living_personas: bool,
+    /// Short prompts, for small models (see [`LlmConfig::brief_prompts`]).
+    pub brief_prompts: bool,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             judge_max_tokens: config.judge.max_tokens,
             judge_temperature: config.judge.temperature,
             allow_living_personas: config.allow_living_personas,
+            brief_prompts: config.llm.brief_prompts,
         }
     }
 
@@ -172,6 +175,7 @@ impl Engine {
             b,
             motion,
             words: self.settings.words(),
+            brief: self.settings.brief_prompts,
         };
         let result = self.debate(&setup, &mut transcript, events).await;
         transcript.provenance.finished_at = Some(now_rfc3339());

@@ -183,6 +183,19 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Logs go to stderr: the service logs its requests, the other commands only problems
+    // (RUST_LOG=crossfire=debug shows each embedded generation's timings).
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info,sqlx=warn",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
     let overrides = Overrides {
         personas_dir: cli.personas_dir,
         prompts_dir: cli.prompts_dir,
@@ -351,12 +364,6 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
 
 async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     return_large_allocations_to_the_os();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
     let engine = engine(&config)?;
     let addr = config.addr.clone();
     let state = crossfire::server::prepare(config, engine).await?;
@@ -458,6 +465,7 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
         b: &b,
         motion: &motion,
         words: Settings::from_config(config).words(),
+        brief: config.llm.brief_prompts,
     };
     let calls = prompts.preview(&setup)?;
     let mut out = std::io::stdout().lock();

@@ -30,10 +30,12 @@ impl Engine {
             usage: Default::default(),
             error: None,
         };
-        let result = match self
-            .prompts
-            .perspective(story, persona, self.settings.words())
-        {
+        let result = match self.prompts.perspective(
+            story,
+            persona,
+            self.settings.words(),
+            self.settings.brief_prompts,
+        ) {
             Err(e) => Err(ErrorInfo {
                 code: "template_error".into(),
                 message: e.to_string(),

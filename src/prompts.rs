@@ -51,6 +51,8 @@ pub struct DebateSetup<'a> {
     pub motion: &'a str,
     /// How long a speech should be, in words.
     pub words: u32,
+    /// Short prompts for small models: templates leave out the story's detail (`brief`).
+    pub brief: bool,
 }
 
 impl DebateSetup<'_> {
@@ -206,6 +208,7 @@ impl Prompts {
             story => Serde(setup.story),
             motion => setup.motion,
             sides => Serde(&sides),
+            brief => setup.brief,
         };
         self.render("judge.j2", ctx)
     }
@@ -216,8 +219,9 @@ impl Prompts {
         story: &Story,
         persona: &Persona,
         words: u32,
+        brief: bool,
     ) -> Result<Vec<Message>, PromptError> {
-        let ctx = context! { story => Serde(story), me => Serde(persona), words };
+        let ctx = context! { story => Serde(story), me => Serde(persona), words, brief };
         self.render("perspective.j2", ctx)
     }
 
@@ -280,6 +284,7 @@ impl Prompts {
             me => Serde(setup.persona(speaker)),
             opponent => Serde(setup.persona(speaker.opponent())),
             words => setup.words,
+            brief => setup.brief,
             ..extra
         }
     }

@@ -239,6 +239,7 @@ fn story_and_reader_text_never_become_template_source() {
         b: &b,
         motion,
         words: 100,
+        brief: false,
     };
 
     let system = &prompts.opening(&setup, Speaker::A).unwrap()[0].content;
@@ -299,7 +300,7 @@ fn template_errors_are_caught_at_load_or_named_at_render() {
     let story = Story::load(Path::new("stories"), "nk-troops-russia", 65536).unwrap();
     let persona = Persona::load(Path::new("personas"), "abraham-lincoln").unwrap();
     let err = prompts
-        .perspective(&story, &persona, 100)
+        .perspective(&story, &persona, 100, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("undefined"), "strict mode: {err}");

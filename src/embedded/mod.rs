@@ -7,6 +7,7 @@
 //! in shared forward passes, and [`EmbeddedModel`] serves them to the async engine from a
 //! dedicated thread.
 
+pub mod attention;
 pub mod bench;
 pub mod chat;
 pub mod fetch;

@@ -62,6 +62,10 @@ struct Sequence {
     text: Utf8Stream,
     /// Whether the whole prompt is in the cache.
     prefilled: bool,
+    /// Prompt tokens taken from another sequence's cache.
+    reused: usize,
+    started: Instant,
+    first_token: Option<Duration>,
 }
 
 /// Sequences finished recently, kept for their prompt prefixes.
@@ -118,6 +122,9 @@ impl Scheduler {
             accepted: Vec::new(),
             text: Utf8Stream::default(),
             prefilled: false,
+            reused: 0,
+            started: Instant::now(),
+            first_token: None,
         });
         id
     }
@@ -194,6 +201,7 @@ impl Scheduler {
             };
             let s = &mut self.live[row.seq];
             s.prefilled = true;
+            s.first_token.get_or_insert_with(|| s.started.elapsed());
             match self.model.next_token(s, &mut logits) {
                 Step::Token(text) => {
                     if !text.is_empty() {
@@ -221,6 +229,15 @@ impl Scheduler {
                 out.push((s.id, Output::Text(tail)));
             }
             out.push((s.id, Output::Done(finish(&s, reason))));
+            tracing::debug!(
+                prompt = s.prompt_len,
+                reused = s.reused,
+                generated = s.tokens.len() - s.prompt_len,
+                first_token_ms = s.first_token.unwrap_or_default().as_millis() as u64,
+                total_ms = s.started.elapsed().as_millis() as u64,
+                reason,
+                "embedded generation done"
+            );
             let computed = s.cache.len();
             s.tokens.truncate(computed);
             self.kept.push((s.tokens, s.cache));
@@ -259,6 +276,7 @@ impl Scheduler {
             let copy = cache.prefix(len, self.model.transformer.kv_dim());
             self.counters.reused_tokens += len as u64;
             self.live[i].cache = copy;
+            self.live[i].reused = len;
         }
     }
 }

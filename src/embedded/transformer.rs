@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::attention::{self, HeadCache};
 use super::gguf::{Gguf, GgufError};
 use super::quant::{Activations, Matrix, QuantError, read_vector};
 
@@ -368,55 +369,24 @@ impl Transformer {
     /// Causal attention of every row over its own sequence, one task per (row, head).
     fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
         let h = &self.hyper;
-        let (hd, kv_dim, group) = (h.head_dim, h.kv_dim(), h.heads / h.kv_heads);
+        let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
         let scale = 1.0 / (hd as f32).sqrt();
-        out.par_chunks_mut(hd).enumerate().for_each(|(task, out)| {
-            let (i, head) = (task / h.heads, task % h.heads);
-            let row = rows[i];
-            let cache = &caches[row.seq];
-            let query = &q[i * h.dim + head * hd..][..hd];
-            let kv_head = head / group;
-            let keys = &cache.k[layer];
-            let values = &cache.v[layer];
-            let span = row.pos + 1;
-            let mut scores: Vec<f32> = (0..span)
-                .map(|t| dot(query, &keys[t * kv_dim + kv_head * hd..][..hd]) * scale)
-                .collect();
-            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            let mut total = 0.0;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                total += *s;
-            }
-            out.fill(0.0);
-            for (t, s) in scores.iter().enumerate() {
-                let weight = s / total;
-                for (o, v) in out
-                    .iter_mut()
-                    .zip(&values[t * kv_dim + kv_head * hd..][..hd])
-                {
-                    *o += weight * v;
-                }
-            }
-        });
+        out.par_chunks_mut(hd)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (task, out)| {
+                let (i, head) = (task / h.heads, task % h.heads);
+                let row = rows[i];
+                let cache = &caches[row.seq];
+                let head_cache = HeadCache {
+                    keys: &cache.k[layer],
+                    values: &cache.v[layer],
+                    stride: h.kv_dim(),
+                    offset: head / group * hd,
+                };
+                let query = &q[i * h.dim + head * hd..][..hd];
+                attention::attend(query, &head_cache, row.pos + 1, scale, scores, out);
+            });
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight lanes of partial sums let the compiler vectorise without reassociating floats.
-    let mut lanes = [0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            lanes[i] += ca[i] * cb[i];
-        }
-    }
-    let tail: f32 = a[chunks..]
-        .iter()
-        .zip(&b[chunks..])
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

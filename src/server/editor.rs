@@ -79,9 +79,9 @@ pub async fn preview(
     _editor: Editor,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let words = state.engine.settings.words();
+    let settings = state.engine.settings;
     let config = state.config.clone();
-    off_runtime(move || render_preview(&config, words, &body))
+    off_runtime(move || render_preview(&config, &settings, &body))
         .await
         .map(Json)
 }
@@ -101,7 +101,7 @@ async fn off_runtime<T: Send + 'static>(
 
 fn render_preview(
     config: &crate::config::Config,
-    words: u32,
+    settings: &crate::debate::Settings,
     body: &PreviewRequest,
 ) -> Result<Value, ApiError> {
     let paths = &config.paths;
@@ -138,7 +138,8 @@ fn render_preview(
         a: &a,
         b: &b,
         motion: &motion,
-        words,
+        words: settings.words(),
+        brief: settings.brief_prompts,
     };
     let calls = prompts.preview(&setup).map_err(|e| editor_error(&e))?;
     Ok(json!({"templates": prompts.version(), "motion": motion, "calls": calls}))
