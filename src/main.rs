@@ -262,6 +262,10 @@ fn bench_model(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
             report.decode_tok_per_s, report.decode_tokens
         );
         println!(
+            "decode at 1k     {:.1} tokens/s (after a 1,000-token prompt)",
+            report.decode_1k_context_tok_per_s
+        );
+        println!(
             "two streams      {:.1} tokens/s together",
             report.two_streams_tok_per_s
         );

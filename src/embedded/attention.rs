@@ -1,57 +1,77 @@
-//! One query head attending over its sequence's cached keys and values: scores, softmax,
-//! weighted sum. The x86-64 version uses AVX2 and FMA (picked at run time); the portable
-//! one is the reference it is tested against.
+//! Causal attention over a sequence's cached keys and values, for a block of query rows of
+//! one sequence and the query heads that share one key/value head (grouped-query attention):
+//! each cached key and value is read and converted once for the whole block.
+//!
+//! The cache holds f16. The x86-64 version uses AVX2, FMA and F16C (picked at run time);
+//! the portable one is the reference it is tested against.
 
-/// Where one head's keys and values lie in a layer's cache: position `t` of the head starts
-/// at `t * stride + offset`, and is `out.len()` floats long.
+use half::f16;
+
+/// Where one key/value head lies in a layer's cache: position `t` starts at
+/// `t * stride + offset` and is `head_dim` values long.
 pub struct HeadCache<'a> {
-    pub keys: &'a [f32],
-    pub values: &'a [f32],
+    pub keys: &'a [f16],
+    pub values: &'a [f16],
     pub stride: usize,
     pub offset: usize,
 }
 
-/// Attends `query` over positions `0..span` of `cache`, writing the result to `out`.
-/// `scores` is scratch space.
-pub fn attend(
-    query: &[f32],
-    cache: &HeadCache,
-    span: usize,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if query.len() % 8 == 0 && super::quant::simd_available() {
-        // SAFETY: the CPU has AVX2 and FMA; the head length is a multiple of 8.
-        unsafe { avx2::attend(query, cache, span, scale, scores, out) };
-        return;
-    }
-    portable(query, cache, span, scale, scores, out);
+/// One query: its vector, how many positions it sees, and where its result goes.
+pub struct Query<'a> {
+    pub vector: &'a [f32],
+    pub span: usize,
+    pub out: &'a mut [f32],
 }
 
-fn portable(
-    query: &[f32],
-    cache: &HeadCache,
-    span: usize,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = query.len();
-    scores.clear();
-    scores.extend((0..span).map(|t| {
-        let key = &cache.keys[t * cache.stride + cache.offset..][..hd];
-        query.iter().zip(key).map(|(q, k)| q * k).sum::<f32>() * scale
-    }));
-    let total = softmax(scores);
-    out.fill(0.0);
-    for (t, s) in scores.iter().enumerate() {
-        let weight = s / total;
-        let value = &cache.values[t * cache.stride + cache.offset..][..hd];
-        for (o, v) in out.iter_mut().zip(value) {
-            *o += weight * v;
+/// Attends every query over its span of `cache`. `scratch` is reused between calls.
+pub fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if queries.iter().all(|q| q.vector.len() % 8 == 0) && super::quant::simd_available() {
+        // SAFETY: the CPU has AVX2, FMA and F16C; head lengths are multiples of 8.
+        unsafe { avx2::attend(queries, cache, scale, scratch) };
+        return;
+    }
+    portable(queries, cache, scale, scratch);
+}
+
+fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
+    let Some(hd) = queries.first().map(|q| q.vector.len()) else {
+        return;
+    };
+    let span = queries.iter().map(|q| q.span).max().unwrap_or(0);
+    let n = queries.len();
+    scratch.clear();
+    scratch.resize(n * span + hd, 0.0);
+    let (scores, row) = scratch.split_at_mut(n * span);
+    for t in 0..span {
+        widen(&cache.keys[t * cache.stride + cache.offset..][..hd], row);
+        for (i, q) in queries.iter().enumerate().filter(|(_, q)| t < q.span) {
+            scores[i * span + t] =
+                q.vector.iter().zip(&*row).map(|(a, b)| a * b).sum::<f32>() * scale;
         }
+    }
+    let totals: Vec<f32> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| softmax(&mut scores[i * span..][..q.span]))
+        .collect();
+    for q in queries.iter_mut() {
+        q.out.fill(0.0);
+    }
+    for t in 0..span {
+        widen(&cache.values[t * cache.stride + cache.offset..][..hd], row);
+        for (i, q) in queries.iter_mut().enumerate().filter(|(_, q)| t < q.span) {
+            let weight = scores[i * span + t] / totals[i];
+            for (o, v) in q.out.iter_mut().zip(&*row) {
+                *o += weight * v;
+            }
+        }
+    }
+}
+
+fn widen(from: &[f16], to: &mut [f32]) {
+    for (t, f) in to.iter_mut().zip(from) {
+        *t = f32::from(*f);
     }
 }
 
@@ -68,54 +88,122 @@ fn softmax(scores: &mut [f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::HeadCache;
+    use super::{HeadCache, Query};
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU has AVX2 and FMA; `query.len()` is a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU has AVX2, FMA and F16C; every query's length is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn attend(
-        query: &[f32],
+        queries: &mut [Query],
         cache: &HeadCache,
-        span: usize,
         scale: f32,
-        scores: &mut Vec<f32>,
-        out: &mut [f32],
+        scratch: &mut Vec<f32>,
     ) {
-        let hd = query.len();
-        scores.clear();
-        for t in 0..span {
-            let key = &cache.keys[t * cache.stride + cache.offset..][..hd];
-            let mut acc = _mm256_setzero_ps();
-            for i in (0..hd).step_by(8) {
-                let q = unsafe { _mm256_loadu_ps(query.as_ptr().add(i)) };
-                let k = unsafe { _mm256_loadu_ps(key.as_ptr().add(i)) };
-                acc = _mm256_fmadd_ps(q, k, acc);
+        let span = queries.iter().map(|q| q.span).max().unwrap_or(0);
+        scratch.clear();
+        scratch.resize(queries.len() * span, 0.0);
+        for (i, q) in queries.iter_mut().enumerate() {
+            let scores = &mut scratch[i * span..][..q.span];
+            // Keys and values are read straight from the f16 cache; a head is done in pieces
+            // of 64 dimensions (8 registers), which is all of it for most models.
+            for piece in (0..q.vector.len()).step_by(64) {
+                let lanes = ((q.vector.len() - piece) / 8).min(8);
+                unsafe { scores_piece(q.vector, cache, piece, lanes, scale, scores) };
             }
-            scores.push(hsum(acc) * scale);
-        }
-        let total = super::softmax(scores);
-        let lanes = hd / 8;
-        // Up to 16 lanes of 8 stay in registers; longer heads go through `out` in pieces.
-        for start in (0..lanes).step_by(8) {
-            let n = (lanes - start).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (t, s) in scores.iter().enumerate() {
-                let weight = _mm256_set1_ps(s / total);
-                let value = &cache.values[t * cache.stride + cache.offset + start * 8..];
-                for (l, a) in acc.iter_mut().enumerate().take(n) {
-                    let v = unsafe { _mm256_loadu_ps(value.as_ptr().add(l * 8)) };
-                    *a = _mm256_fmadd_ps(weight, v, *a);
-                }
-            }
-            for (l, a) in acc.iter().enumerate().take(n) {
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((start + l) * 8), *a) };
+            let total = super::softmax(scores);
+            for piece in (0..q.vector.len()).step_by(64) {
+                let lanes = ((q.vector.len() - piece) / 8).min(8);
+                unsafe { values_piece(cache, piece, lanes, 1.0 / total, scores, q.out) };
             }
         }
     }
 
+    /// Adds `scale · q·k_t` over dimensions `piece..piece + 8·lanes` to `scores[t]`, four
+    /// positions at a time with one horizontal reduction per four.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_piece(
+        query: &[f32],
+        cache: &HeadCache,
+        piece: usize,
+        lanes: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        let mut q = [_mm256_setzero_ps(); 8];
+        for (l, q) in q.iter_mut().enumerate().take(lanes) {
+            *q = unsafe { _mm256_loadu_ps(query.as_ptr().add(piece + l * 8)) };
+        }
+        let key = |t: usize| unsafe {
+            cache
+                .keys
+                .as_ptr()
+                .add(t * cache.stride + cache.offset + piece)
+        };
+        let dot = |t: usize| {
+            let k = key(t);
+            let mut acc = _mm256_setzero_ps();
+            for (l, q) in q.iter().enumerate().take(lanes) {
+                let kv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(k.add(l * 8).cast()) });
+                acc = _mm256_fmadd_ps(*q, kv, acc);
+            }
+            acc
+        };
+        let span = scores.len();
+        let mut t = 0;
+        while t + 4 <= span {
+            let (a, b, c, d) = (dot(t), dot(t + 1), dot(t + 2), dot(t + 3));
+            let s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+            let sums = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            let old = unsafe { _mm_loadu_ps(scores.as_ptr().add(t)) };
+            let new = _mm_fmadd_ps(sums, _mm_set1_ps(scale), old);
+            unsafe { _mm_storeu_ps(scores.as_mut_ptr().add(t), new) };
+            t += 4;
+        }
+        for (t, score) in scores.iter_mut().enumerate().skip(t) {
+            *score += hsum(dot(t)) * scale;
+        }
+    }
+
+    /// Writes `weight · Σ_t scores[t] · v_t` over dimensions `piece..piece + 8·lanes` to `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn values_piece(
+        cache: &HeadCache,
+        piece: usize,
+        lanes: usize,
+        weight: f32,
+        scores: &[f32],
+        out: &mut [f32],
+    ) {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (t, &s) in scores.iter().enumerate() {
+            let v = unsafe {
+                cache
+                    .values
+                    .as_ptr()
+                    .add(t * cache.stride + cache.offset + piece)
+            };
+            let s = _mm256_set1_ps(s);
+            for (l, a) in acc.iter_mut().enumerate().take(lanes) {
+                let vv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.add(l * 8).cast()) });
+                *a = _mm256_fmadd_ps(s, vv, *a);
+            }
+        }
+        let weight = _mm256_set1_ps(weight);
+        for (l, a) in acc.iter().enumerate().take(lanes) {
+            unsafe {
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(piece + l * 8),
+                    _mm256_mul_ps(*a, weight),
+                )
+            };
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -127,14 +215,17 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    fn wave(n: usize, f: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32) * f).sin()).collect()
+    }
+
     #[test]
     fn fast_attention_matches_the_portable_one() {
         let (hd, stride, span) = (64, 192, 37);
-        let wave = |n: usize, f: f32| (0..n).map(|i| ((i as f32) * f).sin()).collect::<Vec<_>>();
-        let (keys, values, query) = (
-            wave(stride * span, 0.37),
-            wave(stride * span, 0.11),
-            wave(hd, 0.5),
+        let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+        let (keys, values) = (
+            half(wave(stride * span, 0.37)),
+            half(wave(stride * span, 0.11)),
         );
         let cache = HeadCache {
             keys: &keys,
@@ -142,18 +233,31 @@ mod tests {
             stride,
             offset: 64,
         };
-        let (mut a, mut b, mut scratch) = (vec![0.0; hd], vec![0.0; hd], Vec::new());
-        attend(&query, &cache, span, 0.125, &mut scratch, &mut a);
-        portable(&query, &cache, span, 0.125, &mut scratch, &mut b);
-        for (x, y) in a.iter().zip(&b) {
+        let vectors = [wave(hd, 0.5), wave(hd, 0.7), wave(hd, 0.9)];
+        let spans = [37, 1, 20];
+        let run = |fast: bool| {
+            let mut outs = vec![vec![0f32; hd]; 3];
+            let mut queries: Vec<Query> = outs
+                .iter_mut()
+                .zip(&vectors)
+                .zip(spans)
+                .map(|((out, vector), span)| Query { vector, span, out })
+                .collect();
+            let mut scratch = Vec::new();
+            if fast {
+                attend(&mut queries, &cache, 0.125, &mut scratch);
+            } else {
+                portable(&mut queries, &cache, 0.125, &mut scratch);
+            }
+            outs
+        };
+        let (a, b) = (run(true), run(false));
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
-        // Attending over one position returns that position's value.
-        attend(&query, &cache, 1, 0.125, &mut scratch, &mut a);
-        assert!(
-            a.iter()
-                .zip(&values[64..128])
-                .all(|(x, y)| (x - y).abs() < 1e-6)
-        );
+        // A query that sees one position gets that position's value.
+        for (x, y) in a[1].iter().zip(&values[64..128]) {
+            assert!((x - f32::from(*y)).abs() < 1e-6);
+        }
     }
 }

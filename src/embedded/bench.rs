@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::model::Model;
 use super::sampler::SamplerSettings;
-use super::scheduler::{Output, Request, Scheduler};
+use super::scheduler::{Request, Scheduler};
 
 /// What one bench run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -18,7 +18,10 @@ pub struct BenchReport {
     pub prompt_tokens: usize,
     pub prompt_tok_per_s: f64,
     pub decode_tokens: usize,
+    /// Decoding after a short (16-token) prompt.
     pub decode_tok_per_s: f64,
+    /// Decoding after a 1,000-token prompt, where attention over the context costs more.
+    pub decode_1k_context_tok_per_s: f64,
     /// Aggregate decode speed of two streams generated together.
     pub two_streams_tok_per_s: f64,
     pub peak_rss_mb: f64,
@@ -54,15 +57,13 @@ fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
 fn drain(scheduler: &mut Scheduler) -> Duration {
     let started = Instant::now();
     while !scheduler.is_empty() {
-        for (_, output) in scheduler.step() {
-            if let Output::Done(_) = output {}
-        }
+        scheduler.step();
     }
     started.elapsed()
 }
 
-/// Measures `model` (loaded from `name`): a 256-token prompt, then `tokens` decoded alone and
-/// `tokens` each on two streams together.
+/// Measures `model` (loaded from `name`): a 256-token prompt; `tokens` decoded alone after a
+/// short prompt and after a 1,000-token one; `tokens` each on two streams together.
 pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
     let threads = model.threads();
     let load_s = model.load_time.as_secs_f64();
@@ -79,6 +80,11 @@ pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
     let single = scheduler.counters;
 
     let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(request(prose(&model, 1000), tokens, 5));
+    drain(&mut scheduler);
+    let long = scheduler.counters;
+
+    let mut scheduler = Scheduler::new(model.clone());
     scheduler.add(request(prose(&model, 16), tokens, 3));
     scheduler.add(request(prose(&model, 20), tokens, 4));
     drain(&mut scheduler);
@@ -93,6 +99,7 @@ pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
         prompt_tok_per_s: rate(prompt.prompt_tokens, prompt.prompt_time),
         decode_tokens: tokens,
         decode_tok_per_s: rate(single.decode_tokens, single.decode_time),
+        decode_1k_context_tok_per_s: rate(long.decode_tokens, long.decode_time),
         two_streams_tok_per_s: rate(pair.decode_tokens, pair.decode_time),
         peak_rss_mb: peak_rss_mb(),
     }

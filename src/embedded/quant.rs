@@ -136,7 +136,7 @@ impl Matrix {
         name: &str,
     ) -> Result<Matrix, QuantError> {
         let n = rows * cols;
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(QuantError::Shape { name: name.into() });
         }
         let data = match kind {
@@ -201,8 +201,8 @@ impl Matrix {
             Data::Q8_0(v) => {
                 for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
                     let d = f32::from(b.d);
-                    for i in 0..BLOCK {
-                        o[i] = b.qs[i] as f32 * d;
+                    for (o, q) in o.iter_mut().zip(b.qs) {
+                        *o = q as f32 * d;
                     }
                 }
             }

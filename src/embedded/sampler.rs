@@ -58,27 +58,35 @@ impl Sampler {
         // temperature 1) are left out of the nucleus; they are only tried when the filter
         // rules out every likelier one.
         const SPREAD: f32 = 16.0;
+        const CANDIDATES: usize = 256;
         let temperature = s.temperature.max(0.0);
         let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
         let floor = max - SPREAD * temperature.max(0.05);
         let mut likely: Vec<u32> = (0..logits.len() as u32)
             .filter(|&t| logits[t as usize] >= floor)
             .collect();
-        likely.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        // Only the likeliest few hundred need sorting: the nucleus lies among them.
+        if likely.len() > CANDIDATES {
+            likely.select_nth_unstable_by(CANDIDATES, by_logit);
+            likely.truncate(CANDIDATES);
+        }
+        likely.sort_unstable_by(by_logit);
         if temperature == 0.0 {
-            return likely
-                .into_iter()
-                .find(|&t| allowed(t))
-                .or_else(|| unlikely(logits, floor, allowed));
+            return match likely.iter().copied().find(|&t| allowed(t)) {
+                Some(t) => Some(t),
+                None => unlikely(logits, &likely, allowed),
+            };
         }
         let weight = |t: u32| ((logits[t as usize] - max) / temperature).exp();
         let kept: Vec<(u32, f32)> = likely
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|&t| allowed(t))
             .map(|t| (t, weight(t)))
             .collect();
         if kept.is_empty() {
-            return unlikely(logits, floor, allowed);
+            return unlikely(logits, &likely, allowed);
         }
         // The nucleus: the fewest likeliest allowed tokens holding `top_p` of the allowed mass.
         let total: f32 = kept.iter().map(|&(_, w)| w).sum();
@@ -103,10 +111,11 @@ impl Sampler {
     }
 }
 
-/// The likeliest allowed token among those below `floor`.
-fn unlikely(logits: &[f32], floor: f32, allowed: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
+/// The likeliest allowed token outside the candidates (which the filter ruled out).
+fn unlikely(logits: &[f32], tried: &[u32], allowed: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
+    let tried: std::collections::HashSet<u32> = tried.iter().copied().collect();
     let mut rest: Vec<u32> = (0..logits.len() as u32)
-        .filter(|&t| logits[t as usize] < floor)
+        .filter(|t| !tried.contains(t))
         .collect();
     rest.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
     rest.into_iter().find(|&t| allowed(t))

@@ -221,7 +221,7 @@ impl Scheduler {
                 Step::End => finished.push((row.seq, "stop")),
             }
         }
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
         for (i, reason) in finished {
             let mut s = self.live.remove(i);
             let tail = s.text.finish();

@@ -3,9 +3,10 @@
 //! sequences — a prompt's tokens, or the next token of several streams — so concurrent
 //! generations share every read of the weights.
 
+use half::f16;
 use rayon::prelude::*;
 
-use super::attention::{self, HeadCache};
+use super::attention::{self, HeadCache, Query};
 use super::gguf::{Gguf, GgufError};
 use super::quant::{Activations, Matrix, QuantError, read_vector};
 
@@ -75,11 +76,12 @@ pub struct Transformer {
     rope: Vec<(f32, f32)>,
 }
 
-/// Keys and values a sequence has computed so far, per layer.
+/// Keys and values a sequence has computed so far, per layer, in f16 (half the memory and
+/// memory traffic of f32, at a precision attention does not notice).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
     len: usize,
 }
 
@@ -107,7 +109,7 @@ impl KvCache {
     pub fn prefix(&self, len: usize, kv_dim: usize) -> KvCache {
         let len = len.min(self.len);
         let take =
-            |layers: &Vec<Vec<f32>>| layers.iter().map(|l| l[..len * kv_dim].to_vec()).collect();
+            |layers: &Vec<Vec<f16>>| layers.iter().map(|l| l[..len * kv_dim].to_vec()).collect();
         KvCache {
             k: take(&self.k),
             v: take(&self.v),
@@ -117,7 +119,7 @@ impl KvCache {
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|l| l.capacity() * 4).sum()
+        self.k.iter().chain(&self.v).map(|l| l.capacity() * 2).sum()
     }
 }
 
@@ -316,7 +318,11 @@ impl Transformer {
                 let cache = &mut caches[row.seq];
                 for (store, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
                     store.truncate(row.pos * kv_dim);
-                    store.extend_from_slice(&new[i * kv_dim..][..kv_dim]);
+                    store.extend(
+                        new[i * kv_dim..][..kv_dim]
+                            .iter()
+                            .map(|&x| f16::from_f32(x)),
+                    );
                 }
             }
             self.attend(rows, caches, l, &q, &mut attended);
@@ -366,25 +372,56 @@ impl Transformer {
         }
     }
 
-    /// Causal attention of every row over its own sequence, one task per (row, head).
+    /// Causal attention of every row over its own sequence. One task takes a block of up
+    /// to four consecutive rows of one sequence and one key/value head, with all the query
+    /// heads that share it, so each cached key and value is read once for all of them.
     fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
+        const BLOCK_ROWS: usize = 4;
         let h = &self.hyper;
         let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
         let scale = 1.0 / (hd as f32).sqrt();
-        out.par_chunks_mut(hd)
-            .enumerate()
-            .for_each_init(Vec::new, |scores, (task, out)| {
-                let (i, head) = (task / h.heads, task % h.heads);
-                let row = rows[i];
-                let cache = &caches[row.seq];
+        // out[row][kv head] is one slice of `group` query heads.
+        let mut slots: Vec<Option<&mut [f32]>> = out.chunks_mut(group * hd).map(Some).collect();
+        let mut tasks = Vec::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start + 1;
+            while end < rows.len() && end - start < BLOCK_ROWS && rows[end].seq == rows[start].seq {
+                end += 1;
+            }
+            for kv_head in 0..h.kv_heads {
+                let outs: Vec<(usize, &mut [f32])> = (start..end)
+                    .filter_map(|i| slots[i * h.kv_heads + kv_head].take().map(|o| (i, o)))
+                    .collect();
+                tasks.push((kv_head, outs));
+            }
+            start = end;
+        }
+        tasks
+            .into_par_iter()
+            .for_each_init(Vec::new, |scratch, (kv_head, outs)| {
+                let Some(&(first, _)) = outs.first() else {
+                    return;
+                };
+                let cache = &caches[rows[first].seq];
                 let head_cache = HeadCache {
                     keys: &cache.k[layer],
                     values: &cache.v[layer],
                     stride: h.kv_dim(),
-                    offset: head / group * hd,
+                    offset: kv_head * hd,
                 };
-                let query = &q[i * h.dim + head * hd..][..hd];
-                attention::attend(query, &head_cache, row.pos + 1, scale, scores, out);
+                let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
+                for (i, out) in outs {
+                    for (g, out) in out.chunks_mut(hd).enumerate() {
+                        let head = kv_head * group + g;
+                        queries.push(Query {
+                            vector: &q[i * h.dim + head * hd..][..hd],
+                            span: rows[i].pos + 1,
+                            out,
+                        });
+                    }
+                }
+                attention::attend(&mut queries, &head_cache, scale, scratch);
             });
     }
 }
