@@ -176,3 +176,275 @@ fn greedy_generation_matches_llama_cpp() {
         ("The capital of France is Paris.".to_string(), "stop")
     );
 }
+
+fn sampled(temperature: f32, seed: u64) -> SamplerSettings {
+    SamplerSettings {
+        temperature,
+        top_p: 0.9,
+        repetition_penalty: 1.1,
+        penalty_window: 64,
+        seed,
+    }
+}
+
+/// Checks a verdict against the judge's schema by hand: every key, type and bound.
+fn check_verdict(text: &str) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{e}: {text}"))?;
+    let object = v.as_object().ok_or("not an object")?;
+    let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    for key in ["speaker_1", "speaker_2", "winner", "rationale"] {
+        if !keys.contains(&key) {
+            return Err(format!("missing {key}"));
+        }
+    }
+    if keys.len() != 4 {
+        return Err(format!("extra keys: {keys:?}"));
+    }
+    for side in ["speaker_1", "speaker_2"] {
+        for criterion in crossfire::judge::CRITERIA {
+            let card = &v[side][criterion];
+            let score = card["score"]
+                .as_i64()
+                .ok_or(format!("{side}.{criterion}.score"))?;
+            if !(1..=10).contains(&score) {
+                return Err(format!("score {score}"));
+            }
+            let reason = card["reason"].as_str().ok_or("reason")?;
+            if reason.chars().count() > 200 {
+                return Err("reason too long".into());
+            }
+        }
+    }
+    if !["speaker_1", "speaker_2", "tie"].contains(&v["winner"].as_str().unwrap_or("")) {
+        return Err(format!("winner {}", v["winner"]));
+    }
+    if v["rationale"].as_str().ok_or("rationale")?.chars().count() > 600 {
+        return Err("rationale too long".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
+    let model = model();
+    let schema = crossfire::judge::schema();
+    let messages = [
+        Message::new(
+            Role::System,
+            "You judge debates. Score each speaker from 1 to 10 on argument, evidence, rebuttal \
+             and fidelity, with a one-sentence reason each, name the winner and explain why. \
+             Reply with JSON only.",
+        ),
+        Message::new(
+            Role::User,
+            "Speaker 1 (Churchill): We must stand firm; appeasement only feeds the appetite of \
+             tyrants, as Munich taught us.\nSpeaker 2 (Kennan): Containment, patience and \
+             diplomacy will outlast the regime without a wider war.",
+        ),
+    ];
+    let prompt = model.encode_chat(&messages).unwrap();
+    // All twenty run together: this is also the batching path.
+    let requests = (0..20)
+        .map(|seed| Request {
+            prompt: prompt.clone(),
+            max_tokens: 900,
+            sampling: sampled(0.9, seed),
+            schema: Some(crossfire::embedded::grammar::Schema::compile(&schema.schema).unwrap()),
+            ignore_end: false,
+        })
+        .collect();
+    let outputs = run(model, requests);
+    let mut distinct = std::collections::HashSet::new();
+    for (text, reason) in &outputs {
+        assert_eq!(*reason, "stop", "the document completed: {text}");
+        if let Err(problem) = check_verdict(text) {
+            panic!("{problem}");
+        }
+        distinct.insert(text.clone());
+    }
+    assert!(distinct.len() > 10, "seeds give different verdicts");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
+    let model = model();
+    let prompt = |text: &str| {
+        model
+            .encode_chat(&[Message::new(Role::User, text)])
+            .unwrap()
+    };
+    let request = |text: &str, seed| Request {
+        prompt: prompt(text),
+        max_tokens: 24,
+        sampling: sampled(0.8, seed),
+        schema: None,
+        ignore_end: false,
+    };
+    let alone = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
+    let again = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
+    assert_eq!(alone, again);
+    let together = run(
+        model.clone(),
+        vec![
+            request("Write about the sea.", 3),
+            request("Tell me about Rome.", 7),
+        ],
+    );
+    assert_eq!(
+        together[1], alone[0],
+        "a neighbour in the batch does not change a stream"
+    );
+    let other_seed = run(model.clone(), vec![request("Tell me about Rome.", 8)]);
+    assert_ne!(other_seed, alone);
+}
+
+fn embedded_config() -> crossfire::config::Config {
+    let config = crossfire::config::Config::load(None, |_| None, &Default::default()).unwrap();
+    assert_eq!(config.llm.backend, crossfire::config::Backend::Embedded);
+    assert!(config.llm.brief_prompts, "small model, short prompts");
+    config
+}
+
+/// Collects streamed text and says when the first piece came.
+#[derive(Default)]
+struct Collect {
+    text: std::sync::Mutex<String>,
+    started: tokio::sync::Notify,
+}
+
+impl crossfire::llm::TokenSink for Collect {
+    fn token(&self, text: &str) {
+        self.text.lock().unwrap().push_str(text);
+        self.started.notify_one();
+    }
+    fn restart(&self, _: &str) {
+        self.text.lock().unwrap().clear();
+    }
+}
+
+fn chat(text: &str, max_tokens: u32) -> crossfire::llm::ChatRequest {
+    crossfire::llm::ChatRequest {
+        messages: vec![Message::new(Role::User, text)],
+        max_tokens,
+        temperature: 0.7,
+        seed: Some(1),
+        response_format: None,
+        stream: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_streams_and_pushes_back_when_its_queue_is_full() {
+    use crossfire::embedded::service::EmbeddedModel;
+    use crossfire::llm::LanguageModel;
+
+    let mut config = embedded_config().embedded;
+    config.max_streams = 1;
+    config.queue = 1;
+    let model = Arc::new(EmbeddedModel::start(&config, "smol").unwrap());
+
+    let sink = Collect::default();
+    let request = chat("Name three rivers.", 24);
+    let done = model.complete(&request, &sink).await.unwrap();
+    assert_eq!(
+        *sink.text.lock().unwrap(),
+        done.text,
+        "the stream is the completion"
+    );
+    assert!(done.usage.completion_tokens > 0 && done.usage.completion_tokens <= 24);
+    assert!(done.usage.prompt_tokens > 5);
+
+    // One long generation holds the only stream; one call may wait; the next is refused.
+    let first_sink = Arc::new(Collect::default());
+    let first = tokio::spawn({
+        let (model, sink) = (model.clone(), first_sink.clone());
+        async move {
+            model
+                .complete(&chat("Write a long story.", 2000), &*sink)
+                .await
+        }
+    });
+    first_sink.started.notified().await;
+    let second = tokio::spawn({
+        let model = model.clone();
+        async move {
+            model
+                .complete(&chat("Say hi.", 8), &crossfire::llm::NoSink)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused = model
+        .complete(&chat("And me?", 8), &crossfire::llm::NoSink)
+        .await;
+    match refused {
+        Err(e) => assert!(e.is_retryable() && e.to_string().contains("busy"), "{e}"),
+        Ok(c) => panic!("a full queue accepted a call: {c:?}"),
+    }
+    // Dropping the waiting caller frees the stream for the queued call.
+    first.abort();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(60), second)
+        .await
+        .expect("the queued call ran once the stream was free")
+        .unwrap();
+    assert!(second.is_ok(), "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debate_runs_end_to_end_on_the_embedded_model() {
+    use crossfire::debate::{Engine, Settings};
+    use crossfire::event::{Event, EventSink};
+    use crossfire::transcript::Status;
+    use std::path::Path;
+
+    let mut config = embedded_config();
+    config.llm.max_tokens = 48;
+    let (debater, judge) = crossfire::llm::models(&config).unwrap();
+    let prompts = crossfire::prompts::Prompts::load(Path::new("prompts")).unwrap();
+    let engine = Engine::new(
+        Arc::new(prompts),
+        debater,
+        judge,
+        Settings::from_config(&config),
+    );
+    let story =
+        crossfire::story::Story::load(Path::new("stories"), "fed-rate-cuts-2024", 64 * 1024)
+            .unwrap();
+    let a = crossfire::persona::Persona::load(Path::new("personas"), "adam-smith").unwrap();
+    let b =
+        crossfire::persona::Persona::load(Path::new("personas"), "john-maynard-keynes").unwrap();
+    let (sink, mut events) = EventSink::channel();
+    let transcript = engine
+        .run_debate(
+            "e2e".into(),
+            &story,
+            &a,
+            &b,
+            "Should the Fed keep cutting rates?",
+            &sink,
+        )
+        .await;
+    drop(sink);
+    let mut tokens = 0;
+    while let Some(event) = events.recv().await {
+        tokens += usize::from(matches!(event, Event::Token { .. }));
+    }
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    assert_eq!(transcript.rounds.len(), 2);
+    for turn in transcript.rounds.iter().flat_map(|r| &r.turns) {
+        assert!(!turn.text.trim().is_empty());
+        assert!(
+            turn.tokens > 0 && turn.tokens <= 48,
+            "{} tokens",
+            turn.tokens
+        );
+    }
+    assert!(tokens >= 4, "speeches streamed token by token");
+    let verdict = transcript.verdict.expect("a verdict");
+    assert_eq!(verdict.passes.len(), 2);
+    assert!(
+        verdict.passes.iter().all(|p| !p.repaired),
+        "constrained decoding: the judge's first reply parsed"
+    );
+    assert_eq!(transcript.provenance.model, "SmolLM2-135M-Instruct");
+}

@@ -17,8 +17,9 @@ pub struct SchemaError {
     reason: String,
 }
 
-/// Whitespace allowed in one gap between tokens.
-const MAX_GAP: u8 = 8;
+/// Whitespace allowed in one gap between tokens: one character. Compact JSON costs the
+/// fewest tokens, and a small model given room for indentation fills it.
+const MAX_GAP: u8 = 1;
 /// Bounds where the schema gives none.
 const DEFAULT_MAX_STRING: usize = 2000;
 const DEFAULT_MAX_ITEMS: usize = 64;
@@ -233,6 +234,9 @@ enum Escape {
     Backslash,
     /// Hex digits still due in `\uXXXX`.
     Hex(u8),
+    /// Continuation bytes still due in a UTF-8 character (tokens can split characters; the
+    /// text must still be valid UTF-8 when it is whole).
+    Utf8(u8),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -422,6 +426,15 @@ impl<'s> Matcher<'s> {
                         },
                     ),
                     Escape::Hex(_) => return false,
+                    Escape::Utf8(n) if (0x80..0xC0).contains(&b) => (
+                        chars,
+                        if n == 1 {
+                            Escape::None
+                        } else {
+                            Escape::Utf8(n - 1)
+                        },
+                    ),
+                    Escape::Utf8(_) => return false,
                     Escape::None if b == b'"' => {
                         if chars < min {
                             return false;
@@ -430,9 +443,13 @@ impl<'s> Matcher<'s> {
                         return true;
                     }
                     Escape::None if b < 0x20 => return false,
-                    // Continuation bytes of a character already counted.
-                    Escape::None if (0x80..0xC0).contains(&b) => (chars, Escape::None),
                     Escape::None if chars >= max => return false,
+                    Escape::None if b >= 0x80 => match b {
+                        0xC2..=0xDF => (chars + 1, Escape::Utf8(1)),
+                        0xE0..=0xEF => (chars + 1, Escape::Utf8(2)),
+                        0xF0..=0xF4 => (chars + 1, Escape::Utf8(3)),
+                        _ => return false,
+                    },
                     Escape::None if b == b'\\' => (chars + 1, Escape::Backslash),
                     Escape::None => (chars + 1, Escape::None),
                 };
@@ -663,7 +680,7 @@ mod tests {
                 .join(", ")
         };
         let verdict = format!(
-            "{{\n  \"speaker_1\": {{{}}},\n  \"speaker_2\": {{{}}},\n  \"winner\": \"tie\", \"rationale\": \"Even.\"}}",
+            "{{\n\"speaker_1\": {{{}}},\n\"speaker_2\": {{{}}},\n\"winner\": \"tie\", \"rationale\": \"Even.\"}}",
             card(7),
             card(10)
         );
@@ -730,7 +747,13 @@ mod tests {
         assert!(!m.allows(b"1"), "121 > 120");
         assert!(!m.allows(b"00"), "1200 > 120");
         assert!(m.allows(b"0,"));
-        assert!(!m.allows(b"      \n\n\n\n,"), "gaps are bounded");
+        assert!(m.allows(b" ,") && !m.allows(b"  ,"), "gaps are bounded");
+        // Strings stay valid UTF-8, even when a character arrives split across tokens.
+        let mut m = schema.matcher();
+        assert!(m.advance(br#"{"n":1,"xs":[1],"ok":true,"s":""#));
+        assert!(!m.allows(&[0x80]), "a lone continuation byte");
+        assert!(!m.allows(&[0xC3, b'"']), "a cut character");
+        assert!(m.allows(&[0xC3]) && m.allows(&[0xC3, 0xA9, b'a', b'"']));
     }
 
     #[test]

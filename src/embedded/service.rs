@@ -46,9 +46,19 @@ pub struct EmbeddedModel {
 }
 
 impl EmbeddedModel {
-    /// Loads the model and starts its thread.
+    /// Loads the model and starts its thread. The default model is fetched on first use
+    /// (`crossfire model fetch`, with pip's progress on the terminal); a model file given by
+    /// path must be there.
     pub fn start(config: &EmbeddedConfig, name: &str) -> Result<EmbeddedModel, EmbeddedError> {
-        let model = Arc::new(Model::load(&config.model_path, config.threads)?);
+        let path = &config.model_path;
+        if !path.exists() && *path == super::fetch::default_path() {
+            eprintln!(
+                "First use: fetching the embedded model to {}",
+                path.display()
+            );
+            super::fetch::fetch(path)?;
+        }
+        let model = Arc::new(Model::load(path, config.threads)?);
         let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
         let worker = model.clone();
         let max_streams = config.max_streams;

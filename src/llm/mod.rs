@@ -217,9 +217,7 @@ pub type Roles = (Arc<dyn LanguageModel>, Arc<dyn LanguageModel>);
 
 /// Builds the debaters' and the judge's models, with retries around each. When both roles
 /// use the embedded backend they share one loaded model (and its batching).
-pub fn models(
-    config: &Config,
-) -> Result<Roles, LlmError> {
+pub fn models(config: &Config) -> Result<Roles, LlmError> {
     let mut embedded: Option<Arc<EmbeddedModel>> = None;
     let mut build = |role: &LlmConfig| -> Result<Arc<dyn LanguageModel>, LlmError> {
         let policy = retry::RetryPolicy::from_config(role);
