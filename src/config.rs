@@ -259,7 +259,12 @@ impl Config {
                 .judge
                 .retry_base_ms
                 .map_or(llm.retry_base, Duration::from_millis),
-            max_tokens: file.judge.max_tokens.unwrap_or(700),
+            // The embedded model fits the verdict into max_tokens (counting a byte a token, the
+            // shortest verdict is about 420), so a tighter budget gives shorter reasons, sooner.
+            max_tokens: file.judge.max_tokens.unwrap_or(match judge_backend {
+                Backend::Embedded => 560,
+                Backend::Openai => 700,
+            }),
             temperature: file.judge.temperature.unwrap_or(0.0),
             brief_prompts: file.judge.brief_prompts.unwrap_or(llm.brief_prompts),
         };

@@ -33,7 +33,7 @@ pub fn schema() -> JsonSchema {
         "type": "object",
         "properties": {
             "score": {"type": "integer", "minimum": 1, "maximum": 10},
-            "reason": {"type": "string", "maxLength": 200},
+            "reason": {"type": "string", "minLength": 8, "maxLength": 200},
         },
         "required": ["score", "reason"],
         "additionalProperties": false,
@@ -52,7 +52,7 @@ pub fn schema() -> JsonSchema {
                 "speaker_1": card,
                 "speaker_2": card,
                 "winner": {"type": "string", "enum": ["speaker_1", "speaker_2", "tie"]},
-                "rationale": {"type": "string", "maxLength": 600},
+                "rationale": {"type": "string", "minLength": 20, "maxLength": 600},
             },
             "required": ["speaker_1", "speaker_2", "winner", "rationale"],
             "additionalProperties": false,

