@@ -226,7 +226,11 @@ impl Config {
             max_in_flight: file.llm.max_in_flight.unwrap_or(8).max(1),
             max_retries: file.llm.max_retries.unwrap_or(4),
             retry_base: Duration::from_millis(file.llm.retry_base_ms.unwrap_or(500)),
-            max_tokens: file.llm.max_tokens.unwrap_or(400),
+            // Short speeches where a small CPU model writes them.
+            max_tokens: file.llm.max_tokens.unwrap_or(match backend {
+                Backend::Embedded => 160,
+                Backend::Openai => 400,
+            }),
             temperature: file.llm.temperature.unwrap_or(0.8),
             brief_prompts: file
                 .llm
