@@ -733,6 +733,30 @@ fn reachable(value: i64, negative: bool, digits: u8, min: i64, max: i64) -> bool
     })
 }
 
+/// The length of the shortest JSON text `node` accepts.
+fn shortest(node: &Node) -> usize {
+    match node {
+        Node::Object(fields) => {
+            let members: usize = fields.iter().map(|(k, n)| k.len() + 1 + shortest(n)).sum();
+            2 + members + fields.len().saturating_sub(1)
+        }
+        Node::Array { items, min, .. } => 2 + min * (shortest(items) + 1) - usize::from(*min > 0),
+        Node::String { min, .. } => 2 + min,
+        Node::Literal(options) => options.iter().map(String::len).min().unwrap_or(0),
+        Node::Integer { min, max } => {
+            let closest = if *min > 0 {
+                *min
+            } else if *max < 0 {
+                *max
+            } else {
+                0
+            };
+            closest.to_string().len()
+        }
+        Node::Number => 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,29 +908,5 @@ mod tests {
                 let _ = m.advance(&[b]);
             }
         }
-    }
-}
-
-/// The length of the shortest JSON text `node` accepts.
-fn shortest(node: &Node) -> usize {
-    match node {
-        Node::Object(fields) => {
-            let members: usize = fields.iter().map(|(k, n)| k.len() + 1 + shortest(n)).sum();
-            2 + members + fields.len().saturating_sub(1)
-        }
-        Node::Array { items, min, .. } => 2 + min * (shortest(items) + 1) - usize::from(*min > 0),
-        Node::String { min, .. } => 2 + min,
-        Node::Literal(options) => options.iter().map(String::len).min().unwrap_or(0),
-        Node::Integer { min, max } => {
-            let closest = if *min > 0 {
-                *min
-            } else if *max < 0 {
-                *max
-            } else {
-                0
-            };
-            closest.to_string().len()
-        }
-        Node::Number => 1,
     }
 }
