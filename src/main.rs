@@ -183,19 +183,19 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    // Logs go to stderr: the service logs its requests, the other commands only problems
-    // (RUST_LOG=crossfire=debug shows each embedded generation's timings).
-    let default_filter = match cli.command {
-        Command::Serve { .. } => "info,sqlx=warn",
-        _ => "warn",
+    // The service logs its requests to stdout; the other commands keep stdout for their
+    // output and log only problems, to stderr (RUST_LOG=crossfire=debug shows each embedded
+    // generation's timings).
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into())
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
+    let logs = tracing_subscriber::fmt();
+    if serving {
+        logs.with_env_filter(filter("info,sqlx=warn")).init();
+    } else {
+        logs.with_writer(std::io::stderr).with_env_filter(filter("warn")).init();
+    }
     let overrides = Overrides {
         personas_dir: cli.personas_dir,
         prompts_dir: cli.prompts_dir,

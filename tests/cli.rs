@@ -246,17 +246,6 @@ async fn an_endpoint_that_is_down_or_refusing_fails_with_its_status() {
 }
 
 #[tokio::test]
-async fn without_an_endpoint_the_embedded_backend_says_what_to_do() {
-    let out = crossfire(DEBATE, &[]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("CROSSFIRE_LLM_BASE_URL"),
-        "{}",
-        stderr(&out)
-    );
-}
-
-#[tokio::test]
 async fn personas_check_lists_every_problem_and_fails() {
     let ok = crossfire(&["personas", "check"], &[]).await;
     assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
