@@ -194,7 +194,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if serving {
         logs.with_env_filter(filter("info,sqlx=warn")).init();
     } else {
-        logs.with_writer(std::io::stderr).with_env_filter(filter("warn")).init();
+        logs.with_writer(std::io::stderr)
+            .with_env_filter(filter("warn"))
+            .init();
     }
     let overrides = Overrides {
         personas_dir: cli.personas_dir,
