@@ -118,17 +118,21 @@ fn tokenizer_matches_llama_cpp() {
     );
 }
 
-#[test]
-fn chat_template_gives_llama_cpp_prompt_and_keeps_user_text_inert() {
-    let model = model();
-    let messages = [
+/// The chat the llama.cpp reference ids and text were taken from.
+fn france() -> [Message; 2] {
+    [
         Message::new(Role::System, "You are a helpful assistant."),
         Message::new(
             Role::User,
             "What is the capital of France? Answer in one sentence.",
         ),
-    ];
-    let ids = model.encode_chat(&messages).unwrap();
+    ]
+}
+
+#[test]
+fn chat_template_gives_llama_cpp_prompt_and_keeps_user_text_inert() {
+    let model = model();
+    let ids = model.encode_chat(&france()).unwrap();
     assert_eq!(
         ids,
         [
@@ -153,14 +157,7 @@ fn chat_template_gives_llama_cpp_prompt_and_keeps_user_text_inert() {
 #[test]
 fn greedy_generation_matches_llama_cpp() {
     let model = model();
-    let messages = [
-        Message::new(Role::System, "You are a helpful assistant."),
-        Message::new(
-            Role::User,
-            "What is the capital of France? Answer in one sentence.",
-        ),
-    ];
-    let prompt = model.encode_chat(&messages).unwrap();
+    let prompt = model.encode_chat(&france()).unwrap();
     let out = run(
         model,
         vec![Request {

@@ -262,6 +262,18 @@ enum Due {
     CommaOrClose,
 }
 
+impl Frame<'_> {
+    /// The count of whitespace bytes in the current gap, for frames between tokens.
+    fn gap_mut(&mut self) -> Option<&mut u8> {
+        match self {
+            Frame::Value(_, gap) | Frame::Object { gap, .. } | Frame::Array { gap, .. } => {
+                Some(gap)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Incremental state of matching one document. It is `Copy`, so trying a token is a copy.
 #[derive(Debug, Clone, Copy)]
 pub struct Matcher<'s> {
@@ -401,13 +413,16 @@ impl<'s> Matcher<'s> {
         let Some(top) = self.depth.checked_sub(1) else {
             return false;
         };
+        // Whitespace between tokens, where a frame allows it.
+        if is_space(b)
+            && let Some(gap) = self.frames[top].gap_mut()
+        {
+            *gap += 1;
+            return *gap <= MAX_GAP;
+        }
         match self.frames[top] {
             Frame::Done => false,
-            Frame::Value(node, gap) => {
-                if is_space(b) {
-                    self.frames[top] = Frame::Value(node, gap + 1);
-                    return gap < MAX_GAP;
-                }
+            Frame::Value(node, _) => {
                 self.depth -= 1;
                 let frame = match node {
                     Node::Object(fields) if b == b'{' => Frame::Object {
@@ -605,20 +620,8 @@ impl<'s> Matcher<'s> {
                 }
             }
             Frame::Object {
-                fields,
-                next,
-                due,
-                gap,
+                fields, next, due, ..
             } => {
-                if is_space(b) {
-                    self.frames[top] = Frame::Object {
-                        fields,
-                        next,
-                        due,
-                        gap: gap + 1,
-                    };
-                    return gap < MAX_GAP;
-                }
                 let all_written = next >= fields.len();
                 let due = match (due, b) {
                     (Due::First | Due::CommaOrClose, b'}') if all_written => {
@@ -665,29 +668,16 @@ impl<'s> Matcher<'s> {
                 max,
                 count,
                 due,
-                gap,
-            } => {
-                if is_space(b) {
-                    self.frames[top] = Frame::Array {
-                        items,
-                        min,
-                        max,
-                        count,
-                        due,
-                        gap: gap + 1,
-                    };
-                    return gap < MAX_GAP;
+                ..
+            } => match (due, b) {
+                (Due::First | Due::CommaOrClose, b']') if count >= min => {
+                    self.pop();
+                    true
                 }
-                match (due, b) {
-                    (Due::First | Due::CommaOrClose, b']') if count >= min => {
-                        self.pop();
-                        true
-                    }
-                    (Due::CommaOrClose, b',') if count < max => self.push(Frame::Value(items, 0)),
-                    (Due::First, _) if max > 0 => self.push(Frame::Value(items, 0)) && self.byte(b),
-                    _ => false,
-                }
-            }
+                (Due::CommaOrClose, b',') if count < max => self.push(Frame::Value(items, 0)),
+                (Due::First, _) if max > 0 => self.push(Frame::Value(items, 0)) && self.byte(b),
+                _ => false,
+            },
         }
     }
 

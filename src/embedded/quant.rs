@@ -287,17 +287,22 @@ fn tile_f32(
     }
 }
 
+/// Σ q·x over a block of 4-bit values (low nibbles are values 0–15, high ones 16–31).
+fn nibble_dot(qs: &[u8; 16], x: &[i8; 32]) -> f32 {
+    let mut sum = 0i32;
+    for i in 0..16 {
+        sum += (qs[i] & 15) as i32 * x[i] as i32;
+        sum += (qs[i] >> 4) as i32 * x[i + 16] as i32;
+    }
+    sum as f32
+}
+
 fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(w, x)| {
-            let mut sum = 0i32;
-            for i in 0..16 {
-                sum += (w.qs[i] & 15) as i32 * x.qs[i] as i32;
-                sum += (w.qs[i] >> 4) as i32 * x.qs[i + 16] as i32;
-            }
             let d = f32::from(w.d);
-            d * x.d * sum as f32 - 8.0 * d * x.s
+            d * x.d * nibble_dot(&w.qs, &x.qs) - 8.0 * d * x.s
         })
         .sum()
 }
@@ -305,14 +310,7 @@ fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8]) -> f32 {
 fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
     w.iter()
         .zip(x)
-        .map(|(w, x)| {
-            let mut sum = 0i32;
-            for i in 0..16 {
-                sum += (w.qs[i] & 15) as i32 * x.qs[i] as i32;
-                sum += (w.qs[i] >> 4) as i32 * x.qs[i + 16] as i32;
-            }
-            f32::from(w.d) * x.d * sum as f32 + f32::from(w.m) * x.s
-        })
+        .map(|(w, x)| f32::from(w.d) * x.d * nibble_dot(&w.qs, &x.qs) + f32::from(w.m) * x.s)
         .sum()
 }
 

@@ -192,7 +192,13 @@ impl Transformer {
             .int("llama.attention.head_count_kv")
             .map(|v| v as usize)
             .unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || dim % heads != 0 || heads % kv_heads != 0 {
+        // Rotary embedding rotates pairs: a head's width must be even.
+        if heads == 0
+            || kv_heads == 0
+            || !dim.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+            || !(dim / heads).is_multiple_of(2)
+        {
             return Err(LoadError::Hyper("attention.head_count"));
         }
         let vocab = gguf.strings("tokenizer.ggml.tokens")?.len();
