@@ -89,43 +89,61 @@ fn softmax(scores: &mut [f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{HeadCache, Query};
+    use half::f16;
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; every query's length is a multiple of 8.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attend(
-        queries: &mut [Query],
-        cache: &HeadCache,
-        scale: f32,
-        scratch: &mut Vec<f32>,
-    ) {
+    pub unsafe fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
+        let Some(hd) = queries.first().map(|q| q.vector.len()) else {
+            return;
+        };
         let span = queries.iter().map(|q| q.span).max().unwrap_or(0);
         scratch.clear();
-        scratch.resize(queries.len() * span, 0.0);
+        scratch.resize(queries.len() * span + 2 * span * hd, 0.0);
+        let (scores, kv) = scratch.split_at_mut(queries.len() * span);
+        let (keys, values) = kv.split_at_mut(span * hd);
+        // The head's keys and values, widened to f32 once for every query of the task.
+        for t in 0..span {
+            let at = t * cache.stride + cache.offset;
+            unsafe {
+                widen(&cache.keys[at..][..hd], &mut keys[t * hd..][..hd]);
+                widen(&cache.values[at..][..hd], &mut values[t * hd..][..hd]);
+            }
+        }
         for (i, q) in queries.iter_mut().enumerate() {
-            let scores = &mut scratch[i * span..][..q.span];
-            // Keys and values are read straight from the f16 cache; a head is done in pieces
-            // of 64 dimensions (8 registers), which is all of it for most models.
-            for piece in (0..q.vector.len()).step_by(64) {
-                let lanes = ((q.vector.len() - piece) / 8).min(8);
-                unsafe { scores_piece(q.vector, cache, piece, lanes, scale, scores) };
+            let scores = &mut scores[i * span..][..q.span];
+            // A head is done in pieces of 64 dimensions (8 registers): all of it, for most models.
+            for piece in (0..hd).step_by(64) {
+                let lanes = ((hd - piece) / 8).min(8);
+                unsafe { scores_piece(q.vector, keys, hd, piece, lanes, scale, scores) };
             }
             let total = super::softmax(scores);
-            for piece in (0..q.vector.len()).step_by(64) {
-                let lanes = ((q.vector.len() - piece) / 8).min(8);
-                unsafe { values_piece(cache, piece, lanes, 1.0 / total, scores, q.out) };
+            for piece in (0..hd).step_by(64) {
+                let lanes = ((hd - piece) / 8).min(8);
+                unsafe { values_piece(values, hd, piece, lanes, 1.0 / total, scores, q.out) };
             }
         }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn widen(from: &[f16], to: &mut [f32]) {
+        for l in (0..from.len()).step_by(8) {
+            let halves = unsafe { _mm_loadu_si128(from.as_ptr().add(l).cast()) };
+            unsafe { _mm256_storeu_ps(to.as_mut_ptr().add(l), _mm256_cvtph_ps(halves)) };
+        }
+    }
+
     /// Adds `scale · q·k_t` over dimensions `piece..piece + 8·lanes` to `scores[t]`, four
-    /// positions at a time with one horizontal reduction per four.
+    /// positions at a time with one horizontal reduction per four. Key `t` starts at `t·hd`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn scores_piece(
         query: &[f32],
-        cache: &HeadCache,
+        keys: &[f32],
+        hd: usize,
         piece: usize,
         lanes: usize,
         scale: f32,
@@ -135,18 +153,11 @@ mod avx2 {
         for (l, q) in q.iter_mut().enumerate().take(lanes) {
             *q = unsafe { _mm256_loadu_ps(query.as_ptr().add(piece + l * 8)) };
         }
-        let key = |t: usize| unsafe {
-            cache
-                .keys
-                .as_ptr()
-                .add(t * cache.stride + cache.offset + piece)
-        };
         let dot = |t: usize| {
-            let k = key(t);
+            let k = unsafe { keys.as_ptr().add(t * hd + piece) };
             let mut acc = _mm256_setzero_ps();
             for (l, q) in q.iter().enumerate().take(lanes) {
-                let kv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(k.add(l * 8).cast()) });
-                acc = _mm256_fmadd_ps(*q, kv, acc);
+                acc = _mm256_fmadd_ps(*q, unsafe { _mm256_loadu_ps(k.add(l * 8)) }, acc);
             }
             acc
         };
@@ -170,7 +181,8 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn values_piece(
-        cache: &HeadCache,
+        values: &[f32],
+        hd: usize,
         piece: usize,
         lanes: usize,
         weight: f32,
@@ -179,26 +191,15 @@ mod avx2 {
     ) {
         let mut acc = [_mm256_setzero_ps(); 8];
         for (t, &s) in scores.iter().enumerate() {
-            let v = unsafe {
-                cache
-                    .values
-                    .as_ptr()
-                    .add(t * cache.stride + cache.offset + piece)
-            };
+            let v = unsafe { values.as_ptr().add(t * hd + piece) };
             let s = _mm256_set1_ps(s);
             for (l, a) in acc.iter_mut().enumerate().take(lanes) {
-                let vv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(v.add(l * 8).cast()) });
-                *a = _mm256_fmadd_ps(s, vv, *a);
+                *a = _mm256_fmadd_ps(s, unsafe { _mm256_loadu_ps(v.add(l * 8)) }, *a);
             }
         }
         let weight = _mm256_set1_ps(weight);
         for (l, a) in acc.iter().enumerate().take(lanes) {
-            unsafe {
-                _mm256_storeu_ps(
-                    out.as_mut_ptr().add(piece + l * 8),
-                    _mm256_mul_ps(*a, weight),
-                )
-            };
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(piece + l * 8), _mm256_mul_ps(*a, weight)) };
         }
     }
 
