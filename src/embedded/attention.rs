@@ -95,7 +95,12 @@ mod avx2 {
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; every query's length is a multiple of 8.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
+    pub unsafe fn attend(
+        queries: &mut [Query],
+        cache: &HeadCache,
+        scale: f32,
+        scratch: &mut Vec<f32>,
+    ) {
         let Some(hd) = queries.first().map(|q| q.vector.len()) else {
             return;
         };
@@ -199,7 +204,12 @@ mod avx2 {
         }
         let weight = _mm256_set1_ps(weight);
         for (l, a) in acc.iter().enumerate().take(lanes) {
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(piece + l * 8), _mm256_mul_ps(*a, weight)) };
+            unsafe {
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(piece + l * 8),
+                    _mm256_mul_ps(*a, weight),
+                )
+            };
         }
     }
 
