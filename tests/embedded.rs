@@ -293,6 +293,12 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
     );
     let other_seed = run(model.clone(), vec![request("Tell me about Rome.", 8)]);
     assert_ne!(other_seed, alone);
+    // An empty prompt ends at once instead of waiting for a prefill that never comes.
+    let empty = Request {
+        prompt: Vec::new(),
+        ..request("", 1)
+    };
+    assert_eq!(run(model.clone(), vec![empty]), [(String::new(), "length")]);
 }
 
 fn embedded_config() -> crossfire::config::Config {

@@ -138,9 +138,9 @@ impl Scheduler {
     pub fn step(&mut self) -> Vec<(u64, Output)> {
         let mut out = Vec::new();
         let context = self.model.transformer.hyper.context;
-        // Prompts that cannot fit the context end at once.
+        // Prompts that are empty or cannot fit the context end at once.
         self.live.retain(|s| {
-            let fits = s.prompt_len < context;
+            let fits = s.prompt_len > 0 && s.prompt_len < context;
             if !fits {
                 out.push((s.id, Output::Done(finish(s, "length"))));
             }
