@@ -239,6 +239,18 @@ enum Escape {
     Utf8(u8),
 }
 
+impl Escape {
+    /// One byte of a `\uXXXX` escape or a UTF-8 character taken: one fewer due.
+    fn next(self) -> Escape {
+        match self {
+            Escape::Hex(1) | Escape::Utf8(1) => Escape::None,
+            Escape::Hex(n) => Escape::Hex(n - 1),
+            Escape::Utf8(n) => Escape::Utf8(n - 1),
+            other => other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum NumberState {
     Sign,
@@ -508,23 +520,9 @@ impl<'s> Matcher<'s> {
                     Escape::Backslash if b == b'u' => (chars, Escape::Hex(4)),
                     Escape::Backslash if b"\"\\/bfnrt".contains(&b) => (chars, Escape::None),
                     Escape::Backslash => return false,
-                    Escape::Hex(n) if b.is_ascii_hexdigit() => (
-                        chars,
-                        if n == 1 {
-                            Escape::None
-                        } else {
-                            Escape::Hex(n - 1)
-                        },
-                    ),
+                    Escape::Hex(_) if b.is_ascii_hexdigit() => (chars, escape.next()),
                     Escape::Hex(_) => return false,
-                    Escape::Utf8(n) if (0x80..0xC0).contains(&b) => (
-                        chars,
-                        if n == 1 {
-                            Escape::None
-                        } else {
-                            Escape::Utf8(n - 1)
-                        },
-                    ),
+                    Escape::Utf8(_) if (0x80..0xC0).contains(&b) => (chars, escape.next()),
                     Escape::Utf8(_) => return false,
                     Escape::None if b == b'"' => {
                         if chars < min {
