@@ -165,16 +165,6 @@ impl Matrix {
         self
     }
 
-    /// Bytes the weights take.
-    pub fn size_bytes(&self) -> usize {
-        match &self.data {
-            Data::F32(v) => v.len() * 4,
-            Data::Q4_0(v) => std::mem::size_of_val(v.as_slice()),
-            Data::Q4_1(v) => std::mem::size_of_val(v.as_slice()),
-            Data::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
-        }
-    }
-
     /// Row `row` as floats (the embedding lookup).
     pub fn row(&self, row: usize, out: &mut [f32]) {
         let bpr = self.cols / BLOCK;

@@ -45,7 +45,6 @@ pub struct Counters {
     pub prompt_time: Duration,
     pub decode_tokens: u64,
     pub decode_time: Duration,
-    pub reused_tokens: u64,
 }
 
 struct Sequence {
@@ -91,10 +90,6 @@ impl Scheduler {
             next_id: 0,
             counters: Counters::default(),
         }
-    }
-
-    pub fn model(&self) -> &Model {
-        &self.model
     }
 
     /// Sequences in flight.
@@ -274,7 +269,6 @@ impl Scheduler {
         }
         if let Some((len, cache)) = best {
             let copy = cache.prefix(len, self.model.transformer.kv_dim());
-            self.counters.reused_tokens += len as u64;
             self.live[i].cache = copy;
             self.live[i].reused = len;
         }

@@ -41,7 +41,6 @@ enum Update {
 /// The embedded model, shared by every caller.
 pub struct EmbeddedModel {
     name: String,
-    model: Arc<Model>,
     jobs: SyncSender<Job>,
 }
 
@@ -60,22 +59,15 @@ impl EmbeddedModel {
         }
         let model = Arc::new(Model::load(path, config.threads)?);
         let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
-        let worker = model.clone();
         let max_streams = config.max_streams;
         std::thread::Builder::new()
             .name("crossfire-model".into())
-            .spawn(move || serve(worker, queue, max_streams))
+            .spawn(move || serve(model, queue, max_streams))
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         Ok(EmbeddedModel {
             name: name.to_string(),
-            model,
             jobs,
         })
-    }
-
-    /// The loaded model.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
     }
 }
 

@@ -142,15 +142,6 @@ impl Tokenizer {
     pub fn id(&self, token: &str) -> Option<u32> {
         self.ids.get(token).copied()
     }
-
-    /// Vocabulary size.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }
 
 fn encode_with(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>, TokenizerError> {

@@ -95,16 +95,6 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every position from `len` on.
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
-        if len < self.len {
-            for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
-                layer.truncate(len * kv_dim);
-            }
-            self.len = len;
-        }
-    }
-
     /// A copy of the first `len` positions (a shared prompt prefix).
     pub fn prefix(&self, len: usize, kv_dim: usize) -> KvCache {
         let len = len.min(self.len);
@@ -115,11 +105,6 @@ impl KvCache {
             v: take(&self.v),
             len,
         }
-    }
-
-    /// Bytes held.
-    pub fn size_bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|l| l.capacity() * 2).sum()
     }
 }
 
@@ -257,21 +242,6 @@ impl Transformer {
             rope,
             hyper,
         })
-    }
-
-    /// Bytes the weights take in memory.
-    pub fn size_bytes(&self) -> usize {
-        let layers: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
-                    .iter()
-                    .map(|m| m.size_bytes())
-                    .sum::<usize>()
-            })
-            .sum();
-        layers + self.embed.size_bytes() + self.output.as_ref().map_or(0, Matrix::size_bytes)
     }
 
     /// An empty cache shaped for this model.
