@@ -264,13 +264,17 @@ impl Config {
                 .retry_base_ms
                 .map_or(llm.retry_base, Duration::from_millis),
             // The embedded model fits the verdict into max_tokens (counting a byte a token, the
-            // shortest verdict is about 420), so a tighter budget gives shorter reasons, sooner.
+            // shortest full verdict is about 420), so a tighter budget gives shorter reasons.
             max_tokens: file.judge.max_tokens.unwrap_or(match judge_backend {
                 Backend::Embedded => 560,
                 Backend::Openai => 700,
             }),
             temperature: file.judge.temperature.unwrap_or(0.0),
-            brief_prompts: file.judge.brief_prompts.unwrap_or(llm.brief_prompts),
+            brief_prompts: file
+                .judge
+                .brief_prompts
+                .or(file.llm.brief_prompts)
+                .unwrap_or(judge_backend == Backend::Embedded),
         };
         for role in [&llm, &judge] {
             if role.backend == Backend::Openai && role.base_url.is_none() {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub allow_living_personas: bool,
     /// Short prompts, for small models (see [`LlmConfig::brief_prompts`]).
     pub brief_prompts: bool,
+    /// The judge's own `brief_prompts`: a short rubric and bare scores, without reasons.
+    pub judge_brief_prompts: bool,
 }
 
 impl Settings {
@@ -41,6 +43,26 @@ impl Settings {
             judge_temperature: config.judge.temperature,
             allow_living_personas: config.allow_living_personas,
             brief_prompts: config.llm.brief_prompts,
+            judge_brief_prompts: config.judge.brief_prompts,
+        }
+    }
+
+    /// The prompts' view of one debate under these settings.
+    pub fn setup<'a>(
+        &self,
+        story: &'a Story,
+        a: &'a Persona,
+        b: &'a Persona,
+        motion: &'a str,
+    ) -> DebateSetup<'a> {
+        DebateSetup {
+            story,
+            a,
+            b,
+            motion,
+            words: self.words(),
+            brief: self.brief_prompts,
+            judge_brief: self.judge_brief_prompts,
         }
     }
 
@@ -111,7 +133,7 @@ impl Engine {
             debater,
             judge,
             settings,
-            structured_output: Default::default(),
+            structured_output: judge::StructuredOutput::new(settings.judge_brief_prompts),
         }
     }
 
@@ -169,14 +191,7 @@ impl Engine {
             usage: Usage::default(),
             error: None,
         };
-        let setup = DebateSetup {
-            story,
-            a,
-            b,
-            motion,
-            words: self.settings.words(),
-            brief: self.settings.brief_prompts,
-        };
+        let setup = self.settings.setup(story, a, b, motion);
         let result = self.debate(&setup, &mut transcript, events).await;
         transcript.provenance.finished_at = Some(now_rfc3339());
         transcript.status = match result {

@@ -27,17 +27,25 @@ pub enum JudgeError {
 }
 
 /// The JSON schema of one pass's reply (the subset that constrained decoders support:
-/// objects, required properties, enums, bounded integers and strings).
-pub fn schema() -> JsonSchema {
-    let criterion = json!({
-        "type": "object",
-        "properties": {
-            "score": {"type": "integer", "minimum": 1, "maximum": 10},
-            "reason": {"type": "string", "minLength": 8, "maxLength": 200},
-        },
-        "required": ["score", "reason"],
-        "additionalProperties": false,
-    });
+/// objects, required properties, enums, bounded integers and strings). `brief` (small models)
+/// asks for bare scores and a short rationale: a reason per score is ten tokens of structure
+/// and ten of text, which a small model writes slowly and fills with filler.
+pub fn schema(brief: bool) -> JsonSchema {
+    let score = json!({"type": "integer", "minimum": 1, "maximum": 10});
+    let criterion = if brief {
+        score
+    } else {
+        json!({
+            "type": "object",
+            "properties": {
+                "score": score,
+                "reason": {"type": "string", "minLength": 8, "maxLength": 200},
+            },
+            "required": ["score", "reason"],
+            "additionalProperties": false,
+        })
+    };
+    let rationale_max = if brief { 300 } else { 600 };
     let card = json!({
         "type": "object",
         "properties": CRITERIA.iter().map(|c| (c.to_string(), criterion.clone())).collect::<serde_json::Map<_, _>>(),
@@ -52,7 +60,7 @@ pub fn schema() -> JsonSchema {
                 "speaker_1": card,
                 "speaker_2": card,
                 "winner": {"type": "string", "enum": ["speaker_1", "speaker_2", "tie"]},
-                "rationale": {"type": "string", "minLength": 20, "maxLength": 600},
+                "rationale": {"type": "string", "minLength": 20, "maxLength": rationale_max},
             },
             "required": ["speaker_1", "speaker_2", "winner", "rationale"],
             "additionalProperties": false,
@@ -190,14 +198,25 @@ fn read_score(value: &Value) -> Option<f64> {
 /// How the judge's endpoint takes structured output: `json_schema` until it refuses, then
 /// `json_object` with the schema beside it, then nothing (the prompt describes the shape,
 /// and the reply is read leniently). Remembered, so later passes do not ask again.
-#[derive(Debug, Default)]
-pub struct StructuredOutput(AtomicU8);
+#[derive(Debug)]
+pub struct StructuredOutput {
+    level: AtomicU8,
+    /// Which [`schema`] to ask for.
+    brief: bool,
+}
 
 impl StructuredOutput {
+    pub fn new(brief: bool) -> StructuredOutput {
+        StructuredOutput {
+            level: AtomicU8::new(0),
+            brief,
+        }
+    }
+
     fn format(&self) -> Option<ResponseFormat> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => Some(ResponseFormat::JsonSchema(schema())),
-            1 => Some(ResponseFormat::JsonObject(schema())),
+        match self.level.load(Ordering::Relaxed) {
+            0 => Some(ResponseFormat::JsonSchema(schema(self.brief))),
+            1 => Some(ResponseFormat::JsonObject(schema(self.brief))),
             _ => None,
         }
     }
@@ -208,7 +227,7 @@ impl StructuredOutput {
             ResponseFormat::JsonSchema(_) => 1,
             ResponseFormat::JsonObject(_) => 2,
         };
-        self.0.fetch_max(level, Ordering::Relaxed);
+        self.level.fetch_max(level, Ordering::Relaxed);
     }
 }
 

@@ -15,7 +15,7 @@ use crossfire::config::{Config, Overrides};
 use crossfire::debate::{Engine, Settings};
 use crossfire::event::EventSink;
 use crossfire::persona::Persona;
-use crossfire::prompts::{DebateSetup, Prompts};
+use crossfire::prompts::Prompts;
 use crossfire::story::Story;
 use crossfire::transcript::{Status, new_id};
 
@@ -465,14 +465,7 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
         Some(m) => crossfire::debate::check_motion(m)?.to_string(),
         None => story.default_motion(),
     };
-    let setup = DebateSetup {
-        story: &story,
-        a: &a,
-        b: &b,
-        motion: &motion,
-        words: Settings::from_config(config).words(),
-        brief: config.llm.brief_prompts,
-    };
+    let setup = Settings::from_config(config).setup(&story, &a, &b, &motion);
     let calls = prompts.preview(&setup)?;
     let mut out = std::io::stdout().lock();
     writeln!(

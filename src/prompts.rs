@@ -53,6 +53,8 @@ pub struct DebateSetup<'a> {
     pub words: u32,
     /// Short prompts for small models: templates leave out the story's detail (`brief`).
     pub brief: bool,
+    /// `brief` for the judge's prompt: a short rubric, bare scores without reasons.
+    pub judge_brief: bool,
 }
 
 impl DebateSetup<'_> {
@@ -208,7 +210,7 @@ impl Prompts {
             story => Serde(setup.story),
             motion => setup.motion,
             sides => Serde(&sides),
-            brief => setup.brief,
+            brief => setup.judge_brief,
         };
         self.render("judge.j2", ctx)
     }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crossfire::event::{Event, Speaker};
 use crossfire::persona::Persona;
-use crossfire::transcript::{Transcript, Winner};
+use crossfire::transcript::{CriteriaReasons, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -236,6 +236,10 @@ pub fn print_summary(transcript: &Transcript) {
         let first = pass.order[0].as_str().to_uppercase();
         println!("Pass {} ({first} shown first): {}", i + 1, pass.rationale);
         for (side, reasons) in [("A", &pass.reasons.a), ("B", &pass.reasons.b)] {
+            // Brief judging (small models) gives bare scores.
+            if *reasons == CriteriaReasons::default() {
+                continue;
+            }
             println!(
                 "  {side}: argument: {}; evidence: {}; rebuttal: {}; fidelity: {}",
                 reasons.argument, reasons.evidence, reasons.rebuttal, reasons.fidelity

@@ -224,7 +224,7 @@ fn check_verdict(text: &str) -> Result<(), String> {
 #[test]
 fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
     let model = model();
-    let schema = crossfire::judge::schema();
+    let schema = crossfire::judge::schema(false);
     let messages = [
         Message::new(
             Role::System,

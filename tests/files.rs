@@ -240,6 +240,7 @@ fn story_and_reader_text_never_become_template_source() {
         motion,
         words: 100,
         brief: false,
+        judge_brief: false,
     };
 
     let system = &prompts.opening(&setup, Speaker::A).unwrap()[0].content;
@@ -331,4 +332,38 @@ fn the_template_version_changes_with_any_template() {
         Prompts::load(Path::new("prompts")).unwrap().version()
     );
     assert_ne!(load(""), load("{# edited #}"));
+}
+
+#[test]
+fn the_brief_judge_prompt_asks_for_bare_scores() {
+    let story = Story::load(Path::new("stories"), "nk-troops-russia", 65536).unwrap();
+    let a = Persona::load(Path::new("personas"), "winston-churchill").unwrap();
+    let b = Persona::load(Path::new("personas"), "frederick-douglass").unwrap();
+    let prompts = Prompts::load(Path::new("prompts")).unwrap();
+    let judge = |judge_brief| {
+        let setup = DebateSetup {
+            story: &story,
+            a: &a,
+            b: &b,
+            motion: "Is Pyongyang winning?",
+            words: 100,
+            brief: false,
+            judge_brief,
+        };
+        prompts
+            .judge(&setup, [Speaker::A, Speaker::B], &[])
+            .unwrap()[0]
+            .content
+            .clone()
+    };
+    let (brief, full) = (judge(true), judge(false));
+    assert!(
+        brief.contains(r#"{"argument": 7, "evidence": 6"#),
+        "{brief}"
+    );
+    assert!(!brief.contains("\"reason\""), "{brief}");
+    assert!(
+        full.contains(r#""argument": {"score": 7, "reason": "…"}"#),
+        "{full}"
+    );
 }

@@ -757,7 +757,7 @@ mod tests {
 
     #[test]
     fn judge_schema_accepts_a_verdict_and_rejects_what_breaks_it() {
-        let schema = Schema::compile(&crate::judge::schema().schema).unwrap();
+        let schema = Schema::compile(&crate::judge::schema(false).schema).unwrap();
         let card = |s: u8| {
             crate::judge::CRITERIA
                 .iter()
@@ -846,8 +846,29 @@ mod tests {
     }
 
     #[test]
+    fn the_brief_judge_schema_wants_bare_scores_and_a_short_rationale() {
+        let schema = Schema::compile(&crate::judge::schema(true).schema).unwrap();
+        let verdict = |card: &str, rationale: &str| {
+            format!(
+                r#"{{"speaker_1": {card}, "speaker_2": {card}, "winner": "tie", "rationale": "{rationale}"}}"#
+            )
+        };
+        let bare = r#"{"argument": 7, "evidence": 6, "rebuttal": 5, "fidelity": 8}"#;
+        let reasoned = r#"{"argument": {"score": 7, "reason": "Clear and direct"}, "evidence": 6, "rebuttal": 5, "fidelity": 8}"#;
+        let why = "Both cited the story's figures.";
+        assert!(accepts(&schema, &verdict(bare, why)));
+        assert!(!accepts(&schema, &verdict(reasoned, why)));
+        assert!(!accepts(&schema, &verdict(bare, &"x".repeat(301))));
+        let parsed = crate::judge::parse_lenient(&verdict(bare, why)).unwrap();
+        assert_eq!(parsed.scores[0].fidelity, 8.0);
+        // The shortest brief verdict is well under half the full one.
+        let full = Schema::compile(&crate::judge::schema(false).schema).unwrap();
+        assert!(schema.matcher().shortest_completion() * 2 < full.matcher().shortest_completion());
+    }
+
+    #[test]
     fn a_budget_always_leaves_room_to_finish() {
-        let schema = Schema::compile(&crate::judge::schema().schema).unwrap();
+        let schema = Schema::compile(&crate::judge::schema(false).schema).unwrap();
         let start = schema.matcher();
         let least = start.shortest_completion();
         // Writing the shortest document byte by byte takes exactly that many bytes.
@@ -890,7 +911,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_bytes_are_answered_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let schema = Schema::compile(&crate::judge::schema().schema).unwrap();
+            let schema = Schema::compile(&crate::judge::schema(false).schema).unwrap();
             let mut m = schema.matcher();
             for b in bytes {
                 let _ = m.advance(&[b]);

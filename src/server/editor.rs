@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::persona::Persona;
-use crate::prompts::{DebateSetup, Prompts};
+use crate::prompts::Prompts;
 use crate::story::Story;
 
 /// A signed-in user with the editor role; others are answered 403.
@@ -133,14 +133,7 @@ fn render_preview(
         None => story.default_motion(),
     };
     let prompts = Prompts::load(&paths.prompts_dir).map_err(|e| editor_error(&e))?;
-    let setup = DebateSetup {
-        story: &story,
-        a: &a,
-        b: &b,
-        motion: &motion,
-        words: settings.words(),
-        brief: settings.brief_prompts,
-    };
+    let setup = settings.setup(&story, &a, &b, &motion);
     let calls = prompts.preview(&setup).map_err(|e| editor_error(&e))?;
     Ok(json!({"templates": prompts.version(), "motion": motion, "calls": calls}))
 }
