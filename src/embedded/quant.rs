@@ -25,6 +25,36 @@ pub struct BlockQ4_1 {
     qs: [u8; 16],
 }
 
+/// Eight weight rows' Q4_1 blocks at one block column, interleaved for the x86 kernels so
+/// that one 32-byte vector holds four weights of each row: byte `4j + t` of `qs[v]` is byte
+/// `4v + t` of row `j`'s block (its low nibble is weight `4v + t`, its high one `16 + 4v + t`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+pub struct BlockQ4_1x8 {
+    qs: [[u8; 32]; 4],
+    d: [f16; 8],
+    m: [f16; 8],
+}
+
+impl BlockQ4_1x8 {
+    fn interleave(rows: [&BlockQ4_1; 8]) -> BlockQ4_1x8 {
+        BlockQ4_1x8 {
+            qs: std::array::from_fn(|v| std::array::from_fn(|i| rows[i / 4].qs[4 * v + i % 4])),
+            d: rows.map(|b| b.d),
+            m: rows.map(|b| b.m),
+        }
+    }
+
+    /// Row `j`'s block.
+    fn block(&self, j: usize) -> BlockQ4_1 {
+        BlockQ4_1 {
+            d: self.d[j],
+            m: self.m[j],
+            qs: std::array::from_fn(|i| self.qs[i / 4][4 * j + i % 4]),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct BlockQ8_0 {
@@ -57,6 +87,8 @@ enum Data {
     F32(Vec<f32>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
+    /// Q4_1 in groups of eight rows: group `g`, block column `b` at `g * blocks_per_row + b`.
+    Q4_1x8(Vec<BlockQ4_1x8>),
     Q8_0(Vec<BlockQ8_0>),
 }
 
@@ -67,6 +99,8 @@ pub struct Matrix {
     pub cols: usize,
     data: Data,
     simd: bool,
+    /// AVX-512 VNNI's 8-bit dot products, for the interleaved layout.
+    vnni: bool,
 }
 
 /// Rows of activations, as floats and quantized.
@@ -93,6 +127,18 @@ fn read_blocks<T: Copy>(bytes: &[u8], n: usize, name: &str) -> Result<Vec<T>, Qu
 }
 
 /// Whether this CPU runs the AVX2 kernels (with FMA and F16C).
+/// Whether the CPU has 8-bit dot products (AVX-512 VNNI, on 256-bit vectors too).
+fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -142,7 +188,26 @@ impl Matrix {
         let data = match kind {
             0 | 1 => Data::F32(read_vector(bytes, kind, n, name)?),
             2 => Data::Q4_0(read_blocks(bytes, n / BLOCK, name)?),
-            3 => Data::Q4_1(read_blocks(bytes, n / BLOCK, name)?),
+            3 => {
+                let blocks: Vec<BlockQ4_1> = read_blocks(bytes, n / BLOCK, name)?;
+                // Interleaved rows let one vector instruction serve eight outputs.
+                if simd_available() && rows.is_multiple_of(8) {
+                    let bpr = cols / BLOCK;
+                    let group = |g: usize, b: usize| {
+                        BlockQ4_1x8::interleave(std::array::from_fn(|j| {
+                            &blocks[(8 * g + j) * bpr + b]
+                        }))
+                    };
+                    Data::Q4_1x8(
+                        (0..rows / 8)
+                            .flat_map(|g| (0..bpr).map(move |b| (g, b)))
+                            .map(|(g, b)| group(g, b))
+                            .collect(),
+                    )
+                } else {
+                    Data::Q4_1(blocks)
+                }
+            }
             8 => Data::Q8_0(read_blocks(bytes, n / BLOCK, name)?),
             kind => {
                 return Err(QuantError::Unsupported {
@@ -156,12 +221,20 @@ impl Matrix {
             cols,
             data,
             simd: simd_available(),
+            vnni: simd_available() && vnni_available(),
         })
     }
 
     /// Uses the portable kernels only (to check the fast ones against).
     pub fn portable(mut self) -> Matrix {
         self.simd = false;
+        self
+    }
+
+    /// Uses the AVX2 kernels even where VNNI is there (to check both).
+    #[cfg(test)]
+    fn without_vnni(mut self) -> Matrix {
+        self.vnni = false;
         self
     }
 
@@ -181,11 +254,12 @@ impl Matrix {
             }
             Data::Q4_1(v) => {
                 for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
-                    let (d, m) = (f32::from(b.d), f32::from(b.m));
-                    for i in 0..16 {
-                        o[i] = (b.qs[i] & 15) as f32 * d + m;
-                        o[i + 16] = (b.qs[i] >> 4) as f32 * d + m;
-                    }
+                    dequantize_q4_1(b, o);
+                }
+            }
+            Data::Q4_1x8(v) => {
+                for (b, o) in v[row / 8 * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
+                    dequantize_q4_1(&b.block(row % 8), o);
                 }
             }
             Data::Q8_0(v) => {
@@ -206,8 +280,11 @@ impl Matrix {
         assert_eq!(out.len(), x.rows * self.rows, "matmul output");
         let n = self.rows;
         let out = SharedOut(out.as_mut_ptr());
-        // Small chunks balance the threads; each chunk reuses its weight rows for every input row.
-        let chunk = (n / (rayon::current_num_threads() * 8)).clamp(8, 256);
+        // Small chunks balance the threads; each chunk reuses its weight rows for every input
+        // row. Chunks hold whole groups of eight rows, for the interleaved layout.
+        let chunk = (n / (rayon::current_num_threads() * 8))
+            .clamp(8, 256)
+            .next_multiple_of(8);
         (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
             let js = c * chunk..((c + 1) * chunk).min(n);
             // SAFETY: chunks cover disjoint output columns, and `out` outlives the loop.
@@ -226,6 +303,10 @@ impl Matrix {
                 match &self.data {
                     Data::Q4_0(w) => avx2::tile_q4_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
                     Data::Q4_1(w) => avx2::tile_q4_1(w, bpr, &x.blocks, x.rows, js, n, out.0),
+                    Data::Q4_1x8(w) if self.vnni => {
+                        avx2::tile_q4_1x8_vnni(w, bpr, &x.blocks, x.rows, js, n, out.0)
+                    }
+                    Data::Q4_1x8(w) => avx2::tile_q4_1x8(w, bpr, &x.blocks, x.rows, js, n, out.0),
                     Data::Q8_0(w) => avx2::tile_q8_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
                     Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
                 }
@@ -235,6 +316,15 @@ impl Matrix {
         match &self.data {
             Data::Q4_0(w) => tile_portable(w, bpr, x, js, &write, dot_q4_0),
             Data::Q4_1(w) => tile_portable(w, bpr, x, js, &write, dot_q4_1),
+            Data::Q4_1x8(w) => {
+                for j in js {
+                    let row: Vec<BlockQ4_1> = w[j / 8 * bpr..][..bpr]
+                        .iter()
+                        .map(|b| b.block(j % 8))
+                        .collect();
+                    tile_portable(&row, bpr, x, 0..1, &|r, _, v| write(r, j, v), dot_q4_1);
+                }
+            }
             Data::Q8_0(w) => tile_portable(w, bpr, x, js, &write, dot_q8_0),
             Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
         }
@@ -274,6 +364,14 @@ fn tile_f32(
             let xr = &x.floats[r * cols..][..cols];
             write(r, j, wr.iter().zip(xr).map(|(a, b)| a * b).sum());
         }
+    }
+}
+
+fn dequantize_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
+    let (d, m) = (f32::from(b.d), f32::from(b.m));
+    for i in 0..16 {
+        out[i] = (b.qs[i] & 15) as f32 * d + m;
+        out[i + 16] = (b.qs[i] >> 4) as f32 * d + m;
     }
 }
 
@@ -355,7 +453,7 @@ mod avx2 {
     //! AVX2 kernels, after ggml's: 4-bit weights are unpacked to bytes, multiplied with the
     //! 8-bit activations by `maddubs` (unsigned × signed), summed to i32 and scaled in float.
     //! Each weight block is unpacked once and used for up to four activation rows.
-    use super::{BlockQ4_0, BlockQ4_1, BlockQ8, BlockQ8_0};
+    use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1x8, BlockQ8, BlockQ8_0};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -503,6 +601,115 @@ mod avx2 {
         };
     }
     tile!(tile_q4_0, BlockQ4_0, dot_q4_0);
+
+    /// The four bytes of activations `4i..4i + 4` of a block in every 32-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn word(x: &BlockQ8, i: usize) -> __m256i {
+        // SAFETY: i < 8, so the four bytes lie inside `qs`.
+        _mm256_set1_epi32(unsafe { x.qs.as_ptr().cast::<i32>().add(i).read_unaligned() })
+    }
+
+    /// Σ weight × activation over one block, for the eight rows of an interleaved group: `lo`
+    /// and `hi` are its low and high nibbles. Eight `maddubs` sums fit in i16 (8 · 2 · 15 · 127).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_x8(lo: &[__m256i; 4], hi: &[__m256i; 4], x: &BlockQ8) -> __m256i {
+        let mut sum = _mm256_setzero_si256();
+        for v in 0..4 {
+            sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(lo[v], unsafe { word(x, v) }));
+            sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(hi[v], unsafe { word(x, 4 + v) }));
+        }
+        _mm256_madd_epi16(sum, _mm256_set1_epi16(1))
+    }
+
+    /// [`dot_x8`] with AVX-512 VNNI's `dpbusd`, which multiplies and sums four bytes at once.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn dot_x8_vnni(lo: &[__m256i; 4], hi: &[__m256i; 4], x: &BlockQ8) -> __m256i {
+        // Two chains, so one sum does not wait on the other.
+        let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for v in 0..4 {
+            unsafe {
+                a = _mm256_dpbusd_epi32(a, lo[v], word(x, v));
+                b = _mm256_dpbusd_epi32(b, hi[v], word(x, 4 + v));
+            }
+        }
+        _mm256_add_epi32(a, b)
+    }
+
+    macro_rules! tile_x8 {
+        ($name:ident, $rows:ident, $features:literal, $dot:ident) => {
+            /// # Safety
+            /// The CPU has the features this is compiled for; `js` covers whole groups of
+            /// eight rows; `out` has room for `rows × n` floats and no one else writes
+            /// columns `js` while this runs.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(
+                w: &[BlockQ4_1x8],
+                bpr: usize,
+                x: &[BlockQ8],
+                rows: usize,
+                js: std::ops::Range<usize>,
+                n: usize,
+                out: *mut f32,
+            ) {
+                for g in js.start / 8..js.end.div_ceil(8) {
+                    let wg = &w[g * bpr..][..bpr];
+                    let mut r = 0;
+                    while r + 4 <= rows {
+                        unsafe { $rows::<4>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) };
+                        r += 4;
+                    }
+                    while r < rows {
+                        unsafe { $rows::<1>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) };
+                        r += 1;
+                    }
+                }
+            }
+
+            /// Eight outputs of `R` activation rows: each lane of `acc` is one weight row.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn $rows<const R: usize>(
+                w: &[BlockQ4_1x8],
+                x: &[BlockQ8],
+                bpr: usize,
+                out: *mut f32,
+                n: usize,
+            ) {
+                let mask = _mm256_set1_epi8(15);
+                let mut acc = [_mm256_setzero_ps(); R];
+                for (b, wb) in w.iter().enumerate() {
+                    let mut lo = [_mm256_setzero_si256(); 4];
+                    let mut hi = [_mm256_setzero_si256(); 4];
+                    for v in 0..4 {
+                        let packed = unsafe { _mm256_load_si256(wb.qs[v].as_ptr().cast()) };
+                        lo[v] = _mm256_and_si256(packed, mask);
+                        hi[v] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+                    }
+                    let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.d.as_ptr().cast()) });
+                    let m = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.m.as_ptr().cast()) });
+                    for (k, acc) in acc.iter_mut().enumerate() {
+                        let xb = &x[k * bpr + b];
+                        let sum = _mm256_cvtepi32_ps(unsafe { $dot(&lo, &hi, xb) });
+                        *acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), *acc);
+                        *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *acc);
+                    }
+                }
+                for (k, acc) in acc.iter().enumerate() {
+                    unsafe { _mm256_storeu_ps(out.add(k * n), *acc) };
+                }
+            }
+        };
+    }
+    tile_x8!(tile_q4_1x8, rows_x8, "avx2,fma,f16c", dot_x8);
+    tile_x8!(
+        tile_q4_1x8_vnni,
+        rows_x8_vnni,
+        "avx2,fma,f16c,avx512vnni,avx512vl",
+        dot_x8_vnni
+    );
     tile!(tile_q4_1, BlockQ4_1, dot_q4_1);
     tile!(tile_q8_0, BlockQ8_0, dot_q8_0);
 }
@@ -545,7 +752,7 @@ mod tests {
 
     #[test]
     fn fast_kernels_agree_with_portable_ones_and_with_floats() {
-        let (rows, cols, n) = (40, 128, 3);
+        let (rows, cols, n) = (40, 128, 6);
         let x: Vec<f32> = bytes(n * cols, 7)
             .iter()
             .map(|&b| b as f32 / 64.0 - 2.0)
@@ -554,12 +761,26 @@ mod tests {
         for kind in [2, 3, 8] {
             let raw = weights(kind, rows, cols);
             let fast = Matrix::from_ggml(&raw, kind, rows, cols, "w").unwrap();
+            let avx2 = Matrix::from_ggml(&raw, kind, rows, cols, "w")
+                .unwrap()
+                .without_vnni();
             let portable = Matrix::from_ggml(&raw, kind, rows, cols, "w")
                 .unwrap()
                 .portable();
-            let (mut a, mut b) = (vec![0.0; n * rows], vec![0.0; n * rows]);
+            let (mut a, mut a2, mut b) = (
+                vec![0.0; n * rows],
+                vec![0.0; n * rows],
+                vec![0.0; n * rows],
+            );
             fast.matmul(&acts, &mut a);
+            avx2.matmul(&acts, &mut a2);
             portable.matmul(&acts, &mut b);
+            for (x, y) in a.iter().zip(&a2) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "type {kind}: {x} vs {y}"
+                );
+            }
             let mut row = vec![0.0; cols];
             for j in 0..rows {
                 fast.row(j, &mut row);

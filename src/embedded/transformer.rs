@@ -352,7 +352,7 @@ impl Transformer {
     /// to four consecutive rows of one sequence and one key/value head, with all the query
     /// heads that share it, so each cached key and value is read once for all of them.
     fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
-        const BLOCK_ROWS: usize = 4;
+        const BLOCK_ROWS: usize = 16;
         let h = &self.hyper;
         let (hd, group) = (h.head_dim, h.heads / h.kv_heads);
         let scale = 1.0 / (hd as f32).sqrt();
