@@ -663,9 +663,15 @@ mod avx2 {
                     }
                     // Two or three streams decoding together: one unpacking serves them all.
                     match rows - r {
-                        3 => unsafe { $rows::<3>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
-                        2 => unsafe { $rows::<2>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
-                        1 => unsafe { $rows::<1>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
+                        3 => unsafe {
+                            $rows::<3>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n)
+                        },
+                        2 => unsafe {
+                            $rows::<2>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n)
+                        },
+                        1 => unsafe {
+                            $rows::<1>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n)
+                        },
                         _ => {}
                     }
                 }

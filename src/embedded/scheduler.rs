@@ -268,7 +268,7 @@ impl Scheduler {
             }
         }
         if let Some((len, cache)) = best {
-            let copy = cache.prefix(len, self.model.transformer.kv_dim());
+            let copy = cache.prefix(len);
             self.live[i].cache = copy;
             self.live[i].reused = len;
         }

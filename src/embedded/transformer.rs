@@ -76,13 +76,17 @@ pub struct Transformer {
     rope: Vec<(f32, f32)>,
 }
 
-/// Keys and values a sequence has computed so far, per layer, in f16 (half the memory and
-/// memory traffic of f32, at a precision attention does not notice).
+/// Keys and values a sequence has computed so far, in f16 (half the memory and memory
+/// traffic of f32, at a precision attention does not notice). One vector per layer and
+/// key/value head, position after position, so an attention task reads one contiguous run.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
+    /// Indexed by `layer * kv_heads + head`.
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
     len: usize,
+    /// Values per position in one vector (the head's width).
+    width: usize,
 }
 
 impl KvCache {
@@ -96,14 +100,19 @@ impl KvCache {
     }
 
     /// A copy of the first `len` positions (a shared prompt prefix).
-    pub fn prefix(&self, len: usize, kv_dim: usize) -> KvCache {
+    pub fn prefix(&self, len: usize) -> KvCache {
         let len = len.min(self.len);
-        let take =
-            |layers: &Vec<Vec<f16>>| layers.iter().map(|l| l[..len * kv_dim].to_vec()).collect();
+        let take = |heads: &Vec<Vec<f16>>| {
+            heads
+                .iter()
+                .map(|h| h[..len * self.width].to_vec())
+                .collect()
+        };
         KvCache {
             k: take(&self.k),
             v: take(&self.v),
             len,
+            width: self.width,
         }
     }
 }
@@ -246,10 +255,12 @@ impl Transformer {
 
     /// An empty cache shaped for this model.
     pub fn new_cache(&self) -> KvCache {
+        let vectors = self.hyper.layers * self.hyper.kv_heads;
         KvCache {
-            k: vec![Vec::new(); self.hyper.layers],
-            v: vec![Vec::new(); self.hyper.layers],
+            k: vec![Vec::new(); vectors],
+            v: vec![Vec::new(); vectors],
             len: 0,
+            width: self.hyper.head_dim,
         }
     }
 
@@ -292,13 +303,17 @@ impl Transformer {
                 self.rotate(&mut q[i * dim..][..dim], row.pos);
                 self.rotate(&mut k[i * kv_dim..][..kv_dim], row.pos);
                 let cache = &mut caches[row.seq];
-                for (store, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
-                    store.truncate(row.pos * kv_dim);
-                    store.extend(
-                        new[i * kv_dim..][..kv_dim]
-                            .iter()
-                            .map(|&x| f16::from_f32(x)),
-                    );
+                let hd = h.head_dim;
+                for head in 0..h.kv_heads {
+                    let at = l * h.kv_heads + head;
+                    for (store, new) in [(&mut cache.k[at], &k), (&mut cache.v[at], &v)] {
+                        store.truncate(row.pos * hd);
+                        store.extend(
+                            new[i * kv_dim + head * hd..][..hd]
+                                .iter()
+                                .map(|&x| f16::from_f32(x)),
+                        );
+                    }
                 }
             }
             self.attend(rows, caches, l, &q, &mut attended);
@@ -380,11 +395,12 @@ impl Transformer {
                     return;
                 };
                 let cache = &caches[rows[first].seq];
+                let at = layer * h.kv_heads + kv_head;
                 let head_cache = HeadCache {
-                    keys: &cache.k[layer],
-                    values: &cache.v[layer],
-                    stride: h.kv_dim(),
-                    offset: kv_head * hd,
+                    keys: &cache.k[at],
+                    values: &cache.v[at],
+                    stride: hd,
+                    offset: 0,
                 };
                 let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
                 for (i, out) in outs {
