@@ -1,12 +1,17 @@
-//! Live runs: the engine's events are batched, stored with sequence numbers, and broadcast
-//! to whoever follows; a follower replays the stored log and then follows live, resuming
-//! after any `Last-Event-ID` without gaps or duplicates.
+//! Live runs: the engine's events are batched, numbered, broadcast to whoever follows and
+//! stored; a follower replays the log and then follows live, resuming after any
+//! `Last-Event-ID` without gaps or duplicates.
+//!
+//! Followers hear an event before the database has it: a run executing here keeps its
+//! events in memory too, so a follower on this instance never waits on a write, and the
+//! writer commits many runs' events at once. A run leaves the hub only once all of its
+//! events are stored, so followers elsewhere (and later) read a complete log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::event::{Event, Speaker};
@@ -15,34 +20,96 @@ use crate::store::{Store, StoredEvent};
 /// How long tokens gather before they are stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
 
-/// The broadcast channels of the runs this instance is executing, and wake-ups for runs
-/// that other instances execute (fed by PostgreSQL notifications).
+/// Events a follower may fall behind by before it catches up from the run's memory.
+const LIVE_BUFFER: usize = 64;
+
+/// A run executing on this instance: every event so far, and the channel of new ones.
+pub struct LiveRun(Mutex<RunState>);
+
+struct RunState {
+    events: Vec<StoredEvent>,
+    /// `None` once the run has ended (or was sealed): followers then see the channel close.
+    tx: Option<broadcast::Sender<StoredEvent>>,
+}
+
+impl LiveRun {
+    fn state(&self) -> MutexGuard<'_, RunState> {
+        // A panic elsewhere cannot leave the state inconsistent: take it anyway.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an event and tells the followers, under one lock so that a follower arriving
+    /// meanwhile sees it exactly once: in its snapshot or on its channel. False if the run
+    /// has ended.
+    fn publish(&self, event: StoredEvent) -> bool {
+        let mut state = self.state();
+        let Some(tx) = &state.tx else {
+            return false;
+        };
+        let _ = tx.send(event.clone()); // nobody listening is fine
+        state.events.push(event);
+        true
+    }
+
+    /// The events after `last`, and a channel for the ones to come.
+    fn follow(&self, last: i64) -> (Vec<StoredEvent>, broadcast::Receiver<StoredEvent>) {
+        let state = self.state();
+        let rx = match &state.tx {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1, // its sender is gone: closed at once
+        };
+        (after(&state.events, last), rx)
+    }
+
+    /// Takes no more events; returns the last sequence number.
+    fn end(&self) -> i64 {
+        let mut state = self.state();
+        state.tx = None;
+        state.events.last().map_or(0, |e| e.seq)
+    }
+}
+
+fn after(events: &[StoredEvent], last: i64) -> Vec<StoredEvent> {
+    let start = events.partition_point(|e| e.seq <= last);
+    events[start..].to_vec()
+}
+
+/// The runs this instance is executing, and wake-ups for runs that other instances execute
+/// (fed by PostgreSQL notifications).
 #[derive(Default)]
 pub struct Hub {
-    runs: Mutex<HashMap<String, broadcast::Sender<StoredEvent>>>,
+    runs: Mutex<HashMap<String, Arc<LiveRun>>>,
     remote: Mutex<HashMap<String, broadcast::Sender<()>>>,
 }
 
 impl Hub {
-    /// Opens the channel of a run about to execute here. Done before the run is announced
-    /// to its client, so a follower arriving at once finds it.
-    pub fn open(&self, run_id: &str) -> broadcast::Sender<StoredEvent> {
-        let (tx, _) = broadcast::channel(1024);
-        self.lock().insert(run_id.to_string(), tx.clone());
-        tx
+    /// Opens a run about to execute here. Done before the run is announced to its client,
+    /// so a follower arriving at once finds it.
+    pub fn open(&self, run_id: &str) -> Arc<LiveRun> {
+        let run = Arc::new(LiveRun(Mutex::new(RunState {
+            events: Vec::new(),
+            tx: Some(broadcast::channel(LIVE_BUFFER).0),
+        })));
+        self.lock().insert(run_id.to_string(), run.clone());
+        run
     }
 
     fn close(&self, run_id: &str) {
         self.lock().remove(run_id);
     }
 
-    /// Listens to a run executing here, if it is.
-    pub fn subscribe(&self, run_id: &str) -> Option<broadcast::Receiver<StoredEvent>> {
-        self.lock().get(run_id).map(broadcast::Sender::subscribe)
+    /// A run executing here, if it is.
+    fn live(&self, run_id: &str) -> Option<Arc<LiveRun>> {
+        self.lock().get(run_id).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<StoredEvent>>> {
-        // A panic elsewhere cannot leave the map inconsistent: take it anyway.
+    /// Stops a run executing here from adding events (it is being interrupted); returns
+    /// its last sequence number, or `None` if it does not execute here.
+    pub fn seal(&self, run_id: &str) -> Option<i64> {
+        self.live(run_id).map(|run| run.end())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<LiveRun>>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -99,20 +166,24 @@ pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
     }
 }
 
-/// Stores and broadcasts the events of one run until its sender is dropped. The `done` event
-/// is held back until then, so that a client who sees it finds the run's result stored.
+/// Broadcasts and stores the events of one run until its sender is dropped. The `done`
+/// event is held back until `result_stored` fires (or is dropped), so that a client who
+/// sees it finds the run's result stored; the run leaves the hub once the database has
+/// every event.
 pub async fn record(
     store: Store,
     hub: &Hub,
     run_id: &str,
-    tx: broadcast::Sender<StoredEvent>,
+    run: Arc<LiveRun>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    result_stored: oneshot::Receiver<()>,
 ) {
     let mut writer = Writer {
         store: &store,
         run_id,
-        tx: &tx,
+        run: &run,
         seq: 0,
+        stored: None,
     };
     // One batch per speaking turn: the two sides stream at once, and must not cut each
     // other's batches short.
@@ -124,7 +195,7 @@ pub async fn record(
                 Ok(next) => next,
                 Err(_) => {
                     let now = Instant::now();
-                    writer.flush(&mut batches, |b| b.deadline <= now).await;
+                    writer.flush(&mut batches, |b| b.deadline <= now);
                     continue;
                 }
             },
@@ -151,19 +222,27 @@ pub async fn record(
                 }
             }
             Some(event @ Event::Done { .. }) => {
-                writer.flush(&mut batches, |_| true).await;
+                writer.flush(&mut batches, |_| true);
                 done = Some(event);
             }
             Some(event) => {
                 // Tokens come before whatever follows them.
-                writer.flush(&mut batches, |_| true).await;
-                writer.write(&event).await;
+                writer.flush(&mut batches, |_| true);
+                writer.write(&event);
             }
         }
     }
-    writer.flush(&mut batches, |_| true).await;
+    writer.flush(&mut batches, |_| true);
+    let _ = result_stored.await;
     if let Some(event) = done {
-        writer.write(&event).await;
+        writer.write(&event);
+    }
+    run.end();
+    if let Some(stored) = writer.stored.take() {
+        // Events are committed in order: the last one stored means all are.
+        if let Err(e) = stored.wait().await {
+            tracing::error!(run = run_id, "cannot store the last events: {e}");
+        }
     }
     hub.close(run_id);
 }
@@ -179,13 +258,15 @@ struct Batch {
 struct Writer<'a> {
     store: &'a Store,
     run_id: &'a str,
-    tx: &'a broadcast::Sender<StoredEvent>,
+    run: &'a LiveRun,
     seq: i64,
+    /// Resolves once the latest event is stored.
+    stored: Option<crate::store::Stored>,
 }
 
 impl Writer<'_> {
     /// Writes out the batches that `due` selects, oldest first.
-    async fn flush(&mut self, batches: &mut Vec<Batch>, due: impl Fn(&Batch) -> bool) {
+    fn flush(&mut self, batches: &mut Vec<Batch>, due: impl Fn(&Batch) -> bool) {
         let (ready, waiting): (Vec<Batch>, Vec<Batch>) = batches.drain(..).partition(|b| due(b));
         *batches = waiting;
         for batch in ready {
@@ -194,32 +275,36 @@ impl Writer<'_> {
                 round,
                 speaker,
                 text,
-            })
-            .await;
+            });
         }
     }
 
-    async fn write(&mut self, event: &Event) {
+    /// Numbers an event, tells the followers, and queues it for the database.
+    fn write(&mut self, event: &Event) {
         self.seq += 1;
         let stored = StoredEvent {
             seq: self.seq,
             name: event.name().to_string(),
             data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
         };
-        if let Err(e) = self.store.append_event(self.run_id, &stored).await {
-            tracing::error!(run = self.run_id, "cannot store event {}: {e}", stored.seq);
+        if self.run.publish(stored.clone()) {
+            self.stored = Some(self.store.queue_event(self.run_id, stored));
         }
-        let _ = self.tx.send(stored); // nobody listening is fine
     }
 }
 
-/// Appends events to the log of a run nobody is executing (e.g. one interrupted by a crash).
+/// Appends events to the log of a run nobody is executing any more (one interrupted by a
+/// crash, or sealed past the shutdown grace period: `last` is then its last number).
 pub async fn append(
     store: &Store,
     run_id: &str,
+    last: Option<i64>,
     events: &[Event],
 ) -> Result<(), crate::store::StoreError> {
-    let mut seq = store.last_seq(run_id).await?;
+    let mut seq = match last {
+        Some(seq) => seq,
+        None => store.last_seq(run_id).await?,
+    };
     for event in events {
         seq += 1;
         let stored = StoredEvent {
@@ -234,8 +319,8 @@ pub async fn append(
 
 /// How a follower hears of new events.
 enum Live {
-    /// The run executes here: its events, as they are stored.
-    Local(broadcast::Receiver<StoredEvent>),
+    /// The run executes here: its events as they happen, and all of them in memory.
+    Local(Arc<LiveRun>, broadcast::Receiver<StoredEvent>),
     /// The run executes on another instance: wake-ups to read the log again.
     Remote(broadcast::Receiver<()>),
 }
@@ -260,13 +345,19 @@ impl Follower {
         last: i64,
         unfinished: bool,
     ) -> Result<Follower, crate::store::StoreError> {
-        let live = match hub.subscribe(run_id) {
-            Some(rx) => Some(Live::Local(rx)),
-            None if unfinished && store.dialect() == crate::store::Dialect::Postgres => {
-                Some(Live::Remote(hub.watch(run_id)))
-            }
-            None => None,
-        };
+        if let Some(run) = hub.live(run_id) {
+            let (backlog, rx) = run.follow(last);
+            return Ok(Follower {
+                store,
+                run_id: run_id.to_string(),
+                last,
+                backlog: backlog.into(),
+                live: Some(Live::Local(run, rx)),
+                finished: false,
+            });
+        }
+        let live = (unfinished && store.dialect() == crate::store::Dialect::Postgres)
+            .then(|| Live::Remote(hub.watch(run_id)));
         let backlog = store.events_after(run_id, last).await?.into();
         Ok(Follower {
             store,
@@ -293,20 +384,19 @@ impl Follower {
                 return Some(event);
             }
             match self.live.as_mut()? {
-                Live::Local(live) => match live.recv().await {
+                Live::Local(run, live) => match live.recv().await {
                     Ok(event) => self.backlog.push_back(event),
-                    Err(_) => {
-                        // Too slow for the channel, or the run ended here: the log has
-                        // everything.
-                        if matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)) {
-                            self.live = None;
-                        }
-                        let rest = self
-                            .store
-                            .events_after(&self.run_id, self.last)
-                            .await
-                            .ok()?;
-                        if rest.is_empty() && self.live.is_none() {
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow for the channel: catch up from memory, then listen again.
+                        let (rest, rx) = run.follow(self.last);
+                        *live = rx;
+                        self.backlog.extend(rest);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        // The run ended (and `done`, if it came, is in its events).
+                        let rest = after(&run.state().events, self.last);
+                        self.live = None;
+                        if rest.is_empty() {
                             return None;
                         }
                         self.backlog.extend(rest);

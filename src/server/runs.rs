@@ -23,9 +23,6 @@ use crate::event::{Event, EventSink};
 use crate::store::{Quota, Run, RunKind, StoreError};
 use crate::transcript::{ErrorInfo, Status};
 
-/// The broadcast side of a run executing here.
-type Live = tokio::sync::broadcast::Sender<crate::store::StoredEvent>;
-
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDebate {
     story: String,
@@ -219,8 +216,13 @@ where
 }
 
 /// Runs the engine for a stored run: records its events, then stores its result.
-async fn execute<F, Fut>(state: &AppState, kind: RunKind, id: &str, live: Live, run: F)
-where
+async fn execute<F, Fut>(
+    state: &AppState,
+    kind: RunKind,
+    id: &str,
+    live: Arc<live::LiveRun>,
+    run: F,
+) where
     F: FnOnce(EventSink) -> Fut,
     Fut: Future<Output = Outcome>,
 {
@@ -228,11 +230,12 @@ where
         tracing::error!(run = id, "cannot mark running: {e}");
     }
     let (sink, events) = EventSink::channel();
-    let recorder = live::record(state.store.clone(), &state.hub, id, live, events);
+    let (result_stored, stored) = tokio::sync::oneshot::channel();
+    let recorder = live::record(state.store.clone(), &state.hub, id, live, events, stored);
     let work = async {
         let outcome = run(sink).await;
-        // The sink was moved into the engine and is dropped with it; store the result
-        // before the recorder releases the `done` event.
+        // The recorder holds the `done` event back until the result is stored (this
+        // function's end drops `result_stored` on every path).
         match outcome {
             Ok((status, error, result)) => {
                 let error = error
@@ -250,6 +253,7 @@ where
             }
             Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
         }
+        drop(result_stored);
     };
     futures::join!(recorder, work);
 }
@@ -432,9 +436,12 @@ pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError>
         message: "the service stopped before this finished".into(),
     };
     for run in &runs {
+        // A run still executing here adds nothing more, and what it queued is stored first.
+        let last = state.hub.seal(&run.id);
         live::append(
             &state.store,
             &run.id,
+            last,
             &[
                 Event::Error {
                     code: reason.code.clone(),

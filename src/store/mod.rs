@@ -103,6 +103,18 @@ pub struct Store {
     events: mpsc::UnboundedSender<EventWrite>,
 }
 
+/// Resolves once a queued event is committed.
+pub struct Stored(oneshot::Receiver<Result<(), String>>);
+
+impl Stored {
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0
+            .await
+            .map_err(|_| StoreError::Writer("the event writer stopped".into()))?
+            .map_err(StoreError::Writer)
+    }
+}
+
 /// An event waiting for the writer, and who to tell when it is stored.
 struct EventWrite {
     run_id: String,
@@ -135,6 +147,9 @@ async fn write_events(
         let result = commit_group(&pool, dialect, &group)
             .await
             .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!("cannot store {} events: {e}", group.len());
+        }
         for write in group {
             let _ = write.stored.send(result.clone());
         }
@@ -457,18 +472,21 @@ impl Store {
     /// Appends an event to a run's log (and, on PostgreSQL, tells other instances), returning
     /// once it is committed.
     pub async fn append_event(&self, run_id: &str, event: &StoredEvent) -> Result<(), StoreError> {
+        self.queue_event(run_id, event.clone()).wait().await
+    }
+
+    /// Queues an event for the log without waiting; events are committed in the order they
+    /// are queued.
+    pub fn queue_event(&self, run_id: &str, event: StoredEvent) -> Stored {
         let (stored, committed) = oneshot::channel();
         let write = EventWrite {
             run_id: run_id.to_string(),
-            event: event.clone(),
+            event,
             stored,
         };
-        let gone = || StoreError::Writer("the event writer stopped".into());
-        self.events.send(write).map_err(|_| gone())?;
-        committed
-            .await
-            .map_err(|_| gone())?
-            .map_err(StoreError::Writer)
+        // If the writer has stopped, `committed` reports it.
+        let _ = self.events.send(write);
+        Stored(committed)
     }
 
     /// A run's events after sequence number `after`, in order.
