@@ -432,6 +432,15 @@ mod tests {
         let config = load(&[], None).unwrap();
         assert_eq!(config.llm.backend, Backend::Embedded);
         assert_eq!(config.judge.backend, Backend::Embedded);
+        assert!(config.llm.brief_prompts && config.judge.brief_prompts);
+    }
+
+    #[test]
+    fn an_endpoint_judge_asks_for_full_verdicts() {
+        // Embedded debaters, a judge behind an endpoint: only the debaters get brief prompts.
+        let config = load(&[("CROSSFIRE_JUDGE_BASE_URL", "http://b/v1")], None).unwrap();
+        assert_eq!(config.judge.backend, Backend::Openai);
+        assert!(config.llm.brief_prompts && !config.judge.brief_prompts);
     }
 
     #[test]
