@@ -276,19 +276,30 @@ impl Matrix {
     /// `out[r][j] = Σ_k self[j][k] · x[r][k]` for every activation row `r`; `out` is
     /// `x.rows × self.rows`. Output rows are split across the current rayon pool.
     pub fn matmul(&self, x: &Activations, out: &mut [f32]) {
-        assert_eq!(x.cols, self.cols, "matmul shapes");
-        assert_eq!(out.len(), x.rows * self.rows, "matmul output");
-        let n = self.rows;
-        let out = SharedOut(out.as_mut_ptr());
-        // Small chunks balance the threads; each chunk reuses its weight rows for every input
-        // row. Chunks hold whole groups of eight rows, for the interleaved layout.
-        let chunk = (n / (rayon::current_num_threads() * 8))
-            .clamp(8, 256)
-            .next_multiple_of(8);
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
-            let js = c * chunk..((c + 1) * chunk).min(n);
-            // SAFETY: chunks cover disjoint output columns, and `out` outlives the loop.
-            unsafe { self.tile(x, js, &out) }
+        Matrix::matmul_each(&mut [(self, out)], x);
+    }
+
+    /// [`Matrix::matmul`] of several matrices with the same input, in one parallel loop:
+    /// a decode step is short, and every loop's start and end costs the threads a meeting.
+    pub fn matmul_each(products: &mut [(&Matrix, &mut [f32])], x: &Activations) {
+        let threads = rayon::current_num_threads();
+        let mut outs = Vec::with_capacity(products.len());
+        let mut tasks = Vec::new();
+        for (m, (matrix, out)) in products.iter_mut().enumerate() {
+            assert_eq!(x.cols, matrix.cols, "matmul shapes");
+            assert_eq!(out.len(), x.rows * matrix.rows, "matmul output");
+            let n = matrix.rows;
+            // Small chunks balance the threads; each chunk reuses its weight rows for every
+            // input row. Chunks hold whole groups of eight rows, for the interleaved layout.
+            let chunk = (n / (threads * 8)).clamp(8, 256).next_multiple_of(8);
+            tasks.extend((0..n.div_ceil(chunk)).map(|c| (m, c * chunk..((c + 1) * chunk).min(n))));
+            outs.push((&**matrix, SharedOut(out.as_mut_ptr())));
+        }
+        tasks.into_par_iter().for_each(|(m, js)| {
+            let (matrix, out) = &outs[m];
+            // SAFETY: chunks cover disjoint output columns of each product, and the outputs
+            // outlive the loop.
+            unsafe { matrix.tile(x, js, out) }
         });
     }
 

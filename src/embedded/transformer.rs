@@ -296,9 +296,10 @@ impl Transformer {
         for (l, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, h.eps, &mut normed);
             let acts = Activations::new(&normed, dim);
-            layer.q.matmul(&acts, &mut q);
-            layer.k.matmul(&acts, &mut k);
-            layer.v.matmul(&acts, &mut v);
+            Matrix::matmul_each(
+                &mut [(&layer.q, &mut q), (&layer.k, &mut k), (&layer.v, &mut v)],
+                &acts,
+            );
             for (i, row) in rows.iter().enumerate() {
                 self.rotate(&mut q[i * dim..][..dim], row.pos);
                 self.rotate(&mut k[i * kv_dim..][..kv_dim], row.pos);
@@ -324,8 +325,7 @@ impl Transformer {
 
             rms_norm(&x, &layer.ffn_norm, h.eps, &mut normed);
             let acts = Activations::new(&normed, dim);
-            layer.gate.matmul(&acts, &mut gate);
-            layer.up.matmul(&acts, &mut up);
+            Matrix::matmul_each(&mut [(&layer.gate, &mut gate), (&layer.up, &mut up)], &acts);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
