@@ -126,7 +126,6 @@ fn read_blocks<T: Copy>(bytes: &[u8], n: usize, name: &str) -> Result<Vec<T>, Qu
     Ok(out)
 }
 
-/// Whether this CPU runs the AVX2 kernels (with FMA and F16C).
 /// Whether the CPU has 8-bit dot products (AVX-512 VNNI, on 256-bit vectors too).
 fn vnni_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -139,6 +138,7 @@ fn vnni_available() -> bool {
     }
 }
 
+/// Whether this CPU runs the AVX2 kernels (with FMA and F16C).
 pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -463,7 +463,9 @@ impl<'a> Activations<'a> {
 mod avx2 {
     //! AVX2 kernels, after ggml's: 4-bit weights are unpacked to bytes, multiplied with the
     //! 8-bit activations by `maddubs` (unsigned × signed), summed to i32 and scaled in float.
-    //! Each weight block is unpacked once and used for up to four activation rows.
+    //! Each weight block is unpacked once and used for up to four activation rows. The
+    //! interleaved Q4_1 kernels (`tile_q4_1x8*`) instead give each 32-bit lane one weight
+    //! row, so eight outputs advance per instruction and need no horizontal sums.
     use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1x8, BlockQ8, BlockQ8_0};
     use half::f16;
     use std::arch::x86_64::*;
