@@ -99,6 +99,7 @@ mod avx2 {
     //! keeps a running maximum and sum (an online softmax) so no score row outlives its tile.
 
     use super::{HeadCache, Query};
+    use crate::embedded::vector::avx2::{exp, hsum};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -269,72 +270,6 @@ mod avx2 {
         }
         for (l, a) in acc.iter().enumerate() {
             unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(l * 8), *a) };
-        }
-    }
-
-    /// `e^x` for x ≤ 0 to about 2 ulp (Cephes' polynomial): x = n·ln 2 + r, e^r by its
-    /// series on |r| ≤ ln 2 / 2, and 2^n put straight into the exponent bits.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp(x: __m256) -> __m256 {
-        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        // ln 2 in two parts, so r keeps its precision.
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            5e-1,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let r2 = _mm256_mul_ps(r, r);
-        let e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(e, _mm256_castsi256_ps(bits))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn vector_exp_matches_the_library() {
-            if !crate::embedded::quant::simd_available() {
-                return;
-            }
-            let xs: Vec<f32> = (0..4000).map(|i| -(i as f32) * 0.0251).collect();
-            for chunk in xs.chunks_exact(8) {
-                let mut got = [0f32; 8];
-                // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
-                unsafe {
-                    use std::arch::x86_64::*;
-                    let e = super::exp(_mm256_loadu_ps(chunk.as_ptr()));
-                    _mm256_storeu_ps(got.as_mut_ptr(), e);
-                }
-                for (x, g) in chunk.iter().zip(got) {
-                    let want = x.exp();
-                    assert!(
-                        (g - want).abs() <= want * 4e-7 + 1e-37,
-                        "exp({x}) = {g}, not {want}"
-                    );
-                }
-            }
         }
     }
 }

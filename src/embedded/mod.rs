@@ -2,7 +2,8 @@
 //! CPU — by default SmolLM2-135M-Instruct, fetched by `crossfire model fetch`.
 //!
 //! Layers, bottom up: [`gguf`] reads the file, [`quant`] holds the quantized weights and
-//! their kernels, [`transformer`] is the network, [`tokenizer`] and [`chat`] turn messages
+//! their kernels, [`transformer`] is the network (with [`attention`] and the element-wise
+//! [`vector`] maths), [`tokenizer`] and [`chat`] turn messages
 //! into ids, [`sampler`] and [`grammar`] choose tokens, [`scheduler`] runs many generations
 //! in shared forward passes, and [`EmbeddedModel`] serves them to the async engine from a
 //! dedicated thread.
@@ -20,5 +21,6 @@ pub mod scheduler;
 pub mod service;
 pub mod tokenizer;
 pub mod transformer;
+pub mod vector;
 
 pub use model::{EmbeddedError, Model};

@@ -378,6 +378,26 @@ fn tile_f32(
     }
 }
 
+/// A block of 32 activations to 8 bits: `d = max|x| / 127`, each `x/d` rounded half away
+/// from zero (by adding ±½ and truncating, as the AVX2 version does, so they agree exactly).
+fn quantize(chunk: &[f32]) -> BlockQ8 {
+    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; 32];
+    let mut sum = 0i32;
+    for (q, v) in qs.iter_mut().zip(chunk) {
+        let scaled = v * inverse;
+        *q = (scaled + 0.5f32.copysign(scaled)).trunc() as i8;
+        sum += *q as i32;
+    }
+    BlockQ8 {
+        d,
+        s: d * sum as f32,
+        qs,
+    }
+}
+
 fn dequantize_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
     let (d, m) = (f32::from(b.d), f32::from(b.m));
     for i in 0..16 {
@@ -431,25 +451,19 @@ impl<'a> Activations<'a> {
     /// Quantizes `rows` rows of `cols` floats.
     pub fn new(floats: &'a [f32], cols: usize) -> Activations<'a> {
         assert_eq!(floats.len() % cols, 0, "activation shape");
-        let blocks = floats
-            .chunks_exact(BLOCK)
-            .map(|chunk| {
-                let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
-                let mut qs = [0i8; 32];
-                let mut sum = 0i32;
-                for (q, v) in qs.iter_mut().zip(chunk) {
-                    *q = (v * inverse).round() as i8;
-                    sum += *q as i32;
-                }
-                BlockQ8 {
-                    d,
-                    s: d * sum as f32,
-                    qs,
-                }
-            })
-            .collect();
+        let chunks = floats.chunks_exact(BLOCK);
+        #[cfg(target_arch = "x86_64")]
+        if simd_available() {
+            // SAFETY: the CPU has AVX2, FMA and F16C; chunks are BLOCK long.
+            let blocks = chunks.map(|c| unsafe { avx2::quantize(c) }).collect();
+            return Activations {
+                rows: floats.len() / cols,
+                cols,
+                floats,
+                blocks,
+            };
+        }
+        let blocks = chunks.map(quantize).collect();
         Activations {
             rows: floats.len() / cols,
             cols,
@@ -467,19 +481,9 @@ mod avx2 {
     //! interleaved Q4_1 kernels (`tile_q4_1x8*`) instead give each 32-bit lane one weight
     //! row, so eight outputs advance per instruction and need no horizontal sums.
     use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1x8, BlockQ8, BlockQ8_0};
+    use crate::embedded::vector::avx2::hsum;
     use half::f16;
     use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
 
     /// An f16 in all eight lanes, converted by the CPU.
     #[inline]
@@ -614,6 +618,47 @@ mod avx2 {
         };
     }
     tile!(tile_q4_0, BlockQ4_0, dot_q4_0);
+
+    /// [`super::quantize`], eight lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `chunk` holds 32 floats.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn quantize(chunk: &[f32]) -> BlockQ8 {
+        assert_eq!(chunk.len(), 32, "an activation block");
+        let sign = _mm256_set1_ps(-0.0);
+        let v: [__m256; 4] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * i)) });
+        let abs = v.map(|x| _mm256_andnot_ps(sign, x));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let inverse = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let half = _mm256_set1_ps(0.5);
+        let q = v.map(|x| {
+            let scaled = _mm256_mul_ps(x, inverse);
+            let away = _mm256_add_ps(scaled, _mm256_or_ps(half, _mm256_and_ps(scaled, sign)));
+            _mm256_cvttps_epi32(away)
+        });
+        let sums = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = _mm256_cvtepi32_ps(sums);
+        // i32 → i16 → i8 packs within 128-bit lanes; one permutation restores the order.
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let ordered =
+            _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut qs = [0i8; 32];
+        unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), ordered) };
+        BlockQ8 {
+            d,
+            s: d * hsum(sum),
+            qs,
+        }
+    }
 
     /// The four bytes of activations `4i..4i + 4` of a block in every 32-bit lane.
     #[inline]
@@ -832,6 +877,33 @@ mod tests {
                         "type {kind}: {b} vs {exact} (bound {bound})"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_quantization_agrees_with_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if simd_available() {
+            // Values across magnitudes, signs and exact halves of the grid; a zero block.
+            let mut x: Vec<f32> = bytes(32 * 40, 3)
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| (b as f32 - 128.0) * (1.0 + (i % 7) as f32).powi(3) / 97.0)
+                .collect();
+            x[32..64].copy_from_slice(&[0.0; 32]);
+            x[64..96].copy_from_slice(&std::array::from_fn::<f32, 32, _>(|i| i as f32 - 15.5));
+            for chunk in x.chunks_exact(BLOCK) {
+                let (a, b) = (quantize(chunk), unsafe { avx2::quantize(chunk) });
+                assert_eq!(a.qs, b.qs);
+                assert_eq!(a.d, b.d);
+                // The sum is exact in either; only the order of float adds may differ.
+                assert!(
+                    (a.s - b.s).abs() <= 1e-6 * (1.0 + a.s.abs()),
+                    "{} vs {}",
+                    a.s,
+                    b.s
+                );
             }
         }
     }

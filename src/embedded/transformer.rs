@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::attention::{self, HeadCache, Query};
 use super::gguf::{Gguf, GgufError};
 use super::quant::{Activations, Matrix, QuantError, read_vector};
+use super::vector;
 
 /// Why a model cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -326,9 +327,7 @@ impl Transformer {
             rms_norm(&x, &layer.ffn_norm, h.eps, &mut normed);
             let acts = Activations::new(&normed, dim);
             Matrix::matmul_each(&mut [(&layer.gate, &mut gate), (&layer.up, &mut up)], &acts);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
+            vector::silu_mul(&mut gate, &up);
             layer
                 .down
                 .matmul(&Activations::new(&gate, h.ffn_dim), &mut projected);
