@@ -7,13 +7,10 @@
 
 use half::f16;
 
-/// Where one key/value head lies in a layer's cache: position `t` starts at
-/// `t * stride + offset` and is `head_dim` values long.
+/// One key/value head's cache in one layer: position after position, each `head_dim` long.
 pub struct HeadCache<'a> {
     pub keys: &'a [f16],
     pub values: &'a [f16],
-    pub stride: usize,
-    pub offset: usize,
 }
 
 /// One query: its vector, how many positions it sees, and where its result goes.
@@ -50,7 +47,7 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
     scratch.resize(n * span + hd, 0.0);
     let (scores, row) = scratch.split_at_mut(n * span);
     for t in 0..span {
-        widen(&cache.keys[t * cache.stride + cache.offset..][..hd], row);
+        widen(&cache.keys[t * hd..][..hd], row);
         for (i, q) in queries.iter().enumerate().filter(|(_, q)| t < q.span) {
             scores[i * span + t] =
                 q.vector.iter().zip(&*row).map(|(a, b)| a * b).sum::<f32>() * scale;
@@ -65,7 +62,7 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
         q.out.fill(0.0);
     }
     for t in 0..span {
-        widen(&cache.values[t * cache.stride + cache.offset..][..hd], row);
+        widen(&cache.values[t * hd..][..hd], row);
         for (i, q) in queries.iter_mut().enumerate().filter(|(_, q)| t < q.span) {
             let weight = scores[i * span + t] / totals[i];
             for (o, v) in q.out.iter_mut().zip(&*row) {
@@ -134,7 +131,7 @@ mod avx2 {
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
             for t in 0..len {
-                let at = (tile + t) * cache.stride + cache.offset;
+                let at = (tile + t) * hd;
                 unsafe {
                     widen(&cache.keys[at..][..hd], &mut keys[t * hd..][..hd]);
                     widen(&cache.values[at..][..hd], &mut values[t * hd..][..hd]);
@@ -287,18 +284,16 @@ mod tests {
         // Spans across several tiles, with and without a partial block of eight keys; both
         // head widths with a fast path.
         for hd in [64, 128] {
-            let (stride, span) = (3 * hd, 75);
+            let span = 75;
             let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
             // Large scores, so a later tile raises the running maximum.
             let (keys, values) = (
-                half(wave(stride * span, 0.37).iter().map(|k| 3.0 * k).collect()),
-                half(wave(stride * span, 0.11)),
+                half(wave(hd * span, 0.37).iter().map(|k| 3.0 * k).collect()),
+                half(wave(hd * span, 0.11)),
             );
             let cache = HeadCache {
                 keys: &keys,
                 values: &values,
-                stride,
-                offset: hd,
             };
             let vectors = [wave(hd, 0.5), wave(hd, 0.7), wave(hd, 0.9)];
             let spans = [75, 1, 41];
@@ -323,7 +318,7 @@ mod tests {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
             // A query that sees one position gets that position's value.
-            for (x, y) in a[1].iter().zip(&values[hd..2 * hd]) {
+            for (x, y) in a[1].iter().zip(&values[..hd]) {
                 assert!((x - f32::from(*y)).abs() < 1e-6);
             }
         }

@@ -265,11 +265,6 @@ impl Transformer {
         }
     }
 
-    /// Width of one position's keys (or values).
-    pub fn kv_dim(&self) -> usize {
-        self.hyper.kv_dim()
-    }
-
     /// Runs `rows` through the model, appending their keys and values to `caches`, and returns
     /// the logits of the rows that asked for them, in order. The rows of one sequence must
     /// continue its cache in order of position. Call it inside the rayon pool meant for it.
@@ -363,7 +358,7 @@ impl Transformer {
     }
 
     /// Causal attention of every row over its own sequence. One task takes a block of up
-    /// to four consecutive rows of one sequence and one key/value head, with all the query
+    /// to 16 consecutive rows of one sequence and one key/value head, with all the query
     /// heads that share it, so each cached key and value is read once for all of them.
     fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
         const BLOCK_ROWS: usize = 16;
@@ -398,8 +393,6 @@ impl Transformer {
                 let head_cache = HeadCache {
                     keys: &cache.k[at],
                     values: &cache.v[at],
-                    stride: hd,
-                    offset: 0,
                 };
                 let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
                 for (i, out) in outs {

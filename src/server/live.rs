@@ -416,3 +416,69 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, name: &str) -> StoredEvent {
+        StoredEvent {
+            seq,
+            name: name.to_string(),
+            data: seq.to_string(),
+        }
+    }
+
+    async fn drain(mut follower: Follower) -> Vec<i64> {
+        let mut seqs = Vec::new();
+        let next = async {
+            while let Some(e) = follower.next().await {
+                seqs.push(e.seq);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the follower ends with the run");
+        seqs
+    }
+
+    #[tokio::test]
+    async fn followers_here_miss_nothing_and_see_nothing_twice() {
+        let path = std::env::temp_dir().join(format!("crossfire-live-{}.db", std::process::id()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let hub = Hub::default();
+        let run = hub.open("r");
+        for seq in 1..=10 {
+            assert!(run.publish(event(seq, "token")));
+        }
+        // One follower resumes mid-run; one from the start falls far behind its channel.
+        let resumed = Follower::start(store.clone(), &hub, "r", 4, true)
+            .await
+            .unwrap();
+        let slow = Follower::start(store.clone(), &hub, "r", 0, true)
+            .await
+            .unwrap();
+        let last = 10 + 3 * LIVE_BUFFER as i64;
+        for seq in 11..last {
+            run.publish(event(seq, "token"));
+        }
+        run.publish(event(last, "done"));
+        assert_eq!(run.end(), last);
+        assert!(
+            !run.publish(event(last + 1, "token")),
+            "an ended run takes no more"
+        );
+        assert_eq!(drain(resumed).await, (5..=last).collect::<Vec<_>>());
+        assert_eq!(drain(slow).await, (1..=last).collect::<Vec<_>>());
+
+        // A run that ends without `done` (sealed at shutdown) ends its followers too.
+        let cut = hub.open("cut");
+        let follower = Follower::start(store, &hub, "cut", 0, true).await.unwrap();
+        cut.publish(event(1, "token"));
+        assert_eq!(hub.seal("cut"), Some(1));
+        assert_eq!(drain(follower).await, vec![1]);
+        let _ = std::fs::remove_file(&path);
+    }
+}
