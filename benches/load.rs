@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench load                      # 2,000 debates
 //!     LOAD_DEBATES=200 cargo bench --bench load
+//!     LOAD_TOKEN_MS=0 cargo bench --bench load      # tokens at once: the per-debate cost
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,15 +23,12 @@ const USERS: usize = 20;
 
 #[tokio::main]
 async fn main() {
-    let debates: usize = std::env::var("LOAD_DEBATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let debates: usize = env_or("LOAD_DEBATES", 2000) as usize;
     let _ = rustls::crypto::ring::default_provider().install_default();
     support::epoch();
     let fake = FakeLlm::start(FakeOptions {
         latency: Duration::from_millis(30),
-        token_delay: Duration::from_millis(20),
+        token_delay: Duration::from_millis(env_or("LOAD_TOKEN_MS", 20)),
         random_chunks: false,
         stamp_tokens: true,
         ..FakeOptions::default()
@@ -212,6 +210,14 @@ async fn one_debate(
         }
     }
     Err("the stream ended without done".into())
+}
+
+/// A number from the environment, or the default.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// User + system CPU seconds of a process so far.

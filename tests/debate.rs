@@ -262,7 +262,7 @@ async fn a_judge_with_positional_bias_gives_a_contested_tie() {
 }
 
 #[tokio::test]
-async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_verdicts() {
+async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_stalls_and_prose_verdicts() {
     let fake = FakeLlm::start(FakeOptions {
         faults: vec![
             (Target::Debater, Fault::ServerError),
@@ -270,6 +270,7 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
             (Target::Debater, Fault::RateLimited { secs: 1 }),
             (Target::Debater, Fault::ErrorFrame),
             (Target::Debater, Fault::Hang),
+            (Target::Debater, Fault::Stall),
             (Target::Judge, Fault::NonJson),
         ],
         ..FakeOptions::default()
@@ -300,8 +301,8 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
         .filter(|e| matches!(e, Event::TurnRestart { .. }))
         .count();
     assert_eq!(
-        restarts, 2,
-        "the cut stream and the error frame each restart their turn"
+        restarts, 3,
+        "the cut stream, the error frame and the stall each restart their turn"
     );
     assert_eq!(replay(&events).len(), 4);
 
@@ -319,6 +320,26 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_and_prose_ve
         })
         .expect("the rate-limited call was retried");
     assert!(retry.received - log[limited].received >= Duration::from_millis(950));
+
+    // The stream that went silent was given up after the 1 s timeout of silence, and its
+    // turn asked for again, long before the fake would have spoken again.
+    let stalled = log
+        .iter()
+        .position(|l| l.fault == Some(Fault::Stall))
+        .unwrap();
+    let again = log[stalled + 1..]
+        .iter()
+        .find(|l| {
+            l.target == Target::Debater
+                && l.system() == log[stalled].system()
+                && l.user() == log[stalled].user()
+        })
+        .expect("the stalled call was retried");
+    let waited = again.received - log[stalled].received;
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 
     // The prose verdict was repaired with a second request.
     let verdict = transcript.verdict.expect("a verdict");

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::sse::SseDecoder;
 use super::{ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenSink, Usage};
@@ -126,12 +127,28 @@ impl OpenAiClient {
     ) -> Result<Completion, LlmError> {
         let mut stream = response.bytes_stream();
         let mut state = StreamState::default();
+        // The timeout is for silence. One timer for the whole stream, moved on only when it
+        // fires, costs far less than a new timer for every chunk.
+        let mut heard = Instant::now();
+        let silence = tokio::time::sleep(self.timeout);
+        tokio::pin!(silence);
         loop {
-            let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
-                Err(_) => return Err(LlmError::Timeout(self.timeout)),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(LlmError::StreamCut(e.to_string())),
-                Ok(Some(Ok(chunk))) => chunk,
+            let next = tokio::select! {
+                biased;
+                next = stream.next() => next,
+                () = &mut silence => {
+                    if heard.elapsed() >= self.timeout {
+                        return Err(LlmError::Timeout(self.timeout));
+                    }
+                    silence.as_mut().reset(heard + self.timeout);
+                    continue;
+                }
+            };
+            heard = Instant::now();
+            let chunk = match next {
+                None => break,
+                Some(Err(e)) => return Err(LlmError::StreamCut(e.to_string())),
+                Some(Ok(chunk)) => chunk,
             };
             if state.push(&chunk, sink)? {
                 return Ok(state.finish());

@@ -2,53 +2,169 @@
 //! stored; a follower replays the log and then follows live, resuming after any
 //! `Last-Event-ID` without gaps or duplicates.
 //!
+//! The engine hands its events straight to the run's [`LiveRun`] on its own task: a token
+//! joins its turn's batch, and one timer task for the whole instance publishes batches as
+//! they come due, so thousands of runs streaming at once cost no wake-up per token.
+//!
 //! Followers hear an event before the database has it: a run executing here keeps its
 //! events in memory too, so a follower on this instance never waits on a write, and the
 //! writer commits many runs' events at once. A run leaves the hub only once all of its
 //! events are stored, so followers elsewhere (and later) read a complete log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
-use crate::event::{Event, Speaker};
+use crate::event::{Event, EventSink, Speaker};
 use crate::store::{Store, StoredEvent};
 
-/// How long tokens gather before they are stored as one event.
+/// How long tokens gather before they are sent and stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
 
 /// Events a follower may fall behind by before it catches up from the run's memory.
 const LIVE_BUFFER: usize = 64;
 
-/// A run executing on this instance: every event so far, and the channel of new ones.
-pub struct LiveRun(Mutex<RunState>);
+/// A run executing on this instance: every event so far, the tokens gathering for the next,
+/// and the channel of new ones.
+pub struct LiveRun {
+    id: String,
+    store: Store,
+    due: Arc<DueBatches>,
+    state: Mutex<RunState>,
+}
 
 struct RunState {
     events: Vec<StoredEvent>,
-    /// `None` once the run has ended (or was sealed): followers then see the channel close.
+    /// `None` once the run has ended (or was sealed): followers then see the channel close,
+    /// and further events are dropped.
     tx: Option<broadcast::Sender<StoredEvent>>,
+    /// Tokens not yet published, one batch per speaking turn: the two sides stream at once,
+    /// and must not cut each other's batches short.
+    batches: Vec<Batch>,
+    /// The engine's `done`, held until the run's result is stored.
+    done: Option<Event>,
+    /// Resolves once the latest event is stored.
+    stored: Option<crate::store::Stored>,
+}
+
+/// Tokens of one turn gathered for one event.
+struct Batch {
+    round: u8,
+    speaker: Speaker,
+    text: String,
+    due: Instant,
 }
 
 impl LiveRun {
     fn state(&self) -> MutexGuard<'_, RunState> {
         // A panic elsewhere cannot leave the state inconsistent: take it anyway.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an event and tells the followers, under one lock so that a follower arriving
-    /// meanwhile sees it exactly once: in its snapshot or on its channel. False if the run
-    /// has ended.
-    fn publish(&self, event: StoredEvent) -> bool {
+    /// The sink the engine reports this run's events to.
+    pub fn sink(self: &Arc<Self>) -> EventSink {
+        let run = self.clone();
+        EventSink::new(move |event| run.take(event))
+    }
+
+    /// Files an engine event: a token joins its turn's batch, which the hub's timer
+    /// publishes when due; anything else is published at once, after the tokens before it.
+    fn take(self: &Arc<Self>, event: Event) {
         let mut state = self.state();
+        if state.tx.is_none() {
+            return;
+        }
+        match event {
+            Event::Token {
+                round,
+                speaker,
+                text,
+            } => {
+                match state
+                    .batches
+                    .iter_mut()
+                    .find(|b| (b.round, b.speaker) == (round, speaker))
+                {
+                    Some(batch) => batch.text.push_str(&text),
+                    None => {
+                        let due = Instant::now() + TOKEN_BATCH;
+                        state.batches.push(Batch {
+                            round,
+                            speaker,
+                            text,
+                            due,
+                        });
+                        self.due.schedule(due, Arc::downgrade(self));
+                    }
+                }
+            }
+            Event::Done { .. } => {
+                self.flush(&mut state, |_| true);
+                state.done = Some(event);
+            }
+            event => {
+                self.flush(&mut state, |_| true);
+                self.publish(&mut state, &event);
+            }
+        }
+    }
+
+    /// Publishes the batches that `due` selects, oldest first.
+    fn flush(&self, state: &mut RunState, due: impl Fn(&Batch) -> bool) {
+        let (ready, waiting) = std::mem::take(&mut state.batches)
+            .into_iter()
+            .partition::<Vec<Batch>, _>(|b| due(b));
+        state.batches = waiting;
+        for batch in ready {
+            let (round, speaker, text) = (batch.round, batch.speaker, batch.text);
+            let token = Event::Token {
+                round,
+                speaker,
+                text,
+            };
+            self.publish(state, &token);
+        }
+    }
+
+    /// Numbers an event, queues it for the database and tells the followers, under one
+    /// lock so that a follower arriving meanwhile sees it exactly once: in its snapshot or
+    /// on its channel.
+    fn publish(&self, state: &mut RunState, event: &Event) {
         let Some(tx) = &state.tx else {
-            return false;
+            return;
         };
-        let _ = tx.send(event.clone()); // nobody listening is fine
-        state.events.push(event);
-        true
+        let stored = StoredEvent {
+            seq: state.events.last().map_or(0, |e| e.seq) + 1,
+            name: event.name().to_string(),
+            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+        };
+        let _ = tx.send(stored.clone()); // nobody listening is fine
+        state.stored = Some(self.store.queue_event(&self.id, stored.clone()));
+        state.events.push(stored);
+    }
+
+    /// Ends the run once its result is stored: publishes what is left and the held `done`,
+    /// waits until the database has every event, and leaves the hub.
+    pub async fn finish(&self, hub: &Hub) {
+        let stored = {
+            let mut state = self.state();
+            self.flush(&mut state, |_| true);
+            if let Some(done) = state.done.take() {
+                self.publish(&mut state, &done);
+            }
+            state.tx = None;
+            state.stored.take()
+        };
+        if let Some(stored) = stored {
+            // Events are committed in order: the last one stored means all are.
+            if let Err(e) = stored.wait().await {
+                tracing::error!(run = self.id, "cannot store the last events: {e}");
+            }
+        }
+        hub.close(&self.id);
     }
 
     /// The events after `last`, and a channel for the ones to come.
@@ -61,10 +177,11 @@ impl LiveRun {
         (after(&state.events, last), rx)
     }
 
-    /// Takes no more events; returns the last sequence number.
+    /// Takes no more events (pending tokens are dropped); returns the last sequence number.
     fn end(&self) -> i64 {
         let mut state = self.state();
         state.tx = None;
+        state.batches.clear();
         state.events.last().map_or(0, |e| e.seq)
     }
 }
@@ -74,22 +191,104 @@ fn after(events: &[StoredEvent], last: i64) -> Vec<StoredEvent> {
     events[start..].to_vec()
 }
 
+/// Token batches waiting to be published, in the order they come due. Every batch waits
+/// the same [`TOKEN_BATCH`], so the order they are opened in is the order they are due.
+#[derive(Default)]
+struct DueBatches {
+    queue: Mutex<VecDeque<(Instant, Weak<LiveRun>)>>,
+    added: Notify,
+}
+
+impl DueBatches {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(Instant, Weak<LiveRun>)>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn schedule(&self, due: Instant, run: Weak<LiveRun>) {
+        let mut queue = self.lock();
+        queue.push_back((due, run));
+        if queue.len() == 1 {
+            self.added.notify_one();
+        }
+    }
+
+    /// Publishes the batches that are due; returns when the next one will be.
+    fn publish_due(&self, now: Instant) -> Option<Instant> {
+        let mut runs = Vec::new();
+        let next = {
+            let mut queue = self.lock();
+            while let Some((due, _)) = queue.front() {
+                if *due > now {
+                    break;
+                }
+                runs.extend(queue.pop_front().and_then(|(_, run)| run.upgrade()));
+            }
+            queue.front().map(|(due, _)| *due)
+        };
+        for run in runs {
+            let mut state = run.state();
+            run.flush(&mut state, |b| b.due <= now);
+        }
+        next
+    }
+}
+
+/// Publishes token batches as they come due, for every run of a hub, until the hub is gone.
+async fn publish_batches(due: Weak<DueBatches>) {
+    loop {
+        let Some(batches) = due.upgrade() else {
+            return;
+        };
+        match batches.publish_due(Instant::now()) {
+            Some(next) => tokio::time::sleep_until(next).await,
+            // Nothing waits: sleep until a batch opens (looking now and then whether the
+            // hub is still there).
+            None => {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), batches.added.notified()).await;
+            }
+        }
+    }
+}
+
 /// The runs this instance is executing, and wake-ups for runs that other instances execute
 /// (fed by PostgreSQL notifications).
-#[derive(Default)]
 pub struct Hub {
+    store: Store,
     runs: Mutex<HashMap<String, Arc<LiveRun>>>,
+    due: Arc<DueBatches>,
     remote: Mutex<HashMap<String, broadcast::Sender<()>>>,
 }
 
 impl Hub {
+    /// A hub whose runs store their events in `store`, with its batch timer running (so
+    /// inside a Tokio runtime).
+    pub fn start(store: Store) -> Arc<Hub> {
+        let due = Arc::new(DueBatches::default());
+        tokio::spawn(publish_batches(Arc::downgrade(&due)));
+        Arc::new(Hub {
+            store,
+            runs: Mutex::default(),
+            due,
+            remote: Mutex::default(),
+        })
+    }
+
     /// Opens a run about to execute here. Done before the run is announced to its client,
     /// so a follower arriving at once finds it.
     pub fn open(&self, run_id: &str) -> Arc<LiveRun> {
-        let run = Arc::new(LiveRun(Mutex::new(RunState {
-            events: Vec::new(),
-            tx: Some(broadcast::channel(LIVE_BUFFER).0),
-        })));
+        let run = Arc::new(LiveRun {
+            id: run_id.to_string(),
+            store: self.store.clone(),
+            due: self.due.clone(),
+            state: Mutex::new(RunState {
+                events: Vec::new(),
+                tx: Some(broadcast::channel(LIVE_BUFFER).0),
+                batches: Vec::new(),
+                done: None,
+                stored: None,
+            }),
+        });
         self.lock().insert(run_id.to_string(), run.clone());
         run
     }
@@ -163,133 +362,6 @@ pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
             Err(e) => tracing::error!("cannot connect to LISTEN: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Broadcasts and stores the events of one run until its sender is dropped. The `done`
-/// event is held back until `result_stored` fires (or is dropped), so that a client who
-/// sees it finds the run's result stored; the run leaves the hub once the database has
-/// every event.
-pub async fn record(
-    store: Store,
-    hub: &Hub,
-    run_id: &str,
-    run: Arc<LiveRun>,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    result_stored: oneshot::Receiver<()>,
-) {
-    let mut writer = Writer {
-        store: &store,
-        run_id,
-        run: &run,
-        seq: 0,
-        stored: None,
-    };
-    // One batch per speaking turn: the two sides stream at once, and must not cut each
-    // other's batches short.
-    let mut batches: Vec<Batch> = Vec::new();
-    let mut done = None;
-    loop {
-        let next = match batches.iter().map(|b| b.deadline).min() {
-            Some(deadline) => match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    let now = Instant::now();
-                    writer.flush(&mut batches, |b| b.deadline <= now);
-                    continue;
-                }
-            },
-            None => events.recv().await,
-        };
-        match next {
-            None => break,
-            Some(Event::Token {
-                round,
-                speaker,
-                text,
-            }) => {
-                match batches
-                    .iter_mut()
-                    .find(|b| (b.round, b.speaker) == (round, speaker))
-                {
-                    Some(batch) => batch.text.push_str(&text),
-                    None => batches.push(Batch {
-                        round,
-                        speaker,
-                        text,
-                        deadline: Instant::now() + TOKEN_BATCH,
-                    }),
-                }
-            }
-            Some(event @ Event::Done { .. }) => {
-                writer.flush(&mut batches, |_| true);
-                done = Some(event);
-            }
-            Some(event) => {
-                // Tokens come before whatever follows them.
-                writer.flush(&mut batches, |_| true);
-                writer.write(&event);
-            }
-        }
-    }
-    writer.flush(&mut batches, |_| true);
-    let _ = result_stored.await;
-    if let Some(event) = done {
-        writer.write(&event);
-    }
-    run.end();
-    if let Some(stored) = writer.stored.take() {
-        // Events are committed in order: the last one stored means all are.
-        if let Err(e) = stored.wait().await {
-            tracing::error!(run = run_id, "cannot store the last events: {e}");
-        }
-    }
-    hub.close(run_id);
-}
-
-/// Tokens of one turn gathered for one event.
-struct Batch {
-    round: u8,
-    speaker: Speaker,
-    text: String,
-    deadline: Instant,
-}
-
-struct Writer<'a> {
-    store: &'a Store,
-    run_id: &'a str,
-    run: &'a LiveRun,
-    seq: i64,
-    /// Resolves once the latest event is stored.
-    stored: Option<crate::store::Stored>,
-}
-
-impl Writer<'_> {
-    /// Writes out the batches that `due` selects, oldest first.
-    fn flush(&mut self, batches: &mut Vec<Batch>, due: impl Fn(&Batch) -> bool) {
-        let (ready, waiting): (Vec<Batch>, Vec<Batch>) = batches.drain(..).partition(|b| due(b));
-        *batches = waiting;
-        for batch in ready {
-            let (round, speaker, text) = (batch.round, batch.speaker, batch.text);
-            self.write(&Event::Token {
-                round,
-                speaker,
-                text,
-            });
-        }
-    }
-
-    /// Numbers an event, tells the followers, and queues it for the database.
-    fn write(&mut self, event: &Event) {
-        self.seq += 1;
-        let stored = StoredEvent {
-            seq: self.seq,
-            name: event.name().to_string(),
-            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
-        };
-        if self.run.publish(stored.clone()) {
-            self.stored = Some(self.store.queue_event(self.run_id, stored));
-        }
     }
 }
 
@@ -420,38 +492,68 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transcript::Status;
 
-    fn event(seq: i64, name: &str) -> StoredEvent {
-        StoredEvent {
-            seq,
-            name: name.to_string(),
-            data: seq.to_string(),
+    fn start(round: u8) -> Event {
+        Event::TurnStart {
+            round,
+            speaker: Speaker::A,
+            persona: "p".into(),
         }
     }
 
-    async fn drain(mut follower: Follower) -> Vec<i64> {
-        let mut seqs = Vec::new();
+    fn token(speaker: Speaker, text: &str) -> Event {
+        Event::Token {
+            round: 1,
+            speaker,
+            text: text.into(),
+        }
+    }
+
+    async fn drain(mut follower: Follower) -> Vec<StoredEvent> {
+        let mut events = Vec::new();
         let next = async {
             while let Some(e) = follower.next().await {
-                seqs.push(e.seq);
+                events.push(e);
             }
         };
         tokio::time::timeout(Duration::from_secs(5), next)
             .await
             .expect("the follower ends with the run");
-        seqs
+        events
+    }
+
+    fn seqs(events: &[StoredEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
     }
 
     #[tokio::test]
     async fn followers_here_miss_nothing_and_see_nothing_twice() {
         let path = std::env::temp_dir().join(format!("crossfire-live-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
         let store = Store::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        let hub = Hub::default();
+        let user = store.create_user("live@example.com", "-", 0).await.unwrap();
+        for id in ["r", "cut"] {
+            let row = crate::store::Run {
+                id: id.into(),
+                kind: "debate".into(),
+                user_id: user.id,
+                status: "running".into(),
+                cache_key: None,
+                result: "{}".into(),
+                error_code: None,
+                error_message: None,
+                created_at: 0,
+            };
+            store.create_run(&row, None).await.unwrap();
+        }
+        let hub = Hub::start(store.clone());
         let run = hub.open("r");
-        for seq in 1..=10 {
-            assert!(run.publish(event(seq, "token")));
+        let sink = run.sink();
+        for _ in 1..=10 {
+            sink.send(start(1));
         }
         // One follower resumes mid-run; one from the start falls far behind its channel.
         let resumed = Follower::start(store.clone(), &hub, "r", 4, true)
@@ -460,25 +562,70 @@ mod tests {
         let slow = Follower::start(store.clone(), &hub, "r", 0, true)
             .await
             .unwrap();
-        let last = 10 + 3 * LIVE_BUFFER as i64;
-        for seq in 11..last {
-            run.publish(event(seq, "token"));
+        for _ in 0..3 * LIVE_BUFFER {
+            sink.send(start(1));
         }
-        run.publish(event(last, "done"));
-        assert_eq!(run.end(), last);
+        let before = run.state().events.len();
+
+        // Tokens gather per turn until their batch is due...
+        sink.send(token(Speaker::A, "to "));
+        sink.send(token(Speaker::B, "or "));
+        sink.send(token(Speaker::A, "be"));
+        assert_eq!(
+            run.state().events.len(),
+            before,
+            "tokens wait for their batch"
+        );
+        tokio::time::sleep(TOKEN_BATCH * 4).await;
+        let batched: Vec<String> = run.state().events[before..]
+            .iter()
+            .map(|e| e.data.clone())
+            .collect();
+        assert_eq!(batched.len(), 2, "one event per turn: {batched:?}");
         assert!(
-            !run.publish(event(last + 1, "token")),
+            batched[0].contains(r#""speaker":"a","text":"to be""#),
+            "{batched:?}"
+        );
+        // ...or go out at once, before whatever follows them.
+        sink.send(token(Speaker::B, "not"));
+        sink.send(start(2));
+        let names: Vec<String> = run.state().events[before + 2..]
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, ["token", "turn_start"]);
+
+        // `done` waits for the run's result to be stored.
+        sink.send(Event::Done {
+            status: Status::Done,
+        });
+        let last = run.state().events.len() as i64;
+        assert_eq!(run.state().events.last().unwrap().name, "turn_start");
+        run.finish(&hub).await;
+        sink.send(start(3));
+        assert_eq!(
+            run.state().events.len() as i64,
+            last + 1,
             "an ended run takes no more"
         );
-        assert_eq!(drain(resumed).await, (5..=last).collect::<Vec<_>>());
-        assert_eq!(drain(slow).await, (1..=last).collect::<Vec<_>>());
+        assert!(hub.live("r").is_none(), "a finished run leaves the hub");
+
+        let all = (1..=last + 1).collect::<Vec<_>>();
+        assert_eq!(seqs(&drain(resumed).await), all[4..]);
+        let heard = drain(slow).await;
+        assert_eq!(seqs(&heard), all);
+        assert_eq!(heard.last().unwrap().name, "done");
+        // The database has the same log once the run has left the hub.
+        let stored = store.events_after("r", 0).await.unwrap();
+        assert!(stored == heard, "{} events stored", stored.len());
 
         // A run that ends without `done` (sealed at shutdown) ends its followers too.
         let cut = hub.open("cut");
         let follower = Follower::start(store, &hub, "cut", 0, true).await.unwrap();
-        cut.publish(event(1, "token"));
+        cut.sink().send(start(1));
+        cut.sink().send(token(Speaker::A, "lost"));
         assert_eq!(hub.seal("cut"), Some(1));
-        assert_eq!(drain(follower).await, vec![1]);
+        assert_eq!(seqs(&drain(follower).await), vec![1]);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -68,11 +68,11 @@ impl AppState {
         );
         AppState {
             config: Arc::new(config),
+            hub: live::Hub::start(store.clone()),
             store,
             engine: Arc::new(engine),
             metrics,
             catalog: Arc::new(catalog),
-            hub: Arc::default(),
             login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
             running: Arc::default(),
         }

@@ -229,33 +229,26 @@ async fn execute<F, Fut>(
     if let Err(e) = state.store.set_status(id, "running", now_ms()).await {
         tracing::error!(run = id, "cannot mark running: {e}");
     }
-    let (sink, events) = EventSink::channel();
-    let (result_stored, stored) = tokio::sync::oneshot::channel();
-    let recorder = live::record(state.store.clone(), &state.hub, id, live, events, stored);
-    let work = async {
-        let outcome = run(sink).await;
-        // The recorder holds the `done` event back until the result is stored (this
-        // function's end drops `result_stored` on every path).
-        match outcome {
-            Ok((status, error, result)) => {
-                let error = error
-                    .as_ref()
-                    .map(|e| (e.code.as_str(), e.message.as_str()));
-                let status = status.as_str();
-                if let Err(e) = state
-                    .store
-                    .finish_run(id, status, &result.to_string(), error, now_ms())
-                    .await
-                {
-                    tracing::error!(run = id, "cannot store the result: {e}");
-                }
-                state.metrics.run_finished(kind.as_str(), status);
+    let outcome = run(live.sink()).await;
+    match outcome {
+        Ok((status, error, result)) => {
+            let error = error
+                .as_ref()
+                .map(|e| (e.code.as_str(), e.message.as_str()));
+            let status = status.as_str();
+            if let Err(e) = state
+                .store
+                .finish_run(id, status, &result.to_string(), error, now_ms())
+                .await
+            {
+                tracing::error!(run = id, "cannot store the result: {e}");
             }
-            Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
+            state.metrics.run_finished(kind.as_str(), status);
         }
-        drop(result_stored);
-    };
-    futures::join!(recorder, work);
+        Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
+    }
+    // `done` goes out only now, so a client who sees it finds the result stored.
+    live.finish(&state.hub).await;
 }
 
 /// The stored JSON of a run, with its current status and error (which change when a run is

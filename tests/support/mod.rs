@@ -44,6 +44,8 @@ pub enum Fault {
     ErrorFrame,
     /// No answer at all for a long time.
     Hang,
+    /// The stream goes silent half-way, for a long time.
+    Stall,
     /// The judge answers prose instead of JSON.
     NonJson,
     /// 500 with a validation error for `response_format: json_schema`, as llama-cpp-python's
@@ -380,13 +382,17 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let delay = shared.token_delay;
     let stamp = shared.stamp_tokens;
+    let stall_at = (fault == Some(Fault::Stall)).then_some(chunks.len() / 2);
     let stream = futures::stream::unfold(
-        (chunks.into_iter(), mark_finished),
+        (chunks.into_iter().enumerate(), mark_finished),
         move |(mut it, done)| async move {
             match it.next() {
-                Some(chunk) => {
+                Some((i, chunk)) => {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
+                    }
+                    if stall_at == Some(i) {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
                     }
                     let chunk = if stamp { stamp_now(chunk) } else { chunk };
                     Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
