@@ -6,9 +6,11 @@
 //! story reaches the model as those characters.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::Serde;
+use minijinja::value::{Object, Serde};
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde::Serialize;
 
@@ -138,6 +140,9 @@ impl Prompts {
         for (name, source) in files {
             env.add_template_owned(name, source)?;
         }
+        for name in REQUIRED {
+            env.add_template_owned(format!("{name}{BLOCKS}"), blocks_of(name))?;
+        }
         // Compile everything now, so a broken template is reported at load, not mid-debate.
         for name in REQUIRED {
             env.get_template(name)?;
@@ -184,35 +189,7 @@ impl Prompts {
         order: [Speaker; 2],
         rounds: &[Round],
     ) -> Result<Vec<Message>, PromptError> {
-        let sides: Vec<JudgedSide> = order
-            .iter()
-            .enumerate()
-            .map(|(i, &speaker)| {
-                let turn = |round: usize| {
-                    rounds
-                        .get(round)
-                        .and_then(|r| r.turns.iter().find(|t| t.speaker == speaker))
-                };
-                JudgedSide {
-                    label: format!("Speaker {}", i + 1),
-                    persona: setup.persona(speaker),
-                    opening: turn(0).map_or("", |t| &t.text),
-                    rebuttal: turn(1).map_or("", |t| &t.text),
-                    unsupported: [turn(0), turn(1)]
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|t| t.unsupported.iter().map(String::as_str))
-                        .collect(),
-                }
-            })
-            .collect();
-        let ctx = context! {
-            story => Serde(setup.story),
-            motion => setup.motion,
-            sides => Serde(&sides),
-            brief => setup.judge_brief,
-        };
-        self.render("judge.j2", ctx)
+        self.render("judge.j2", judge_context(setup, order, rounds))
     }
 
     /// The messages of a persona's perspective on a story.
@@ -293,14 +270,97 @@ impl Prompts {
 
     /// Renders a template's `system` and `user` blocks into chat messages.
     fn render(&self, name: &str, ctx: Value) -> Result<Vec<Message>, PromptError> {
+        // Should anything fail, the plain way names the error in the editor's own file.
+        let blocks = self
+            .render_blocks(name, ctx.clone())
+            .or_else(|_| self.render_plain(name, ctx))?;
+        Ok([Role::System, Role::User]
+            .into_iter()
+            .zip(blocks)
+            .map(|(role, text)| Message::new(role, tidy(&text)))
+            .collect())
+    }
+
+    /// The blocks, rendered once each: the template's top level runs first (its imports and
+    /// `set`s are what the blocks see), through a child template whose blocks stay empty
+    /// until the switch is on.
+    fn render_blocks(&self, name: &str, ctx: Value) -> Result<[String; 2], minijinja::Error> {
+        let template = self.env.get_template(&format!("{name}{BLOCKS}"))?;
+        let switch = Arc::new(BlockSwitch::default());
+        let ctx = context! { __crossfire_blocks => Value::from_dyn_object(switch.clone()), ..ctx };
+        let mut captured = template.render_captured(ctx)?;
+        switch.0.store(true, Ordering::Relaxed);
+        let system = captured.with_state_mut(|state| state.render_block("system"))?;
+        let user = captured.with_state_mut(|state| state.render_block("user"))?;
+        Ok([system, user])
+    }
+
+    /// The blocks, rendered after a full render of the template: twice the work.
+    fn render_plain(&self, name: &str, ctx: Value) -> Result<[String; 2], minijinja::Error> {
         let template = self.env.get_template(name)?;
         let mut captured = template.render_captured(ctx)?;
-        let mut messages = Vec::with_capacity(2);
-        for (role, block) in [(Role::System, "system"), (Role::User, "user")] {
-            let text = captured.with_state_mut(|state| state.render_block(block))?;
-            messages.push(Message::new(role, tidy(&text)));
-        }
-        Ok(messages)
+        let system = captured.with_state_mut(|state| state.render_block("system"))?;
+        let user = captured.with_state_mut(|state| state.render_block("user"))?;
+        Ok([system, user])
+    }
+}
+
+/// What the judge's template sees: the sides in `order` under neutral labels.
+fn judge_context(setup: &DebateSetup, order: [Speaker; 2], rounds: &[Round]) -> Value {
+    let sides: Vec<JudgedSide> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &speaker)| {
+            let turn = |round: usize| {
+                rounds
+                    .get(round)
+                    .and_then(|r| r.turns.iter().find(|t| t.speaker == speaker))
+            };
+            JudgedSide {
+                label: format!("Speaker {}", i + 1),
+                persona: setup.persona(speaker),
+                opening: turn(0).map_or("", |t| &t.text),
+                rebuttal: turn(1).map_or("", |t| &t.text),
+                unsupported: [turn(0), turn(1)]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|t| t.unsupported.iter().map(String::as_str))
+                    .collect(),
+            }
+        })
+        .collect();
+    context! {
+        story => Serde(setup.story),
+        motion => setup.motion,
+        sides => Serde(&sides),
+        brief => setup.judge_brief,
+    }
+}
+
+/// The suffix of the child template through which a call template is rendered.
+const BLOCKS: &str = "#blocks";
+
+/// A child of call template `name` whose blocks render their parent's only when switched on.
+fn blocks_of(name: &str) -> String {
+    let block = |b: &str| {
+        format!(
+            "{{% block {b} %}}{{% if __crossfire_blocks %}}{{{{ super() }}}}{{% endif %}}{{% endblock %}}"
+        )
+    };
+    format!(
+        "{{% extends {name:?} %}}{}{}",
+        block("system"),
+        block("user")
+    )
+}
+
+/// False while a template's top level runs, true while its blocks are rendered.
+#[derive(Debug, Default)]
+struct BlockSwitch(AtomicBool);
+
+impl Object for BlockSwitch {
+    fn is_true(self: &Arc<Self>) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -322,4 +382,76 @@ fn tidy(text: &str) -> String {
         }
     }
     out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_render_as_they_would_after_a_full_render() {
+        let prompts = Prompts::load(Path::new("prompts")).unwrap();
+        let story = Story::load(Path::new("stories"), "nk-troops-russia", 64 * 1024).unwrap();
+        let persona = |id: &str| Persona::load(Path::new("personas"), id).unwrap();
+        let (a, b) = (persona("winston-churchill"), persona("frederick-douglass"));
+        for brief in [false, true] {
+            let setup = DebateSetup {
+                story: &story,
+                a: &a,
+                b: &b,
+                motion: "Is <b>{{ 7*7 }}</b> winning?",
+                words: 120,
+                brief,
+                judge_brief: brief,
+            };
+            let turn = |speaker, text: &str| Turn {
+                speaker,
+                text: text.into(),
+                unsupported: vec!["99,999".into()],
+                tokens: 3,
+                ms: 1,
+            };
+            let rounds: Vec<Round> = [RoundKind::Opening, RoundKind::Rebuttal]
+                .into_iter()
+                .zip(1..)
+                .map(|(kind, round)| Round {
+                    round,
+                    kind,
+                    turns: vec![turn(Speaker::A, "Never."), turn(Speaker::B, "{% raw %}")],
+                })
+                .collect();
+            let rebuttal = context! { own_opening => "Never.", opponent_opening => "{% raw %}" };
+            let calls = [
+                (
+                    "opening.j2",
+                    prompts.debater_context(&setup, Speaker::A, context! {}),
+                ),
+                (
+                    "opening.j2",
+                    prompts.debater_context(&setup, Speaker::B, context! {}),
+                ),
+                (
+                    "rebuttal.j2",
+                    prompts.debater_context(&setup, Speaker::B, rebuttal),
+                ),
+                (
+                    "judge.j2",
+                    judge_context(&setup, [Speaker::B, Speaker::A], &rounds),
+                ),
+                (
+                    "perspective.j2",
+                    context! { story => Serde(&story), me => Serde(&a), words => 80, brief },
+                ),
+            ];
+            for (name, ctx) in calls {
+                let rendered = prompts.render_blocks(name, ctx.clone()).unwrap();
+                let plain = prompts.render_plain(name, ctx).unwrap();
+                assert_eq!(rendered, plain, "{name}, brief {brief}");
+                assert!(
+                    rendered.iter().all(|text| !text.trim().is_empty()),
+                    "{name}"
+                );
+            }
+        }
+    }
 }

@@ -854,6 +854,17 @@ mod cases {
                     .events(&format!("/api/debates/{id}/events"), &token, None, 1)
                     .await;
                 assert_eq!(first[0].1, "turn_start");
+                // Queued until its first event is stored, then running.
+                let mut status = String::new();
+                for _ in 0..100 {
+                    let (_, run) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+                    status = run["status"].as_str().unwrap_or("").to_string();
+                    if status != "queued" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(status, "running");
                 (id, token)
             });
             runtime.shutdown_background();

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use crate::store::User;
+use crate::store::{User, now_ms};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "crossfire_session";
@@ -285,10 +285,4 @@ impl LoginLimiter {
         }
         Ok(())
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

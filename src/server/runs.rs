@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{CurrentUser, now_ms};
+use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower};
 use super::metrics::Metrics;
 use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
-use crate::store::{Quota, Run, RunKind, StoreError};
+use crate::store::{Quota, Run, RunKind, StoreError, now_ms};
 use crate::transcript::{ErrorInfo, Status};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -78,7 +78,7 @@ pub async fn create_debate(
         state.config.debates_per_day,
         move |engine, id, sink| async move {
             let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
-            serde_json::to_value(&t).map(|v| (t.status, t.error, v))
+            serde_json::to_string(&t).map(|json| (t.status, t.error, json))
         },
     )
     .await?;
@@ -129,7 +129,7 @@ pub async fn create_perspective(
         state.config.perspectives_per_day,
         move |engine, id, sink| async move {
             let p = engine.run_perspective(id, &story, &persona, &sink).await;
-            serde_json::to_value(&p).map(|v| (p.status, p.error, v))
+            serde_json::to_string(&p).map(|json| (p.status, p.error, json))
         },
     )
     .await?;
@@ -190,7 +190,7 @@ async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), Api
 }
 
 /// What a run's work returns: its status, error and result JSON.
-type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, Value)>;
+type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
 
 /// Stores a new run (charging today's quota), then executes it in its own task, which goes
 /// on whatever its clients do.
@@ -226,9 +226,7 @@ async fn execute<F, Fut>(
     F: FnOnce(EventSink) -> Fut,
     Fut: Future<Output = Outcome>,
 {
-    if let Err(e) = state.store.set_status(id, "running", now_ms()).await {
-        tracing::error!(run = id, "cannot mark running: {e}");
-    }
+    // The run shows as running once its first event is stored.
     let outcome = run(live.sink()).await;
     match outcome {
         Ok((status, error, result)) => {
@@ -238,7 +236,7 @@ async fn execute<F, Fut>(
             let status = status.as_str();
             if let Err(e) = state
                 .store
-                .finish_run(id, status, &result.to_string(), error, now_ms())
+                .finish_run(id, status, &result, error, now_ms())
                 .await
             {
                 tracing::error!(run = id, "cannot store the result: {e}");
