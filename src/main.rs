@@ -19,6 +19,14 @@ use crossfire::prompts::Prompts;
 use crossfire::story::Story;
 use crossfire::transcript::{Status, new_id};
 
+// The service allocates small buffers for every token it relays; mimalloc's per-thread heaps
+// take about half the time of glibc's arenas for that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (the crate names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 #[derive(Parser)]
 #[command(
     name = "crossfire",
@@ -156,6 +164,10 @@ enum PromptsCommand {
 }
 
 fn main() -> ExitCode {
+    // Freed memory goes back to the system at once rather than 10 ms later: under thousands
+    // of streams that keeps the peak resident size down, for little time.
+    // SAFETY: sets a plain integer option, before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
