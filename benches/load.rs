@@ -91,6 +91,7 @@ async fn main() {
     }
 
     let cpu_before = cpu_seconds(pid);
+    let own_cpu_before = cpu_seconds(std::process::id());
     let delays = Arc::new(Mutex::new(Vec::<u64>::new()));
     let started = Instant::now();
     let runs = (0..debates).map(|i| {
@@ -105,6 +106,7 @@ async fn main() {
     let outcomes = futures::future::join_all(runs).await;
     let wall = started.elapsed();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     let done = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(Ok(s)) if s == "done"))
@@ -153,6 +155,13 @@ async fn main() {
         "  server CPU: {:.2} s, {:.2} ms per debate (goal < 2 ms)",
         cpu,
         cpu * 1000.0 / debates as f64
+    );
+    // The fake model and the clients share the machine: what they take, the server cannot.
+    println!(
+        "  load generator CPU (fake model + clients, this process): {:.2} s; machine: {:.0}% of {} cores",
+        own_cpu,
+        100.0 * (cpu + own_cpu) / wall.as_secs_f64() / cores() as f64,
+        cores()
     );
     let _ = server.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -218,6 +227,10 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// User + system CPU seconds of a process so far.
