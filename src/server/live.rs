@@ -377,16 +377,21 @@ pub async fn append(
         Some(seq) => seq,
         None => store.last_seq(run_id).await?,
     };
+    // Queued together, committed in order: the last one stored means all are.
+    let mut stored = None;
     for event in events {
         seq += 1;
-        let stored = StoredEvent {
+        let event = StoredEvent {
             seq,
             name: event.name().to_string(),
             data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
         };
-        store.append_event(run_id, &stored).await?;
+        stored = Some(store.queue_event(run_id, event));
     }
-    Ok(())
+    match stored {
+        Some(stored) => stored.wait().await,
+        None => Ok(()),
+    }
 }
 
 /// How a follower hears of new events.

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -422,41 +422,49 @@ impl Drop for StreamOpen {
 /// grace period) as failed with reason `interrupted`, and ends their event logs.
 pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError> {
     let runs = state.store.unfinished_runs().await?;
+    let count = runs.len();
+    // Many at a time: their events then share commits, and a shutdown with thousands of
+    // runs in flight does not wait for each in turn.
+    let interrupted: Vec<Result<(), StoreError>> = futures::stream::iter(runs)
+        .map(|run| {
+            let state = state.clone();
+            async move { interrupt(&state, &run).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    interrupted.into_iter().collect::<Result<(), _>>()?;
+    Ok(count)
+}
+
+async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
     let reason = ErrorInfo {
         code: "interrupted".into(),
         message: "the service stopped before this finished".into(),
     };
-    for run in &runs {
-        // A run still executing here adds nothing more, and what it queued is stored first.
-        let last = state.hub.seal(&run.id);
-        live::append(
-            &state.store,
+    // A run still executing here adds nothing more, and what it queued is stored first.
+    let last = state.hub.seal(&run.id);
+    let events = [
+        Event::Error {
+            code: reason.code.clone(),
+            message: reason.message.clone(),
+        },
+        Event::Done {
+            status: Status::Failed,
+        },
+    ];
+    live::append(&state.store, &run.id, last, &events).await?;
+    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
+    result["status"] = json!("failed");
+    result["error"] = json!(reason);
+    state
+        .store
+        .finish_run(
             &run.id,
-            last,
-            &[
-                Event::Error {
-                    code: reason.code.clone(),
-                    message: reason.message.clone(),
-                },
-                Event::Done {
-                    status: Status::Failed,
-                },
-            ],
+            "failed",
+            &result.to_string(),
+            Some((&reason.code, &reason.message)),
+            now_ms(),
         )
-        .await?;
-        let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
-        result["status"] = json!("failed");
-        result["error"] = json!(reason);
-        state
-            .store
-            .finish_run(
-                &run.id,
-                "failed",
-                &result.to_string(),
-                Some((&reason.code, &reason.message)),
-                now_ms(),
-            )
-            .await?;
-    }
-    Ok(runs.len())
+        .await
 }

@@ -489,12 +489,6 @@ impl Store {
             .await?)
     }
 
-    /// Appends an event to a run's log (and, on PostgreSQL, tells other instances), returning
-    /// once it is committed.
-    pub async fn append_event(&self, run_id: &str, event: &StoredEvent) -> Result<(), StoreError> {
-        self.queue_event(run_id, event.clone()).wait().await
-    }
-
     /// Queues an event for the log without waiting; events are committed in the order they
     /// are queued.
     pub fn queue_event(&self, run_id: &str, event: StoredEvent) -> Stored {
