@@ -6,6 +6,11 @@
 //!     cargo bench --bench load                      # 2,000 debates
 //!     LOAD_DEBATES=200 cargo bench --bench load
 //!     LOAD_TOKEN_MS=0 cargo bench --bench load      # tokens at once: the per-debate cost
+//!     LOAD_RAMP_MS=0 cargo bench --bench load       # every debate starts at once
+//!
+//! Debates start spread evenly over `LOAD_RAMP_MS` (1 s by default). Started in the same
+//! millisecond, every stream's tokens arrive in lockstep with the fake's 20 ms tick, and the
+//! bursts, not the service, set the tail latency.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -24,6 +29,7 @@ const USERS: usize = 20;
 #[tokio::main]
 async fn main() {
     let debates: usize = env_or("LOAD_DEBATES", 2000) as usize;
+    let ramp = Duration::from_millis(env_or("LOAD_RAMP_MS", 1000));
     let _ = rustls::crypto::ring::default_provider().install_default();
     support::epoch();
     let fake = FakeLlm::start(FakeOptions {
@@ -101,7 +107,13 @@ async fn main() {
             tokens[i % USERS].clone(),
             delays.clone(),
         );
-        tokio::spawn(async move { one_debate(&http, &base, &token, &delays).await })
+        // Readers do not all press the button in the same millisecond: starts are spread
+        // evenly over the ramp.
+        let start = started + ramp.mul_f64(i as f64 / debates as f64);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            one_debate(&http, &base, &token, &delays).await
+        })
     });
     let outcomes = futures::future::join_all(runs).await;
     let wall = started.elapsed();
@@ -132,7 +144,9 @@ async fn main() {
             / 1000.0
     };
     println!(
-        "{debates} concurrent debates through `crossfire serve` (SQLite), fake model 30 ms TTFT + 20 ms/token"
+        "{debates} concurrent debates through `crossfire serve` (SQLite), started over {} ms, fake model 30 ms TTFT + {} ms/token",
+        ramp.as_millis(),
+        env_or("LOAD_TOKEN_MS", 20)
     );
     println!(
         "  finished: {done} done, {} not done {failed:?}; wall {:.1} s",
