@@ -263,6 +263,9 @@ impl Store {
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Statement journals (one for each many-row INSERT in a transaction)
+                        // in memory, not in temporary files written page by page.
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
                     }
                     Ok(())
                 })
