@@ -306,36 +306,24 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_stalls_and_p
     );
     assert_eq!(replay(&events).len(), 4);
 
+    // How long after a faulty call the same call was made again.
+    let retried_after = |fault: Fault| {
+        let i = log.iter().position(|l| l.fault == Some(fault)).unwrap();
+        let again = log[i + 1..]
+            .iter()
+            .find(|l| {
+                l.target == log[i].target
+                    && l.system() == log[i].system()
+                    && l.user() == log[i].user()
+            })
+            .unwrap_or_else(|| panic!("the call with {fault:?} was retried"));
+        again.received - log[i].received
+    };
     // The 429 was honoured: the retry of that call came no sooner than Retry-After.
-    let limited = log
-        .iter()
-        .position(|l| l.fault == Some(Fault::RateLimited { secs: 1 }))
-        .unwrap();
-    let retry = log[limited + 1..]
-        .iter()
-        .find(|l| {
-            l.target == Target::Debater
-                && l.system() == log[limited].system()
-                && l.user() == log[limited].user()
-        })
-        .expect("the rate-limited call was retried");
-    assert!(retry.received - log[limited].received >= Duration::from_millis(950));
-
+    assert!(retried_after(Fault::RateLimited { secs: 1 }) >= Duration::from_millis(950));
     // The stream that went silent was given up after the 1 s timeout of silence, and its
     // turn asked for again, long before the fake would have spoken again.
-    let stalled = log
-        .iter()
-        .position(|l| l.fault == Some(Fault::Stall))
-        .unwrap();
-    let again = log[stalled + 1..]
-        .iter()
-        .find(|l| {
-            l.target == Target::Debater
-                && l.system() == log[stalled].system()
-                && l.user() == log[stalled].user()
-        })
-        .expect("the stalled call was retried");
-    let waited = again.received - log[stalled].received;
+    let waited = retried_after(Fault::Stall);
     assert!(
         waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
         "{waited:?}"
