@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, Serde};
-use minijinja::{Environment, UndefinedBehavior, Value, context};
+use minijinja::{Captured, Environment, UndefinedBehavior, Value, context};
 use serde::Serialize;
 
 use crate::event::Speaker;
@@ -290,19 +290,20 @@ impl Prompts {
         let ctx = context! { __crossfire_blocks => Value::from_dyn_object(switch.clone()), ..ctx };
         let mut captured = template.render_captured(ctx)?;
         switch.0.store(true, Ordering::Relaxed);
-        let system = captured.with_state_mut(|state| state.render_block("system"))?;
-        let user = captured.with_state_mut(|state| state.render_block("user"))?;
-        Ok([system, user])
+        system_and_user(&mut captured)
     }
 
     /// The blocks, rendered after a full render of the template: twice the work.
     fn render_plain(&self, name: &str, ctx: Value) -> Result<[String; 2], minijinja::Error> {
         let template = self.env.get_template(name)?;
-        let mut captured = template.render_captured(ctx)?;
-        let system = captured.with_state_mut(|state| state.render_block("system"))?;
-        let user = captured.with_state_mut(|state| state.render_block("user"))?;
-        Ok([system, user])
+        system_and_user(&mut template.render_captured(ctx)?)
     }
+}
+
+fn system_and_user(captured: &mut Captured) -> Result<[String; 2], minijinja::Error> {
+    let system = captured.with_state_mut(|state| state.render_block("system"))?;
+    let user = captured.with_state_mut(|state| state.render_block("user"))?;
+    Ok([system, user])
 }
 
 /// What the judge's template sees: the sides in `order` under neutral labels.
