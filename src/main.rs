@@ -19,8 +19,8 @@ use crossfire::prompts::Prompts;
 use crossfire::story::Story;
 use crossfire::transcript::{Status, new_id};
 
-// The service allocates small buffers for every token it relays; mimalloc's per-thread heaps
-// take about half the time of glibc's arenas for that.
+// The service allocates small buffers for every token it relays; with mimalloc's per-thread
+// heaps the server took about a fifth less CPU per debate under load than with glibc's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
