@@ -5,9 +5,10 @@
 //! only ever reach the templates as *values*, never as template source, so `{{ 7*7 }}` in a
 //! story reaches the model as those characters.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, Serde};
@@ -41,6 +42,7 @@ pub enum PromptError {
 pub struct Prompts {
     env: Environment<'static>,
     version: String,
+    values: ValueCache,
 }
 
 /// What every prompt of one debate is about.
@@ -79,7 +81,7 @@ pub struct PreviewCall {
 #[derive(Serialize)]
 struct JudgedSide<'a> {
     label: String,
-    persona: &'a Persona,
+    persona: Value,
     opening: &'a str,
     rebuttal: &'a str,
     unsupported: Vec<&'a str>,
@@ -150,6 +152,7 @@ impl Prompts {
         Ok(Prompts {
             env,
             version: crate::sha256_hex(&hashed),
+            values: ValueCache::default(),
         })
     }
 
@@ -189,7 +192,7 @@ impl Prompts {
         order: [Speaker; 2],
         rounds: &[Round],
     ) -> Result<Vec<Message>, PromptError> {
-        self.render("judge.j2", judge_context(setup, order, rounds))
+        self.render("judge.j2", self.judge_context(setup, order, rounds))
     }
 
     /// The messages of a persona's perspective on a story.
@@ -200,7 +203,12 @@ impl Prompts {
         words: u32,
         brief: bool,
     ) -> Result<Vec<Message>, PromptError> {
-        let ctx = context! { story => Serde(story), me => Serde(persona), words, brief };
+        let ctx = context! {
+            story => self.values.story(story),
+            me => self.values.persona(persona),
+            words,
+            brief,
+        };
         self.render("perspective.j2", ctx)
     }
 
@@ -258,13 +266,45 @@ impl Prompts {
 
     fn debater_context(&self, setup: &DebateSetup, speaker: Speaker, extra: Value) -> Value {
         context! {
-            story => Serde(setup.story),
+            story => self.values.story(setup.story),
             motion => setup.motion,
-            me => Serde(setup.persona(speaker)),
-            opponent => Serde(setup.persona(speaker.opponent())),
+            me => self.values.persona(setup.persona(speaker)),
+            opponent => self.values.persona(setup.persona(speaker.opponent())),
             words => setup.words,
             brief => setup.brief,
             ..extra
+        }
+    }
+
+    /// What the judge's template sees: the sides in `order` under neutral labels.
+    fn judge_context(&self, setup: &DebateSetup, order: [Speaker; 2], rounds: &[Round]) -> Value {
+        let sides: Vec<JudgedSide> = order
+            .iter()
+            .enumerate()
+            .map(|(i, &speaker)| {
+                let turn = |round: usize| {
+                    rounds
+                        .get(round)
+                        .and_then(|r| r.turns.iter().find(|t| t.speaker == speaker))
+                };
+                JudgedSide {
+                    label: format!("Speaker {}", i + 1),
+                    persona: self.values.persona(setup.persona(speaker)),
+                    opening: turn(0).map_or("", |t| &t.text),
+                    rebuttal: turn(1).map_or("", |t| &t.text),
+                    unsupported: [turn(0), turn(1)]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|t| t.unsupported.iter().map(String::as_str))
+                        .collect(),
+                }
+            })
+            .collect();
+        context! {
+            story => self.values.story(setup.story),
+            motion => setup.motion,
+            sides => Serde(&sides),
+            brief => setup.judge_brief,
         }
     }
 
@@ -306,35 +346,39 @@ fn system_and_user(captured: &mut Captured) -> Result<[String; 2], minijinja::Er
     Ok([system, user])
 }
 
-/// What the judge's template sees: the sides in `order` under neutral labels.
-fn judge_context(setup: &DebateSetup, order: [Speaker; 2], rounds: &[Round]) -> Value {
-    let sides: Vec<JudgedSide> = order
-        .iter()
-        .enumerate()
-        .map(|(i, &speaker)| {
-            let turn = |round: usize| {
-                rounds
-                    .get(round)
-                    .and_then(|r| r.turns.iter().find(|t| t.speaker == speaker))
-            };
-            JudgedSide {
-                label: format!("Speaker {}", i + 1),
-                persona: setup.persona(speaker),
-                opening: turn(0).map_or("", |t| &t.text),
-                rebuttal: turn(1).map_or("", |t| &t.text),
-                unsupported: [turn(0), turn(1)]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|t| t.unsupported.iter().map(String::as_str))
-                    .collect(),
-            }
-        })
-        .collect();
-    context! {
-        story => Serde(setup.story),
-        motion => setup.motion,
-        sides => Serde(&sides),
-        brief => setup.judge_brief,
+/// Stories and personas as template values, converted once for each version (the hash of
+/// the file they were loaded from): the six prompts of a debate show the same three, and
+/// converting them for every prompt showed in profiles.
+#[derive(Default)]
+struct ValueCache(Mutex<HashMap<String, Value>>);
+
+impl ValueCache {
+    /// Versions kept before the cache starts afresh (editors' previews add new ones).
+    const MOST: usize = 256;
+
+    fn story(&self, story: &Story) -> Value {
+        self.get("story", &story.version, story)
+    }
+
+    fn persona(&self, persona: &Persona) -> Value {
+        self.get("persona", &persona.version, persona)
+    }
+
+    fn get<T: Serialize>(&self, kind: &str, version: &str, item: &T) -> Value {
+        if version.is_empty() {
+            return Value::from(Serde(item)); // not from a file: nothing to key it by
+        }
+        let key = format!("{kind} {version}");
+        let mut values = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(value) = values.get(&key) {
+            return value.clone();
+        }
+        if values.len() >= Self::MOST {
+            values.clear();
+        }
+        let value = Value::from(Serde(item));
+        values.insert(key, value.clone());
+        value
     }
 }
 
@@ -437,13 +481,34 @@ mod tests {
                 ),
                 (
                     "judge.j2",
-                    judge_context(&setup, [Speaker::B, Speaker::A], &rounds),
+                    prompts.judge_context(&setup, [Speaker::B, Speaker::A], &rounds),
                 ),
                 (
                     "perspective.j2",
                     context! { story => Serde(&story), me => Serde(&a), words => 80, brief },
                 ),
             ];
+            // Stories and personas converted once and kept are what a fresh conversion gives.
+            let fresh = context! {
+                story => Serde(&story), motion => setup.motion, me => Serde(&b),
+                opponent => Serde(&a), words => setup.words, brief,
+            };
+            assert_eq!(
+                prompts.render_blocks("opening.j2", fresh).unwrap(),
+                prompts
+                    .render_blocks("opening.j2", calls[1].1.clone())
+                    .unwrap()
+            );
+            let texts = |calls: Vec<PreviewCall>| -> Vec<String> {
+                calls
+                    .into_iter()
+                    .flat_map(|c| c.messages.into_iter().map(|m| m.content))
+                    .collect()
+            };
+            assert_eq!(
+                texts(prompts.preview(&setup).unwrap()),
+                texts(prompts.preview(&setup).unwrap())
+            );
             for (name, ctx) in calls {
                 let rendered = prompts.render_blocks(name, ctx.clone()).unwrap();
                 let plain = prompts.render_plain(name, ctx).unwrap();
