@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cache::ByVersion;
 use crate::claims::ClaimChecker;
 use crate::config::Config;
 use crate::event::{Event, EventSink, Speaker};
@@ -119,6 +120,7 @@ pub struct Engine {
     pub judge: Arc<dyn LanguageModel>,
     pub settings: Settings,
     structured_output: judge::StructuredOutput,
+    claims: ByVersion<Arc<ClaimChecker>>,
 }
 
 impl Engine {
@@ -134,6 +136,7 @@ impl Engine {
             judge,
             settings,
             structured_output: judge::StructuredOutput::new(settings.judge_brief_prompts),
+            claims: ByVersion::default(),
         }
     }
 
@@ -218,7 +221,7 @@ impl Engine {
         transcript: &mut Transcript,
         events: &EventSink,
     ) -> Result<(), RunError> {
-        let checker = ClaimChecker::new(&setup.story.full_text());
+        let checker = self.claim_checker(setup.story);
         let speak = |round: u8, speaker: Speaker, messages: Vec<Message>| {
             let persona = setup.persona(speaker);
             self.speak(round, speaker, persona, messages, &checker, events)
@@ -347,6 +350,13 @@ impl Engine {
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         Ok((turn, completion.usage))
+    }
+
+    /// What checks speeches against a story: made once for each version of the story.
+    pub(crate) fn claim_checker(&self, story: &Story) -> Arc<ClaimChecker> {
+        self.claims.get(&story.version, || {
+            Arc::new(ClaimChecker::new(&story.full_text()))
+        })
     }
 
     pub(crate) fn provenance(&self) -> Provenance {

@@ -4,6 +4,7 @@
 //! the judge and the claim check — knows nothing of HTTP or databases. It reports progress as
 //! [`event::Event`]s on a channel, which the command line renders and the HTTP service streams.
 
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod debate;

@@ -1,6 +1,5 @@
 //! A persona's perspective on a story: "what would Lincoln say about this?"
 
-use crate::claims::ClaimChecker;
 use crate::debate::{Engine, persona_ref};
 use crate::event::{Event, EventSink, Speaker};
 use crate::persona::Persona;
@@ -41,7 +40,7 @@ impl Engine {
                 message: e.to_string(),
             }),
             Ok(messages) => {
-                let checker = ClaimChecker::new(&story.full_text());
+                let checker = self.claim_checker(story);
                 self.speak(1, Speaker::Solo, persona, messages, &checker, events)
                     .await
                     .map_err(|e| ErrorInfo {

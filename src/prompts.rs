@@ -5,16 +5,16 @@
 //! only ever reach the templates as *values*, never as template source, so `{{ 7*7 }}` in a
 //! story reaches the model as those characters.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, Serde};
 use minijinja::{Captured, Environment, UndefinedBehavior, Value, context};
 use serde::Serialize;
 
+use crate::cache::ByVersion;
 use crate::event::Speaker;
 use crate::llm::{Message, Role};
 use crate::persona::Persona;
@@ -346,39 +346,24 @@ fn system_and_user(captured: &mut Captured) -> Result<[String; 2], minijinja::Er
     Ok([system, user])
 }
 
-/// Stories and personas as template values, converted once for each version (the hash of
-/// the file they were loaded from): the six prompts of a debate show the same three, and
-/// converting them for every prompt showed in profiles.
+/// Stories and personas as template values, converted once for each version: the six
+/// prompts of a debate show the same three, and converting them each time showed in
+/// profiles.
 #[derive(Default)]
-struct ValueCache(Mutex<HashMap<String, Value>>);
+struct ValueCache {
+    stories: ByVersion<Value>,
+    personas: ByVersion<Value>,
+}
 
 impl ValueCache {
-    /// Versions kept before the cache starts afresh (editors' previews add new ones).
-    const MOST: usize = 256;
-
     fn story(&self, story: &Story) -> Value {
-        self.get("story", &story.version, story)
+        self.stories
+            .get(&story.version, || Value::from(Serde(story)))
     }
 
     fn persona(&self, persona: &Persona) -> Value {
-        self.get("persona", &persona.version, persona)
-    }
-
-    fn get<T: Serialize>(&self, kind: &str, version: &str, item: &T) -> Value {
-        if version.is_empty() {
-            return Value::from(Serde(item)); // not from a file: nothing to key it by
-        }
-        let key = format!("{kind} {version}");
-        let mut values = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(value) = values.get(&key) {
-            return value.clone();
-        }
-        if values.len() >= Self::MOST {
-            values.clear();
-        }
-        let value = Value::from(Serde(item));
-        values.insert(key, value.clone());
-        value
+        self.personas
+            .get(&persona.version, || Value::from(Serde(persona)))
     }
 }
 
