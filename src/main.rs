@@ -27,6 +27,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (the crate names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Freed memory goes back to the system at once rather than 10 ms later (peak RSS at 2,000
+/// streaming debates: 426 MB before, about 360 MB after), and no transparent huge pages:
+/// mimalloc asks for them on its arenas, and the embedded model's debate then peaked at
+/// about 480 MB rather than 330 MB.
+fn tune_memory() {
+    // SAFETY: sets an integer option and a process flag, before any other thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "crossfire",
@@ -164,10 +177,7 @@ enum PromptsCommand {
 }
 
 fn main() -> ExitCode {
-    // Freed memory goes back to the system at once rather than 10 ms later: under thousands
-    // of streams that keeps the peak resident size down, for little time.
-    // SAFETY: sets a plain integer option, before any other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    tune_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
