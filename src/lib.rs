@@ -2,7 +2,8 @@
 //!
 //! The engine — stories, personas, prompt templates, the language-model clients, the debate,
 //! the judge and the claim check — knows nothing of HTTP or databases. It reports progress as
-//! [`event::Event`]s on a channel, which the command line renders and the HTTP service streams.
+//! [`event::Event`]s to an [`event::EventSink`]: the command line renders them, and the HTTP
+//! service batches, stores and streams them.
 
 pub mod cache;
 pub mod claims;
