@@ -14,6 +14,10 @@ impl<V> Default for ByVersion<V> {
 }
 
 impl<V: Clone> ByVersion<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, V>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Versions kept before the cache starts afresh (editors' previews add new ones).
     const MOST: usize = 256;
 
@@ -23,14 +27,16 @@ impl<V: Clone> ByVersion<V> {
         if version.is_empty() {
             return make();
         }
-        let mut values = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(value) = values.get(version) {
+        if let Some(value) = self.lock().get(version) {
             return value.clone();
         }
+        // Made outside the lock: others' lookups do not wait on it (two makers at once
+        // both make the same value, which is harmless).
+        let value = make();
+        let mut values = self.lock();
         if values.len() >= Self::MOST {
             values.clear();
         }
-        let value = make();
         values.insert(version.to_string(), value.clone());
         value
     }

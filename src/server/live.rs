@@ -416,12 +416,12 @@ impl Follower {
     /// Subscribes before reading the log, so nothing falls between the two. `unfinished`
     /// says whether the run may still produce events (somewhere).
     pub async fn start(
-        store: Store,
         hub: &Hub,
         run_id: &str,
         last: i64,
         unfinished: bool,
     ) -> Result<Follower, crate::store::StoreError> {
+        let store = hub.store.clone();
         if let Some(run) = hub.live(run_id) {
             let (backlog, rx) = run.follow(last);
             return Ok(Follower {
@@ -561,12 +561,8 @@ mod tests {
             sink.send(start(1));
         }
         // One follower resumes mid-run; one from the start falls far behind its channel.
-        let resumed = Follower::start(store.clone(), &hub, "r", 4, true)
-            .await
-            .unwrap();
-        let slow = Follower::start(store.clone(), &hub, "r", 0, true)
-            .await
-            .unwrap();
+        let resumed = Follower::start(&hub, "r", 4, true).await.unwrap();
+        let slow = Follower::start(&hub, "r", 0, true).await.unwrap();
         for _ in 0..3 * LIVE_BUFFER {
             sink.send(start(1));
         }
@@ -626,7 +622,7 @@ mod tests {
 
         // A run that ends without `done` (sealed at shutdown) ends its followers too.
         let cut = hub.open("cut");
-        let follower = Follower::start(store, &hub, "cut", 0, true).await.unwrap();
+        let follower = Follower::start(&hub, "cut", 0, true).await.unwrap();
         cut.sink().send(start(1));
         cut.sink().send(token(Speaker::A, "lost"));
         assert_eq!(hub.seal("cut"), Some(1));

@@ -375,8 +375,7 @@ async fn stream(state: &AppState, run: &Run, headers: &HeaderMap) -> Result<Resp
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
     let unfinished = matches!(run.status.as_str(), "queued" | "running");
-    let follower =
-        Follower::start(state.store.clone(), &state.hub, &run.id, after, unfinished).await?;
+    let follower = Follower::start(&state.hub, &run.id, after, unfinished).await?;
     let sse =
         Sse::new(sse_stream(follower, state.metrics.clone())).keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
