@@ -2,6 +2,7 @@
 //! and read leniently, with one repair request before giving up.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
@@ -30,7 +31,15 @@ pub enum JudgeError {
 /// objects, required properties, enums, bounded integers and strings). `brief` (small models)
 /// asks for bare scores and a short rationale: a reason per score is ten tokens of structure
 /// and ten of text, which a small model writes slowly and fills with filler.
-pub fn schema(brief: bool) -> JsonSchema {
+///
+/// Built once: every judging pass asks for it.
+pub fn schema(brief: bool) -> Arc<JsonSchema> {
+    static FULL: LazyLock<Arc<JsonSchema>> = LazyLock::new(|| Arc::new(build_schema(false)));
+    static BRIEF: LazyLock<Arc<JsonSchema>> = LazyLock::new(|| Arc::new(build_schema(true)));
+    if brief { BRIEF.clone() } else { FULL.clone() }
+}
+
+fn build_schema(brief: bool) -> JsonSchema {
     let score = json!({"type": "integer", "minimum": 1, "maximum": 10});
     let criterion = if brief {
         score

@@ -62,9 +62,9 @@ pub struct JsonSchema {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResponseFormat {
     /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
-    JsonSchema(JsonSchema),
+    JsonSchema(Arc<JsonSchema>),
     /// `{"type": "json_object", "schema": …}`
-    JsonObject(JsonSchema),
+    JsonObject(Arc<JsonSchema>),
 }
 
 /// One chat-completion call.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -58,14 +57,19 @@ impl OpenAiClient {
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream: request.stream,
-            stream_options: request.stream.then(|| json!({"include_usage": true})),
+            stream_options: request.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
             seed: request.seed,
             response_format: request.response_format.as_ref().map(|format| match format {
-                ResponseFormat::JsonSchema(f) => json!({
-                    "type": "json_schema",
-                    "json_schema": {"name": f.name, "schema": f.schema, "strict": true},
-                }),
-                ResponseFormat::JsonObject(f) => json!({"type": "json_object", "schema": f.schema}),
+                ResponseFormat::JsonSchema(f) => WireFormat::JsonSchema {
+                    json_schema: WireSchema {
+                        name: &f.name,
+                        schema: &f.schema,
+                        strict: true,
+                    },
+                },
+                ResponseFormat::JsonObject(f) => WireFormat::JsonObject { schema: &f.schema },
             }),
         }
     }
@@ -194,11 +198,33 @@ struct WireRequest<'a> {
     temperature: f32,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<serde_json::Value>,
+    stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<serde_json::Value>,
+    response_format: Option<WireFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// `response_format` as sent, borrowing the schema (the judge's is built once).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireFormat<'a> {
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
+    JsonSchema { json_schema: WireSchema<'a> },
+    /// `{"type": "json_object", "schema": …}`
+    JsonObject { schema: &'a serde_json::Value },
+}
+
+#[derive(Serialize)]
+struct WireSchema<'a> {
+    name: &'a str,
+    schema: &'a serde_json::Value,
+    strict: bool,
 }
 
 /// What a stream has said so far.
