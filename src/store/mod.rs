@@ -254,6 +254,9 @@ impl Store {
         let options = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // A SQLite file does not drop connections, so a ping before each use would only
+            // add a round trip to the connection's thread; a PostgreSQL server might have.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
