@@ -96,8 +96,8 @@ async fn main() {
         tokens.push(reply["token"].as_str().unwrap().to_string());
     }
 
-    let cpu_before = cpu_seconds(pid);
-    let own_cpu_before = cpu_seconds(std::process::id());
+    let cpu_before = cpu_times(pid);
+    let own_cpu_before = cpu_times(std::process::id());
     let delays = Arc::new(Mutex::new(Vec::<u64>::new()));
     let started = Instant::now();
     let runs = (0..debates).map(|i| {
@@ -117,8 +117,13 @@ async fn main() {
     });
     let outcomes = futures::future::join_all(runs).await;
     let wall = started.elapsed();
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
+    let cpu_after = cpu_times(pid);
+    let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+    let cpu = user + system;
+    let own_cpu = {
+        let (u, s) = cpu_times(std::process::id());
+        u + s - own_cpu_before.0 - own_cpu_before.1
+    };
     let done = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(Ok(s)) if s == "done"))
@@ -166,8 +171,10 @@ async fn main() {
         peak_rss_mb(pid)
     );
     println!(
-        "  server CPU: {:.2} s, {:.2} ms per debate (goal < 2 ms)",
+        "  server CPU: {:.2} s ({:.2} user, {:.2} system), {:.2} ms per debate (goal < 2 ms)",
         cpu,
+        user,
+        system,
         cpu * 1000.0 / debates as f64
     );
     // The fake model and the clients share the machine: what they take, the server cannot.
@@ -247,8 +254,8 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
+/// User and system CPU seconds of a process so far.
+fn cpu_times(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -256,9 +263,14 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ
+    let seconds = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0 // USER_HZ
+    };
+    (seconds(11), seconds(12))
 }
 
 /// Peak resident memory of a process (VmHWM), in MB.
