@@ -5,15 +5,18 @@
 //! only ever reach the templates as *values*, never as template source, so `{{ 7*7 }}` in a
 //! story reaches the model as those characters.
 
+mod kept;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, Serde};
-use minijinja::{Captured, Environment, UndefinedBehavior, Value, context};
+use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde::Serialize;
 
+use self::kept::{Kept, Vars};
 use crate::cache::ByVersion;
 use crate::event::Speaker;
 use crate::llm::{Message, Role};
@@ -43,6 +46,7 @@ pub struct Prompts {
     env: Environment<'static>,
     version: String,
     values: ValueCache,
+    kept: Kept,
 }
 
 /// What every prompt of one debate is about.
@@ -153,6 +157,7 @@ impl Prompts {
             env,
             version: crate::sha256_hex(&hashed),
             values: ValueCache::default(),
+            kept: Kept::default(),
         })
     }
 
@@ -167,10 +172,7 @@ impl Prompts {
         setup: &DebateSetup,
         speaker: Speaker,
     ) -> Result<Vec<Message>, PromptError> {
-        self.render(
-            "opening.j2",
-            self.debater_context(setup, speaker, context! {}),
-        )
+        self.render("opening.j2", self.debater_vars(setup, speaker))
     }
 
     /// The messages of a rebuttal, which answers the opponent's opening.
@@ -181,8 +183,11 @@ impl Prompts {
         own_opening: &str,
         opponent_opening: &str,
     ) -> Result<Vec<Message>, PromptError> {
-        let extra = context! { own_opening, opponent_opening };
-        self.render("rebuttal.j2", self.debater_context(setup, speaker, extra))
+        let vars = self
+            .debater_vars(setup, speaker)
+            .unkept("own_opening", own_opening)
+            .unkept("opponent_opening", opponent_opening);
+        self.render("rebuttal.j2", vars)
     }
 
     /// The messages of one judging pass, the sides shown in `order` under neutral labels.
@@ -192,7 +197,7 @@ impl Prompts {
         order: [Speaker; 2],
         rounds: &[Round],
     ) -> Result<Vec<Message>, PromptError> {
-        self.render("judge.j2", self.judge_context(setup, order, rounds))
+        self.render("judge.j2", self.judge_vars(setup, order, rounds))
     }
 
     /// The messages of a persona's perspective on a story.
@@ -203,13 +208,12 @@ impl Prompts {
         words: u32,
         brief: bool,
     ) -> Result<Vec<Message>, PromptError> {
-        let ctx = context! {
-            story => self.values.story(story),
-            me => self.values.persona(persona),
-            words,
-            brief,
-        };
-        self.render("perspective.j2", ctx)
+        let vars = Vars::default()
+            .versioned("story", self.values.story(story), &story.version)
+            .versioned("me", self.values.persona(persona), &persona.version)
+            .with("words", words)
+            .with("brief", brief);
+        self.render("perspective.j2", vars)
     }
 
     /// The six calls of a debate as they will be made, with placeholders for speeches that
@@ -264,20 +268,24 @@ impl Prompts {
             .collect())
     }
 
-    fn debater_context(&self, setup: &DebateSetup, speaker: Speaker, extra: Value) -> Value {
-        context! {
-            story => self.values.story(setup.story),
-            motion => setup.motion,
-            me => self.values.persona(setup.persona(speaker)),
-            opponent => self.values.persona(setup.persona(speaker.opponent())),
-            words => setup.words,
-            brief => setup.brief,
-            ..extra
-        }
+    /// What a debater's templates see.
+    fn debater_vars(&self, setup: &DebateSetup, speaker: Speaker) -> Vars {
+        let (me, opponent) = (setup.persona(speaker), setup.persona(speaker.opponent()));
+        Vars::default()
+            .versioned(
+                "story",
+                self.values.story(setup.story),
+                &setup.story.version,
+            )
+            .with("motion", setup.motion)
+            .versioned("me", self.values.persona(me), &me.version)
+            .versioned("opponent", self.values.persona(opponent), &opponent.version)
+            .with("words", setup.words)
+            .with("brief", setup.brief)
     }
 
     /// What the judge's template sees: the sides in `order` under neutral labels.
-    fn judge_context(&self, setup: &DebateSetup, order: [Speaker; 2], rounds: &[Round]) -> Value {
+    fn judge_vars(&self, setup: &DebateSetup, order: [Speaker; 2], rounds: &[Round]) -> Vars {
         let sides: Vec<JudgedSide> = order
             .iter()
             .enumerate()
@@ -300,51 +308,82 @@ impl Prompts {
                 }
             })
             .collect();
-        context! {
-            story => self.values.story(setup.story),
-            motion => setup.motion,
-            sides => Serde(&sides),
-            brief => setup.judge_brief,
-        }
+        Vars::default()
+            .versioned(
+                "story",
+                self.values.story(setup.story),
+                &setup.story.version,
+            )
+            .with("motion", setup.motion)
+            .unkept("sides", Value::from(Serde(&sides)))
+            .with("brief", setup.judge_brief)
     }
 
-    /// Renders a template's `system` and `user` blocks into chat messages.
-    fn render(&self, name: &str, ctx: Value) -> Result<Vec<Message>, PromptError> {
-        // Should anything fail, the plain way names the error in the editor's own file.
-        let blocks = self
-            .render_blocks(name, ctx.clone())
-            .or_else(|_| self.render_plain(name, ctx))?;
-        Ok([Role::System, Role::User]
+    /// Renders a template's `system` and `user` blocks into chat messages, reusing kept
+    /// texts.
+    fn render(&self, name: &'static str, vars: Vars) -> Result<Vec<Message>, PromptError> {
+        let vars = Arc::new(vars);
+        let kept = MESSAGE_BLOCKS.map(|(block, _)| self.kept.get(name, block, &vars));
+        let texts = match kept {
+            [Some(system), Some(user)] => [system, user],
+            // Should anything fail, the plain way names the error in the editor's own file.
+            kept => self
+                .render_blocks(name, &vars, kept)
+                .or_else(|_| self.render_plain(name, Value::from_dyn_object(vars)))?,
+        };
+        Ok(MESSAGE_BLOCKS
             .into_iter()
-            .zip(blocks)
-            .map(|(role, text)| Message::new(role, tidy(&text)))
+            .zip(texts)
+            .map(|((_, role), text)| Message::new(role, text))
             .collect())
     }
 
-    /// The blocks, rendered once each: the template's top level runs first (its imports and
-    /// `set`s are what the blocks see), through a child template whose blocks stay empty
-    /// until the switch is on.
-    fn render_blocks(&self, name: &str, ctx: Value) -> Result<[String; 2], minijinja::Error> {
+    /// The blocks not `kept`, rendered once each and kept with what they read: the
+    /// template's top level runs first (its imports and `set`s are what the blocks see, so
+    /// what it reads counts for every block), through a child template whose blocks stay
+    /// empty until the switch is on.
+    fn render_blocks(
+        &self,
+        name: &'static str,
+        vars: &Arc<Vars>,
+        kept: [Option<String>; 2],
+    ) -> Result<[String; 2], minijinja::Error> {
         let template = self.env.get_template(&format!("{name}{BLOCKS}"))?;
         let switch = Arc::new(BlockSwitch::default());
-        let ctx = context! { __crossfire_blocks => Value::from_dyn_object(switch.clone()), ..ctx };
+        let ctx = context! {
+            __crossfire_blocks => Value::from_dyn_object(switch.clone()),
+            ..Value::from_dyn_object(vars.clone())
+        };
+        vars.take_read();
         let mut captured = template.render_captured(ctx)?;
+        let top_level_read = vars.take_read();
         switch.0.store(true, Ordering::Relaxed);
-        system_and_user(&mut captured)
+        let mut texts = kept;
+        for ((block, _), text) in MESSAGE_BLOCKS.into_iter().zip(&mut texts) {
+            if text.is_none() {
+                let rendered = tidy(&captured.with_state_mut(|state| state.render_block(block))?);
+                let read = top_level_read | vars.take_read();
+                self.kept.put(name, block, vars, read, &rendered);
+                *text = Some(rendered);
+            }
+        }
+        Ok(texts.map(Option::unwrap_or_default))
     }
 
     /// The blocks, rendered after a full render of the template: twice the work.
     fn render_plain(&self, name: &str, ctx: Value) -> Result<[String; 2], minijinja::Error> {
         let template = self.env.get_template(name)?;
-        system_and_user(&mut template.render_captured(ctx)?)
+        let mut captured = template.render_captured(ctx)?;
+        let mut texts = [String::new(), String::new()];
+        for ((block, _), text) in MESSAGE_BLOCKS.into_iter().zip(&mut texts) {
+            *text = tidy(&captured.with_state_mut(|state| state.render_block(block))?);
+        }
+        Ok(texts)
     }
 }
 
-fn system_and_user(captured: &mut Captured) -> Result<[String; 2], minijinja::Error> {
-    let system = captured.with_state_mut(|state| state.render_block("system"))?;
-    let user = captured.with_state_mut(|state| state.render_block("user"))?;
-    Ok([system, user])
-}
+/// The blocks of a call template, and the messages they become.
+const MESSAGE_BLOCKS: [(&str, Role); 2] = [("system", Role::System), ("user", Role::User)];
 
 /// Stories and personas as template values, converted once for each version: the six
 /// prompts of a debate show the same three, and converting them each time showed in
@@ -418,11 +457,18 @@ fn tidy(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn persona(id: &str) -> Persona {
+        Persona::load(Path::new("personas"), id).unwrap()
+    }
+
+    fn story() -> Story {
+        Story::load(Path::new("stories"), "nk-troops-russia", 64 * 1024).unwrap()
+    }
+
     #[test]
     fn blocks_render_as_they_would_after_a_full_render() {
         let prompts = Prompts::load(Path::new("prompts")).unwrap();
-        let story = Story::load(Path::new("stories"), "nk-troops-russia", 64 * 1024).unwrap();
-        let persona = |id: &str| Persona::load(Path::new("personas"), id).unwrap();
+        let story = story();
         let (a, b) = (persona("winston-churchill"), persona("frederick-douglass"));
         for brief in [false, true] {
             let setup = DebateSetup {
@@ -450,38 +496,46 @@ mod tests {
                     turns: vec![turn(Speaker::A, "Never."), turn(Speaker::B, "{% raw %}")],
                 })
                 .collect();
-            let rebuttal = context! { own_opening => "Never.", opponent_opening => "{% raw %}" };
-            let calls = [
-                (
-                    "opening.j2",
-                    prompts.debater_context(&setup, Speaker::A, context! {}),
-                ),
-                (
-                    "opening.j2",
-                    prompts.debater_context(&setup, Speaker::B, context! {}),
-                ),
-                (
-                    "rebuttal.j2",
-                    prompts.debater_context(&setup, Speaker::B, rebuttal),
-                ),
-                (
-                    "judge.j2",
-                    prompts.judge_context(&setup, [Speaker::B, Speaker::A], &rounds),
-                ),
-                (
-                    "perspective.j2",
-                    context! { story => Serde(&story), me => Serde(&a), words => 80, brief },
-                ),
-            ];
-            // Stories and personas converted once and kept are what a fresh conversion gives.
-            let fresh = context! {
-                story => Serde(&story), motion => setup.motion, me => Serde(&b),
-                opponent => Serde(&a), words => setup.words, brief,
+            let calls = || {
+                [
+                    ("opening.j2", prompts.debater_vars(&setup, Speaker::A)),
+                    ("opening.j2", prompts.debater_vars(&setup, Speaker::B)),
+                    (
+                        "rebuttal.j2",
+                        prompts
+                            .debater_vars(&setup, Speaker::B)
+                            .unkept("own_opening", "Never.")
+                            .unkept("opponent_opening", "{% raw %}"),
+                    ),
+                    (
+                        "judge.j2",
+                        prompts.judge_vars(&setup, [Speaker::B, Speaker::A], &rounds),
+                    ),
+                    (
+                        "perspective.j2",
+                        Vars::default()
+                            .unkept("story", Value::from(Serde(&story)))
+                            .unkept("me", Value::from(Serde(&a)))
+                            .with("words", 80)
+                            .with("brief", brief),
+                    ),
+                ]
             };
+            // Stories and personas converted once and kept are what a fresh conversion gives.
+            let fresh = Vars::default()
+                .unkept("story", Value::from(Serde(&story)))
+                .with("motion", setup.motion)
+                .unkept("me", Value::from(Serde(&b)))
+                .unkept("opponent", Value::from(Serde(&a)))
+                .with("words", setup.words)
+                .with("brief", brief);
+            let [(_, cached)] = [calls().into_iter().nth(1).unwrap()];
             assert_eq!(
-                prompts.render_blocks("opening.j2", fresh).unwrap(),
                 prompts
-                    .render_blocks("opening.j2", calls[1].1.clone())
+                    .render_blocks("opening.j2", &Arc::new(fresh), [None, None])
+                    .unwrap(),
+                prompts
+                    .render_blocks("opening.j2", &Arc::new(cached), [None, None])
                     .unwrap()
             );
             let texts = |calls: Vec<PreviewCall>| -> Vec<String> {
@@ -494,9 +548,13 @@ mod tests {
                 texts(prompts.preview(&setup).unwrap()),
                 texts(prompts.preview(&setup).unwrap())
             );
-            for (name, ctx) in calls {
-                let rendered = prompts.render_blocks(name, ctx.clone()).unwrap();
-                let plain = prompts.render_plain(name, ctx).unwrap();
+            for ((name, vars), (_, same)) in calls().into_iter().zip(calls()) {
+                let rendered = prompts
+                    .render_blocks(name, &Arc::new(vars), [None, None])
+                    .unwrap();
+                let plain = prompts
+                    .render_plain(name, Value::from_dyn_object(Arc::new(same)))
+                    .unwrap();
                 assert_eq!(rendered, plain, "{name}, brief {brief}");
                 assert!(
                     rendered.iter().all(|text| !text.trim().is_empty()),
@@ -504,5 +562,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A kept block is reused only when everything it read, directly or through the
+    /// template's top level, is the same.
+    #[test]
+    fn kept_blocks_follow_what_the_template_read() {
+        let plain = "{% block system %}s{% endblock %}{% block user %}u{% endblock %}";
+        let opening = "{% set w = words %}\n\
+            {% block system %}{% if brief %}{{ motion }}{% else %}{{ w }} words{% endif %}{% endblock %}\n\
+            {% block user %}{{ story.title }}{% endblock %}";
+        let files = REQUIRED
+            .iter()
+            .map(|&name| {
+                let source = if name == "opening.j2" { opening } else { plain };
+                (name.to_string(), source.to_string())
+            })
+            .collect();
+        let prompts = Prompts::from_sources(Path::new("test"), files).unwrap();
+        let story = story();
+        let (a, b) = (persona("winston-churchill"), persona("frederick-douglass"));
+        let system = |motion: &str, words: u32, brief: bool| {
+            let setup = DebateSetup {
+                story: &story,
+                a: &a,
+                b: &b,
+                motion,
+                words,
+                brief,
+                judge_brief: brief,
+            };
+            let messages = prompts.opening(&setup, Speaker::A).unwrap();
+            assert_eq!(messages[1].content, story.title);
+            messages[0].content.clone()
+        };
+        assert_eq!(system("X", 120, true), "X");
+        assert_eq!(system("X", 120, false), "120 words");
+        assert_eq!(prompts.kept.len(), 3, "two system texts and one user text");
+        // The motion is not read without `brief`: the kept texts serve.
+        assert_eq!(system("Y", 120, false), "120 words");
+        assert_eq!(prompts.kept.len(), 3, "found, not rendered again");
+        assert_eq!(system("Y", 120, true), "Y");
+        // `words` is read at the top level, through `w`.
+        assert_eq!(system("Y", 90, false), "90 words");
+        assert_eq!(system("X", 90, true), "X");
+        assert_eq!(system("X", 120, true), "X");
     }
 }
