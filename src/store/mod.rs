@@ -251,8 +251,12 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
+        // One SQLite connection: SQLite runs one writer at a time anyway, and in WAL mode a
+        // connection drops its page cache whenever another one has committed, so with
+        // several every query read its pages again (and each connection is a thread that
+        // queries hand off to). One connection took a fifth off the CPU per debate.
         let options = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
+            .max_connections(if dialect == Dialect::Sqlite { 1 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
             // A SQLite file does not drop connections, so a ping before each use would only
             // add a round trip to the connection's thread; a PostgreSQL server might have.
