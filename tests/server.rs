@@ -590,14 +590,24 @@ mod cases {
         .await;
         let app = start(&fake, db, |_| {}).await;
         let token = app.user().await;
+        let other = app.user().await;
         let (status, created) = app.post("/api/debates", Some(&token), DEBATE()).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{created}");
         let id = created["id"].as_str().unwrap();
         let events_path = created["events"].as_str().unwrap().to_string();
         assert_eq!(events_path, format!("/api/debates/{id}/events"));
+        let follow = |who: &str| {
+            app.http
+                .get(format!("{}{events_path}", app.base))
+                .bearer_auth(who)
+                .send()
+        };
 
         let first = app.events(&events_path, &token, None, 6).await;
         assert_eq!(first.len(), 6);
+        // Nobody else follows it, while it runs (from memory) or after (from the database).
+        let response = follow(&other).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
         let resumed = app
             .events(&events_path, &token, Some(first[5].0), usize::MAX)
             .await;
@@ -645,18 +655,11 @@ mod cases {
         // It is listed as mine, and nobody else's.
         let (_, mine) = app.get("/api/debates", Some(&token)).await;
         assert_eq!(mine["debates"][0]["id"], id);
-        let other = app.user().await;
         assert_eq!(
             app.get(&format!("/api/debates/{id}"), Some(&other)).await.0,
             StatusCode::NOT_FOUND
         );
-        let response = app
-            .http
-            .get(format!("{}{events_path}", app.base))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap();
+        let response = follow(&other).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(
             app.get("/api/debates", Some(&other)).await.1["debates"],

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::event::{Event, EventSink, Speaker};
-use crate::store::{Store, StoredEvent};
+use crate::store::{RunKind, Store, StoredEvent};
 
 /// How long tokens gather before they are sent and stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
@@ -31,6 +31,7 @@ const LIVE_BUFFER: usize = 64;
 /// and the channel of new ones.
 pub struct LiveRun {
     id: String,
+    owner: Owner,
     store: Store,
     due: Arc<DueBatches>,
     state: Mutex<RunState>,
@@ -48,6 +49,13 @@ struct RunState {
     done: Option<Event>,
     /// Resolves once the latest event is stored.
     stored: Option<crate::store::Stored>,
+}
+
+/// Whose run it is, and what kind: enough to let a follower in without asking the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub user_id: i64,
+    pub kind: RunKind,
 }
 
 /// Tokens of one turn gathered for one event.
@@ -276,9 +284,10 @@ impl Hub {
 
     /// Opens a run about to execute here. Done before the run is announced to its client,
     /// so a follower arriving at once finds it.
-    pub fn open(&self, run_id: &str) -> Arc<LiveRun> {
+    pub fn open(&self, run_id: &str, owner: Owner) -> Arc<LiveRun> {
         let run = Arc::new(LiveRun {
             id: run_id.to_string(),
+            owner,
             store: self.store.clone(),
             due: self.due.clone(),
             state: Mutex::new(RunState {
@@ -300,6 +309,11 @@ impl Hub {
     /// A run executing here, if it is.
     fn live(&self, run_id: &str) -> Option<Arc<LiveRun>> {
         self.lock().get(run_id).cloned()
+    }
+
+    /// The owner of a run executing here, if it is.
+    pub fn owner(&self, run_id: &str) -> Option<Owner> {
+        self.lock().get(run_id).map(|run| run.owner)
     }
 
     /// Stops a run executing here from adding events (it is being interrupted); returns
@@ -555,7 +569,12 @@ mod tests {
             store.create_run(&row, None).await.unwrap();
         }
         let hub = Hub::start(store.clone());
-        let run = hub.open("r");
+        let owner = Owner {
+            user_id: user.id,
+            kind: RunKind::Debate,
+        };
+        let run = hub.open("r", owner);
+        assert_eq!(hub.owner("r"), Some(owner));
         let sink = run.sink();
         for _ in 1..=10 {
             sink.send(start(1));
@@ -610,6 +629,7 @@ mod tests {
             "an ended run takes no more"
         );
         assert!(hub.live("r").is_none(), "a finished run leaves the hub");
+        assert_eq!(hub.owner("r"), None);
 
         let all = (1..=last + 1).collect::<Vec<_>>();
         assert_eq!(seqs(&drain(resumed).await), all[4..]);
@@ -621,7 +641,7 @@ mod tests {
         assert!(stored == heard, "{} events stored", stored.len());
 
         // A run that ends without `done` (sealed at shutdown) ends its followers too.
-        let cut = hub.open("cut");
+        let cut = hub.open("cut", owner);
         let follower = Follower::start(&hub, "cut", 0, true).await.unwrap();
         cut.sink().send(start(1));
         cut.sink().send(token(Speaker::A, "lost"));

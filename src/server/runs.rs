@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use super::live::{self, Follower};
+use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
@@ -201,8 +201,12 @@ where
 {
     create_run(state, &run, per_day).await?;
     // Open before the client hears of the run, so a follower arriving at once finds it.
-    let live = state.hub.open(&run.id);
     let kind: RunKind = run.kind.parse().unwrap_or(RunKind::Debate);
+    let owner = Owner {
+        user_id: run.user_id,
+        kind,
+    };
+    let live = state.hub.open(&run.id, owner);
     let task_state = state.clone();
     state.spawn_run(async move {
         let engine = task_state.engine.clone();
@@ -270,8 +274,17 @@ async fn owned(
 ) -> Result<Run, ApiError> {
     match state.store.run(id).await? {
         Some(run) if run.user_id == user.id && run.kind == kind.as_str() => Ok(run),
-        _ => Err(ApiError::not_found(format!("no {} `{id}`", kind.as_str()))),
+        _ => Err(not_found(kind, id)),
     }
+}
+
+fn not_found(kind: RunKind, id: &str) -> ApiError {
+    ApiError::not_found(format!("no {} `{id}`", kind.as_str()))
+}
+
+/// Whether a run may still produce events (here or on another instance).
+fn unfinished(run: &Run) -> bool {
+    matches!(run.status.as_str(), "queued" | "running")
 }
 
 /// `GET /api/debates/{id}`
@@ -346,8 +359,13 @@ pub async fn debate_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let run = owned(&state, &user, &id, RunKind::Debate).await?;
-    stream(&state, &run, &headers).await
+    // A debate executing here needs no trip to the database to be followed.
+    let unfinished = match state.hub.owner(&id) {
+        Some(owner) if owner.user_id == user.id && owner.kind == RunKind::Debate => true,
+        Some(_) => return Err(not_found(RunKind::Debate, &id)),
+        None => unfinished(&owned(&state, &user, &id, RunKind::Debate).await?),
+    };
+    stream(&state, &id, unfinished, &headers).await
 }
 
 /// `GET /api/perspectives/{id}/events`
@@ -359,23 +377,30 @@ pub async fn perspective_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match state.store.run(&id).await? {
-        Some(run) if run.kind == RunKind::Perspective.as_str() => {
-            stream(&state, &run, &headers).await
-        }
-        _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
-    }
+    let unfinished = match state.hub.owner(&id) {
+        Some(owner) if owner.kind == RunKind::Perspective => true,
+        Some(_) => return Err(not_found(RunKind::Perspective, &id)),
+        None => match state.store.run(&id).await? {
+            Some(run) if run.kind == RunKind::Perspective.as_str() => unfinished(&run),
+            _ => return Err(not_found(RunKind::Perspective, &id)),
+        },
+    };
+    stream(&state, &id, unfinished, &headers).await
 }
 
 /// The run's events as SSE, after `Last-Event-ID` if given.
-async fn stream(state: &AppState, run: &Run, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn stream(
+    state: &AppState,
+    run_id: &str,
+    unfinished: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
-    let unfinished = matches!(run.status.as_str(), "queued" | "running");
-    let follower = Follower::start(&state.hub, &run.id, after, unfinished).await?;
+    let follower = Follower::start(&state.hub, run_id, after, unfinished).await?;
     let sse =
         Sse::new(sse_stream(follower, state.metrics.clone())).keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
