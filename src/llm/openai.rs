@@ -18,7 +18,8 @@ use crate::config::LlmConfig;
 /// A client for one OpenAI-compatible endpoint.
 pub struct OpenAiClient {
     http: reqwest::Client,
-    url: String,
+    /// Parsed once: parsing it for every call showed in profiles.
+    url: reqwest::Url,
     model: String,
     api_key: Option<String>,
     timeout: Duration,
@@ -38,9 +39,12 @@ impl OpenAiClient {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| LlmError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))?;
         Ok(OpenAiClient {
             http,
-            url: format!("{}/chat/completions", base.trim_end_matches('/')),
+            url,
             model: config.model.clone(),
             api_key: config.api_key.clone(),
             timeout: config.timeout,
@@ -84,7 +88,17 @@ impl OpenAiClient {
             .acquire()
             .await
             .map_err(|_| LlmError::Unavailable("client closed".into()))?;
-        let mut builder = self.http.post(&self.url).json(&self.body(request));
+        // Serialized into a buffer sized for the prompts: growing one by doubling copied
+        // each prompt several times.
+        let size: usize = request.messages.iter().map(|m| m.content.len() + 32).sum();
+        let mut body = Vec::with_capacity(size + 512);
+        serde_json::to_writer(&mut body, &self.body(request))
+            .map_err(|e| LlmError::Protocol(format!("cannot encode the request: {e}")))?;
+        let mut builder = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
@@ -107,7 +121,7 @@ impl OpenAiClient {
                 .and_then(Result::ok)
                 .unwrap_or_default();
             return Err(LlmError::Status {
-                url: self.url.clone(),
+                url: self.url.to_string(),
                 status: status.as_u16(),
                 message: error_message(status, &body),
                 retry_after,
@@ -166,7 +180,7 @@ impl OpenAiClient {
             LlmError::Timeout(self.timeout)
         } else if e.is_connect() || e.is_request() {
             LlmError::Connect {
-                url: self.url.clone(),
+                url: self.url.to_string(),
                 detail: error_chain(&e),
             }
         } else {
