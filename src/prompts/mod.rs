@@ -268,9 +268,8 @@ impl Prompts {
             .collect())
     }
 
-    /// What a debater's templates see.
-    fn debater_vars(&self, setup: &DebateSetup, speaker: Speaker) -> Vars {
-        let (me, opponent) = (setup.persona(speaker), setup.persona(speaker.opponent()));
+    /// What every call of a debate sees: the story and the motion.
+    fn debate_vars(&self, setup: &DebateSetup) -> Vars {
         Vars::default()
             .versioned(
                 "story",
@@ -278,6 +277,12 @@ impl Prompts {
                 &setup.story.version,
             )
             .with("motion", setup.motion)
+    }
+
+    /// What a debater's templates see.
+    fn debater_vars(&self, setup: &DebateSetup, speaker: Speaker) -> Vars {
+        let (me, opponent) = (setup.persona(speaker), setup.persona(speaker.opponent()));
+        self.debate_vars(setup)
             .versioned("me", self.values.persona(me), &me.version)
             .versioned("opponent", self.values.persona(opponent), &opponent.version)
             .with("words", setup.words)
@@ -308,13 +313,7 @@ impl Prompts {
                 }
             })
             .collect();
-        Vars::default()
-            .versioned(
-                "story",
-                self.values.story(setup.story),
-                &setup.story.version,
-            )
-            .with("motion", setup.motion)
+        self.debate_vars(setup)
             .unkept("sides", Value::from(Serde(&sides)))
             .with("brief", setup.judge_brief)
     }
