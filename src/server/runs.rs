@@ -200,12 +200,12 @@ where
     Fut: Future<Output = Outcome> + Send,
 {
     create_run(state, &run, per_day).await?;
-    // Open before the client hears of the run, so a follower arriving at once finds it.
     let kind: RunKind = run.kind.parse().unwrap_or(RunKind::Debate);
     let owner = Owner {
         user_id: run.user_id,
         kind,
     };
+    // Open before the client hears of the run, so a follower arriving at once finds it.
     let live = state.hub.open(&run.id, owner);
     let task_state = state.clone();
     state.spawn_run(async move {
