@@ -16,9 +16,12 @@ pub struct SseEvent {
 /// Feeds on chunks of bytes and yields whole events.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
+    /// The line being read; its buffer is reused from line to line.
     line: Vec<u8>,
     event: String,
-    data: Vec<String>,
+    /// The `data:` lines so far, joined with `\n`.
+    data: String,
+    has_data: bool,
     id: Option<String>,
 }
 
@@ -34,13 +37,15 @@ impl SseDecoder {
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             self.line.extend_from_slice(&rest[..pos]);
             rest = &rest[pos + 1..];
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
             }
+            let line = std::mem::take(&mut self.line);
             if let Some(event) = self.process_line(&line) {
                 events.push(event);
             }
+            self.line = line;
+            self.line.clear();
         }
         self.line.extend_from_slice(rest);
         events
@@ -70,7 +75,13 @@ impl SseDecoder {
             None => (line.as_ref(), ""),
         };
         match field {
-            "data" => self.data.push(value.to_string()),
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
             "event" => self.event = value.to_string(),
             "id" => self.id = Some(value.to_string()),
             _ => {} // `retry` and unknown fields do not concern a one-shot client
@@ -79,13 +90,13 @@ impl SseDecoder {
     }
 
     fn dispatch(&mut self) -> Option<SseEvent> {
-        if self.data.is_empty() {
+        if !std::mem::take(&mut self.has_data) {
             self.event.clear();
             return None;
         }
         Some(SseEvent {
             event: std::mem::take(&mut self.event),
-            data: std::mem::take(&mut self.data).join("\n"),
+            data: std::mem::take(&mut self.data),
             id: self.id.clone(),
         })
     }
