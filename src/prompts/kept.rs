@@ -30,7 +30,8 @@ impl Vars {
     const MOST: usize = 64;
 
     fn add(mut self, name: &'static str, value: Value, print: Option<String>) -> Vars {
-        debug_assert!(self.names.len() < Vars::MOST, "too many template variables");
+        // The engine gives a handful; a 65th would alias a bit and reuse texts wrongly.
+        assert!(self.names.len() < Vars::MOST, "too many template variables");
         self.names.push(name);
         self.values.push(value);
         self.prints.push(print);
