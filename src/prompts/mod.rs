@@ -528,7 +528,7 @@ mod tests {
                 .unkept("opponent", Value::from(Serde(&a)))
                 .with("words", setup.words)
                 .with("brief", brief);
-            let [(_, cached)] = [calls().into_iter().nth(1).unwrap()];
+            let (_, cached) = calls().into_iter().nth(1).unwrap();
             assert_eq!(
                 prompts
                     .render_blocks("opening.j2", &Arc::new(fresh), [None, None])
