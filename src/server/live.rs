@@ -19,7 +19,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::event::{Event, EventSink, Speaker};
-use crate::store::{RunKind, Store, StoredEvent};
+use crate::store::{Finish, RunKind, Store, StoredEvent};
 
 /// How long tokens gather before they are sent and stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
@@ -38,14 +38,17 @@ pub struct LiveRun {
 }
 
 struct RunState {
+    /// The events told to followers so far.
     events: Vec<StoredEvent>,
+    /// The last sequence number given (to an event told, or queued and not yet told).
+    last: i64,
     /// `None` once the run has ended (or was sealed): followers then see the channel close,
     /// and further events are dropped.
     tx: Option<broadcast::Sender<StoredEvent>>,
     /// Tokens not yet published, one batch per speaking turn: the two sides stream at once,
     /// and must not cut each other's batches short.
     batches: Vec<Batch>,
-    /// The engine's `done`, held until the run's result is stored.
+    /// The engine's `done`, held to be stored with the run's result.
     done: Option<Event>,
     /// Resolves once the latest event is stored.
     stored: Option<crate::store::Stored>,
@@ -141,36 +144,57 @@ impl LiveRun {
     /// lock so that a follower arriving meanwhile sees it exactly once: in its snapshot or
     /// on its channel.
     fn publish(&self, state: &mut RunState, event: &Event) {
-        let Some(tx) = &state.tx else {
+        if state.tx.is_none() {
             return;
-        };
+        }
+        let stored = self.record(state, event);
+        state.tell(stored);
+    }
+
+    /// Numbers an event and queues it for the database.
+    fn record(&self, state: &mut RunState, event: &Event) -> StoredEvent {
+        state.last += 1;
         let stored = StoredEvent {
-            seq: state.events.last().map_or(0, |e| e.seq) + 1,
+            seq: state.last,
             name: event.name().to_string(),
             data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
         };
-        let _ = tx.send(stored.clone()); // nobody listening is fine
         state.stored = Some(self.store.queue_event(&self.id, stored.clone()));
-        state.events.push(stored);
+        stored
     }
 
-    /// Ends the run once its result is stored: publishes what is left and the held `done`,
-    /// waits until the database has every event, and leaves the hub.
-    pub async fn finish(&self, hub: &Hub) {
-        let stored = {
+    /// Ends the run: publishes what is left, stores the held `done` together with the
+    /// run's result (`None` if it has none to store), and tells followers `done` only once
+    /// both are committed, so a client who sees it finds the result. Then leaves the hub.
+    pub async fn finish(&self, hub: &Hub, result: Option<Finish>) {
+        let (stored, done) = {
             let mut state = self.state();
             self.flush(&mut state, |_| true);
-            if let Some(done) = state.done.take() {
-                self.publish(&mut state, &done);
+            let mut done = None;
+            // A sealed run is being ended by whoever sealed it.
+            if state.tx.is_some() {
+                done = state.done.take().map(|done| self.record(&mut state, &done));
+                if let Some(result) = result {
+                    state.stored = Some(self.store.queue_finish(&self.id, result));
+                }
             }
-            state.tx = None;
-            state.stored.take()
+            (state.stored.take(), done)
         };
         if let Some(stored) = stored {
-            // Events are committed in order: the last one stored means all are.
+            // Records are committed in order: the last one stored means all are.
             if let Err(e) = stored.wait().await {
-                tracing::error!(run = self.id, "cannot store the last events: {e}");
+                tracing::error!(
+                    run = self.id,
+                    "cannot store the last events and result: {e}"
+                );
             }
+        }
+        {
+            let mut state = self.state();
+            if let Some(done) = done {
+                state.tell(done);
+            }
+            state.tx = None;
         }
         hub.close(&self.id);
     }
@@ -190,7 +214,17 @@ impl LiveRun {
         let mut state = self.state();
         state.tx = None;
         state.batches.clear();
-        state.events.last().map_or(0, |e| e.seq)
+        state.last
+    }
+}
+
+impl RunState {
+    /// Tells the followers a numbered event and keeps it for those still to come.
+    fn tell(&mut self, event: StoredEvent) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(event.clone()); // nobody listening is fine
+            self.events.push(event);
+        }
     }
 }
 
@@ -292,6 +326,7 @@ impl Hub {
             due: self.due.clone(),
             state: Mutex::new(RunState {
                 events: Vec::new(),
+                last: 0,
                 tx: Some(broadcast::channel(LIVE_BUFFER).0),
                 batches: Vec::new(),
                 done: None,
@@ -379,20 +414,20 @@ pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
     }
 }
 
-/// Appends events to the log of a run nobody is executing any more (one interrupted by a
-/// crash, or sealed past the shutdown grace period: `last` is then its last number).
+/// Ends the log of a run nobody is executing any more (one interrupted by a crash, or
+/// sealed past the shutdown grace period: `last` is then its last number) with `events`,
+/// and stores its result in the same commit.
 pub async fn append(
     store: &Store,
     run_id: &str,
     last: Option<i64>,
     events: &[Event],
+    result: Finish,
 ) -> Result<(), crate::store::StoreError> {
     let mut seq = match last {
         Some(seq) => seq,
         None => store.last_seq(run_id).await?,
     };
-    // Queued together, committed in order: the last one stored means all are.
-    let mut stored = None;
     for event in events {
         seq += 1;
         let event = StoredEvent {
@@ -400,12 +435,10 @@ pub async fn append(
             name: event.name().to_string(),
             data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
         };
-        stored = Some(store.queue_event(run_id, event));
+        store.queue_event(run_id, event);
     }
-    match stored {
-        Some(stored) => stored.wait().await,
-        None => Ok(()),
-    }
+    // Queued together, committed in order: the last one stored means all are.
+    store.queue_finish(run_id, result).wait().await
 }
 
 /// How a follower hears of new events.
@@ -581,7 +614,7 @@ mod tests {
         }
         // One follower resumes mid-run; one from the start falls far behind its channel.
         let resumed = Follower::start(&hub, "r", 4, true).await.unwrap();
-        let slow = Follower::start(&hub, "r", 0, true).await.unwrap();
+        let mut slow = Follower::start(&hub, "r", 0, true).await.unwrap();
         for _ in 0..3 * LIVE_BUFFER {
             sink.send(start(1));
         }
@@ -615,13 +648,34 @@ mod tests {
             .collect();
         assert_eq!(names, ["token", "turn_start"]);
 
-        // `done` waits for the run's result to be stored.
+        // `done` waits for the run's result, and is told once both are stored: whoever
+        // hears it finds the run finished.
+        let watcher = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut heard = Vec::new();
+                let mut status = None;
+                while let Some(event) = slow.next().await {
+                    if event.name == "done" {
+                        status = store.run("r").await.unwrap().map(|r| r.status);
+                    }
+                    heard.push(event);
+                }
+                (heard, status)
+            })
+        };
         sink.send(Event::Done {
             status: Status::Done,
         });
         let last = run.state().events.len() as i64;
         assert_eq!(run.state().events.last().unwrap().name, "turn_start");
-        run.finish(&hub).await;
+        let result = Finish {
+            status: "done".into(),
+            result: r#"{"verdict":"kept"}"#.into(),
+            error: None,
+            at: 1,
+        };
+        run.finish(&hub, Some(result)).await;
         sink.send(start(3));
         assert_eq!(
             run.state().events.len() as i64,
@@ -633,9 +687,19 @@ mod tests {
 
         let all = (1..=last + 1).collect::<Vec<_>>();
         assert_eq!(seqs(&drain(resumed).await), all[4..]);
-        let heard = drain(slow).await;
+        let (heard, status) = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the follower ends with the run")
+            .unwrap();
         assert_eq!(seqs(&heard), all);
         assert_eq!(heard.last().unwrap().name, "done");
+        assert_eq!(
+            status.as_deref(),
+            Some("done"),
+            "stored when `done` is told"
+        );
+        let stored = store.run("r").await.unwrap().unwrap();
+        assert_eq!(stored.result, r#"{"verdict":"kept"}"#);
         // The database has the same log once the run has left the hub.
         let stored = store.events_after("r", 0).await.unwrap();
         assert!(stored == heard, "{} events stored", stored.len());

@@ -20,7 +20,7 @@ use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
-use crate::store::{Quota, Run, RunKind, StoreError, now_ms};
+use crate::store::{Finish, Quota, Run, RunKind, StoreError, now_ms};
 use crate::transcript::{ErrorInfo, Status};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -232,25 +232,22 @@ async fn execute<F, Fut>(
 {
     // The run shows as running once its first event is stored.
     let outcome = run(live.sink()).await;
-    match outcome {
+    let finish = match outcome {
         Ok((status, error, result)) => {
-            let error = error
-                .as_ref()
-                .map(|e| (e.code.as_str(), e.message.as_str()));
-            let status = status.as_str();
-            if let Err(e) = state
-                .store
-                .finish_run(id, status, &result, error, now_ms())
-                .await
-            {
-                tracing::error!(run = id, "cannot store the result: {e}");
-            }
-            state.metrics.run_finished(kind.as_str(), status);
+            state.metrics.run_finished(kind.as_str(), status.as_str());
+            Some(Finish {
+                status: status.as_str().to_string(),
+                result,
+                error: error.map(|e| (e.code, e.message)),
+                at: now_ms(),
+            })
         }
-        Err(e) => tracing::error!(run = id, "cannot serialize the result: {e}"),
-    }
-    // `done` goes out only now, so a client who sees it finds the result stored.
-    live.finish(&state.hub).await;
+        Err(e) => {
+            tracing::error!(run = id, "cannot serialize the result: {e}");
+            None
+        }
+    };
+    live.finish(&state.hub, finish).await;
 }
 
 /// The stored JSON of a run, with its current status and error (which change when a run is
@@ -477,18 +474,14 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
             status: Status::Failed,
         },
     ];
-    live::append(&state.store, &run.id, last, &events).await?;
     let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
     result["status"] = json!("failed");
     result["error"] = json!(reason);
-    state
-        .store
-        .finish_run(
-            &run.id,
-            "failed",
-            &result.to_string(),
-            Some((&reason.code, &reason.message)),
-            now_ms(),
-        )
-        .await
+    let finish = Finish {
+        status: "failed".into(),
+        result: result.to_string(),
+        error: Some((reason.code, reason.message)),
+        at: now_ms(),
+    };
+    live::append(&state.store, &run.id, last, &events, finish).await
 }

@@ -106,7 +106,7 @@ pub struct Quota<'a> {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
-    events: mpsc::UnboundedSender<EventWrite>,
+    writer: mpsc::UnboundedSender<Write>,
 }
 
 /// Resolves once a queued event is committed.
@@ -121,10 +121,27 @@ impl Stored {
     }
 }
 
-/// An event waiting for the writer, and who to tell when it is stored.
-struct EventWrite {
+/// A run's final status and result, stored with its last events.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub status: String,
+    /// The result JSON.
+    pub result: String,
+    /// The error's code and message, if it failed.
+    pub error: Option<(String, String)>,
+    pub at: i64,
+}
+
+/// What the writer stores for a run.
+enum Record {
+    Event(StoredEvent),
+    Finish(Finish),
+}
+
+/// A record waiting for the writer, and who to tell when it is stored.
+struct Write {
     run_id: String,
-    event: StoredEvent,
+    record: Record,
     stored: oneshot::Sender<Result<(), String>>,
 }
 
@@ -137,14 +154,11 @@ const GROUP_WINDOW: Duration = Duration::from_millis(50);
 /// Rows in one INSERT (4 parameters each, well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
-/// Stores events as they come, many per transaction: thousands of live debates append a
-/// row per token batch, and one writer committing groups beats every task contending for
-/// SQLite's single write lock (whose busy-wait sleeps add up to 100 ms a try).
-async fn write_events(
-    pool: AnyPool,
-    dialect: Dialect,
-    mut queue: mpsc::UnboundedReceiver<EventWrite>,
-) {
+/// Stores events (and runs' results) as they come, many per transaction: thousands of live
+/// debates append a row per token batch, and one writer committing groups beats every task
+/// contending for SQLite's single write lock (whose busy-wait sleeps add up to 100 ms a
+/// try), and a commit each.
+async fn write_records(pool: AnyPool, dialect: Dialect, mut queue: mpsc::UnboundedReceiver<Write>) {
     while let Some(first) = queue.recv().await {
         // Runs append to their own pages of the log's index, so a commit costs about a page
         // per run in it: waiting a moment lets each run bring several events.
@@ -160,7 +174,7 @@ async fn write_events(
             .await
             .map_err(|e| e.to_string());
         if let Err(e) = &result {
-            tracing::error!("cannot store {} events: {e}", group.len());
+            tracing::error!("cannot store {} events and results: {e}", group.len());
         }
         for write in group {
             let _ = write.stored.send(result.clone());
@@ -171,11 +185,18 @@ async fn write_events(
 async fn commit_group(
     pool: &AnyPool,
     dialect: Dialect,
-    group: &[EventWrite],
+    group: &[Write],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let events: Vec<(&str, &StoredEvent)> = group
+        .iter()
+        .filter_map(|w| match &w.record {
+            Record::Event(event) => Some((w.run_id.as_str(), event)),
+            Record::Finish(_) => None,
+        })
+        .collect();
     // Many rows a statement: each statement is a round trip to the database.
-    for rows in group.chunks(ROWS_PER_INSERT) {
+    for rows in events.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..rows.len())
             .map(|i| {
                 format!(
@@ -192,20 +213,20 @@ async fn commit_group(
             values.join(", ")
         );
         let mut insert = sqlx::query(&sql);
-        for write in rows {
+        for (run_id, event) in rows {
             insert = insert
-                .bind(&write.run_id)
-                .bind(write.event.seq)
-                .bind(&write.event.name)
-                .bind(&write.event.data);
+                .bind(*run_id)
+                .bind(event.seq)
+                .bind(&event.name)
+                .bind(&event.data);
         }
         insert.execute(&mut *tx).await?;
     }
     // A run is running from its first event on (a finished run stays finished).
-    let started: Vec<&str> = group
+    let started: Vec<&str> = events
         .iter()
-        .filter(|w| w.event.seq == 1)
-        .map(|w| w.run_id.as_str())
+        .filter(|(_, event)| event.seq == 1)
+        .map(|(run_id, _)| *run_id)
         .collect();
     for runs in started.chunks(ROWS_PER_INSERT) {
         let ids: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
@@ -218,6 +239,24 @@ async fn commit_group(
             update = update.bind(*run);
         }
         update.execute(&mut *tx).await?;
+    }
+    // Last: a run's result commits with its last events, after its start above.
+    for write in group {
+        if let Record::Finish(finish) = &write.record {
+            let error = finish.error.as_ref();
+            sqlx::query(
+                "UPDATE runs SET status = $1, result = $2, error_code = $3, error_message = $4, \
+                 updated_at = $5 WHERE id = $6",
+            )
+            .bind(&finish.status)
+            .bind(&finish.result)
+            .bind(error.map(|e| e.0.as_str()))
+            .bind(error.map(|e| e.1.as_str()))
+            .bind(finish.at)
+            .bind(&write.run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     if dialect == Dialect::Postgres {
         // Delivered at commit: other instances read what is already there.
@@ -282,12 +321,12 @@ impl Store {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        let (events, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_events(pool.clone(), dialect, queue));
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_records(pool.clone(), dialect, queue));
         Ok(Store {
             pool,
             dialect,
-            events,
+            writer,
         })
     }
 
@@ -433,30 +472,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records a run's new status and result.
-    pub async fn finish_run(
-        &self,
-        id: &str,
-        status: &str,
-        result: &str,
-        error: Option<(&str, &str)>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE runs SET status = $1, result = $2, error_code = $3, error_message = $4, \
-             updated_at = $5 WHERE id = $6",
-        )
-        .bind(status)
-        .bind(result)
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     const RUN_COLUMNS: &'static str =
         "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at";
 
@@ -499,17 +514,27 @@ impl Store {
             .await?)
     }
 
-    /// Queues an event for the log without waiting; events are committed in the order they
-    /// are queued.
+    /// Queues an event for the log without waiting; events and results are committed in
+    /// the order they are queued.
     pub fn queue_event(&self, run_id: &str, event: StoredEvent) -> Stored {
+        self.queue(run_id, Record::Event(event))
+    }
+
+    /// Queues a run's final status and result, to commit with the events queued before it
+    /// (so no one reads a finished log of a run still marked running, or the reverse).
+    pub fn queue_finish(&self, run_id: &str, finish: Finish) -> Stored {
+        self.queue(run_id, Record::Finish(finish))
+    }
+
+    fn queue(&self, run_id: &str, record: Record) -> Stored {
         let (stored, committed) = oneshot::channel();
-        let write = EventWrite {
+        let write = Write {
             run_id: run_id.to_string(),
-            event,
+            record,
             stored,
         };
         // If the writer has stopped, `committed` reports it.
-        let _ = self.events.send(write);
+        let _ = self.writer.send(write);
         Stored(committed)
     }
 
