@@ -159,7 +159,8 @@ on_every_database!(
     twenty_concurrent_requests_cannot_exceed_the_daily_quota,
     a_second_request_for_the_same_perspective_is_served_from_the_cache,
     hostile_text_is_stored_and_returned_intact_and_inert,
-    a_restart_marks_the_debate_it_interrupted_as_failed
+    a_restart_marks_the_debate_it_interrupted_as_failed,
+    a_run_log_reads_back_event_by_event_from_any_point
 );
 
 async fn databases() -> Vec<String> {
@@ -892,6 +893,53 @@ mod cases {
         let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
         assert_eq!(events.last().unwrap().2["status"], "failed");
+    }
+
+    /// The writer keeps each run's events of one commit in one row; read back, from the
+    /// start or from inside a row, they come one by one, each once, in order.
+    pub async fn a_run_log_reads_back_event_by_event_from_any_point(db: &str) {
+        use crossfire::store::{Run, Store, StoredEvent};
+        let store = Store::connect(db).await.unwrap();
+        let user = store.create_user("log@example.com", "-", 0).await.unwrap();
+        for id in ["a", "b"] {
+            let run = Run {
+                id: id.into(),
+                kind: "debate".into(),
+                user_id: user.id,
+                status: "running".into(),
+                cache_key: None,
+                result: "{}".into(),
+                error_code: None,
+                error_message: None,
+                created_at: 0,
+            };
+            store.create_run(&run, None).await.unwrap();
+        }
+        let event = |id: &str, seq: i64| StoredEvent {
+            seq,
+            name: if seq == 3 { "turn_end" } else { "token" }.into(),
+            // An escaped line break and a space stay inside the event.
+            data: format!(r#"{{"text":"{id} {seq}\n"}}"#),
+        };
+        // Two runs' events interleaved and queued together (one commit), then two more of
+        // one run (later commits).
+        for seq in 1..=4 {
+            for id in ["a", "b"] {
+                store.queue_event(id, event(id, seq));
+            }
+        }
+        store.queue_event("a", event("a", 5)).wait().await.unwrap();
+        store.queue_event("a", event("a", 6)).wait().await.unwrap();
+
+        let all: Vec<StoredEvent> = (1..=6).map(|seq| event("a", seq)).collect();
+        for after in 0..=6 {
+            let read = store.events_after("a", after).await.unwrap();
+            assert_eq!(read, all[after as usize..], "after {after}");
+        }
+        let b = store.events_after("b", 2).await.unwrap();
+        assert_eq!(b, [event("b", 3), event("b", 4)]);
+        assert_eq!(store.last_seq("a").await.unwrap(), 6);
+        assert_eq!(store.last_seq("b").await.unwrap(), 4);
     }
 }
 

@@ -2,6 +2,7 @@
 //! daily quotas — in a SQLite file by default, or PostgreSQL by URL, through one set of
 //! queries (`$n` placeholders work in both).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -87,11 +88,60 @@ pub struct Run {
 }
 
 /// One stored event of a run.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub seq: i64,
     pub name: String,
+    /// The event as compact JSON.
     pub data: String,
+}
+
+/// A run's consecutive events `seq` to `last_seq` in one row of the log: their names separated
+/// by spaces, their data one JSON object a line (compact JSON has no raw newline).
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    last_seq: i64,
+    name: String,
+    data: String,
+}
+
+impl EventRow {
+    fn new(event: &StoredEvent) -> EventRow {
+        EventRow {
+            seq: event.seq,
+            last_seq: event.seq,
+            name: event.name.clone(),
+            data: event.data.clone(),
+        }
+    }
+
+    /// Takes `event` if it is the next one; returns whether it did.
+    fn extend(&mut self, event: &StoredEvent) -> bool {
+        if event.seq != self.last_seq + 1 {
+            return false;
+        }
+        self.last_seq = event.seq;
+        self.name.push(' ');
+        self.name.push_str(&event.name);
+        self.data.push('\n');
+        self.data.push_str(&event.data);
+        true
+    }
+
+    /// Adds the row's events after `after` to `out`.
+    fn expand_into(&self, after: i64, out: &mut Vec<StoredEvent>) {
+        let events = self.name.split(' ').zip(self.data.split('\n'));
+        for (seq, (name, data)) in (self.seq..).zip(events) {
+            if seq > after {
+                out.push(StoredEvent {
+                    seq,
+                    name: name.to_string(),
+                    data: data.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// A daily allowance to charge when creating a run.
@@ -151,7 +201,7 @@ const GROUP_COMMIT: usize = 4096;
 /// How long the writer gathers events before committing them.
 const GROUP_WINDOW: Duration = Duration::from_millis(50);
 
-/// Rows in one INSERT (4 parameters each, well under SQLite's and PostgreSQL's limits).
+/// Rows in one INSERT (5 parameters each, well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
 /// Stores events (and runs' results) as they come, many per transaction: thousands of live
@@ -187,47 +237,59 @@ async fn commit_group(
     dialect: Dialect,
     group: &[Write],
 ) -> Result<(), sqlx::Error> {
+    // A row per run: each row is an entry in the log's index, and with thousands of runs
+    // streaming, the index pages they land on were most of a commit's cost.
+    let mut rows: Vec<(&str, EventRow)> = Vec::new();
+    let mut row_of: HashMap<&str, usize> = HashMap::new();
+    let mut started: Vec<&str> = Vec::new();
+    for write in group {
+        let Record::Event(event) = &write.record else {
+            continue;
+        };
+        let run_id = write.run_id.as_str();
+        if event.seq == 1 {
+            started.push(run_id);
+        }
+        match row_of.get(run_id) {
+            Some(&i) if rows[i].1.extend(event) => {}
+            _ => {
+                row_of.insert(run_id, rows.len());
+                rows.push((run_id, EventRow::new(event)));
+            }
+        }
+    }
     let mut tx = pool.begin().await?;
-    let events: Vec<(&str, &StoredEvent)> = group
-        .iter()
-        .filter_map(|w| match &w.record {
-            Record::Event(event) => Some((w.run_id.as_str(), event)),
-            Record::Finish(_) => None,
-        })
-        .collect();
     // Many rows a statement: each statement is a round trip to the database.
-    for rows in events.chunks(ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..rows.len())
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
             .map(|i| {
+                let p = 5 * i;
                 format!(
-                    "(${}, ${}, ${}, ${})",
-                    4 * i + 1,
-                    4 * i + 2,
-                    4 * i + 3,
-                    4 * i + 4
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
                 )
             })
             .collect();
         let sql = format!(
-            "INSERT INTO run_events (run_id, seq, name, data) VALUES {}",
+            "INSERT INTO run_events (run_id, seq, last_seq, name, data) VALUES {}",
             values.join(", ")
         );
         let mut insert = sqlx::query(&sql);
-        for (run_id, event) in rows {
+        for (run_id, row) in chunk {
             insert = insert
                 .bind(*run_id)
-                .bind(event.seq)
-                .bind(&event.name)
-                .bind(&event.data);
+                .bind(row.seq)
+                .bind(row.last_seq)
+                .bind(&row.name)
+                .bind(&row.data);
         }
         insert.execute(&mut *tx).await?;
     }
     // A run is running from its first event on (a finished run stays finished).
-    let started: Vec<&str> = events
-        .iter()
-        .filter(|(_, event)| event.seq == 1)
-        .map(|(run_id, _)| *run_id)
-        .collect();
     for runs in started.chunks(ROWS_PER_INSERT) {
         let ids: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
@@ -544,13 +606,19 @@ impl Store {
         run_id: &str,
         after: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(sqlx::query_as::<_, StoredEvent>(
-            "SELECT seq, name, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT seq, last_seq, name, data FROM run_events \
+             WHERE run_id = $1 AND last_seq > $2 ORDER BY seq",
         )
         .bind(run_id)
         .bind(after)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        let mut events = Vec::new();
+        for row in &rows {
+            row.expand_into(after, &mut events);
+        }
+        Ok(events)
     }
 
     /// Runs left queued or running (by a crash, or a shutdown past its grace period).
@@ -565,7 +633,7 @@ impl Store {
     /// The highest sequence number of a run's log (0 if empty).
     pub async fn last_seq(&self, run_id: &str) -> Result<i64, StoreError> {
         let row: (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = $1")
+            sqlx::query_as("SELECT COALESCE(MAX(last_seq), 0) FROM run_events WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_one(&self.pool)
                 .await?;
