@@ -99,20 +99,22 @@ async fn main() {
     let cpu_before = cpu_times(pid);
     let own_cpu_before = cpu_times(std::process::id());
     let delays = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let streams = Arc::new(Mutex::new(Vec::<(Instant, Instant)>::new()));
     let started = Instant::now();
     let runs = (0..debates).map(|i| {
-        let (http, base, token, delays) = (
+        let (http, base, token, delays, streams) = (
             http.clone(),
             base.clone(),
             tokens[i % USERS].clone(),
             delays.clone(),
+            streams.clone(),
         );
         // Readers do not all press the button in the same millisecond: starts are spread
         // evenly over the ramp.
         let start = started + ramp.mul_f64(i as f64 / debates as f64);
         tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            one_debate(&http, &base, &token, &delays).await
+            one_debate(&http, &base, &token, &delays, &streams).await
         })
     });
     let outcomes = futures::future::join_all(runs).await;
@@ -158,6 +160,16 @@ async fn main() {
         debates - done,
         wall.as_secs_f64()
     );
+    let streams = streams.lock().unwrap().clone();
+    let mut lengths: Vec<Duration> = streams.iter().map(|(from, to)| *to - *from).collect();
+    lengths.sort_unstable();
+    println!(
+        "  streams open at once: {} at most; a debate streams for {:.1} s (median)",
+        most_at_once(&streams),
+        lengths
+            .get(lengths.len() / 2)
+            .map_or(0.0, Duration::as_secs_f64)
+    );
     println!(
         "  token → client delay over {} tokens: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal p99 < 50 ms)",
         delays.len(),
@@ -188,12 +200,14 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts a debate, follows its stream to the end, and records every token's delay.
+/// Starts a debate, follows its stream to the end, and records every token's delay and
+/// when the stream was open.
 async fn one_debate(
     http: &reqwest::Client,
     base: &str,
     token: &str,
     delays: &Mutex<Vec<u64>>,
+    streams: &Mutex<Vec<(Instant, Instant)>>,
 ) -> Result<String, String> {
     let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan"});
     let created: Value = http
@@ -215,6 +229,7 @@ async fn one_debate(
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    let opened = Instant::now();
     let mut stream = response.bytes_stream();
     let mut decoder = SseDecoder::new();
     while let Some(chunk) = stream.next().await {
@@ -232,6 +247,7 @@ async fn one_debate(
                     delays.lock().unwrap().extend(found);
                 }
                 "done" => {
+                    streams.lock().unwrap().push((opened, Instant::now()));
                     let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
                     return Ok(data["status"].as_str().unwrap_or("?").to_string());
                 }
@@ -240,6 +256,22 @@ async fn one_debate(
         }
     }
     Err("the stream ended without done".into())
+}
+
+/// The most intervals open at one instant.
+fn most_at_once(intervals: &[(Instant, Instant)]) -> usize {
+    // Ends sort before starts at the same instant: touching intervals do not overlap.
+    let mut edges: Vec<(Instant, i32)> = intervals
+        .iter()
+        .flat_map(|&(from, to)| [(from, 1), (to, -1)])
+        .collect();
+    edges.sort_unstable();
+    let (mut open, mut most) = (0i32, 0i32);
+    for (_, change) in edges {
+        open += change;
+        most = most.max(open);
+    }
+    most as usize
 }
 
 /// A number from the environment, or the default.
