@@ -930,15 +930,24 @@ mod cases {
         }
         store.queue_event("a", event("a", 5)).wait().await.unwrap();
         store.queue_event("a", event("a", 6)).wait().await.unwrap();
+        // Text from elsewhere, with a raw line break, is kept as it is too.
+        let raw = StoredEvent {
+            seq: 7,
+            name: "note".into(),
+            data: "two\nlines".into(),
+        };
+        store.queue_event("a", raw.clone());
+        store.queue_event("a", event("a", 8)).wait().await.unwrap();
 
-        let all: Vec<StoredEvent> = (1..=6).map(|seq| event("a", seq)).collect();
-        for after in 0..=6 {
+        let mut all: Vec<StoredEvent> = (1..=6).map(|seq| event("a", seq)).collect();
+        all.extend([raw, event("a", 8)]);
+        for after in 0..=8 {
             let read = store.events_after("a", after).await.unwrap();
             assert_eq!(read, all[after as usize..], "after {after}");
         }
         let b = store.events_after("b", 2).await.unwrap();
         assert_eq!(b, [event("b", 3), event("b", 4)]);
-        assert_eq!(store.last_seq("a").await.unwrap(), 6);
+        assert_eq!(store.last_seq("a").await.unwrap(), 8);
         assert_eq!(store.last_seq("b").await.unwrap(), 4);
     }
 }

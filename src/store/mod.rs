@@ -116,9 +116,15 @@ impl EventRow {
         }
     }
 
-    /// Takes `event` if it is the next one; returns whether it did.
+    /// Takes `event` if it is the next one and both can share a row; returns whether it did.
     fn extend(&mut self, event: &StoredEvent) -> bool {
-        if event.seq != self.last_seq + 1 {
+        // Events from our own serializer always can; anything else keeps a row to itself.
+        let joinable = |name: &str, data: &str| !name.contains(' ') && !data.contains('\n');
+        let alone = self.seq == self.last_seq;
+        if event.seq != self.last_seq + 1
+            || !joinable(&event.name, &event.data)
+            || (alone && !joinable(&self.name, &self.data))
+        {
             return false;
         }
         self.last_seq = event.seq;
@@ -131,6 +137,16 @@ impl EventRow {
 
     /// Adds the row's events after `after` to `out`.
     fn expand_into(&self, after: i64, out: &mut Vec<StoredEvent>) {
+        if self.seq == self.last_seq {
+            if self.seq > after {
+                out.push(StoredEvent {
+                    seq: self.seq,
+                    name: self.name.clone(),
+                    data: self.data.clone(),
+                });
+            }
+            return;
+        }
         let events = self.name.split(' ').zip(self.data.split('\n'));
         for (seq, (name, data)) in (self.seq..).zip(events) {
             if seq > after {
