@@ -898,21 +898,11 @@ mod cases {
     /// The writer keeps each run's events of one commit in one row; read back, from the
     /// start or from inside a row, they come one by one, each once, in order.
     pub async fn a_run_log_reads_back_event_by_event_from_any_point(db: &str) {
-        use crossfire::store::{Run, Store, StoredEvent};
+        use crossfire::store::{Run, RunKind, Store, StoredEvent};
         let store = Store::connect(db).await.unwrap();
         let user = store.create_user("log@example.com", "-", 0).await.unwrap();
         for id in ["a", "b"] {
-            let run = Run {
-                id: id.into(),
-                kind: "debate".into(),
-                user_id: user.id,
-                status: "running".into(),
-                cache_key: None,
-                result: "{}".into(),
-                error_code: None,
-                error_message: None,
-                created_at: 0,
-            };
+            let run = Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
             store.create_run(&run, None).await.unwrap();
         }
         let event = |id: &str, seq: i64| StoredEvent {

@@ -588,17 +588,7 @@ mod tests {
             .unwrap();
         let user = store.create_user("live@example.com", "-", 0).await.unwrap();
         for id in ["r", "cut"] {
-            let row = crate::store::Run {
-                id: id.into(),
-                kind: "debate".into(),
-                user_id: user.id,
-                status: "running".into(),
-                cache_key: None,
-                result: "{}".into(),
-                error_code: None,
-                error_message: None,
-                created_at: 0,
-            };
+            let row = crate::store::Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
             store.create_run(&row, None).await.unwrap();
         }
         let hub = Hub::start(store.clone());

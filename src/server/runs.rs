@@ -71,7 +71,7 @@ pub async fn create_debate(
         "rounds": [], "verdict": null, "usage": {"prompt_tokens": 0, "completion_tokens": 0},
         "error": null,
     });
-    let run = new_run(&id, RunKind::Debate, user.id, None, &skeleton);
+    let run = Run::queued(&id, RunKind::Debate, user.id, None, skeleton.to_string());
     launch(
         &state,
         run,
@@ -122,7 +122,13 @@ pub async fn create_perspective(
         "id": id, "status": "queued", "story": story.id, "persona": persona_ref(&persona),
         "text": "", "unsupported": [], "error": null,
     });
-    let run = new_run(&id, RunKind::Perspective, user.id, Some(key), &skeleton);
+    let run = Run::queued(
+        &id,
+        RunKind::Perspective,
+        user.id,
+        Some(key),
+        skeleton.to_string(),
+    );
     launch(
         &state,
         run,
@@ -140,26 +146,6 @@ pub async fn create_perspective(
 
 fn persona_ref(p: &crate::persona::Persona) -> Value {
     json!({"id": p.id, "name": p.name, "version": p.version})
-}
-
-fn new_run(
-    id: &str,
-    kind: RunKind,
-    user_id: i64,
-    cache_key: Option<String>,
-    skeleton: &Value,
-) -> Run {
-    Run {
-        id: id.to_string(),
-        kind: kind.as_str().to_string(),
-        user_id,
-        status: "queued".to_string(),
-        cache_key,
-        result: skeleton.to_string(),
-        error_code: None,
-        error_message: None,
-        created_at: now_ms(),
-    }
 }
 
 /// Stores a new run, charging today's quota.

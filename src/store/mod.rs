@@ -87,6 +87,29 @@ pub struct Run {
     pub created_at: i64,
 }
 
+impl Run {
+    /// A new run, queued; `result` is what it shows until it has its own.
+    pub fn queued(
+        id: &str,
+        kind: RunKind,
+        user_id: i64,
+        cache_key: Option<String>,
+        result: String,
+    ) -> Run {
+        Run {
+            id: id.to_string(),
+            kind: kind.as_str().to_string(),
+            user_id,
+            status: "queued".to_string(),
+            cache_key,
+            result,
+            error_code: None,
+            error_message: None,
+            created_at: now_ms(),
+        }
+    }
+}
+
 /// One stored event of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
