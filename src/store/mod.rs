@@ -119,8 +119,9 @@ pub struct StoredEvent {
     pub data: String,
 }
 
-/// A run's consecutive events `seq` to `last_seq` in one row of the log: their names separated
-/// by spaces, their data one JSON object a line (compact JSON has no raw newline).
+/// A run's consecutive events `seq` to `last_seq` in one row of the log. A row of several holds
+/// their names separated by spaces and their data one JSON object a line (compact JSON has no
+/// raw newline); a row of one holds it as it is.
 #[derive(Debug, sqlx::FromRow)]
 struct EventRow {
     seq: i64,
@@ -198,7 +199,7 @@ pub struct Store {
     writer: mpsc::UnboundedSender<Write>,
 }
 
-/// Resolves once a queued event is committed.
+/// Resolves once a queued event or result is committed.
 pub struct Stored(oneshot::Receiver<Result<(), String>>);
 
 impl Stored {
