@@ -191,10 +191,45 @@ pub struct Quota<'a> {
     pub limit: u32,
 }
 
+/// How a pool connects; for SQLite, a `reader` pool is one read-only connection.
+fn pool_options(dialect: Dialect, reader: bool) -> AnyPoolOptions {
+    let connections = match dialect {
+        Dialect::Sqlite => 1,
+        Dialect::Postgres => 16,
+    };
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(10))
+        // A SQLite file does not drop connections, so a ping before each use would only add
+        // a round trip to the connection's thread; a PostgreSQL server might have.
+        .test_before_acquire(dialect == Dialect::Postgres)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    // WAL lets readers work beside the writer; the busy timeout makes
+                    // concurrent writers wait instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Statement journals (one for each many-row INSERT in a transaction) in
+                    // memory, not in temporary files written page by page.
+                    conn.execute("PRAGMA temp_store = MEMORY").await?;
+                    if reader {
+                        conn.execute("PRAGMA query_only = ON").await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+}
+
 /// The database.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where sign-in checks read (for SQLite, beside the one connection that does the rest).
+    sessions: AnyPool,
     dialect: Dialect,
     writer: mpsc::UnboundedSender<Write>,
 }
@@ -392,41 +427,29 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        // One SQLite connection: SQLite runs one writer at a time anyway, and in WAL mode a
-        // connection drops its page cache whenever another one has committed, so with
-        // several every query read its pages again (and each connection is a thread that
-        // queries hand off to). One connection took a fifth off the CPU per debate.
-        let options = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 1 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
-            // A SQLite file does not drop connections, so a ping before each use would only
-            // add a round trip to the connection's thread; a PostgreSQL server might have.
-            .test_before_acquire(dialect == Dialect::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL lets readers work beside the writer; the busy timeout makes
-                        // concurrent writers wait instead of failing.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        // Statement journals (one for each many-row INSERT in a transaction)
-                        // in memory, not in temporary files written page by page.
-                        conn.execute("PRAGMA temp_store = MEMORY").await?;
-                    }
-                    Ok(())
-                })
-            });
-        let pool = options.connect(&url).await?;
+        // One SQLite connection for everything but sign-in checks: SQLite runs one writer at
+        // a time anyway, and in WAL mode a connection drops its page cache whenever another
+        // one has committed, so with several every query read its pages again (and each
+        // connection is a thread that queries hand off to). One took a fifth off the CPU per
+        // debate.
+        let pool = pool_options(dialect, false).connect(&url).await?;
         match dialect {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
+        // Sign-in checks, which every signed-in request makes, read on a connection of their
+        // own: behind the one, a burst of new debates queued every stream's check behind
+        // thousands of statements, and at 2,000 debates the first tokens waited seconds for
+        // it (p99 3.3-4.7 s; 0.23-0.44 s with its own connection).
+        let sessions = match dialect {
+            Dialect::Sqlite => pool_options(dialect, true).connect(&url).await?,
+            Dialect::Postgres => pool.clone(),
+        };
         let (writer, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_records(pool.clone(), dialect, queue));
         Ok(Store {
             pool,
+            sessions,
             dialect,
             writer,
         })
@@ -520,7 +543,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.sessions)
         .await?)
     }
 
