@@ -1229,6 +1229,27 @@ async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
     }
 }
 
+/// Sign-in checks read on a connection of their own, except from a database in memory, which
+/// exists only for its one connection.
+#[tokio::test]
+async fn sign_in_checks_see_sessions_at_once_on_a_file_and_in_memory() {
+    for url in [temp_db(), "sqlite::memory:".to_string()] {
+        let store = crossfire::store::Store::connect(&url).await.unwrap();
+        let user = store.create_user("in@example.com", "-", 0).await.unwrap();
+        store
+            .create_session("hash", user.id, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_user("hash", 0).await.unwrap(),
+            Some(user),
+            "{url}"
+        );
+        store.delete_session("hash").await.unwrap();
+        assert_eq!(store.session_user("hash", 0).await.unwrap(), None, "{url}");
+    }
+}
+
 /// A client that asks for the stream the moment its debate is accepted always sees it through
 /// to `done` (the load benchmark once caught streams that ended before the run had begun).
 #[tokio::test]

@@ -441,9 +441,11 @@ impl Store {
         // own: behind the one, a burst of new debates queued every stream's check behind
         // thousands of statements, and at 2,000 debates the first tokens waited seconds for
         // it (p99 3.3-4.7 s; 0.23-0.44 s with its own connection).
+        // (A database in memory exists only for its one connection.)
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let sessions = match dialect {
-            Dialect::Sqlite => pool_options(dialect, true).connect(&url).await?,
-            Dialect::Postgres => pool.clone(),
+            Dialect::Sqlite if !in_memory => pool_options(dialect, true).connect(&url).await?,
+            _ => pool.clone(),
         };
         let (writer, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_records(pool.clone(), dialect, queue));
