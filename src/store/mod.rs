@@ -440,7 +440,7 @@ impl Store {
         // Sign-in checks, which every signed-in request makes, read on a connection of their
         // own: behind the one, a burst of new debates queued every stream's check behind
         // thousands of statements, and at 2,000 debates the first tokens waited seconds for
-        // it (p99 3.3-4.7 s; 0.23-0.44 s with its own connection).
+        // it (p99 3.1-4.7 s; 0.3-1.8 s, mostly under 0.5, with its own connection).
         // (A database in memory exists only for its one connection.)
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let sessions = match dialect {
