@@ -417,7 +417,7 @@ pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
 /// Ends the log of a run nobody is executing any more (one interrupted by a crash, or
 /// sealed past the shutdown grace period: `last` is then its last number) with `events`,
 /// and stores its result in the same commit.
-pub async fn append(
+pub async fn end_log(
     store: &Store,
     run_id: &str,
     last: Option<i64>,

@@ -469,5 +469,5 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
         error: Some((reason.code, reason.message)),
         at: now_ms(),
     };
-    live::append(&state.store, &run.id, last, &events, finish).await
+    live::end_log(&state.store, &run.id, last, &events, finish).await
 }
