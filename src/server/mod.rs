@@ -256,6 +256,11 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), ServeError> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Streams write a small batch every 25 ms; with Nagle's algorithm on, a batch waits for
+    // the client's (delayed) ACK of the one before, up to 40 ms more.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
