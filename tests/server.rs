@@ -609,6 +609,15 @@ mod cases {
         // Nobody else follows it, while it runs (from memory) or after (from the database).
         let response = follow(&other).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        // Nor is it a perspective, for anyone.
+        let response = app
+            .http
+            .get(format!("{}/api/perspectives/{id}/events", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
         let resumed = app
             .events(&events_path, &token, Some(first[5].0), usize::MAX)
             .await;
@@ -787,13 +796,21 @@ mod cases {
             1,
             "no second model call"
         );
+        let id = created["id"].as_str().unwrap();
         let (status, got) = app
-            .get(
-                &format!("/api/perspectives/{}", created["id"].as_str().unwrap()),
-                Some(&token),
-            )
+            .get(&format!("/api/perspectives/{id}"), Some(&token))
             .await;
         assert_eq!((status, &got["text"]), (StatusCode::OK, &cached["text"]));
+        // Shared through the cache, it is anyone's to read, but it is no debate.
+        let events_path = format!("/api/perspectives/{id}/events");
+        assert_eq!(
+            app.events(&events_path, &other, None, usize::MAX).await,
+            events
+        );
+        assert_eq!(
+            app.get(&format!("/api/debates/{id}"), Some(&token)).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     pub async fn hostile_text_is_stored_and_returned_intact_and_inert(db: &str) {

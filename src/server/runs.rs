@@ -20,7 +20,7 @@ use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use crate::debate::{Engine, RequestError};
 use crate::event::{Event, EventSink};
-use crate::store::{Finish, Quota, Run, RunKind, StoreError, now_ms};
+use crate::store::{Finish, Quota, Run, RunKind, StoreError, User, now_ms};
 use crate::transcript::{ErrorInfo, Status};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -167,7 +167,10 @@ async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), Api
             let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
             let wait = midnight.map_or(3600, |m| (m - now).whole_seconds().max(1) as u64);
             Err(ApiError::too_many(
-                format!("the daily limit of {limit} {}s is reached", run.kind),
+                format!(
+                    "the daily limit of {limit} {}s is reached",
+                    run.kind.as_str()
+                ),
                 wait,
             ))
         }
@@ -186,10 +189,9 @@ where
     Fut: Future<Output = Outcome> + Send,
 {
     create_run(state, &run, per_day).await?;
-    let kind: RunKind = run.kind.parse().unwrap_or(RunKind::Debate);
     let owner = Owner {
         user_id: run.user_id,
-        kind,
+        kind: run.kind,
     };
     // Open before the client hears of the run, so a follower arriving at once finds it.
     let live = state.hub.open(&run.id, owner);
@@ -197,7 +199,7 @@ where
     state.spawn_run(async move {
         let engine = task_state.engine.clone();
         let id = run.id.clone();
-        execute(&task_state, kind, &run.id, live, |sink| {
+        execute(&task_state, run.kind, &run.id, live, |sink| {
             work(engine, id, sink)
         })
         .await;
@@ -248,15 +250,16 @@ fn run_json(run: &Run) -> Value {
     result
 }
 
-/// A run of this kind owned by this user; anything else is 404.
-async fn owned(
-    state: &AppState,
-    user: &crate::store::User,
-    id: &str,
-    kind: RunKind,
-) -> Result<Run, ApiError> {
+/// Whether a user may read a run of `kind` (owned by `owner`) at an address for `wanted`:
+/// their own debates, and any perspective, as perspectives are shared through the cache.
+fn may_read(user: &User, wanted: RunKind, kind: RunKind, owner: i64) -> bool {
+    kind == wanted && (kind == RunKind::Perspective || owner == user.id)
+}
+
+/// A run of this kind that this user may read; anything else is 404.
+async fn readable(state: &AppState, user: &User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
     match state.store.run(id).await? {
-        Some(run) if run.user_id == user.id && run.kind == kind.as_str() => Ok(run),
+        Some(run) if may_read(user, kind, run.kind, run.user_id) => Ok(run),
         _ => Err(not_found(kind, id)),
     }
 }
@@ -279,7 +282,7 @@ pub async fn get_debate(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(run_json(
-        &owned(&state, &user, &id, RunKind::Debate).await?,
+        &readable(&state, &user, &id, RunKind::Debate).await?,
     )))
 }
 
@@ -288,14 +291,12 @@ pub async fn get_debate(
     responses((status = 200, description = "The perspective", body = serde_json::Value), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_perspective(
     State(state): State<AppState>,
-    CurrentUser(_user): CurrentUser,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    // Perspectives are shared through the cache: any signed-in user may read one by id.
-    match state.store.run(&id).await? {
-        Some(run) if run.kind == RunKind::Perspective.as_str() => Ok(Json(run_json(&run))),
-        _ => Err(ApiError::not_found(format!("no perspective `{id}`"))),
-    }
+    Ok(Json(run_json(
+        &readable(&state, &user, &id, RunKind::Perspective).await?,
+    )))
 }
 
 #[derive(Serialize)]
@@ -342,13 +343,7 @@ pub async fn debate_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // A debate executing here needs no trip to the database to be followed.
-    let unfinished = match state.hub.owner(&id) {
-        Some(owner) if owner.user_id == user.id && owner.kind == RunKind::Debate => true,
-        Some(_) => return Err(not_found(RunKind::Debate, &id)),
-        None => unfinished(&owned(&state, &user, &id, RunKind::Debate).await?),
-    };
-    stream(&state, &id, unfinished, &headers).await
+    events(&state, &user, &id, RunKind::Debate, &headers).await
 }
 
 /// `GET /api/perspectives/{id}/events`
@@ -356,19 +351,28 @@ pub async fn debate_events(
     responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn perspective_events(
     State(state): State<AppState>,
-    CurrentUser(_user): CurrentUser,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let unfinished = match state.hub.owner(&id) {
-        Some(owner) if owner.kind == RunKind::Perspective => true,
-        Some(_) => return Err(not_found(RunKind::Perspective, &id)),
-        None => match state.store.run(&id).await? {
-            Some(run) if run.kind == RunKind::Perspective.as_str() => unfinished(&run),
-            _ => return Err(not_found(RunKind::Perspective, &id)),
-        },
+    events(&state, &user, &id, RunKind::Perspective, &headers).await
+}
+
+/// The events of a run this user may read, as SSE.
+async fn events(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    kind: RunKind,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    // A run executing here needs no trip to the database to be followed.
+    let unfinished = match state.hub.owner(id) {
+        Some(owner) if may_read(user, kind, owner.kind, owner.user_id) => true,
+        Some(_) => return Err(not_found(kind, id)),
+        None => unfinished(&readable(state, user, id, kind).await?),
     };
-    stream(&state, &id, unfinished, &headers).await
+    stream(state, id, unfinished, headers).await
 }
 
 /// The run's events as SSE, after `Last-Event-ID` if given.

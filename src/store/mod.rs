@@ -3,7 +3,6 @@
 //! queries (`$n` placeholders work in both).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -65,6 +64,7 @@ pub enum RunKind {
 }
 
 impl RunKind {
+    /// The kind's name, as stored and as shown.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Debate => "debate",
@@ -77,7 +77,8 @@ impl RunKind {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Run {
     pub id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: RunKind,
     pub user_id: i64,
     pub status: String,
     pub cache_key: Option<String>,
@@ -98,7 +99,7 @@ impl Run {
     ) -> Run {
         Run {
             id: id.to_string(),
-            kind: kind.as_str().to_string(),
+            kind,
             user_id,
             status: "queued".to_string(),
             cache_key,
@@ -572,7 +573,7 @@ impl Store {
             )
             .bind(run.user_id)
             .bind(quota.day)
-            .bind(&run.kind)
+            .bind(run.kind.as_str())
             .bind(i64::from(quota.limit))
             .fetch_optional(&mut *tx)
             .await?;
@@ -585,7 +586,7 @@ impl Store {
              error_message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&run.id)
-        .bind(&run.kind)
+        .bind(run.kind.as_str())
         .bind(run.user_id)
         .bind(&run.status)
         .bind(&run.cache_key)
@@ -706,13 +707,18 @@ impl Store {
     }
 }
 
-impl FromStr for RunKind {
-    type Err = ();
-    fn from_str(s: &str) -> Result<RunKind, ()> {
-        match s {
+/// A `runs.kind` that names no kind: the database was written by something else.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown run kind `{0}`")]
+pub struct UnknownRunKind(String);
+
+impl TryFrom<String> for RunKind {
+    type Error = UnknownRunKind;
+    fn try_from(name: String) -> Result<RunKind, UnknownRunKind> {
+        match name.as_str() {
             "debate" => Ok(RunKind::Debate),
             "perspective" => Ok(RunKind::Perspective),
-            _ => Err(()),
+            _ => Err(UnknownRunKind(name)),
         }
     }
 }
