@@ -12,6 +12,7 @@
 //! millisecond, every stream's tokens arrive in lockstep with the fake's 20 ms tick, and the
 //! bursts, not the service, set the tail latency.
 
+mod measure;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossfire::llm::sse::SseDecoder;
 use futures::StreamExt;
+use measure::{cpu_times, env_or};
 use serde_json::{Value, json};
 use support::{FakeLlm, FakeOptions};
 use tokio::io::AsyncBufReadExt;
@@ -275,35 +277,8 @@ fn most_at_once(intervals: &[(Instant, Instant)]) -> usize {
     most as usize
 }
 
-/// A number from the environment, or the default.
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// User and system CPU seconds of a process so far.
-fn cpu_times(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let seconds = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|t| t.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 100.0 // USER_HZ
-    };
-    (seconds(11), seconds(12))
 }
 
 /// User and system CPU seconds of a process once it has gone idle (under 5 ms of CPU in

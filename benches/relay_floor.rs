@@ -10,11 +10,15 @@
 //! If this alone comes near 2 ms per stream on a machine, no server can relay a debate's
 //! tokens there for less, and the load bench's numbers should be read against it.
 
+mod measure;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use measure::{cpu_times, env_or};
 
 /// Tokens in a debate of the load bench (244,000 over 2,000 debates).
 const TOKENS: usize = 122;
@@ -27,10 +31,7 @@ async fn main() {
     {
         return relay(listen.parse().unwrap(), model.parse().unwrap()).await;
     }
-    let streams: usize = std::env::var("FLOOR_STREAMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let streams = env_or("FLOOR_STREAMS", 2000) as usize;
     let epoch = Instant::now();
     let model = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let model_addr = model.local_addr().unwrap();
@@ -141,7 +142,7 @@ async fn client(relay: SocketAddr, at: Instant, epoch: Instant) -> Vec<Duration>
 async fn relay(listen: SocketAddr, model: SocketAddr) {
     let listener = TcpListener::bind(listen).await.unwrap();
     while let Ok((mut client, _)) = listener.accept().await {
-        let _ = client.set_nodelay(std::env::var_os("FLOOR_NAGLE").is_none());
+        let _ = client.set_nodelay(true); // as `crossfire serve` does
         tokio::spawn(async move {
             let mut request = [0u8; 16];
             if client.read(&mut request).await.unwrap_or(0) == 0 {
@@ -157,17 +158,4 @@ async fn relay(listen: SocketAddr, model: SocketAddr) {
             }
         });
     }
-}
-
-/// User and system CPU seconds of a process, from /proc.
-fn cpu_times(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields[i].parse::<f64>().unwrap() / 100.0;
-    (ticks(11), ticks(12))
 }
