@@ -276,7 +276,11 @@ async fn the_debate_survives_500_429_cut_streams_error_frames_hangs_stalls_and_p
         ..FakeOptions::default()
     })
     .await;
-    let (transcript, events) = run(&fake).await;
+    // Both sides call at once, so which call meets which fault depends on timing (under load
+    // one call met four in a row); with seven attempts a call outlasts even all six.
+    let mut config = support::config_for(&fake.base_url);
+    config.llm.max_retries = 6;
+    let (transcript, events) = run_with(config).await;
     assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
 
     // No transcript holds a doubled or half turn: each text is exactly one full speech.
