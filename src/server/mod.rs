@@ -256,8 +256,9 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), ServeError> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Streams write a small batch every 25 ms; with Nagle's algorithm on, a batch waits for
-    // the client's (delayed) ACK of the one before, up to 40 ms more.
+    // Streams write a small batch every 25 ms or so. With Nagle's algorithm on, a batch
+    // waits until the client acknowledges the one before, which a delayed ACK holds back
+    // for 40 ms (up to 200 ms on some systems).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
