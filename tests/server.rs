@@ -597,27 +597,22 @@ mod cases {
         let id = created["id"].as_str().unwrap();
         let events_path = created["events"].as_str().unwrap().to_string();
         assert_eq!(events_path, format!("/api/debates/{id}/events"));
-        let follow = |who: &str| {
-            app.http
-                .get(format!("{}{events_path}", app.base))
-                .bearer_auth(who)
-                .send()
+        // The status of opening a stream, as `who`.
+        let follow = |path: String, who: &str| {
+            let request = app.http.get(format!("{}{path}", app.base)).bearer_auth(who);
+            async move { request.send().await.unwrap().status() }
         };
 
         let first = app.events(&events_path, &token, None, 6).await;
         assert_eq!(first.len(), 6);
         // Nobody else follows it, while it runs (from memory) or after (from the database).
-        let response = follow(&other).await.unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            follow(events_path.clone(), &other).await,
+            StatusCode::NOT_FOUND
+        );
         // Nor is it a perspective, for anyone.
-        let response = app
-            .http
-            .get(format!("{}/api/perspectives/{id}/events", app.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let as_perspective = format!("/api/perspectives/{id}/events");
+        assert_eq!(follow(as_perspective, &token).await, StatusCode::NOT_FOUND);
         let resumed = app
             .events(&events_path, &token, Some(first[5].0), usize::MAX)
             .await;
@@ -669,8 +664,10 @@ mod cases {
             app.get(&format!("/api/debates/{id}"), Some(&other)).await.0,
             StatusCode::NOT_FOUND
         );
-        let response = follow(&other).await.unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            follow(events_path.clone(), &other).await,
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(
             app.get("/api/debates", Some(&other)).await.1["debates"],
             json!([])

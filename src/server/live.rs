@@ -154,11 +154,7 @@ impl LiveRun {
     /// Numbers an event and queues it for the database.
     fn record(&self, state: &mut RunState, event: &Event) -> StoredEvent {
         state.last += 1;
-        let stored = StoredEvent {
-            seq: state.last,
-            name: event.name().to_string(),
-            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
-        };
+        let stored = numbered(state.last, event);
         state.stored = Some(self.store.queue_event(&self.id, stored.clone()));
         stored
     }
@@ -430,15 +426,19 @@ pub async fn end_log(
     };
     for event in events {
         seq += 1;
-        let event = StoredEvent {
-            seq,
-            name: event.name().to_string(),
-            data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
-        };
-        store.queue_event(run_id, event);
+        store.queue_event(run_id, numbered(seq, event));
     }
     // Queued together, committed in order: the last one stored means all are.
     store.queue_finish(run_id, result).wait().await
+}
+
+/// An engine event as the log stores it, numbered `seq`.
+fn numbered(seq: i64, event: &Event) -> StoredEvent {
+    StoredEvent {
+        seq,
+        name: event.name().to_string(),
+        data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+    }
 }
 
 /// How a follower hears of new events.
