@@ -13,13 +13,13 @@
 //! bursts, not the service, set the tail latency.
 
 mod measure;
-#[path = "../tests/support/mod.rs"]
-mod support;
+
+use crossfire_testkit as support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossfire::llm::sse::SseDecoder;
+use crossfire_engine::llm::sse::SseDecoder;
 use futures::StreamExt;
 use measure::{cpu_times, env_or};
 use serde_json::{Value, json};

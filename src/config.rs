@@ -1,82 +1,27 @@
-//! Configuration: `crossfire.toml`, then `CROSSFIRE_*` environment variables, then command-line
-//! flags, read once into one typed [`Config`] (SPEC §7).
+//! Configuration, read once into one typed [`Config`], in layers: the file
+//! (`--config`/`CROSSFIRE_CONFIG`), then `CROSSFIRE_*` environment variables, then the
+//! command-line flags; each layer sets only the keys it names, and defaults fill the rest
+//! (docs/configuration.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Which language-model backend serves a role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Any OpenAI-compatible `POST {base_url}/chat/completions`.
-    Openai,
-    /// A small model run in-process on the CPU.
-    Embedded,
-}
-
-/// One language-model endpoint: the debaters' or the judge's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlmConfig {
-    pub backend: Backend,
-    pub base_url: Option<String>,
-    pub model: String,
-    pub api_key: Option<String>,
-    /// Time allowed for the response to start and for each gap in a stream.
-    pub timeout: Duration,
-    /// Calls in flight at once to this endpoint.
-    pub max_in_flight: usize,
-    /// Attempts after the first, for connect errors, 429, 5xx, timeouts and cut streams.
-    pub max_retries: u32,
-    /// First backoff delay; it doubles with each retry (with jitter), up to 20 s.
-    pub retry_base: Duration,
-    /// `max_tokens` of each call.
-    pub max_tokens: u32,
-    pub temperature: f32,
-    /// Short prompts: the story's title, summary, overview and indicators only, and shorter
-    /// portraits. On by default for the embedded backend, whose small model reads a long
-    /// context slowly and loses the thread in it.
-    pub brief_prompts: bool,
-}
-
-/// The embedded backend: which model file, and how much of the machine it may use.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmbeddedConfig {
-    pub model_path: PathBuf,
-    /// Threads of the forward pass (default: every core). Fewer leave room for the rest of
-    /// the process: spinning threads on a busy core collapse throughput.
-    pub threads: usize,
-    /// Generations decoded together in one forward pass.
-    pub max_streams: usize,
-    /// Generations allowed to wait for a stream slot; more are refused at once.
-    pub queue: usize,
-}
-
-/// Where the editable files live.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Paths {
-    pub personas_dir: PathBuf,
-    pub prompts_dir: PathBuf,
-    pub stories_dir: PathBuf,
-}
+use crossfire_embedded::EmbeddedConfig;
+use crossfire_engine::config::{Backend, Library, LlmConfig, Secret};
+use crossfire_server::config::ServerConfig;
 
 /// Everything Crossfire reads at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub llm: LlmConfig,
     pub judge: LlmConfig,
-    pub paths: Paths,
-    pub embedded: EmbeddedConfig,
-    pub database_url: String,
-    pub addr: String,
-    pub debates_per_day: u32,
-    pub perspectives_per_day: u32,
-    /// Origins allowed to call the API from a browser (CORS); none by default.
-    pub cors_origins: Vec<String>,
-    pub story_max_bytes: usize,
+    pub library: Library,
     /// Whether personas of living people may be used (they are then labelled).
     pub allow_living_personas: bool,
+    pub embedded: EmbeddedConfig,
+    pub server: ServerConfig,
 }
 
 /// Why the configuration could not be read.
@@ -94,83 +39,246 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{name}={value:?}: {message}")]
+    /// The value is not shown when the variable holds a secret.
+    #[error("{name}={}: {message}", shown.as_deref().unwrap_or("***"))]
     Env {
         name: String,
-        value: String,
+        shown: Option<String>,
         message: String,
     },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
 }
 
-/// The file's shape: every key optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    llm: FileLlm,
-    #[serde(default)]
-    judge: FileLlm,
-    #[serde(default)]
-    paths: FilePaths,
-    #[serde(default)]
-    embedded: FileEmbedded,
-    #[serde(default)]
-    server: FileServer,
-    #[serde(default)]
-    limits: FileLimits,
+/// Declares a layer's section: every key optional, unknown keys refused, and `merge` taking
+/// the keys a later layer sets.
+macro_rules! section {
+    ($name:ident { $($key:ident: $ty:ty,)* }) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($key: Option<$ty>,)*
+        }
+
+        impl $name {
+            fn merge(&mut self, over: $name) {
+                $(if over.$key.is_some() {
+                    self.$key = over.$key;
+                })*
+            }
+        }
+    };
 }
 
+section!(LlmLayer {
+    backend: Backend,
+    base_url: String,
+    model: String,
+    api_key: Secret,
+    timeout_s: f64,
+    max_in_flight: usize,
+    max_retries: u32,
+    retry_base_ms: u64,
+    max_tokens: u32,
+    temperature: f32,
+    brief_prompts: bool,
+});
+
+section!(PathsLayer {
+    personas_dir: PathBuf,
+    prompts_dir: PathBuf,
+    stories_dir: PathBuf,
+});
+
+section!(EmbeddedLayer {
+    model_path: PathBuf,
+    threads: usize,
+    max_streams: usize,
+    queue: usize,
+});
+
+section!(ServerLayer {
+    addr: String,
+    database_url: String,
+    debates_per_day: u32,
+    perspectives_per_day: u32,
+    cors_origins: Vec<String>,
+});
+
+section!(LimitsLayer {
+    story_max_bytes: usize,
+    allow_living_personas: bool,
+});
+
+/// One layer of configuration: the file's shape, and what the environment or flags set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileLlm {
-    backend: Option<Backend>,
-    base_url: Option<String>,
-    model: Option<String>,
-    api_key: Option<String>,
-    timeout_s: Option<f64>,
-    max_in_flight: Option<usize>,
-    max_retries: Option<u32>,
-    retry_base_ms: Option<u64>,
-    max_tokens: Option<u32>,
-    temperature: Option<f32>,
-    brief_prompts: Option<bool>,
+struct Layer {
+    #[serde(default)]
+    llm: LlmLayer,
+    #[serde(default)]
+    judge: LlmLayer,
+    #[serde(default)]
+    paths: PathsLayer,
+    #[serde(default)]
+    embedded: EmbeddedLayer,
+    #[serde(default)]
+    server: ServerLayer,
+    #[serde(default)]
+    limits: LimitsLayer,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilePaths {
-    personas_dir: Option<PathBuf>,
-    prompts_dir: Option<PathBuf>,
-    stories_dir: Option<PathBuf>,
+impl Layer {
+    fn merge(&mut self, over: Layer) {
+        self.llm.merge(over.llm);
+        self.judge.merge(over.judge);
+        self.paths.merge(over.paths);
+        self.embedded.merge(over.embedded);
+        self.server.merge(over.server);
+        self.limits.merge(over.limits);
+    }
+
+    fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            let (line, column) = crossfire_engine::location::line_col(&text, at);
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })
+    }
+
+    fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let mut layer = Layer::default();
+        for (name, set) in ENV {
+            let Some(raw) = env(name).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            set(&mut layer, &raw).map_err(|message| ConfigError::Env {
+                name: name.to_string(),
+                shown: (!name.ends_with("_API_KEY")).then(|| format!("{raw:?}")),
+                message,
+            })?;
+        }
+        Ok(layer)
+    }
+
+    fn from_flags(flags: &Overrides) -> Layer {
+        let mut layer = Layer::default();
+        layer.paths = PathsLayer {
+            personas_dir: flags.personas_dir.clone(),
+            prompts_dir: flags.prompts_dir.clone(),
+            stories_dir: flags.stories_dir.clone(),
+        };
+        layer
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileEmbedded {
-    model_path: Option<PathBuf>,
-    threads: Option<usize>,
-    max_streams: Option<usize>,
-    queue: Option<usize>,
+/// A value an environment variable can hold.
+trait EnvValue: Sized {
+    fn parse_env(raw: &str) -> Result<Self, String>;
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileServer {
-    addr: Option<String>,
-    database_url: Option<String>,
-    debates_per_day: Option<u32>,
-    perspectives_per_day: Option<u32>,
-    cors_origins: Option<Vec<String>>,
+macro_rules! env_value_from_str {
+    ($($ty:ty),*) => {
+        $(impl EnvValue for $ty {
+            fn parse_env(raw: &str) -> Result<$ty, String> {
+                raw.trim().parse().map_err(|e| format!("{e}"))
+            }
+        })*
+    };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLimits {
-    story_max_bytes: Option<usize>,
-    allow_living_personas: Option<bool>,
+env_value_from_str!(f64, u32, usize, bool, Backend);
+
+impl EnvValue for String {
+    fn parse_env(raw: &str) -> Result<String, String> {
+        Ok(raw.trim().to_string())
+    }
 }
+
+impl EnvValue for PathBuf {
+    fn parse_env(raw: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(raw))
+    }
+}
+
+impl EnvValue for Secret {
+    fn parse_env(raw: &str) -> Result<Secret, String> {
+        Ok(Secret::new(raw.trim()))
+    }
+}
+
+/// A comma-separated list.
+impl EnvValue for Vec<String> {
+    fn parse_env(raw: &str) -> Result<Vec<String>, String> {
+        Ok(raw
+            .split(',')
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect())
+    }
+}
+
+fn set<T: EnvValue>(slot: &mut Option<T>, raw: &str) -> Result<(), String> {
+    *slot = Some(T::parse_env(raw)?);
+    Ok(())
+}
+
+type Setter = fn(&mut Layer, &str) -> Result<(), String>;
+
+/// Every environment variable, and the key it sets.
+const ENV: &[(&str, Setter)] = &[
+    ("CROSSFIRE_LLM_BACKEND", |l, v| set(&mut l.llm.backend, v)),
+    ("CROSSFIRE_LLM_BASE_URL", |l, v| set(&mut l.llm.base_url, v)),
+    ("CROSSFIRE_LLM_MODEL", |l, v| set(&mut l.llm.model, v)),
+    ("CROSSFIRE_LLM_API_KEY", |l, v| set(&mut l.llm.api_key, v)),
+    ("CROSSFIRE_LLM_TIMEOUT_S", |l, v| {
+        set(&mut l.llm.timeout_s, v)
+    }),
+    ("CROSSFIRE_JUDGE_BASE_URL", |l, v| {
+        set(&mut l.judge.base_url, v)
+    }),
+    ("CROSSFIRE_JUDGE_MODEL", |l, v| set(&mut l.judge.model, v)),
+    ("CROSSFIRE_JUDGE_API_KEY", |l, v| {
+        set(&mut l.judge.api_key, v)
+    }),
+    ("CROSSFIRE_PERSONAS_DIR", |l, v| {
+        set(&mut l.paths.personas_dir, v)
+    }),
+    ("CROSSFIRE_PROMPTS_DIR", |l, v| {
+        set(&mut l.paths.prompts_dir, v)
+    }),
+    ("CROSSFIRE_STORIES_DIR", |l, v| {
+        set(&mut l.paths.stories_dir, v)
+    }),
+    ("CROSSFIRE_MODEL_PATH", |l, v| {
+        set(&mut l.embedded.model_path, v)
+    }),
+    ("CROSSFIRE_EMBEDDED_THREADS", |l, v| {
+        set(&mut l.embedded.threads, v)
+    }),
+    ("CROSSFIRE_DATABASE_URL", |l, v| {
+        set(&mut l.server.database_url, v)
+    }),
+    ("CROSSFIRE_ADDR", |l, v| set(&mut l.server.addr, v)),
+    ("CROSSFIRE_DEBATES_PER_DAY", |l, v| {
+        set(&mut l.server.debates_per_day, v)
+    }),
+    ("CROSSFIRE_PERSPECTIVES_PER_DAY", |l, v| {
+        set(&mut l.server.perspectives_per_day, v)
+    }),
+    ("CROSSFIRE_CORS_ORIGINS", |l, v| {
+        set(&mut l.server.cors_origins, v)
+    }),
+];
 
 /// Overrides given on the command line; they win over file and environment.
 #[derive(Debug, Default, Clone)]
@@ -182,66 +290,71 @@ pub struct Overrides {
 
 impl Config {
     /// Reads the configuration: the file at `path` (if any), the environment through `env`,
-    /// then `overrides`. `env` is a parameter so tests need not touch the process environment.
+    /// then `flags`. `env` is a parameter so tests need not touch the process environment.
     pub fn load(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
-        overrides: &Overrides,
+        flags: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let file = match path {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+        let mut layer = match path {
+            Some(path) => Layer::from_file(path)?,
+            None => Layer::default(),
         };
-        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        layer.merge(Layer::from_env(env)?);
+        layer.merge(Layer::from_flags(flags));
+        Config::resolve(layer)
+    }
 
-        let llm_base_url = get("CROSSFIRE_LLM_BASE_URL").or(file.llm.base_url.clone());
-        let backend = match get("CROSSFIRE_LLM_BACKEND") {
-            Some(v) => parse_backend("CROSSFIRE_LLM_BACKEND", &v)?,
-            None => file.llm.backend.unwrap_or(if llm_base_url.is_some() {
-                Backend::Openai
-            } else {
-                Backend::Embedded
-            }),
-        };
-        let timeout_s = match get("CROSSFIRE_LLM_TIMEOUT_S") {
-            Some(v) => parse_env::<f64>("CROSSFIRE_LLM_TIMEOUT_S", &v)?,
-            None => file.llm.timeout_s.unwrap_or(120.0),
-        };
-        if !(timeout_s.is_finite() && timeout_s > 0.0) {
-            return Err(ConfigError::Invalid(format!(
-                "llm timeout must be a positive number of seconds, not {timeout_s}"
-            )));
-        }
+    /// Reads the configuration of this process: `--config`/`CROSSFIRE_CONFIG`, the real
+    /// environment, and the command-line flags.
+    pub fn from_env(path: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("CROSSFIRE_CONFIG").map(PathBuf::from);
+        let path = path.map(Path::to_path_buf).or(env_path);
+        Config::load(path.as_deref(), |name| std::env::var(name).ok(), flags)
+    }
+
+    /// Fills in the defaults and checks every value.
+    fn resolve(layer: Layer) -> Result<Config, ConfigError> {
+        let Layer {
+            llm,
+            judge,
+            paths,
+            embedded,
+            server,
+            limits,
+        } = layer;
+
+        let brief_set_for_debaters = llm.brief_prompts;
+        let backend = llm.backend.unwrap_or(if llm.base_url.is_some() {
+            Backend::Openai
+        } else {
+            Backend::Embedded
+        });
+        let timeout_s = positive_seconds("llm.timeout_s", llm.timeout_s.unwrap_or(120.0))?;
         let llm = LlmConfig {
             backend,
-            base_url: llm_base_url,
-            model: get("CROSSFIRE_LLM_MODEL")
-                .or(file.llm.model.clone())
-                .unwrap_or_else(|| match backend {
-                    Backend::Embedded => "SmolLM2-135M-Instruct".to_string(),
-                    Backend::Openai => "gpt-4o-mini".to_string(),
-                }),
-            api_key: get("CROSSFIRE_LLM_API_KEY").or(file.llm.api_key.clone()),
+            base_url: llm.base_url,
+            model: llm.model.unwrap_or_else(|| match backend {
+                Backend::Embedded => "SmolLM2-135M-Instruct".to_string(),
+                Backend::Openai => "gpt-4o-mini".to_string(),
+            }),
+            api_key: llm.api_key,
             timeout: Duration::from_secs_f64(timeout_s),
-            max_in_flight: file.llm.max_in_flight.unwrap_or(8).max(1),
-            max_retries: file.llm.max_retries.unwrap_or(4),
-            retry_base: Duration::from_millis(file.llm.retry_base_ms.unwrap_or(500)),
+            max_in_flight: at_least_one("llm.max_in_flight", llm.max_in_flight.unwrap_or(8))?,
+            max_retries: llm.max_retries.unwrap_or(4),
+            retry_base: Duration::from_millis(llm.retry_base_ms.unwrap_or(500)),
             // Short speeches where a small CPU model writes them.
-            max_tokens: file.llm.max_tokens.unwrap_or(match backend {
+            max_tokens: llm.max_tokens.unwrap_or(match backend {
                 Backend::Embedded => 160,
                 Backend::Openai => 400,
             }),
-            temperature: file.llm.temperature.unwrap_or(0.8),
-            brief_prompts: file
-                .llm
-                .brief_prompts
-                .unwrap_or(backend == Backend::Embedded),
+            temperature: temperature("llm.temperature", llm.temperature.unwrap_or(0.8))?,
+            brief_prompts: llm.brief_prompts.unwrap_or(backend == Backend::Embedded),
         };
-        // The judge inherits the debaters' endpoint unless told otherwise.
-        let judge_base_url = get("CROSSFIRE_JUDGE_BASE_URL")
-            .or(file.judge.base_url)
-            .or(llm.base_url.clone());
-        let judge_backend = file.judge.backend.unwrap_or(if judge_base_url.is_some() {
+
+        // The judge inherits the debaters' endpoint, key and limits unless told otherwise.
+        let judge_base_url = judge.base_url.or(llm.base_url.clone());
+        let judge_backend = judge.backend.unwrap_or(if judge_base_url.is_some() {
             Backend::Openai
         } else {
             llm.backend
@@ -249,165 +362,130 @@ impl Config {
         let judge = LlmConfig {
             backend: judge_backend,
             base_url: judge_base_url,
-            model: get("CROSSFIRE_JUDGE_MODEL")
-                .or(file.judge.model)
-                .unwrap_or_else(|| llm.model.clone()),
-            api_key: file.judge.api_key.or(llm.api_key.clone()),
-            timeout: file
-                .judge
-                .timeout_s
-                .map_or(llm.timeout, Duration::from_secs_f64),
-            max_in_flight: file.judge.max_in_flight.unwrap_or(llm.max_in_flight).max(1),
-            max_retries: file.judge.max_retries.unwrap_or(llm.max_retries),
-            retry_base: file
-                .judge
+            model: judge.model.unwrap_or_else(|| llm.model.clone()),
+            api_key: judge.api_key.or(llm.api_key.clone()),
+            timeout: match judge.timeout_s {
+                Some(s) => Duration::from_secs_f64(positive_seconds("judge.timeout_s", s)?),
+                None => llm.timeout,
+            },
+            max_in_flight: at_least_one(
+                "judge.max_in_flight",
+                judge.max_in_flight.unwrap_or(llm.max_in_flight),
+            )?,
+            max_retries: judge.max_retries.unwrap_or(llm.max_retries),
+            retry_base: judge
                 .retry_base_ms
                 .map_or(llm.retry_base, Duration::from_millis),
             // The embedded model fits the verdict into max_tokens (counting a byte a token, the
             // shortest full verdict is about 420), so a tighter budget gives shorter reasons.
-            max_tokens: file.judge.max_tokens.unwrap_or(match judge_backend {
+            max_tokens: judge.max_tokens.unwrap_or(match judge_backend {
                 Backend::Embedded => 560,
                 Backend::Openai => 700,
             }),
-            temperature: file.judge.temperature.unwrap_or(0.0),
-            brief_prompts: file
-                .judge
+            temperature: temperature("judge.temperature", judge.temperature.unwrap_or(0.0))?,
+            // As set for the judge, else as set for the debaters, else by its own backend.
+            brief_prompts: judge
                 .brief_prompts
-                .or(file.llm.brief_prompts)
+                .or(brief_set_for_debaters)
                 .unwrap_or(judge_backend == Backend::Embedded),
         };
-        for role in [&llm, &judge] {
-            if role.backend == Backend::Openai && role.base_url.is_none() {
-                return Err(ConfigError::Invalid(
-                    "the openai backend needs a base URL (CROSSFIRE_LLM_BASE_URL or [llm] base_url)"
-                        .to_string(),
-                ));
+        for (key, role) in [("llm.base_url", &llm), ("judge.base_url", &judge)] {
+            match (&role.base_url, role.backend) {
+                (None, Backend::Openai) => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: "the openai backend needs a base URL \
+                                  (CROSSFIRE_LLM_BASE_URL or [llm] base_url)"
+                            .to_string(),
+                    });
+                }
+                (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: format!("`{url}` is not an http:// or https:// URL"),
+                    });
+                }
+                _ => {}
             }
         }
 
-        let dir = |over: &Option<PathBuf>, var: &str, file: Option<PathBuf>, default: &str| {
-            over.clone()
-                .or_else(|| get(var).map(PathBuf::from))
-                .or(file)
-                .unwrap_or_else(|| PathBuf::from(default))
-        };
-        let paths = Paths {
-            personas_dir: dir(
-                &overrides.personas_dir,
-                "CROSSFIRE_PERSONAS_DIR",
-                file.paths.personas_dir,
-                "personas",
-            ),
-            prompts_dir: dir(
-                &overrides.prompts_dir,
-                "CROSSFIRE_PROMPTS_DIR",
-                file.paths.prompts_dir,
-                "prompts",
-            ),
-            stories_dir: dir(
-                &overrides.stories_dir,
-                "CROSSFIRE_STORIES_DIR",
-                file.paths.stories_dir,
-                "stories",
-            ),
+        let defaults = EmbeddedConfig::default();
+        let embedded = EmbeddedConfig {
+            model_path: embedded.model_path.unwrap_or(defaults.model_path),
+            threads: at_least_one(
+                "embedded.threads",
+                embedded.threads.unwrap_or(defaults.threads),
+            )?,
+            max_streams: at_least_one(
+                "embedded.max_streams",
+                embedded.max_streams.unwrap_or(defaults.max_streams),
+            )?,
+            queue: embedded.queue.unwrap_or(defaults.queue),
         };
 
-        let per_day = |var: &str, file: Option<u32>, default: u32| match get(var) {
-            Some(v) => parse_env::<u32>(var, &v),
-            None => Ok(file.unwrap_or(default)),
+        let defaults = ServerConfig::default();
+        let server = ServerConfig {
+            addr: server.addr.unwrap_or(defaults.addr),
+            database_url: server.database_url.unwrap_or(defaults.database_url),
+            debates_per_day: server.debates_per_day.unwrap_or(defaults.debates_per_day),
+            perspectives_per_day: server
+                .perspectives_per_day
+                .unwrap_or(defaults.perspectives_per_day),
+            cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
+        };
+
+        let library = Library {
+            personas_dir: paths.personas_dir.unwrap_or_else(|| "personas".into()),
+            prompts_dir: paths.prompts_dir.unwrap_or_else(|| "prompts".into()),
+            stories_dir: paths.stories_dir.unwrap_or_else(|| "stories".into()),
+            story_max_bytes: at_least_one(
+                "limits.story_max_bytes",
+                limits
+                    .story_max_bytes
+                    .unwrap_or(crossfire_engine::story::DEFAULT_MAX_BYTES),
+            )?,
         };
         Ok(Config {
             llm,
             judge,
-            paths,
-            embedded: EmbeddedConfig {
-                model_path: get("CROSSFIRE_MODEL_PATH")
-                    .map(PathBuf::from)
-                    .or(file.embedded.model_path)
-                    .unwrap_or_else(crate::embedded::fetch::default_path),
-                threads: match get("CROSSFIRE_EMBEDDED_THREADS") {
-                    Some(v) => parse_env::<usize>("CROSSFIRE_EMBEDDED_THREADS", &v)?,
-                    None => file.embedded.threads.unwrap_or_else(|| {
-                        std::thread::available_parallelism().map_or(1, |n| n.get())
-                    }),
-                }
-                .max(1),
-                max_streams: file.embedded.max_streams.unwrap_or(4).max(1),
-                queue: file.embedded.queue.unwrap_or(64),
-            },
-            database_url: get("CROSSFIRE_DATABASE_URL")
-                .or(file.server.database_url)
-                .unwrap_or_else(|| "sqlite://crossfire.db".to_string()),
-            addr: get("CROSSFIRE_ADDR")
-                .or(file.server.addr)
-                .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
-            debates_per_day: per_day("CROSSFIRE_DEBATES_PER_DAY", file.server.debates_per_day, 20)?,
-            perspectives_per_day: per_day(
-                "CROSSFIRE_PERSPECTIVES_PER_DAY",
-                file.server.perspectives_per_day,
-                50,
-            )?,
-            cors_origins: match get("CROSSFIRE_CORS_ORIGINS") {
-                Some(list) => list
-                    .split(',')
-                    .map(|o| o.trim().to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect(),
-                None => file.server.cors_origins.unwrap_or_default(),
-            },
-            story_max_bytes: file
-                .limits
-                .story_max_bytes
-                .unwrap_or(crate::story::DEFAULT_MAX_BYTES),
-            allow_living_personas: file.limits.allow_living_personas.unwrap_or(false),
+            library,
+            allow_living_personas: limits.allow_living_personas.unwrap_or(false),
+            embedded,
+            server,
         })
     }
+}
 
-    /// Reads the configuration of this process: `--config`/`CROSSFIRE_CONFIG`, the real
-    /// environment, and the command-line overrides.
-    pub fn from_env(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let env_path = std::env::var_os("CROSSFIRE_CONFIG").map(PathBuf::from);
-        let path = path.map(Path::to_path_buf).or(env_path);
-        Config::load(path.as_deref(), |name| std::env::var(name).ok(), overrides)
+fn positive_seconds(key: &'static str, seconds: f64) -> Result<f64, ConfigError> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(seconds)
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: format!("must be a positive number of seconds, not {seconds}"),
+        })
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        let (line, column) = crate::location::line_col(&text, e.span().map_or(0, |s| s.start));
-        ConfigError::Parse {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim().replace('\n', " "),
-        }
-    })
+fn at_least_one(key: &'static str, n: usize) -> Result<usize, ConfigError> {
+    if n >= 1 {
+        Ok(n)
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: "must be at least 1".to_string(),
+        })
+    }
 }
 
-fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-        name: name.to_string(),
-        value: value.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn parse_backend(name: &str, value: &str) -> Result<Backend, ConfigError> {
-    match value.trim() {
-        "openai" => Ok(Backend::Openai),
-        "embedded" => Ok(Backend::Embedded),
-        _ => Err(ConfigError::Env {
-            name: name.to_string(),
-            value: value.to_string(),
-            message: "expected `openai` or `embedded`".to_string(),
-        }),
+fn temperature(key: &'static str, t: f32) -> Result<f32, ConfigError> {
+    if (0.0..=2.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: format!("must be between 0 and 2, not {t}"),
+        })
     }
 }
 
@@ -427,6 +505,14 @@ mod tests {
         )
     }
 
+    fn file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("crossfire-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
     fn no_endpoint_means_embedded() {
         let config = load(&[], None).unwrap();
@@ -444,13 +530,22 @@ mod tests {
     }
 
     #[test]
+    fn the_judge_follows_the_debaters_brief_prompts_when_set() {
+        let path = file("brief.toml", "[llm]\nbrief_prompts = true\n");
+        let config = load(&[("CROSSFIRE_LLM_BASE_URL", "http://a/v1")], Some(&path)).unwrap();
+        assert!(config.llm.brief_prompts && config.judge.brief_prompts);
+    }
+
+    #[test]
     fn environment_configures_debaters_and_judge_separately() {
         let config = load(
             &[
                 ("CROSSFIRE_LLM_BASE_URL", "http://a/v1"),
                 ("CROSSFIRE_LLM_MODEL", "m1"),
+                ("CROSSFIRE_LLM_API_KEY", "key-a"),
                 ("CROSSFIRE_JUDGE_BASE_URL", "http://b/v1"),
                 ("CROSSFIRE_JUDGE_MODEL", "m2"),
+                ("CROSSFIRE_JUDGE_API_KEY", "key-b"),
                 ("CROSSFIRE_LLM_TIMEOUT_S", "7"),
             ],
             None,
@@ -461,6 +556,45 @@ mod tests {
         assert_eq!(config.judge.base_url.as_deref(), Some("http://b/v1"));
         assert_eq!(config.judge.model, "m2");
         assert_eq!(config.llm.timeout, Duration::from_secs(7));
+        assert_eq!(
+            config.llm.api_key.as_ref().map(Secret::expose),
+            Some("key-a")
+        );
+        assert_eq!(
+            config.judge.api_key.as_ref().map(Secret::expose),
+            Some("key-b")
+        );
+    }
+
+    #[test]
+    fn the_judge_inherits_the_debaters_key() {
+        let config = load(
+            &[
+                ("CROSSFIRE_LLM_BASE_URL", "http://a/v1"),
+                ("CROSSFIRE_LLM_API_KEY", "key-a"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            config.judge.api_key.as_ref().map(Secret::expose),
+            Some("key-a")
+        );
+    }
+
+    #[test]
+    fn api_keys_never_print() {
+        let config = load(
+            &[
+                ("CROSSFIRE_LLM_BASE_URL", "http://a/v1"),
+                ("CROSSFIRE_LLM_API_KEY", "sk-very-secret"),
+            ],
+            None,
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
     }
 
     #[test]
@@ -471,6 +605,42 @@ mod tests {
                 .starts_with("CROSSFIRE_LLM_TIMEOUT_S=\"soon\""),
             "{err}"
         );
+        let err = load(&[("CROSSFIRE_LLM_BACKEND", "gpu")], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CROSSFIRE_LLM_BACKEND=\"gpu\": expected `openai` or `embedded`"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (
+                "[llm]\ntimeout_s = -1\n",
+                "llm.timeout_s: must be a positive",
+            ),
+            (
+                "[llm]\ntemperature = 9.0\n",
+                "llm.temperature: must be between 0 and 2",
+            ),
+            (
+                "[embedded]\nthreads = 0\n",
+                "embedded.threads: must be at least 1",
+            ),
+            (
+                "[llm]\nbase_url = \"localhost:1\"\n",
+                "llm.base_url: `localhost:1` is not",
+            ),
+            (
+                "[judge]\nmax_in_flight = 0\n",
+                "judge.max_in_flight: must be at least 1",
+            ),
+        ];
+        for (text, expected) in cases {
+            let path = file("bad.toml", text);
+            let err = load(&[], Some(&path)).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
     }
 
     #[test]
@@ -482,22 +652,61 @@ mod tests {
     }
 
     #[test]
+    fn layers_apply_in_order_file_environment_flags() {
+        let path = file(
+            "layers.toml",
+            "[llm]\nbase_url = \"http://x/v1\"\ntimeout_s = 5\n[paths]\nstories_dir = \"from-file\"\npersonas_dir = \"p-file\"\n",
+        );
+        let vars = [
+            ("CROSSFIRE_STORIES_DIR", "from-env"),
+            ("CROSSFIRE_LLM_TIMEOUT_S", "9"),
+        ];
+        let flags = Overrides {
+            stories_dir: Some("from-flag".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(
+            Some(&path),
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            },
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(
+            config.llm.timeout,
+            Duration::from_secs(9),
+            "environment over file"
+        );
+        assert_eq!(
+            config.library.stories_dir,
+            PathBuf::from("from-flag"),
+            "flags over all"
+        );
+        assert_eq!(
+            config.library.personas_dir,
+            PathBuf::from("p-file"),
+            "file over default"
+        );
+        assert_eq!(
+            config.library.prompts_dir,
+            PathBuf::from("prompts"),
+            "default"
+        );
+    }
+
+    #[test]
     fn file_keys_are_strict_and_located() {
-        let dir = std::env::temp_dir().join(format!("crossfire-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("crossfire.toml");
-        std::fs::write(&path, "[llm]\nbase_url = \"http://x/v1\"\ntimeout = 5\n").unwrap();
+        let path = file(
+            "crossfire.toml",
+            "[llm]\nbase_url = \"http://x/v1\"\ntimeout = 5\n",
+        );
         let err = load(&[], Some(&path)).unwrap_err().to_string();
         assert!(
             err.contains("crossfire.toml:3:1: unknown field `timeout`"),
             "{err}"
-        );
-        std::fs::write(&path, "[llm]\nbase_url = \"http://x/v1\"\ntimeout_s = 5\n").unwrap();
-        let config = load(&[("CROSSFIRE_LLM_TIMEOUT_S", "9")], Some(&path)).unwrap();
-        assert_eq!(
-            config.llm.timeout,
-            Duration::from_secs(9),
-            "environment wins over file"
         );
     }
 }

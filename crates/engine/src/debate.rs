@@ -1,0 +1,416 @@
+//! The debate (SPEC §5): openings together, rebuttals together, then two judging passes
+//! together — three waves of model calls.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::ByVersion;
+use crate::claims::ClaimChecker;
+use crate::config::LlmConfig;
+use crate::event::{Event, EventSink, Speaker};
+use crate::judge::{self, JudgeError};
+use crate::llm::{ChatRequest, LanguageModel, LlmError, Message, TokenSink, Usage};
+use crate::motion::MotionError;
+use crate::persona::{Persona, PersonaKind};
+use crate::prompts::{DebateSetup, PromptError, Prompts};
+use crate::story::Story;
+use crate::transcript::{
+    ErrorCode, ErrorInfo, PersonaRef, Provenance, Round, RoundKind, Sides, Status, Transcript,
+    Turn, now_rfc3339,
+};
+
+/// How the engine calls its models.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub turn_max_tokens: u32,
+    pub temperature: f32,
+    pub judge_max_tokens: u32,
+    pub judge_temperature: f32,
+    pub allow_living_personas: bool,
+    /// Short prompts, for small models (see [`LlmConfig::brief_prompts`]).
+    pub brief_prompts: bool,
+    /// The judge's own `brief_prompts`: a short rubric and bare scores, without reasons.
+    pub judge_brief_prompts: bool,
+}
+
+impl Settings {
+    /// The settings for debaters and a judge configured so.
+    pub fn new(debater: &LlmConfig, judge: &LlmConfig, allow_living_personas: bool) -> Settings {
+        Settings {
+            turn_max_tokens: debater.max_tokens,
+            temperature: debater.temperature,
+            judge_max_tokens: judge.max_tokens,
+            judge_temperature: judge.temperature,
+            allow_living_personas,
+            brief_prompts: debater.brief_prompts,
+            judge_brief_prompts: judge.brief_prompts,
+        }
+    }
+
+    /// The prompts' view of one debate under these settings.
+    pub fn setup<'a>(
+        &self,
+        story: &'a Story,
+        a: &'a Persona,
+        b: &'a Persona,
+        motion: &'a str,
+    ) -> DebateSetup<'a> {
+        DebateSetup {
+            story,
+            a,
+            b,
+            motion,
+            words: self.words(),
+            brief: self.brief_prompts,
+            judge_brief: self.judge_brief_prompts,
+        }
+    }
+
+    /// The length a speech should aim at, in words (a token is about three quarters of one),
+    /// leaving room so it is not cut off by `max_tokens`.
+    pub fn words(&self) -> u32 {
+        (self.turn_max_tokens * 3 / 5).max(20)
+    }
+}
+
+/// A request the engine refuses before calling anything.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error(transparent)]
+    Motion(#[from] MotionError),
+    #[error("a persona cannot debate itself: pick two different personas")]
+    SamePersona,
+    #[error("`{0}` portrays a living person, which this deployment does not allow")]
+    LivingPersona(String),
+}
+
+/// Why a run failed, as the transcript and the `error` event report it.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Model(#[from] LlmError),
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+}
+
+impl RunError {
+    fn info(&self) -> ErrorInfo {
+        let code = match self {
+            RunError::Model(_) => ErrorCode::ModelFailed,
+            RunError::Judge(JudgeError::Llm(_)) => ErrorCode::JudgeFailed,
+            RunError::Judge(JudgeError::Unreadable { .. }) => ErrorCode::JudgeUnreadable,
+            RunError::Prompt(_) => ErrorCode::TemplateError,
+        };
+        ErrorInfo {
+            code,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Everything a debate or perspective needs besides its story and personas.
+pub struct Engine {
+    pub prompts: Arc<Prompts>,
+    pub debater: Arc<dyn LanguageModel>,
+    pub judge: Arc<dyn LanguageModel>,
+    pub settings: Settings,
+    structured_output: judge::StructuredOutput,
+    claims: ByVersion<Arc<ClaimChecker>>,
+}
+
+impl Engine {
+    pub fn new(
+        prompts: Arc<Prompts>,
+        debater: Arc<dyn LanguageModel>,
+        judge: Arc<dyn LanguageModel>,
+        settings: Settings,
+    ) -> Engine {
+        Engine {
+            prompts,
+            debater,
+            judge,
+            settings,
+            structured_output: judge::StructuredOutput::new(settings.judge_brief_prompts),
+            claims: ByVersion::default(),
+        }
+    }
+
+    /// Checks a debate request; returns the motion to use (the story's default if none).
+    pub fn check_debate(
+        &self,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        motion: Option<&str>,
+    ) -> Result<String, RequestError> {
+        if a.id == b.id {
+            return Err(RequestError::SamePersona);
+        }
+        for persona in [a, b] {
+            self.check_persona(persona)?;
+        }
+        match motion {
+            None => Ok(story.default_motion()),
+            Some(m) => crate::motion::check_motion(m)
+                .map(str::to_string)
+                .map_err(RequestError::from),
+        }
+    }
+
+    /// Refuses living personas unless the deployment allows them.
+    pub fn check_persona(&self, persona: &Persona) -> Result<(), RequestError> {
+        if persona.kind == PersonaKind::Living && !self.settings.allow_living_personas {
+            return Err(RequestError::LivingPersona(persona.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// A queued debate's transcript: what a debate shows before its first event.
+    pub fn new_transcript(
+        &self,
+        id: String,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        motion: &str,
+    ) -> Transcript {
+        Transcript {
+            id,
+            status: Status::Queued,
+            story: story.id.clone(),
+            motion: motion.to_string(),
+            personas: Sides {
+                a: persona_ref(a),
+                b: persona_ref(b),
+            },
+            rounds: Vec::new(),
+            verdict: None,
+            provenance: self.provenance(),
+            usage: Usage::default(),
+            error: None,
+        }
+    }
+
+    /// Runs a whole debate, reporting every step on `events`; always returns a transcript,
+    /// `done` or `failed`, and always ends the events with `done`.
+    pub async fn run_debate(
+        &self,
+        id: String,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        motion: &str,
+        events: &EventSink,
+    ) -> Transcript {
+        let mut transcript = self.new_transcript(id, story, a, b, motion);
+        transcript.status = Status::Running;
+        let setup = self.settings.setup(story, a, b, motion);
+        let result = self.debate(&setup, &mut transcript, events).await;
+        transcript.provenance.finished_at = Some(now_rfc3339());
+        transcript.status = match result {
+            Ok(()) => Status::Done,
+            Err(e) => {
+                let info = e.info();
+                events.send(Event::Error {
+                    code: info.code,
+                    message: info.message.clone(),
+                });
+                transcript.error = Some(info);
+                Status::Failed
+            }
+        };
+        events.send(Event::Done {
+            status: transcript.status,
+        });
+        transcript
+    }
+
+    async fn debate(
+        &self,
+        setup: &DebateSetup<'_>,
+        transcript: &mut Transcript,
+        events: &EventSink,
+    ) -> Result<(), RunError> {
+        let checker = self.claim_checker(setup.story);
+        let speak = |round: u8, speaker: Speaker, messages: Vec<Message>| {
+            let persona = setup.persona(speaker);
+            self.speak(round, speaker, persona, messages, &checker, events)
+        };
+
+        let (open_a, open_b) = futures::try_join!(
+            speak(1, Speaker::A, self.prompts.opening(setup, Speaker::A)?),
+            speak(1, Speaker::B, self.prompts.opening(setup, Speaker::B)?),
+        )?;
+        transcript.usage += open_a.1;
+        transcript.usage += open_b.1;
+        let rebuttal_a =
+            self.prompts
+                .rebuttal(setup, Speaker::A, &open_a.0.text, &open_b.0.text)?;
+        let rebuttal_b =
+            self.prompts
+                .rebuttal(setup, Speaker::B, &open_b.0.text, &open_a.0.text)?;
+        transcript.rounds.push(Round {
+            round: 1,
+            kind: RoundKind::Opening,
+            turns: vec![open_a.0, open_b.0],
+        });
+
+        let (reb_a, reb_b) = futures::try_join!(
+            speak(2, Speaker::A, rebuttal_a),
+            speak(2, Speaker::B, rebuttal_b),
+        )?;
+        transcript.usage += reb_a.1;
+        transcript.usage += reb_b.1;
+        transcript.rounds.push(Round {
+            round: 2,
+            kind: RoundKind::Rebuttal,
+            turns: vec![reb_a.0, reb_b.0],
+        });
+
+        // Two passes with the order swapped, so neither side profits from going first.
+        let orders = [[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]];
+        let mut usage = [Usage::default(), Usage::default()];
+        let [usage_1, usage_2] = &mut usage;
+        let (pass_1, pass_2) = futures::try_join!(
+            self.judge_pass(setup, orders[0], &transcript.rounds, usage_1),
+            self.judge_pass(setup, orders[1], &transcript.rounds, usage_2),
+        )?;
+        for u in usage {
+            transcript.usage += u;
+        }
+        let names = Sides {
+            a: setup.a.name.clone(),
+            b: setup.b.name.clone(),
+        };
+        let verdict = judge::combine(vec![pass_1, pass_2], &names);
+        events.send(Event::Verdict(verdict.clone()));
+        transcript.verdict = Some(verdict);
+        Ok(())
+    }
+
+    async fn judge_pass(
+        &self,
+        setup: &DebateSetup<'_>,
+        order: [Speaker; 2],
+        rounds: &[Round],
+        usage: &mut Usage,
+    ) -> Result<crate::transcript::JudgePass, RunError> {
+        let messages = self.prompts.judge(setup, order, rounds)?;
+        let pass = judge::run_pass(
+            self.judge.as_ref(),
+            &self.structured_output,
+            messages,
+            order,
+            self.settings.judge_max_tokens,
+            self.settings.judge_temperature,
+            usage,
+        )
+        .await?;
+        Ok(pass)
+    }
+
+    /// One speech, streamed as events, its claims checked at the end.
+    pub(crate) async fn speak(
+        &self,
+        round: u8,
+        speaker: Speaker,
+        persona: &Persona,
+        messages: Vec<Message>,
+        checker: &ClaimChecker,
+        events: &EventSink,
+    ) -> Result<(Turn, Usage), LlmError> {
+        let started = Instant::now();
+        events.send(Event::TurnStart {
+            round,
+            speaker,
+            persona: persona.id.clone(),
+        });
+        let request = ChatRequest {
+            messages,
+            max_tokens: self.settings.turn_max_tokens,
+            temperature: self.settings.temperature,
+            seed: None,
+            response_format: None,
+            stream: true,
+        };
+        let sink = TurnSink {
+            round,
+            speaker,
+            events,
+        };
+        let completion = self.debater.complete(&request, &sink).await?;
+        let text = completion.text.trim().to_string();
+        let unsupported = checker.unsupported(&text);
+        let tokens = match completion.usage.completion_tokens {
+            0 => completion.chunks,
+            n => n,
+        };
+        events.send(Event::TurnEnd {
+            round,
+            speaker,
+            text: text.clone(),
+            unsupported: unsupported.clone(),
+            tokens,
+        });
+        let turn = Turn {
+            speaker,
+            text,
+            unsupported,
+            tokens,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        Ok((turn, completion.usage))
+    }
+
+    /// What checks speeches against a story: made once for each version of the story.
+    pub(crate) fn claim_checker(&self, story: &Story) -> Arc<ClaimChecker> {
+        self.claims.get(&story.version, || {
+            Arc::new(ClaimChecker::new(&story.full_text()))
+        })
+    }
+
+    pub(crate) fn provenance(&self) -> Provenance {
+        Provenance {
+            model: self.debater.name().to_string(),
+            judge_model: self.judge.name().to_string(),
+            templates: self.prompts.version().to_string(),
+            started_at: now_rfc3339(),
+            finished_at: None,
+        }
+    }
+}
+
+pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {
+    PersonaRef {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        version: p.version.clone(),
+    }
+}
+
+/// Turns a model's stream into turn events.
+struct TurnSink<'a> {
+    round: u8,
+    speaker: Speaker,
+    events: &'a EventSink,
+}
+
+impl TokenSink for TurnSink<'_> {
+    fn token(&self, text: &str) {
+        self.events.send(Event::Token {
+            round: self.round,
+            speaker: self.speaker,
+            text: text.to_string(),
+        });
+    }
+
+    fn restart(&self, reason: &str) {
+        self.events.send(Event::TurnRestart {
+            round: self.round,
+            speaker: self.speaker,
+            reason: reason.to_string(),
+        });
+    }
+}

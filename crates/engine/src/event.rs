@@ -1,0 +1,95 @@
+//! What the engine reports while it works: the event stream of SPEC §9, which the command
+//! line renders and the HTTP service stores and streams.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use crate::transcript::Speaker;
+use crate::transcript::{ErrorCode, Status, Verdict};
+
+/// One step of a debate or perspective.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    TurnStart {
+        round: u8,
+        speaker: Speaker,
+        persona: String,
+    },
+    Token {
+        round: u8,
+        speaker: Speaker,
+        text: String,
+    },
+    TurnEnd {
+        round: u8,
+        speaker: Speaker,
+        text: String,
+        unsupported: Vec<String>,
+        tokens: u64,
+    },
+    /// The turn is being generated again: drop the partial text received so far.
+    TurnRestart {
+        round: u8,
+        speaker: Speaker,
+        reason: String,
+    },
+    Verdict(Verdict),
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Done {
+        status: Status,
+    },
+}
+
+impl Event {
+    /// The event's name: the SSE `event:` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::TurnStart { .. } => "turn_start",
+            Event::Token { .. } => "token",
+            Event::TurnEnd { .. } => "turn_end",
+            Event::TurnRestart { .. } => "turn_restart",
+            Event::Verdict(_) => "verdict",
+            Event::Error { .. } => "error",
+            Event::Done { .. } => "done",
+        }
+    }
+}
+
+/// Where the engine sends events. Sending never blocks generation; a receiver that went
+/// away just stops listening.
+#[derive(Clone)]
+pub struct EventSink(Option<Arc<dyn Fn(Event) + Send + Sync>>);
+
+impl EventSink {
+    /// A sink that hands each event to `take`, at once and on the engine's task: cheaper than
+    /// a channel for a receiver that only files events away.
+    pub fn new(take: impl Fn(Event) + Send + Sync + 'static) -> EventSink {
+        EventSink(Some(Arc::new(take)))
+    }
+
+    /// A sink and the receiver of its events.
+    pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = EventSink::new(move |event| {
+            let _ = tx.send(event);
+        });
+        (sink, rx)
+    }
+
+    /// A sink nobody listens to.
+    pub fn discard() -> EventSink {
+        EventSink(None)
+    }
+
+    pub fn send(&self, event: Event) {
+        if let Some(take) = &self.0 {
+            take(event);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The Crossfire engine: stories, personas, prompt templates, the language-model interface
+//! and its OpenAI-compatible client, the debate, the judge and the claim check.
+//!
+//! It knows nothing of HTTP servers or databases (docs/architecture.md). It reports progress as
+//! [`event::Event`]s to an [`event::EventSink`]: the command line renders them, and the HTTP
+//! service batches, stores and streams them.
+
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod debate;
+pub mod event;
+pub mod judge;
+pub mod llm;
+pub mod location;
+pub mod motion;
+pub mod persona;
+pub mod perspective;
+pub mod prompts;
+pub mod story;
+pub mod transcript;
+
+/// Whether `id` is a valid story or persona id: `[a-z0-9-]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Hex SHA-256 of some bytes: the version of a persona, the hash of a story or template set.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,212 @@
+//! Language models: one interface, [`LanguageModel`], that every backend serves; the
+//! OpenAI-compatible client ([`openai`]), its SSE decoder and the retry policy live here, the
+//! embedded model in its own crate.
+
+pub mod openai;
+pub mod retry;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+/// Who speaks a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Role {
+    /// The role's name in chat formats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// A JSON schema the reply must follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonSchema {
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+/// How a request asks for structured output. Servers differ: OpenAI, vLLM and Ollama take
+/// `json_schema`; llama-cpp-python's server refuses it but constrains `json_object` to a
+/// `schema` given beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
+    JsonSchema(Arc<JsonSchema>),
+    /// `{"type": "json_object", "schema": …}`
+    JsonObject(Arc<JsonSchema>),
+}
+
+/// One chat-completion call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub seed: Option<u64>,
+    pub response_format: Option<ResponseFormat>,
+    /// Stream tokens as they come (debaters), or take the whole reply at once (the judge).
+    pub stream: bool,
+}
+
+/// Tokens a call or a debate consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    /// Text pieces streamed (a token count when the server reports no usage).
+    pub chunks: u64,
+    pub finish_reason: Option<String>,
+}
+
+/// Where a streaming call reports its progress.
+pub trait TokenSink: Send + Sync {
+    /// A piece of generated text.
+    fn token(&self, text: &str);
+    /// The call is being retried: the text sent so far must be dropped.
+    fn restart(&self, reason: &str);
+}
+
+/// A sink that ignores everything, for calls nobody watches.
+pub struct NoSink;
+
+impl TokenSink for NoSink {
+    fn token(&self, _: &str) {}
+    fn restart(&self, _: &str) {}
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot reach the model at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("the model at {url} answered {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the model did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the model's stream broke off: {0}")]
+    StreamCut(String),
+    #[error("the model reported an error: {message}")]
+    Remote { message: String, retryable: bool },
+    #[error("unreadable answer from the model: {0}")]
+    Protocol(String),
+    #[error("the model returned no text")]
+    Empty,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{last} (gave up after {attempts} attempts)")]
+    Exhausted { attempts: u32, last: Box<LlmError> },
+}
+
+impl LlmError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        if self.rejects_response_format() {
+            return false; // the same request will be refused again, whatever the status says
+        }
+        match self {
+            LlmError::Connect { .. }
+            | LlmError::Timeout(_)
+            | LlmError::StreamCut(_)
+            | LlmError::Empty => true,
+            LlmError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            LlmError::Remote { retryable, .. } => *retryable,
+            LlmError::Protocol(_) | LlmError::Unavailable(_) | LlmError::Exhausted { .. } => false,
+        }
+    }
+
+    /// Whether the server refused the request's `response_format` (servers without structured
+    /// output answer 400, 422, or — llama-cpp-python — 500 with a validation error).
+    pub fn rejects_response_format(&self) -> bool {
+        match self {
+            LlmError::Status {
+                status, message, ..
+            } => matches!(status, 400 | 422 | 500) && message.contains("response_format"),
+            LlmError::Exhausted { last, .. } => last.rejects_response_format(),
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A chat model, whatever runs it.
+pub trait LanguageModel: Send + Sync {
+    /// The model's name, recorded in results.
+    fn name(&self) -> &str;
+
+    /// Runs one call, streaming pieces of text into `sink` when the request asks to stream.
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>>;
+}
+
+impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        (**self).complete(request, sink)
+    }
+}

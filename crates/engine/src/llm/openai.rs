@@ -1,0 +1,523 @@
+//! The `openai` backend: any OpenAI-compatible `POST {base_url}/chat/completions`, streamed
+//! over SSE or not, written leniently because servers differ (empty `usage: {}`, role-only
+//! first deltas, `reasoning_content`, error frames inside a 200 stream, JSON error bodies).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::sse::SseDecoder;
+use super::{ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenSink, Usage};
+use crate::config::{LlmConfig, Secret};
+
+/// A client for one OpenAI-compatible endpoint.
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    /// Parsed once: parsing it for every call showed in profiles.
+    url: reqwest::Url,
+    model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    /// Bounds the calls in flight to this endpoint.
+    in_flight: Arc<Semaphore>,
+}
+
+impl OpenAiClient {
+    pub fn new(config: &LlmConfig) -> Result<OpenAiClient, LlmError> {
+        let base = config
+            .base_url
+            .as_deref()
+            .ok_or_else(|| LlmError::Unavailable("no base URL for the openai backend".into()))?;
+        // One TLS provider (ring) for the whole process; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| LlmError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))?;
+        Ok(OpenAiClient {
+            http,
+            url,
+            model: config.model.clone(),
+            api_key: config.api_key.clone(),
+            timeout: config.timeout,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        })
+    }
+
+    /// The request body, borrowing the messages: prompts run to tens of kilobytes, and a
+    /// copy into a `serde_json::Value` per call showed up in profiles.
+    fn body<'a>(&'a self, request: &'a ChatRequest) -> WireRequest<'a> {
+        WireRequest {
+            model: &self.model,
+            messages: &request.messages,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            stream: request.stream,
+            stream_options: request.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            seed: request.seed,
+            response_format: request.response_format.as_ref().map(|format| match format {
+                ResponseFormat::JsonSchema(f) => WireFormat::JsonSchema {
+                    json_schema: WireSchema {
+                        name: &f.name,
+                        schema: &f.schema,
+                        strict: true,
+                    },
+                },
+                ResponseFormat::JsonObject(f) => WireFormat::JsonObject { schema: &f.schema },
+            }),
+        }
+    }
+
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Unavailable("client closed".into()))?;
+        // Serialized into a buffer sized for the prompts: growing one by doubling copied
+        // each prompt several times.
+        let size: usize = request.messages.iter().map(|m| m.content.len() + 32).sum();
+        let mut body = Vec::with_capacity(size + 512);
+        serde_json::to_writer(&mut body, &self.body(request))
+            .map_err(|e| LlmError::Protocol(format!("cannot encode the request: {e}")))?;
+        let mut builder = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let response = tokio::time::timeout(self.timeout, builder.send())
+            .await
+            .map_err(|_| LlmError::Timeout(self.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(300.0)));
+            let body = tokio::time::timeout(self.timeout, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            return Err(LlmError::Status {
+                url: self.url.to_string(),
+                status: status.as_u16(),
+                message: error_message(status, &body),
+                retry_after,
+            });
+        }
+        if request.stream {
+            self.read_stream(response, sink).await
+        } else {
+            let body = tokio::time::timeout(self.timeout, response.bytes())
+                .await
+                .map_err(|_| LlmError::Timeout(self.timeout))?
+                .map_err(|e| self.transport_error(e))?;
+            parse_completion(&body)
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
+        let mut stream = response.bytes_stream();
+        let mut state = StreamState::default();
+        // The timeout is for silence. One timer for the whole stream, moved on only when it
+        // fires, costs far less than a new timer for every chunk.
+        let mut heard = Instant::now();
+        let silence = tokio::time::sleep(self.timeout);
+        tokio::pin!(silence);
+        loop {
+            let next = tokio::select! {
+                biased;
+                next = stream.next() => next,
+                () = &mut silence => {
+                    if heard.elapsed() >= self.timeout {
+                        return Err(LlmError::Timeout(self.timeout));
+                    }
+                    silence.as_mut().reset(heard + self.timeout);
+                    continue;
+                }
+            };
+            heard = Instant::now();
+            let chunk = match next {
+                None => break,
+                Some(Err(e)) => return Err(LlmError::StreamCut(e.to_string())),
+                Some(Ok(chunk)) => chunk,
+            };
+            if state.push(&chunk, sink)? {
+                return Ok(state.finish());
+            }
+        }
+        state.end(sink)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout(self.timeout)
+        } else if e.is_connect() || e.is_request() {
+            LlmError::Connect {
+                url: self.url.to_string(),
+                detail: error_chain(&e),
+            }
+        } else {
+            LlmError::StreamCut(error_chain(&e))
+        }
+    }
+}
+
+impl LanguageModel for OpenAiClient {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(self.call(request, sink))
+    }
+}
+
+/// `POST /chat/completions` as sent.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [super::Message],
+    max_tokens: u32,
+    temperature: f32,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// `response_format` as sent, borrowing the schema (the judge's is built once).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireFormat<'a> {
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
+    JsonSchema { json_schema: WireSchema<'a> },
+    /// `{"type": "json_object", "schema": …}`
+    JsonObject { schema: &'a serde_json::Value },
+}
+
+#[derive(Serialize)]
+struct WireSchema<'a> {
+    name: &'a str,
+    schema: &'a serde_json::Value,
+    strict: bool,
+}
+
+/// What a stream has said so far.
+#[derive(Default)]
+struct StreamState {
+    decoder: SseDecoder,
+    text: String,
+    chunks: u64,
+    usage: Usage,
+    finish_reason: Option<String>,
+}
+
+impl StreamState {
+    /// Takes a chunk of bytes, however split; returns true at `[DONE]`.
+    fn push(&mut self, chunk: &[u8], sink: &dyn TokenSink) -> Result<bool, LlmError> {
+        for event in self.decoder.push(chunk) {
+            if self.apply(&event.event, &event.data, sink)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// What a stream that ended without `[DONE]` amounts to. A last event cut off mid-way is
+    /// a broken stream; some servers end a finished stream without `[DONE]`, so a stream that
+    /// said it finished is complete; any other stream was cut.
+    fn end(mut self, sink: &dyn TokenSink) -> Result<Completion, LlmError> {
+        if let Some(event) = self.decoder.finish() {
+            match self.apply(&event.event, &event.data, sink) {
+                Ok(_) => {}
+                Err(LlmError::Protocol(_)) => {
+                    return Err(LlmError::StreamCut("the stream ended mid-message".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.finish_reason.is_some() {
+            Ok(self.finish())
+        } else {
+            Err(LlmError::StreamCut(
+                "the stream ended before the reply was finished".into(),
+            ))
+        }
+    }
+
+    /// Applies one SSE event; returns true at `[DONE]`.
+    fn apply(&mut self, event: &str, data: &str, sink: &dyn TokenSink) -> Result<bool, LlmError> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| {
+            LlmError::Protocol(format!("bad stream chunk ({e}): {}", snippet(data)))
+        })?;
+        if let Some(error) = chunk.error {
+            return Err(error.into_llm_error());
+        }
+        if event == "error" {
+            return Err(LlmError::Remote {
+                message: snippet(data),
+                retryable: true,
+            });
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage.into();
+        }
+        for choice in chunk.choices {
+            if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
+                sink.token(&content);
+                self.text.push_str(&content);
+                self.chunks += 1;
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason);
+            }
+        }
+        Ok(false)
+    }
+
+    fn finish(self) -> Completion {
+        // Servers that report no usage (llama-cpp-python) stream one token a delta.
+        let usage = if self.usage == Usage::default() {
+            Usage {
+                prompt_tokens: 0,
+                completion_tokens: self.chunks,
+            }
+        } else {
+            self.usage
+        };
+        Completion {
+            text: self.text,
+            usage,
+            chunks: self.chunks,
+            finish_reason: self.finish_reason,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        Usage {
+            prompt_tokens: u.prompt_tokens.unwrap_or(0),
+            completion_tokens: u.completion_tokens.unwrap_or(0),
+        }
+    }
+}
+
+/// `{"error": {"message": …, "code": …}}` or `{"error": "…"}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireError {
+    Object {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    },
+    Text(String),
+}
+
+impl WireError {
+    fn into_llm_error(self) -> LlmError {
+        match self {
+            WireError::Object { message, code } => {
+                let status = code.as_ref().and_then(|c| {
+                    c.as_u64()
+                        .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+                });
+                // A client error (bad request, context too long) will fail again; anything else
+                // is the server's trouble and worth another try.
+                let retryable = !matches!(status, Some(400..=499)) || status == Some(429);
+                LlmError::Remote {
+                    message: message.unwrap_or_else(|| "unknown error".into()),
+                    retryable,
+                }
+            }
+            WireError::Text(message) => LlmError::Remote {
+                message,
+                retryable: true,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WholeCompletion {
+    #[serde(default)]
+    choices: Vec<WholeChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WholeChoice {
+    #[serde(default)]
+    message: WholeMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WholeMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Parses a non-streamed reply.
+fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
+    let whole: WholeCompletion = serde_json::from_slice(body).map_err(|e| {
+        LlmError::Protocol(format!(
+            "bad completion ({e}): {}",
+            snippet(&String::from_utf8_lossy(body))
+        ))
+    })?;
+    if let Some(error) = whole.error {
+        return Err(error.into_llm_error());
+    }
+    let choice = whole
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| LlmError::Protocol("a completion with no choices".into()))?;
+    let text = choice.message.content.unwrap_or_default();
+    Ok(Completion {
+        chunks: u64::from(!text.is_empty()),
+        text,
+        usage: whole.usage.map(Usage::from).unwrap_or_default(),
+        finish_reason: choice.finish_reason,
+    })
+}
+
+/// The message of an error body, JSON or not.
+fn error_message(status: reqwest::StatusCode, body: &str) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        error: WireError,
+    }
+    let reason = status.canonical_reason().unwrap_or("");
+    let detail = match serde_json::from_str::<Body>(body) {
+        Ok(Body {
+            error: WireError::Object {
+                message: Some(m), ..
+            },
+        })
+        | Ok(Body {
+            error: WireError::Text(m),
+        }) => m,
+        _ => snippet(body),
+    };
+    if detail.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}: {detail}")
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// Decodes the bytes of a streamed response, chunked in any way, exactly as the client does.
+pub fn decode_stream<'a>(
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    sink: &dyn TokenSink,
+) -> Result<Completion, LlmError> {
+    let mut state = StreamState::default();
+    for chunk in chunks {
+        if state.push(chunk, sink)? {
+            return Ok(state.finish());
+        }
+    }
+    state.end(sink)
+}

@@ -1,0 +1,317 @@
+//! The record of a debate or perspective: the transcript JSON of SPEC §5.
+
+use serde::{Deserialize, Serialize};
+
+use crate::llm::Usage;
+
+/// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    A,
+    B,
+    Solo,
+}
+
+impl Speaker {
+    /// The other side of a debate.
+    pub fn opponent(self) -> Speaker {
+        match self {
+            Speaker::A => Speaker::B,
+            Speaker::B => Speaker::A,
+            Speaker::Solo => Speaker::Solo,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Speaker::A => "a",
+            Speaker::B => "b",
+            Speaker::Solo => "solo",
+        }
+    }
+}
+
+/// Where a debate or perspective stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl std::str::FromStr for Status {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<Status, UnknownName> {
+        [
+            Status::Queued,
+            Status::Running,
+            Status::Done,
+            Status::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or_else(|| UnknownName::new("status", name))
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = UnknownName;
+
+    fn try_from(name: String) -> Result<Status, UnknownName> {
+        name.parse()
+    }
+}
+
+/// A stored or received name that matches no variant of an enum: the data was written by
+/// something else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{name}`")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+impl UnknownName {
+    pub fn new(kind: &'static str, name: &str) -> UnknownName {
+        UnknownName {
+            kind,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Status {
+    /// Whether the run may still produce events.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Status::Queued | Status::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// A persona as a result records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaRef {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sides<T> {
+    pub a: T,
+    pub b: T,
+}
+
+impl<T> Sides<T> {
+    pub fn get(&self, speaker: Speaker) -> &T {
+        match speaker {
+            Speaker::B => &self.b,
+            Speaker::A | Speaker::Solo => &self.a,
+        }
+    }
+}
+
+/// One speech.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub speaker: Speaker,
+    pub text: String,
+    /// Figures and quotations in the text that the story does not support.
+    pub unsupported: Vec<String>,
+    pub tokens: u64,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoundKind {
+    Opening,
+    Rebuttal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub round: u8,
+    pub kind: RoundKind,
+    pub turns: Vec<Turn>,
+}
+
+/// Who won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    A,
+    B,
+    Tie,
+}
+
+/// The four rubric criteria, scored 1–10 (averages of the judge's passes may be halves).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Criteria {
+    pub argument: f64,
+    pub evidence: f64,
+    pub rebuttal: f64,
+    pub fidelity: f64,
+}
+
+impl Criteria {
+    pub fn total(&self) -> f64 {
+        self.argument + self.evidence + self.rebuttal + self.fidelity
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub total: f64,
+    pub criteria: Criteria,
+}
+
+/// One pass of the judge, mapped back from its neutral labels to the sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgePass {
+    /// Which side the judge saw first, then second.
+    pub order: [Speaker; 2],
+    pub winner: Winner,
+    pub scores: Sides<Criteria>,
+    /// The judge's short reason for each criterion score.
+    pub reasons: Sides<CriteriaReasons>,
+    pub rationale: String,
+    /// Whether the reply needed a repair request to parse.
+    pub repaired: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CriteriaReasons {
+    pub argument: String,
+    pub evidence: String,
+    pub rebuttal: String,
+    pub fidelity: String,
+}
+
+/// The judge's verdict over both passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub winner: Winner,
+    /// The two passes disagreed, so the verdict is a tie.
+    pub contested: bool,
+    pub scores: Sides<Score>,
+    pub rationale: String,
+    pub passes: Vec<JudgePass>,
+}
+
+/// Which model, templates and times produced a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub model: String,
+    pub judge_model: String,
+    pub templates: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// A failure, as results and event streams report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Why a run failed, as a stable code in results and `error` events (docs/events.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A debater's model call failed after its retries.
+    ModelFailed,
+    /// The judge's model call failed after its retries.
+    JudgeFailed,
+    /// The judge answered, but not with a verdict that could be read.
+    JudgeUnreadable,
+    /// A prompt template failed to render.
+    TemplateError,
+    /// The service stopped (or crashed) while the run was in flight.
+    Interrupted,
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<ErrorCode, UnknownName> {
+        [
+            ErrorCode::ModelFailed,
+            ErrorCode::JudgeFailed,
+            ErrorCode::JudgeUnreadable,
+            ErrorCode::TemplateError,
+            ErrorCode::Interrupted,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .ok_or_else(|| UnknownName::new("error code", name))
+    }
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ModelFailed => "model_failed",
+            ErrorCode::JudgeFailed => "judge_failed",
+            ErrorCode::JudgeUnreadable => "judge_unreadable",
+            ErrorCode::TemplateError => "template_error",
+            ErrorCode::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A whole debate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub id: String,
+    pub status: Status,
+    pub story: String,
+    pub motion: String,
+    pub personas: Sides<PersonaRef>,
+    pub rounds: Vec<Round>,
+    pub verdict: Option<Verdict>,
+    pub provenance: Provenance,
+    pub usage: Usage,
+    pub error: Option<ErrorInfo>,
+}
+
+/// A persona's perspective on a story.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerspectiveRecord {
+    pub id: String,
+    pub status: Status,
+    pub story: String,
+    pub persona: PersonaRef,
+    pub text: String,
+    pub unsupported: Vec<String>,
+    pub tokens: u64,
+    pub ms: u64,
+    pub provenance: Provenance,
+    pub usage: Usage,
+    pub error: Option<ErrorInfo>,
+}
+
+/// A fresh random id for a debate or perspective: 128 bits, hex.
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The current time as RFC 3339.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

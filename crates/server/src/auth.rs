@@ -1,0 +1,278 @@
+//! Accounts: sign-up, login, logout, and the signed-in user of a request (session cookie or
+//! `Authorization: Bearer`). Passwords are hashed with argon2id off the async runtime;
+//! session tokens are 256 random bits, stored only as SHA-256 hashes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::store::{User, now_ms};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "crossfire_session";
+const SESSION_DAYS: i64 = 30;
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/auth/signup`
+#[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = Credentials,
+    responses((status = 201, description = "Signed up and in: `{token, user}` and a session cookie", body = serde_json::Value), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody)))]
+pub async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = normalize_email(&body.email)?;
+    let chars = body.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
+        return Err(ApiError::Invalid(format!(
+            "the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"
+        )));
+    }
+    let hash = hash_password(body.password).await?;
+    let user = state.store.create_user(&email, &hash, now_ms()).await?;
+    session_response(&state, &headers, user, StatusCode::CREATED).await
+}
+
+/// `POST /api/auth/login`
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "`{token, user}` and a session cookie", body = serde_json::Value), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Too many attempts", body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    state.login_limiter.check(&email, peer.ip())?;
+    let stored = state.store.credentials(&email).await?;
+    // An unknown email costs the same as a wrong password: both verify a hash.
+    let (user_id, hash) = match stored {
+        Some(c) => (Some(c.id), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let valid = verify_password(body.password, hash).await?;
+    let user = match (valid, user_id) {
+        (true, Some(id)) => state.store.user(id).await?,
+        _ => None,
+    };
+    let Some(user) = user else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    session_response(&state, &headers, user, StatusCode::OK).await
+}
+
+/// `POST /api/auth/logout`
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, description = "Not signed in", body = ErrorBody)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = token_of(&headers).ok_or(ApiError::Unauthorized)?;
+    state
+        .store
+        .delete_session(&crossfire_engine::sha256_hex(token.as_bytes()))
+        .await?;
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+}
+
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The signed-in user `{id, email, role}`", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
+/// `GET /api/auth/me`
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<User> {
+    Json(user)
+}
+
+/// The signed-in user; requests without a live session are answered 401.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = token_of(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let user = state
+            .store
+            .session_user(&crossfire_engine::sha256_hex(token.as_bytes()), now_ms())
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(CurrentUser(user))
+    }
+}
+
+/// The session token of a request: `Authorization: Bearer`, else the cookie.
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+async fn session_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: User,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let expires = now_ms() + SESSION_DAYS * 24 * 3600 * 1000;
+    state
+        .store
+        .create_session(
+            &crossfire_engine::sha256_hex(token.as_bytes()),
+            user.id,
+            expires,
+        )
+        .await?;
+    // Secure when the client reached us over https (directly or through a proxy).
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_DAYS * 24 * 3600,
+        if https { "; Secure" } else { "" }
+    );
+    let body = Json(json!({"token": token, "user": user}));
+    Ok((status, [(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+/// A plausible email address, lowercased: something@domain.tld, no spaces, ≤ 254 chars.
+fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::Invalid(
+            "that is not an email address".to_string(),
+        ))
+    }
+}
+
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| ApiError::Internal("hashing failed".to_string()))
+}
+
+/// Verifies against `hash`, or — for an unknown email — against a dummy hash, so that both
+/// cost the same. Everything, including making the dummy hash once, runs off the runtime.
+async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
+        let matches = PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        known && matches
+    })
+    .await
+    .map_err(|_| ApiError::Internal("verifying failed".to_string()))
+}
+
+/// A real argon2id hash of a random password, verified for unknown emails.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Login attempts allowed per account and per address in a window.
+pub struct LoginLimiter {
+    max: usize,
+    window: Duration,
+    attempts: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    pub fn new(max: usize, window: Duration) -> LoginLimiter {
+        LoginLimiter {
+            max,
+            window,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(&self, email: &str, ip: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if attempts.len() > 100_000 {
+            attempts.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < self.window));
+        }
+        for key in [format!("email:{email}"), format!("ip:{ip}")] {
+            let times = attempts.entry(key).or_default();
+            times.retain(|t| now.duration_since(*t) < self.window);
+            if times.len() >= self.max {
+                let wait = self.window.saturating_sub(now.duration_since(times[0]));
+                return Err(ApiError::TooMany {
+                    message: "too many login attempts; try again later".to_string(),
+                    retry_after: wait.as_secs().max(1),
+                });
+            }
+            times.push(now);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Stories and personas, loaded once at start-up and served read-only.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crossfire_engine::config::Library;
+use crossfire_engine::persona::{Persona, Problem};
+use crossfire_engine::story::Story;
+
+/// The validated stories and personas of this instance.
+pub struct Catalog {
+    pub stories: BTreeMap<String, Story>,
+    pub personas: BTreeMap<String, Persona>,
+    /// Problems of files left out, for editors.
+    pub problems: Vec<String>,
+}
+
+impl Catalog {
+    /// Loads the configured folders; bad files are left out and their problems kept.
+    pub fn load(library: &Library) -> Result<Catalog, String> {
+        let mut problems = Vec::new();
+        let mut stories = BTreeMap::new();
+        let loaded = Story::load_dir(&library.stories_dir, library.story_max_bytes)
+            .map_err(|e| e.to_string())?;
+        for story in loaded {
+            match story {
+                Ok(s) => {
+                    stories.insert(s.id.clone(), s);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let (found, persona_problems) =
+            Persona::check_dir(&library.personas_dir).map_err(|e| e.to_string())?;
+        problems.extend(persona_problems.iter().map(Problem::to_string));
+        let personas = found.into_iter().map(|p| (p.id.clone(), p)).collect();
+        Ok(Catalog {
+            stories,
+            personas,
+            problems,
+        })
+    }
+
+    pub fn story(&self, id: &str) -> Result<&Story, ApiError> {
+        self.stories
+            .get(id)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown story `{id}`")))
+    }
+
+    pub fn persona(&self, id: &str) -> Result<&Persona, ApiError> {
+        self.personas
+            .get(id)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown persona `{id}`")))
+    }
+}
+
+/// `GET /api/stories`
+#[utoipa::path(get, path = "/api/stories", tag = "catalog", responses((status = 200, description = "`{stories: [{id, title, dek, updated}]}`", body = serde_json::Value)))]
+pub async fn stories(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .stories
+        .values()
+        .map(|s| json!({"id": s.id, "title": s.title, "dek": s.dek, "updated": s.updated}))
+        .collect();
+    Json(json!({ "stories": list }))
+}
+
+/// `GET /api/stories/{id}`
+#[utoipa::path(get, path = "/api/stories/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, description = "The story (SPEC §2)", body = serde_json::Value), (status = 404, description = "Unknown story", body = ErrorBody)))]
+pub async fn story(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Story>, ApiError> {
+    Ok(Json(state.catalog.story(&id)?.clone()))
+}
+
+/// `GET /api/personas`
+#[utoipa::path(get, path = "/api/personas", tag = "catalog", responses((status = 200, description = "`{personas: [{id, name, kind, lived, role, tags, version}]}`", body = serde_json::Value)))]
+pub async fn personas(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .personas
+        .values()
+        .map(|p| {
+            json!({"id": p.id, "name": p.name, "kind": p.kind, "lived": p.lived, "role": p.role,
+                   "tags": p.tags, "version": p.version})
+        })
+        .collect();
+    Json(json!({ "personas": list }))
+}
+
+/// `GET /api/personas/{id}`
+#[utoipa::path(get, path = "/api/personas/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, description = "The persona (SPEC §3) with its version", body = serde_json::Value), (status = 404, description = "Unknown persona", body = ErrorBody)))]
+pub async fn persona(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Persona>, ApiError> {
+    Ok(Json(state.catalog.persona(&id)?.clone()))
+}

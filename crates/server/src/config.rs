@@ -1,0 +1,27 @@
+//! The service's settings, as the composition root hands them over (docs/configuration.md).
+
+/// Where the service listens and stores, and what a reader may do in a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub addr: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Debates a user may start per UTC day.
+    pub debates_per_day: u32,
+    /// Perspectives a user may start per UTC day.
+    pub perspectives_per_day: u32,
+    /// Origins allowed to call the API from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            addr: "127.0.0.1:8080".to_string(),
+            database_url: "sqlite://crossfire.db".to_string(),
+            debates_per_day: 20,
+            perspectives_per_day: 50,
+            cors_origins: Vec::new(),
+        }
+    }
+}

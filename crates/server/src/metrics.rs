@@ -1,0 +1,220 @@
+//! Prometheus metrics, kept by hand (a few counters and histograms need no framework):
+//! debates and perspectives by outcome, model calls by role and outcome with their latency,
+//! tokens, HTTP requests with their latency, and streams open.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::future::BoxFuture;
+
+use super::AppState;
+use crossfire_engine::llm::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink};
+
+/// Latency buckets, in seconds: from a fast HTTP answer to a long model call.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bucket, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if secs <= *bucket {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bucket, count) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bucket}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// The service's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    runs: Mutex<BTreeMap<(String, String), u64>>,
+    model_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    model_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    http_latency: Mutex<Histogram>,
+    streams: AtomicI64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Metrics {
+    /// A debate or perspective ended.
+    pub fn run_finished(&self, kind: &str, status: &str) {
+        *lock(&self.runs)
+            .entry((kind.to_string(), status.to_string()))
+            .or_default() += 1;
+    }
+
+    fn model_call(
+        &self,
+        role: &'static str,
+        result: &Result<Completion, LlmError>,
+        took: Duration,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        *lock(&self.model_calls).entry((role, outcome)).or_default() += 1;
+        lock(&self.model_latency)
+            .entry(role)
+            .or_default()
+            .observe(took);
+        if let Ok(c) = result {
+            self.prompt_tokens
+                .fetch_add(c.usage.prompt_tokens, Ordering::Relaxed);
+            self.completion_tokens
+                .fetch_add(c.usage.completion_tokens, Ordering::Relaxed);
+        }
+    }
+
+    /// An SSE stream opened (+1) or closed (-1).
+    pub fn stream_gauge(&self, delta: i64) {
+        self.streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP crossfire_runs_total Debates and perspectives that ended, by outcome.\n# TYPE crossfire_runs_total counter\n");
+        for ((kind, status), n) in lock(&self.runs).iter() {
+            let _ = writeln!(
+                out,
+                "crossfire_runs_total{{kind=\"{kind}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossfire_model_calls_total Model calls (after retries), by role and outcome.\n# TYPE crossfire_model_calls_total counter\n");
+        for ((role, outcome), n) in lock(&self.model_calls).iter() {
+            let _ = writeln!(
+                out,
+                "crossfire_model_calls_total{{role=\"{role}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossfire_model_call_seconds Model call latency, retries included.\n# TYPE crossfire_model_call_seconds histogram\n");
+        for (role, histogram) in lock(&self.model_latency).iter() {
+            histogram.render(
+                &mut out,
+                "crossfire_model_call_seconds",
+                &format!("role=\"{role}\""),
+            );
+        }
+        out.push_str("# HELP crossfire_tokens_total Tokens the models reported.\n# TYPE crossfire_tokens_total counter\n");
+        let _ = writeln!(
+            out,
+            "crossfire_tokens_total{{kind=\"prompt\"}} {}",
+            self.prompt_tokens.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "crossfire_tokens_total{{kind=\"completion\"}} {}",
+            self.completion_tokens.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP crossfire_http_requests_total HTTP requests, by route and status.\n# TYPE crossfire_http_requests_total counter\n");
+        for ((route, status), n) in lock(&self.http).iter() {
+            let _ = writeln!(
+                out,
+                "crossfire_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossfire_http_request_seconds Time to the response head.\n# TYPE crossfire_http_request_seconds histogram\n");
+        lock(&self.http_latency).render(&mut out, "crossfire_http_request_seconds", "");
+        out.push_str("# HELP crossfire_streams_open Event streams open now.\n# TYPE crossfire_streams_open gauge\n");
+        let _ = writeln!(
+            out,
+            "crossfire_streams_open {}",
+            self.streams.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// Counts every request by its route pattern (not its path: ids would explode the labels).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    *lock(&state.metrics.http)
+        .entry((route, response.status().as_u16()))
+        .or_default() += 1;
+    lock(&state.metrics.http_latency).observe(started.elapsed());
+    response
+}
+
+/// A model whose calls are counted and timed.
+pub struct Metered {
+    inner: Arc<dyn LanguageModel>,
+    role: &'static str,
+    metrics: Arc<Metrics>,
+}
+
+impl Metered {
+    pub fn wrap(
+        inner: Arc<dyn LanguageModel>,
+        role: &'static str,
+        metrics: Arc<Metrics>,
+    ) -> Arc<dyn LanguageModel> {
+        Arc::new(Metered {
+            inner,
+            role,
+            metrics,
+        })
+    }
+}
+
+impl LanguageModel for Metered {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.inner.complete(request, sink).await;
+            self.metrics
+                .model_call(self.role, &result, started.elapsed());
+            result
+        })
+    }
+}

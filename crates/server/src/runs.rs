@@ -1,0 +1,466 @@
+//! Debates and perspectives: created by signed-in users, run in background tasks whatever
+//! the clients do, stored with their event logs, and streamed as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::live::{self, Follower, Owner};
+use super::metrics::Metrics;
+use crate::store::{Finish, Quota, Run, RunKind, StoreError, User, now_ms};
+use crossfire_engine::debate::Engine;
+use crossfire_engine::event::{Event, EventSink};
+use crossfire_engine::transcript::{ErrorCode, ErrorInfo, Status};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewDebate {
+    story: String,
+    a: String,
+    b: String,
+    #[serde(default)]
+    motion: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewPerspective {
+    story: String,
+    persona: String,
+}
+
+/// `POST /api/debates`: 202 at once; the debate runs in the background.
+#[utoipa::path(post, path = "/api/debates", tag = "debates", request_body = NewDebate, security(("bearer" = [])),
+    responses((status = 202, description = "`{id, status, events}`: the debate runs in the background", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody)))]
+pub async fn create_debate(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewDebate>,
+) -> Result<Response, ApiError> {
+    let story = state.catalog.story(&body.story)?.clone();
+    let a = state.catalog.persona(&body.a)?.clone();
+    let b = state.catalog.persona(&body.b)?.clone();
+    let motion = state
+        .engine
+        .check_debate(&story, &a, &b, body.motion.as_deref())?;
+    let id = crossfire_engine::transcript::new_id();
+    // The stored result starts as the transcript's skeleton: what GET shows while it runs.
+    let skeleton = json!({
+        "id": id, "status": "queued", "story": story.id, "motion": motion,
+        "personas": {"a": persona_ref(&a), "b": persona_ref(&b)},
+        "rounds": [], "verdict": null, "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+        "error": null,
+    });
+    let run = Run::queued(&id, RunKind::Debate, user.id, None, skeleton.to_string());
+    launch(
+        &state,
+        run,
+        state.config.debates_per_day,
+        move |engine, id, sink| async move {
+            let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
+            serde_json::to_string(&t).map(|json| (t.status, t.error, json))
+        },
+    )
+    .await?;
+    let events = format!("/api/debates/{id}/events");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "queued", "events": events})),
+    )
+        .into_response())
+}
+
+/// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
+#[utoipa::path(post, path = "/api/perspectives", tag = "perspectives", request_body = NewPerspective, security(("bearer" = [])),
+    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = serde_json::Value), (status = 202, description = "`{id, status, cached: false, events}`", body = serde_json::Value), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody)))]
+pub async fn create_perspective(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewPerspective>,
+) -> Result<Response, ApiError> {
+    let story = state.catalog.story(&body.story)?.clone();
+    let persona = state.catalog.persona(&body.persona)?.clone();
+    state.engine.check_persona(&persona)?;
+    // Same story content, persona version, templates and model: the same perspective.
+    let key = crossfire_engine::sha256_hex(
+        format!(
+            "{}\n{}\n{}\n{}",
+            story.version,
+            persona.version,
+            state.engine.prompts.version(),
+            state.engine.debater.name()
+        )
+        .as_bytes(),
+    );
+    if let Some(cached) = state.store.cached(&key).await? {
+        let mut result = run_json(&cached);
+        result["cached"] = json!(true);
+        return Ok((StatusCode::OK, Json(result)).into_response());
+    }
+    let id = crossfire_engine::transcript::new_id();
+    let skeleton = json!({
+        "id": id, "status": "queued", "story": story.id, "persona": persona_ref(&persona),
+        "text": "", "unsupported": [], "error": null,
+    });
+    let run = Run::queued(
+        &id,
+        RunKind::Perspective,
+        user.id,
+        Some(key),
+        skeleton.to_string(),
+    );
+    launch(
+        &state,
+        run,
+        state.config.perspectives_per_day,
+        move |engine, id, sink| async move {
+            let p = engine.run_perspective(id, &story, &persona, &sink).await;
+            serde_json::to_string(&p).map(|json| (p.status, p.error, json))
+        },
+    )
+    .await?;
+    let events = format!("/api/perspectives/{id}/events");
+    let body = json!({"id": id, "status": "queued", "cached": false, "events": events});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn persona_ref(p: &crossfire_engine::persona::Persona) -> Value {
+    json!({"id": p.id, "name": p.name, "version": p.version})
+}
+
+/// Stores a new run, charging today's quota.
+async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let day = now.date().to_string();
+    match state
+        .store
+        .create_run(
+            run,
+            Some(Quota {
+                day: &day,
+                limit: per_day,
+            }),
+        )
+        .await
+    {
+        Err(StoreError::QuotaExceeded { limit }) => {
+            let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
+            let wait = midnight.map_or(3600, |m| (m - now).whole_seconds().max(1) as u64);
+            Err(ApiError::TooMany {
+                message: format!(
+                    "the daily limit of {limit} {}s is reached",
+                    run.kind.as_str()
+                ),
+                retry_after: wait,
+            })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What a run's work returns: its status, error and result JSON.
+type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
+
+/// Stores a new run (charging today's quota), then executes it in its own task, which goes
+/// on whatever its clients do.
+async fn launch<F, Fut>(state: &AppState, run: Run, per_day: u32, work: F) -> Result<(), ApiError>
+where
+    F: FnOnce(Arc<Engine>, String, EventSink) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    create_run(state, &run, per_day).await?;
+    let owner = Owner {
+        user_id: run.user_id,
+        kind: run.kind,
+    };
+    // Open before the client hears of the run, so a follower arriving at once finds it.
+    let live = state.hub.open(&run.id, owner);
+    let task_state = state.clone();
+    state.spawn_run(async move {
+        let engine = task_state.engine.clone();
+        let id = run.id.clone();
+        execute(&task_state, run.kind, &run.id, live, |sink| {
+            work(engine, id, sink)
+        })
+        .await;
+    });
+    Ok(())
+}
+
+/// Runs the engine for a stored run: records its events, then stores its result.
+async fn execute<F, Fut>(
+    state: &AppState,
+    kind: RunKind,
+    id: &str,
+    live: Arc<live::LiveRun>,
+    run: F,
+) where
+    F: FnOnce(EventSink) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    // The run shows as running once its first event is stored.
+    let outcome = run(live.sink()).await;
+    let finish = match outcome {
+        Ok((status, error, result)) => {
+            state.metrics.run_finished(kind.as_str(), status.as_str());
+            Some(Finish {
+                status,
+                result,
+                error,
+                at: now_ms(),
+            })
+        }
+        Err(e) => {
+            tracing::error!(run = id, "cannot serialize the result: {e}");
+            None
+        }
+    };
+    live.finish(&state.hub, finish).await;
+}
+
+/// The stored JSON of a run, with its current status and error (which change when a run is
+/// interrupted).
+fn run_json(run: &Run) -> Value {
+    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
+    result["id"] = json!(run.id);
+    result["status"] = json!(run.status);
+    if let Some(error) = &run.error {
+        result["error"] = json!(error);
+    }
+    result
+}
+
+/// Whether a user may read a run of `kind` (owned by `owner`) at an address for `wanted`:
+/// their own debates, and any perspective, as perspectives are shared through the cache.
+fn may_read(user: &User, wanted: RunKind, kind: RunKind, owner: i64) -> bool {
+    kind == wanted && (kind == RunKind::Perspective || owner == user.id)
+}
+
+/// A run of this kind that this user may read; anything else is 404.
+async fn readable(state: &AppState, user: &User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
+    match state.store.run(id).await? {
+        Some(run) if may_read(user, kind, run.kind, run.user_id) => Ok(run),
+        _ => Err(not_found(kind, id)),
+    }
+}
+
+fn not_found(kind: RunKind, id: &str) -> ApiError {
+    ApiError::NotFound(format!("no {} `{id}`", kind.as_str()))
+}
+
+/// Whether a run may still produce events (here or on another instance).
+fn unfinished(run: &Run) -> bool {
+    run.status.is_unfinished()
+}
+
+/// `GET /api/debates/{id}`
+#[utoipa::path(get, path = "/api/debates/{id}", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "The transcript (SPEC §5)", body = serde_json::Value), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+pub async fn get_debate(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(run_json(
+        &readable(&state, &user, &id, RunKind::Debate).await?,
+    )))
+}
+
+/// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
+#[utoipa::path(get, path = "/api/perspectives/{id}", tag = "perspectives", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "The perspective", body = serde_json::Value), (status = 404, description = "Not found", body = ErrorBody)))]
+pub async fn get_perspective(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(run_json(
+        &readable(&state, &user, &id, RunKind::Perspective).await?,
+    )))
+}
+
+#[derive(Serialize)]
+struct Listed {
+    id: String,
+    status: Status,
+    story: Value,
+    motion: Value,
+    personas: Value,
+    created_at: i64,
+}
+
+/// `GET /api/debates`: mine, newest first.
+#[utoipa::path(get, path = "/api/debates", tag = "debates", security(("bearer" = [])),
+    responses((status = 200, description = "`{debates: [...]}`, mine, newest first", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
+pub async fn list_debates(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let runs = state.store.runs_of(user.id, RunKind::Debate, 100).await?;
+    let list: Vec<Listed> = runs
+        .iter()
+        .map(|run| {
+            let t = run_json(run);
+            Listed {
+                id: run.id.clone(),
+                status: run.status,
+                story: t["story"].clone(),
+                motion: t["motion"].clone(),
+                personas: t["personas"].clone(),
+                created_at: run.created_at,
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "debates": list })))
+}
+
+/// `GET /api/debates/{id}/events`
+#[utoipa::path(get, path = "/api/debates/{id}/events", tag = "debates", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, verdict, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+pub async fn debate_events(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    events(&state, &user, &id, RunKind::Debate, &headers).await
+}
+
+/// `GET /api/perspectives/{id}/events`
+#[utoipa::path(get, path = "/api/perspectives/{id}/events", tag = "perspectives", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header)), security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found", body = ErrorBody)))]
+pub async fn perspective_events(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    events(&state, &user, &id, RunKind::Perspective, &headers).await
+}
+
+/// The events of a run this user may read, as SSE.
+async fn events(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    kind: RunKind,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    // A run executing here needs no trip to the database to be followed.
+    let unfinished = match state.hub.owner(id) {
+        Some(owner) if may_read(user, kind, owner.kind, owner.user_id) => true,
+        Some(_) => return Err(not_found(kind, id)),
+        None => unfinished(&readable(state, user, id, kind).await?),
+    };
+    stream(state, id, unfinished, headers).await
+}
+
+/// The run's events as SSE, after `Last-Event-ID` if given.
+async fn stream(
+    state: &AppState,
+    run_id: &str,
+    unfinished: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    let follower = Follower::start(&state.hub, run_id, after, unfinished).await?;
+    let sse =
+        Sse::new(sse_stream(follower, state.metrics.clone())).keep_alive(KeepAlive::default());
+    // Proxies must not buffer a live stream.
+    Ok((
+        [("x-accel-buffering", "no"), ("cache-control", "no-cache")],
+        sse,
+    )
+        .into_response())
+}
+
+fn sse_stream(
+    follower: Follower,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let open = StreamOpen::new(metrics);
+    futures::stream::unfold((follower, open), |(mut follower, open)| async move {
+        let event = follower.next().await?;
+        let sse = SseEvent::default()
+            .id(event.seq.to_string())
+            .event(event.name)
+            .data(event.data);
+        Some((Ok(sse), (follower, open)))
+    })
+}
+
+/// Counts a stream as open for as long as it lives (a client that goes away drops it).
+struct StreamOpen(Arc<Metrics>);
+
+impl StreamOpen {
+    fn new(metrics: Arc<Metrics>) -> StreamOpen {
+        metrics.stream_gauge(1);
+        StreamOpen(metrics)
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        self.0.stream_gauge(-1);
+    }
+}
+
+/// Marks runs that no task is executing any more (left by a crash, or past the shutdown
+/// grace period) as failed with reason `interrupted`, and ends their event logs.
+pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError> {
+    let runs = state.store.unfinished_runs().await?;
+    let count = runs.len();
+    // Many at a time: their events then share commits, and a shutdown with thousands of
+    // runs in flight does not wait for each in turn.
+    let interrupted: Vec<Result<(), StoreError>> = futures::stream::iter(runs)
+        .map(|run| {
+            let state = state.clone();
+            async move { interrupt(&state, &run).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    interrupted.into_iter().collect::<Result<(), _>>()?;
+    Ok(count)
+}
+
+async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
+    let reason = ErrorInfo {
+        code: ErrorCode::Interrupted,
+        message: "the service stopped before this finished".into(),
+    };
+    // A run still executing here adds nothing more, and what it queued is stored first.
+    let last = state.hub.seal(&run.id);
+    let events = [
+        Event::Error {
+            code: reason.code,
+            message: reason.message.clone(),
+        },
+        Event::Done {
+            status: Status::Failed,
+        },
+    ];
+    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
+    result["status"] = json!(Status::Failed);
+    result["error"] = json!(reason);
+    let finish = Finish {
+        status: Status::Failed,
+        result: result.to_string(),
+        error: Some(reason),
+        at: now_ms(),
+    };
+    live::end_log(&state.store, &run.id, last, &events, finish).await
+}

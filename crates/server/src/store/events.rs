@@ -1,0 +1,111 @@
+//! A run's event log: events packed into rows (a commit's events of one run share a row, so
+//! the log's index grows by a row per run per commit, not per event), and read back.
+
+use super::{Store, StoreError};
+
+/// One stored event of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub name: String,
+    /// The event as compact JSON.
+    pub data: String,
+}
+
+/// A run's consecutive events `seq` to `last_seq` in one row of the log. A row of several holds
+/// their names separated by spaces and their data one JSON object a line (compact JSON has no
+/// raw newline); a row of one holds it as it is.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub(super) seq: i64,
+    pub(super) last_seq: i64,
+    pub(super) name: String,
+    pub(super) data: String,
+}
+
+impl EventRow {
+    pub(super) fn new(event: &StoredEvent) -> EventRow {
+        EventRow {
+            seq: event.seq,
+            last_seq: event.seq,
+            name: event.name.clone(),
+            data: event.data.clone(),
+        }
+    }
+
+    /// Takes `event` if it is the next one and both can share a row; returns whether it did.
+    pub(super) fn extend(&mut self, event: &StoredEvent) -> bool {
+        // Events from our own serializer always can; anything else keeps a row to itself.
+        let joinable = |name: &str, data: &str| !name.contains(' ') && !data.contains('\n');
+        let alone = self.seq == self.last_seq;
+        if event.seq != self.last_seq + 1
+            || !joinable(&event.name, &event.data)
+            || (alone && !joinable(&self.name, &self.data))
+        {
+            return false;
+        }
+        self.last_seq = event.seq;
+        self.name.push(' ');
+        self.name.push_str(&event.name);
+        self.data.push('\n');
+        self.data.push_str(&event.data);
+        true
+    }
+
+    /// Adds the row's events after `after` to `out`.
+    pub(super) fn expand_into(&self, after: i64, out: &mut Vec<StoredEvent>) {
+        if self.seq == self.last_seq {
+            if self.seq > after {
+                out.push(StoredEvent {
+                    seq: self.seq,
+                    name: self.name.clone(),
+                    data: self.data.clone(),
+                });
+            }
+            return;
+        }
+        let events = self.name.split(' ').zip(self.data.split('\n'));
+        for (seq, (name, data)) in (self.seq..).zip(events) {
+            if seq > after {
+                out.push(StoredEvent {
+                    seq,
+                    name: name.to_string(),
+                    data: data.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Store {
+    /// A run's events after sequence number `after`, in order.
+    pub async fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT seq, last_seq, name, data FROM run_events \
+             WHERE run_id = $1 AND last_seq > $2 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = Vec::new();
+        for row in &rows {
+            row.expand_into(after, &mut events);
+        }
+        Ok(events)
+    }
+
+    /// The highest sequence number of a run's log (0 if empty).
+    pub async fn last_seq(&self, run_id: &str) -> Result<i64, StoreError> {
+        let row: (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(last_seq), 0) FROM run_events WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.0)
+    }
+}

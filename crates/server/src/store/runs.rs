@@ -1,0 +1,201 @@
+//! Runs (debates and perspectives) as stored, and the daily quotas charged to create them.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now_ms};
+use crossfire_engine::transcript::{ErrorInfo, Status, UnknownName};
+
+/// What kind of engine run a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Debate,
+    Perspective,
+}
+
+impl RunKind {
+    /// The kind's name, as stored and as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Debate => "debate",
+            RunKind::Perspective => "perspective",
+        }
+    }
+}
+
+impl std::str::FromStr for RunKind {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<RunKind, UnknownName> {
+        [RunKind::Debate, RunKind::Perspective]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| UnknownName::new("run kind", name))
+    }
+}
+
+/// A debate or perspective as stored.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: String,
+    pub kind: RunKind,
+    pub user_id: i64,
+    pub status: Status,
+    pub cache_key: Option<String>,
+    /// The result JSON: the transcript or perspective record.
+    pub result: String,
+    pub error: Option<ErrorInfo>,
+    pub created_at: i64,
+}
+
+impl sqlx::FromRow<'_, AnyRow> for Run {
+    fn from_row(row: &AnyRow) -> Result<Run, sqlx::Error> {
+        let code: Option<String> = row.try_get("error_code")?;
+        let error = match code {
+            Some(code) => Some(ErrorInfo {
+                code: code.parse().map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "error_code".into(),
+                    source: Box::new(e),
+                })?,
+                message: row
+                    .try_get::<Option<String>, _>("error_message")?
+                    .unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(Run {
+            id: row.try_get("id")?,
+            kind: super::decode(row, "kind")?,
+            user_id: row.try_get("user_id")?,
+            status: super::decode(row, "status")?,
+            cache_key: row.try_get("cache_key")?,
+            result: row.try_get("result")?,
+            error,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+impl Run {
+    /// A new run, queued; `result` is what it shows until it has its own.
+    pub fn queued(
+        id: &str,
+        kind: RunKind,
+        user_id: i64,
+        cache_key: Option<String>,
+        result: String,
+    ) -> Run {
+        Run {
+            id: id.to_string(),
+            kind,
+            user_id,
+            status: Status::Queued,
+            cache_key,
+            result,
+            error: None,
+            created_at: now_ms(),
+        }
+    }
+}
+
+/// A daily allowance to charge when creating a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota<'a> {
+    pub day: &'a str,
+    pub limit: u32,
+}
+
+impl Store {
+    /// Creates a run, charging the quota in the same transaction: concurrent requests can
+    /// never exceed it.
+    pub async fn create_run(&self, run: &Run, quota: Option<Quota<'_>>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(quota) = quota {
+            if quota.limit == 0 {
+                return Err(StoreError::QuotaExceeded { limit: 0 });
+            }
+            let charged = sqlx::query(
+                "INSERT INTO quota_usage (user_id, day, kind, used) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (user_id, day, kind) DO UPDATE SET used = quota_usage.used + 1 \
+                 WHERE quota_usage.used < $4 RETURNING used",
+            )
+            .bind(run.user_id)
+            .bind(quota.day)
+            .bind(run.kind.as_str())
+            .bind(i64::from(quota.limit))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if charged.is_none() {
+                return Err(StoreError::QuotaExceeded { limit: quota.limit });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO runs (id, kind, user_id, status, cache_key, result, error_code, \
+             error_message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&run.id)
+        .bind(run.kind.as_str())
+        .bind(run.user_id)
+        .bind(run.status.as_str())
+        .bind(&run.cache_key)
+        .bind(&run.result)
+        .bind(run.error.as_ref().map(|e| e.code.as_str()))
+        .bind(run.error.as_ref().map(|e| e.message.as_str()))
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    const RUN_COLUMNS: &'static str =
+        "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at";
+
+    pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {} FROM runs WHERE id = $1", Store::RUN_COLUMNS);
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A user's runs of a kind, newest first.
+    pub async fn runs_of(
+        &self,
+        user_id: i64,
+        kind: RunKind,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 ORDER BY created_at DESC, id LIMIT $3",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(user_id)
+            .bind(kind.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A finished perspective with this cache key, whoever asked for it.
+    pub async fn cached(&self, cache_key: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE cache_key = $1 AND status = 'done' ORDER BY created_at LIMIT 1",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(cache_key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Runs left queued or running (by a crash, or a shutdown past its grace period).
+    pub async fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE status IN ('queued', 'running')",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql).fetch_all(&self.pool).await?)
+    }
+}

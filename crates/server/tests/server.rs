@@ -1,0 +1,1087 @@
+//! The HTTP service, started for real on a random port against the fake model server and a
+//! SQLite file, and talked to over HTTP.
+
+use crossfire_testkit as support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crossfire_engine::config::Library;
+use crossfire_server::config::ServerConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::http::{App, databases, debate_body, temp_db};
+use support::{FakeLlm, FakeOptions, Target};
+use tokio::sync::oneshot;
+
+/// What a test may change before the service starts.
+struct Setup {
+    server: ServerConfig,
+    paths: Library,
+}
+
+async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App {
+    let mut setup = Setup {
+        server: ServerConfig {
+            database_url: db.to_string(),
+            ..ServerConfig::default()
+        },
+        paths: Library {
+            personas_dir: support::repo("personas"),
+            prompts_dir: support::repo("prompts"),
+            stories_dir: support::repo("stories"),
+            story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
+        },
+    };
+    tweak(&mut setup);
+    let engine = support::engine_for(&support::config_for(&fake.base_url));
+    let state = crossfire_server::prepare(setup.server, setup.paths, engine)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    tokio::spawn(crossfire_server::serve(
+        listener,
+        state,
+        shutdown,
+        Duration::from_secs(5),
+    ));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    App {
+        base,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+    }
+}
+
+/// Every storage case runs on a SQLite file, and on PostgreSQL when
+/// `CROSSFIRE_TEST_DATABASE_URL` names a server (a fresh database each time).
+macro_rules! on_every_database {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $case() {
+            for db in databases().await {
+                eprintln!("case {} on {}", stringify!($case), db.split('@').next_back().unwrap_or(&db));
+                cases::$case(&db).await;
+            }
+        }
+    )*};
+}
+
+on_every_database!(
+    editors_see_lint_status_and_previews_of_the_files_on_disk,
+    accounts_sign_up_log_in_and_out_and_fail_clearly,
+    bad_requests_get_json_errors_with_the_right_status,
+    a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates,
+    twenty_concurrent_requests_cannot_exceed_the_daily_quota,
+    a_second_request_for_the_same_perspective_is_served_from_the_cache,
+    hostile_text_is_stored_and_returned_intact_and_inert,
+    a_restart_marks_the_debate_it_interrupted_as_failed,
+    a_run_log_reads_back_event_by_event_from_any_point
+);
+
+mod cases {
+    use super::*;
+
+    pub async fn editors_see_lint_status_and_previews_of_the_files_on_disk(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let dir = std::env::temp_dir().join(format!(
+            "crossfire-editor-{}",
+            crossfire_engine::transcript::new_id()
+        ));
+        let (personas, prompts) = (dir.join("personas"), dir.join("prompts"));
+        for (from, to) in [("personas", &personas), ("prompts", &prompts)] {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(support::repo(from)).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let (p, q) = (personas.clone(), prompts.clone());
+        let app = start(&fake, db, move |c| {
+            c.paths.personas_dir = p;
+            c.paths.prompts_dir = q;
+            c.server.cors_origins = vec!["https://app.example".into()];
+        })
+        .await;
+        let token = app.user().await;
+        assert_eq!(
+            app.get("/api/editor/personas", Some(&token)).await.0,
+            StatusCode::FORBIDDEN
+        );
+
+        let (_, me) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "x@y.z", "password": "nobody-here"}),
+            )
+            .await;
+        assert!(me["error"].is_object());
+        let store = crossfire_server::store::Store::connect(db).await.unwrap();
+        let user = store
+            .session_user(&crossfire_engine::sha256_hex(token.as_bytes()), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .set_role(&user.email, crossfire_server::store::Role::Editor)
+                .await
+                .unwrap()
+        );
+
+        // An editor breaks a persona after start-up: the lint shows it at once.
+        std::fs::write(personas.join("typo.toml"), "id = \"typo\"\nnmae = \"x\"\n").unwrap();
+        let (status, lint) = app.get("/api/editor/personas", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{lint}");
+        assert_eq!(lint["ok"].as_array().unwrap().len(), 18);
+        assert_eq!(lint["problems"][0]["file"], "typo.toml");
+        assert_eq!(lint["problems"][0]["line"], 2);
+        assert!(
+            lint["problems"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown field `nmae`")
+        );
+
+        let outside =
+            json!({"story": "/etc/../tmp/x.json", "a": "winston-churchill", "b": "george-kennan"});
+        assert_eq!(
+            app.post("/api/editor/preview", Some(&token), outside)
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "paths are not ids"
+        );
+        let ask = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan", "motion": "Who gains?"});
+        let (status, preview) = app
+            .post("/api/editor/preview", Some(&token), ask.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        let calls = preview["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 6);
+        assert_eq!(calls[4]["name"], "judge, pass 1 (A first)");
+        assert!(
+            calls[0]["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("<motion>\nWho gains?\n</motion>")
+        );
+
+        // A template change shows up in the next preview, and a broken one is explained.
+        let opening = std::fs::read_to_string(prompts.join("opening.j2")).unwrap();
+        std::fs::write(
+            prompts.join("opening.j2"),
+            opening.replace("Round 1 of 2", "ROUND ONE"),
+        )
+        .unwrap();
+        let (_, preview) = app
+            .post("/api/editor/preview", Some(&token), ask.clone())
+            .await;
+        assert!(
+            preview["calls"][0]["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("ROUND ONE")
+        );
+        std::fs::write(
+            prompts.join("opening.j2"),
+            "{% block system %}{{ me.name }{% endblock %}",
+        )
+        .unwrap();
+        let (status, error) = app.post("/api/editor/preview", Some(&token), ask).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("opening.j2"),
+            "{error}"
+        );
+
+        // Requests carry ids, and only the configured origin may call from a browser.
+        let response = app
+            .http
+            .get(format!("{}/api/stories", app.base))
+            .header("origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        let response = app
+            .http
+            .get(format!("{}/api/stories", app.base))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin")
+        );
+    }
+
+    pub async fn accounts_sign_up_log_in_and_out_and_fail_clearly(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let creds = json!({"email": "O'Brien+Test@Example.com", "password": "' OR 1=1 --"});
+
+        let response = app
+            .http
+            .post(format!("{}/api/auth/signup", app.base))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            cookie.starts_with("crossfire_session=")
+                && cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["user"]["email"], "o'brien+test@example.com");
+        assert_eq!(body["user"]["role"], "user");
+        assert_eq!(body["token"].as_str().unwrap().len(), 64, "256 random bits");
+
+        let (status, body) = app.post("/api/auth/signup", None, creds.clone()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict"))
+        );
+        let (status, _) = app
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": "not-an-email", "password": "long enough"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, body) = app
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": "a@b.co", "password": "short"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["error"]["message"].as_str().unwrap().contains("8"));
+
+        let (status, body) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "o'brien+test@example.com", "password": "wrong password"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+        );
+        let (status, body) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "nobody@example.com", "password": "whatever1"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+        );
+        let (status, body) = app.post("/api/auth/login", None, creds.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["token"].as_str().unwrap().to_string();
+
+        // The cookie works as well as the bearer token.
+        let session = cookie.split(';').next().unwrap();
+        let response = app
+            .http
+            .get(format!("{}/api/debates", app.base))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            app.get("/api/debates", Some(&token)).await.0,
+            StatusCode::OK
+        );
+        let (_, me) = app.get("/api/auth/me", Some(&token)).await;
+        assert_eq!(me["email"], "o'brien+test@example.com");
+        assert_eq!(
+            app.get("/api/debates", Some("forged")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.get("/api/debates", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+
+        let response = app
+            .http
+            .post(format!("{}/api/auth/logout", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.get("/api/debates", Some(&token)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "the session is gone"
+        );
+
+        // Repeated failures are rate-limited per account.
+        let mut last = StatusCode::OK;
+        for _ in 0..12 {
+            last = app
+                .post(
+                    "/api/auth/login",
+                    None,
+                    json!({"email": "victim@example.com", "password": "guess-guess"}),
+                )
+                .await
+                .0;
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    pub async fn bad_requests_get_json_errors_with_the_right_status(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let raw = |body: &'static str| {
+            app.http
+                .post(format!("{}/api/debates", app.base))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let cases = [
+            (
+                raw("{not json").send().await.unwrap(),
+                400,
+                "malformed_json",
+            ),
+            (
+                raw(r#"{"story": 7, "a": "x", "b": "y"}"#)
+                    .send()
+                    .await
+                    .unwrap(),
+                422,
+                "invalid",
+            ),
+            (
+                app.http
+                    .get(format!("{}/api/nowhere", app.base))
+                    .send()
+                    .await
+                    .unwrap(),
+                404,
+                "not_found",
+            ),
+            (
+                app.http
+                    .post(format!("{}/api/debates", app.base))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"story": "{}"}}"#, "x".repeat(100_000)))
+                    .send()
+                    .await
+                    .unwrap(),
+                413,
+                "too_large",
+            ),
+        ];
+        for (response, status, code) in cases {
+            assert_eq!(response.status().as_u16(), status);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], code, "{body}");
+        }
+        let checks = [
+            (
+                json!({"story": "atlantis", "a": "winston-churchill", "b": "george-kennan"}),
+                404,
+                "unknown story `atlantis`",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "napoleon", "b": "george-kennan"}),
+                404,
+                "unknown persona `napoleon`",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "thucydides"}),
+                422,
+                "cannot debate itself",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": " "}),
+                422,
+                "empty",
+            ),
+            (
+                json!({"story": "nk-troops-russia", "a": "thucydides", "b": "confucius", "motion": "x".repeat(301)}),
+                422,
+                "301 characters",
+            ),
+        ];
+        for (body, status, message) in checks {
+            let (got, reply) = app.post("/api/debates", Some(&token), body).await;
+            assert_eq!(got.as_u16(), status, "{reply}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(message),
+                "{reply}"
+            );
+        }
+        assert_eq!(
+            app.post("/api/debates", None, debate_body()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(fake.log().is_empty(), "nothing reached the model");
+    }
+
+    /// Rebuilds each turn's text from token events, as a client does.
+    fn turn_texts(events: &[(i64, String, Value)]) -> HashMap<(u64, String), String> {
+        let mut texts: HashMap<(u64, String), String> = HashMap::new();
+        for (_, name, data) in events {
+            let key = || {
+                (
+                    data["round"].as_u64().unwrap(),
+                    data["speaker"].as_str().unwrap().to_string(),
+                )
+            };
+            match name.as_str() {
+                "token" => texts
+                    .entry(key())
+                    .or_default()
+                    .push_str(data["text"].as_str().unwrap()),
+                "turn_restart" => {
+                    texts.remove(&key());
+                }
+                _ => {}
+            }
+        }
+        texts
+    }
+
+    pub async fn a_debate_streams_is_cut_off_and_resumes_without_gaps_or_duplicates(db: &str) {
+        let fake = FakeLlm::start(FakeOptions {
+            random_chunks: false,
+            token_delay: Duration::from_millis(3),
+            ..FakeOptions::default()
+        })
+        .await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let other = app.user().await;
+        let (status, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let events_path = created["events"].as_str().unwrap().to_string();
+        assert_eq!(events_path, format!("/api/debates/{id}/events"));
+        // The status of opening a stream, as `who`.
+        let follow = |path: String, who: &str| {
+            let request = app.http.get(format!("{}{path}", app.base)).bearer_auth(who);
+            async move { request.send().await.unwrap().status() }
+        };
+
+        let first = app.events(&events_path, &token, None, 6).await;
+        assert_eq!(first.len(), 6);
+        // Nobody else follows it, while it runs (from memory) or after (from the database).
+        assert_eq!(
+            follow(events_path.clone(), &other).await,
+            StatusCode::NOT_FOUND
+        );
+        // Nor is it a perspective, for anyone.
+        let as_perspective = format!("/api/perspectives/{id}/events");
+        assert_eq!(follow(as_perspective, &token).await, StatusCode::NOT_FOUND);
+        let resumed = app
+            .events(&events_path, &token, Some(first[5].0), usize::MAX)
+            .await;
+        let all: Vec<_> = first.into_iter().chain(resumed).collect();
+        let ids: Vec<i64> = all.iter().map(|e| e.0).collect();
+        assert_eq!(
+            ids,
+            (1..=ids.len() as i64).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+        assert_eq!(all.last().unwrap().1, "done");
+        assert_eq!(all.last().unwrap().2["status"], "done");
+        assert_eq!(all.iter().filter(|e| e.1 == "turn_end").count(), 4);
+        assert_eq!(all.iter().filter(|e| e.1 == "verdict").count(), 1);
+        let token_events = all.iter().filter(|e| e.1 == "token").count();
+        let deltas: usize = fake
+            .requests(Target::Debater)
+            .iter()
+            .map(|l| support::split_words(&l.text).len())
+            .sum();
+        assert!(
+            token_events < deltas,
+            "tokens are batched: {token_events} events for {deltas} deltas"
+        );
+
+        let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(transcript["status"], "done");
+        let texts = turn_texts(&all);
+        for round in transcript["rounds"].as_array().unwrap() {
+            for turn in round["turns"].as_array().unwrap() {
+                let key = (
+                    round["round"].as_u64().unwrap(),
+                    turn["speaker"].as_str().unwrap().to_string(),
+                );
+                assert_eq!(texts[&key].trim(), turn["text"].as_str().unwrap());
+            }
+        }
+        assert_eq!(transcript["verdict"]["winner"], "a");
+
+        // A finished debate's stream replays it whole.
+        let replay = app.events(&events_path, &token, None, usize::MAX).await;
+        assert_eq!(replay, all);
+
+        // It is listed as mine, and nobody else's.
+        let (_, mine) = app.get("/api/debates", Some(&token)).await;
+        assert_eq!(mine["debates"][0]["id"], id);
+        assert_eq!(
+            app.get(&format!("/api/debates/{id}"), Some(&other)).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            follow(events_path.clone(), &other).await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.get("/api/debates", Some(&other)).await.1["debates"],
+            json!([])
+        );
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            "crossfire_runs_total{kind=\"debate\",status=\"done\"} 1",
+            "crossfire_model_calls_total{role=\"debater\",outcome=\"ok\"} 4",
+            "crossfire_model_calls_total{role=\"judge\",outcome=\"ok\"} 2",
+            "crossfire_http_requests_total{route=\"/api/debates\",status=\"202\"} 1",
+            "crossfire_http_requests_total{route=\"/api/debates/{id}\",status=\"404\"} 1",
+            "crossfire_model_call_seconds_count{role=\"debater\"} 4",
+            "crossfire_streams_open 0",
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "missing {line} in\n{metrics}"
+            );
+        }
+        let completion: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("crossfire_tokens_total{kind=\"completion\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            completion,
+            transcript["usage"]["completion_tokens"].as_u64().unwrap()
+        );
+    }
+
+    pub async fn twenty_concurrent_requests_cannot_exceed_the_daily_quota(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |c| c.server.debates_per_day = 3).await;
+        let token = app.user().await;
+        let requests = (0..20).map(|_| app.post("/api/debates", Some(&token), debate_body()));
+        let statuses: Vec<StatusCode> = futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::ACCEPTED)
+                .count(),
+            3,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count(),
+            17
+        );
+        let response = app
+            .http
+            .post(format!("{}/api/debates", app.base))
+            .bearer_auth(&token)
+            .json(&debate_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=86_400).contains(&wait));
+        // Another user has their own quota.
+        let other = app.user().await;
+        assert_eq!(
+            app.post("/api/debates", Some(&other), debate_body())
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+    }
+
+    pub async fn a_second_request_for_the_same_perspective_is_served_from_the_cache(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let ask = json!({"story": "global-temperature-1-5c", "persona": "rachel-carson"});
+        let (status, created) = app
+            .post("/api/perspectives", Some(&token), ask.clone())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        assert_eq!(created["cached"], false);
+        let events = app
+            .events(
+                created["events"].as_str().unwrap(),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(names.first(), Some(&"turn_start"));
+        assert_eq!(&names[names.len() - 2..], ["turn_end", "done"]);
+
+        let other = app.user().await;
+        let (status, cached) = app.post("/api/perspectives", Some(&other), ask).await;
+        assert_eq!(status, StatusCode::OK, "{cached}");
+        assert_eq!(cached["cached"], true);
+        assert_eq!(cached["id"], created["id"]);
+        assert!(
+            cached["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("I am Rachel Carson")
+        );
+        assert_eq!(
+            fake.requests(Target::Debater).len(),
+            1,
+            "no second model call"
+        );
+        let id = created["id"].as_str().unwrap();
+        let (status, got) = app
+            .get(&format!("/api/perspectives/{id}"), Some(&token))
+            .await;
+        assert_eq!((status, &got["text"]), (StatusCode::OK, &cached["text"]));
+        // Shared through the cache, it is anyone's to read, but it is no debate.
+        let events_path = format!("/api/perspectives/{id}/events");
+        assert_eq!(
+            app.events(&events_path, &other, None, usize::MAX).await,
+            events
+        );
+        assert_eq!(
+            app.get(&format!("/api/debates/{id}"), Some(&token)).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    pub async fn hostile_text_is_stored_and_returned_intact_and_inert(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let motion =
+            "<script>alert(1)</script> '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}";
+        let mut body = debate_body();
+        body["motion"] = json!(motion);
+        let (status, created) = app.post("/api/debates", Some(&token), body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        app.events(
+            &format!("/api/debates/{id}/events"),
+            &token,
+            None,
+            usize::MAX,
+        )
+        .await;
+        let (_, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(transcript["motion"], motion);
+        assert_eq!(transcript["status"], "done");
+        let prompt = fake.requests(Target::Debater)[0].system().to_string();
+        assert!(prompt.contains(
+            "‹script›alert(1)‹/script› '; DROP TABLE users; -- {{ 7*7 }} {% include 'judge.j2' %}"
+        ));
+        assert_eq!(
+            app.get("/healthz", None).await.0,
+            StatusCode::OK,
+            "the users table is still there"
+        );
+        let (status, _) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "x' OR '1'='1", "password": "' OR '1'='1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    pub async fn a_restart_marks_the_debate_it_interrupted_as_failed(db: &str) {
+        let fake = FakeLlm::start(FakeOptions {
+            latency: Duration::from_secs(30),
+            ..FakeOptions::default()
+        })
+        .await;
+        let db = db.to_string();
+        let base_url = fake.base_url.clone();
+        let db_for_crash = db.clone();
+        // The first process runs on its own runtime, which is then torn down: a crash.
+        let (id, token) = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let result = runtime.block_on(async {
+                let fake_view = FakeLlm::at(&base_url);
+                let app = start(&fake_view, &db_for_crash, |_| {}).await;
+                let token = app.user().await;
+                let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+                let id = created["id"].as_str().unwrap().to_string();
+                let first = app
+                    .events(&format!("/api/debates/{id}/events"), &token, None, 1)
+                    .await;
+                assert_eq!(first[0].1, "turn_start");
+                // Queued until its first event is stored, then running.
+                let mut status = String::new();
+                for _ in 0..100 {
+                    let (_, run) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+                    status = run["status"].as_str().unwrap_or("").to_string();
+                    if status != "queued" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(status, "running");
+                (id, token)
+            });
+            runtime.shutdown_background();
+            result
+        })
+        .join()
+        .unwrap();
+
+        let app = start(&fake, &db, |_| {}).await;
+        let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(transcript["status"], "failed");
+        assert_eq!(transcript["error"]["code"], "interrupted");
+        let events = app
+            .events(
+                &format!("/api/debates/{id}/events"),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
+        assert_eq!(events.last().unwrap().2["status"], "failed");
+    }
+
+    /// The writer keeps each run's events of one commit in one row; read back, from the
+    /// start or from inside a row, they come one by one, each once, in order.
+    pub async fn a_run_log_reads_back_event_by_event_from_any_point(db: &str) {
+        use crossfire_server::store::{Run, RunKind, Store, StoredEvent};
+        let store = Store::connect(db).await.unwrap();
+        let user = store.create_user("log@example.com", "-", 0).await.unwrap();
+        for id in ["a", "b"] {
+            let run = Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
+            store.create_run(&run, None).await.unwrap();
+        }
+        let event = |id: &str, seq: i64| StoredEvent {
+            seq,
+            name: if seq == 3 { "turn_end" } else { "token" }.into(),
+            // An escaped line break and a space stay inside the event.
+            data: format!(r#"{{"text":"{id} {seq}\n"}}"#),
+        };
+        // Two runs' events interleaved and queued together (one commit), then two more of
+        // one run (later commits).
+        for seq in 1..=4 {
+            for id in ["a", "b"] {
+                store.queue_event(id, event(id, seq));
+            }
+        }
+        store.queue_event("a", event("a", 5)).wait().await.unwrap();
+        store.queue_event("a", event("a", 6)).wait().await.unwrap();
+        // Text from elsewhere, with a raw line break, is kept as it is too.
+        let raw = StoredEvent {
+            seq: 7,
+            name: "note".into(),
+            data: "two\nlines".into(),
+        };
+        store.queue_event("a", raw.clone());
+        store.queue_event("a", event("a", 8)).wait().await.unwrap();
+
+        let mut all: Vec<StoredEvent> = (1..=6).map(|seq| event("a", seq)).collect();
+        all.extend([raw, event("a", 8)]);
+        for after in 0..=8 {
+            let read = store.events_after("a", after).await.unwrap();
+            assert_eq!(read, all[after as usize..], "after {after}");
+        }
+        let b = store.events_after("b", 2).await.unwrap();
+        assert_eq!(b, [event("b", 3), event("b", 4)]);
+        assert_eq!(store.last_seq("a").await.unwrap(), 8);
+        assert_eq!(store.last_seq("b").await.unwrap(), 4);
+    }
+}
+
+#[tokio::test]
+async fn every_page_renders_with_its_text_escaped() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-pages-{}",
+        crossfire_engine::transcript::new_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hostile = json!({"id": "hostile", "title": "<script>alert('t')</script> & co",
+                         "overview": "First \"para\" <b>.\n\nSecond <img src=x onerror=alert(1)>."});
+    std::fs::write(dir.join("hostile.json"), hostile.to_string()).unwrap();
+    let stories = dir.clone();
+    let app = start(&fake, &temp_db(), move |c| c.paths.stories_dir = stories).await;
+    for path in [
+        "/",
+        "/stories/hostile",
+        "/debates",
+        "/debates/abc",
+        "/login",
+        "/editor",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        assert!(
+            response.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'self'")
+        );
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains("<script src=\"/static/app.js\"></script>"),
+            "{path}"
+        );
+        assert!(!html.contains("<script>alert"), "{path} let markup through");
+    }
+    let story = app
+        .http
+        .get(format!("{}/stories/hostile", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        story.contains("&lt;script&gt;alert(&#x27;t&#x27;)&lt;&#x2f;script&gt; &amp; co"),
+        "{story}"
+    );
+    assert!(story.contains("<p>Second &lt;img src=x onerror=alert(1)&gt;.</p>"));
+    assert!(story.contains("<option value=\"winston-churchill\""));
+    for (file, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
+        let response = app
+            .http
+            .get(format!("{}/static/{file}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    assert_eq!(
+        app.get("/stories/nowhere", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let app = start(&fake, &temp_db(), |_| {}).await;
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/auth/signup", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/stories", "get"),
+        ("/api/stories/{id}", "get"),
+        ("/api/personas/{id}", "get"),
+        ("/api/debates", "post"),
+        ("/api/debates", "get"),
+        ("/api/debates/{id}", "get"),
+        ("/api/debates/{id}/events", "get"),
+        ("/api/perspectives", "post"),
+        ("/api/perspectives/{id}/events", "get"),
+        ("/api/editor/preview", "post"),
+        ("/healthz", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let create = &paths["/api/debates"]["post"];
+    assert!(create["responses"]["429"].is_object());
+    let body_ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    assert_eq!(body_ref, "#/components/schemas/NewDebate");
+    let required = &doc["components"]["schemas"]["NewDebate"]["required"];
+    assert_eq!(required, &json!(["story", "a", "b"]));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Every documented route answers (not 404/405) when called as documented.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let url = format!("{}{}", app.base, path.replace("{id}", "x"));
+            let request = match method.as_str() {
+                "get" => app.http.get(url),
+                _ => app.http.post(url).json(&json!({})),
+            };
+            let status = request.send().await.unwrap().status();
+            // Routes with an id may well answer 404 for "x"; none may be missing.
+            let missing = status == StatusCode::NOT_FOUND && !path.contains("{id}");
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED && !missing,
+                "{method} {path}: {status}"
+            );
+        }
+    }
+}
+
+/// Sign-in checks read on a connection of their own, except from a database in memory, which
+/// exists only for its one connection.
+#[tokio::test]
+async fn sign_in_checks_see_sessions_at_once_on_a_file_and_in_memory() {
+    for url in [temp_db(), "sqlite::memory:".to_string()] {
+        let store = crossfire_server::store::Store::connect(&url).await.unwrap();
+        let user = store.create_user("in@example.com", "-", 0).await.unwrap();
+        store
+            .create_session("hash", user.id, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_user("hash", 0).await.unwrap(),
+            Some(user),
+            "{url}"
+        );
+        store.delete_session("hash").await.unwrap();
+        assert_eq!(store.session_user("hash", 0).await.unwrap(), None, "{url}");
+    }
+}
+
+/// A client that asks for the stream the moment its debate is accepted always sees it through
+/// to `done` (the load benchmark once caught streams that ended before the run had begun).
+#[tokio::test]
+async fn streams_opened_at_once_always_reach_done() {
+    let fake = FakeLlm::start(FakeOptions {
+        random_chunks: false,
+        token_delay: Duration::ZERO,
+        ..FakeOptions::default()
+    })
+    .await;
+    let app = start(&fake, &temp_db(), |c| c.server.debates_per_day = 100).await;
+    let token = app.user().await;
+    let follow = |_| async {
+        let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+        let events = app
+            .events(
+                created["events"].as_str().unwrap(),
+                &token,
+                None,
+                usize::MAX,
+            )
+            .await;
+        events.last().map(|e| e.1.clone())
+    };
+    let ends = futures::future::join_all((0..10).map(follow)).await;
+    assert!(
+        ends.iter().all(|e| e.as_deref() == Some("done")),
+        "{ends:?}"
+    );
+}
+
+#[tokio::test]
+async fn living_personas_are_refused_unless_allowed() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-living-{}",
+        crossfire_engine::transcript::new_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for id in ["winston-churchill", "george-kennan"] {
+        std::fs::copy(
+            support::repo(&format!("personas/{id}.toml")),
+            dir.join(format!("{id}.toml")),
+        )
+        .unwrap();
+    }
+    let living = std::fs::read_to_string(support::repo("personas/george-kennan.toml"))
+        .unwrap()
+        .replace("id = \"george-kennan\"", "id = \"someone-alive\"")
+        .replace("kind = \"historical\"", "kind = \"living\"");
+    std::fs::write(dir.join("someone-alive.toml"), living).unwrap();
+    let db = temp_db();
+    let personas = dir.clone();
+    let app = start(&fake, &db, move |c| c.paths.personas_dir = personas).await;
+    let token = app.user().await;
+    let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "someone-alive"});
+    let (status, reply) = app.post("/api/debates", Some(&token), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("living person")
+    );
+}

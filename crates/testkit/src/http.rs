@@ -1,0 +1,162 @@
+//! Talking to a running service over HTTP as a client would, and the databases tests run on.
+
+use std::time::Duration;
+
+use crossfire_engine::llm::sse::SseDecoder;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A client of one running service; dropping it stops a service started in-process.
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub stop: Option<oneshot::Sender<()>>,
+}
+
+impl App {
+    /// A client of the service at `base` (for example another process).
+    pub fn at(base: &str) -> App {
+        App {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+            stop: None,
+        }
+    }
+}
+
+impl App {
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs up a fresh user and returns their token.
+    pub async fn user(&self) -> String {
+        let email = format!(
+            "reader-{}@example.com",
+            crossfire_engine::transcript::new_id()
+        );
+        let (status, body) = self
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": email, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Reads SSE events (id, name, data) until `done`, the end, or `limit` events.
+    pub async fn events(
+        &self,
+        path: &str,
+        token: &str,
+        last_id: Option<i64>,
+        limit: usize,
+    ) -> Vec<(i64, String, Value)> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(id) = last_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.bytes_stream();
+        let mut decoder = SseDecoder::new();
+        let mut out = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .unwrap()
+        {
+            for event in decoder.push(&chunk.unwrap()) {
+                let id = event.id.as_deref().unwrap().parse().unwrap();
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                let done = event.event == "done";
+                out.push((id, event.event, data));
+                if done || out.len() == limit {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The debate most tests start.
+pub fn debate_body() -> Value {
+    json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan",
+           "motion": "Is Pyongyang winning more than it is losing?"})
+}
+
+/// A fresh SQLite file's URL.
+pub fn temp_db() -> String {
+    let path = std::env::temp_dir().join(format!(
+        "crossfire-test-{}-{}.db",
+        std::process::id(),
+        crossfire_engine::transcript::new_id()
+    ));
+    format!("sqlite://{}", path.display())
+}
+
+/// The PostgreSQL server tests may use (`CROSSFIRE_TEST_DATABASE_URL`). Under CI (`CI` set)
+/// a missing URL fails the test instead of skipping PostgreSQL silently.
+pub fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("CROSSFIRE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && std::env::var_os("CI").is_some() {
+        panic!(
+            "CI is set but CROSSFIRE_TEST_DATABASE_URL is not: start one with scripts/start-postgres"
+        );
+    }
+    url
+}
+
+/// A new, empty PostgreSQL database on the server at `admin`; its URL.
+pub async fn fresh_postgres_database(admin: &str) -> String {
+    let name = format!(
+        "crossfire_test_{}",
+        &crossfire_engine::transcript::new_id()[..16]
+    );
+    let pool = sqlx::PgPool::connect(admin)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (server, _) = admin.rsplit_once('/').expect("a database URL");
+    format!("{server}/{name}")
+}
+
+/// Every database a storage case runs on: a SQLite file, and a fresh PostgreSQL database
+/// when a server is configured.
+pub async fn databases() -> Vec<String> {
+    let mut databases = vec![temp_db()];
+    if let Some(admin) = postgres_admin_url() {
+        databases.push(fresh_postgres_database(&admin).await);
+    }
+    databases
+}

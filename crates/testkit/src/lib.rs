@@ -1,0 +1,562 @@
+//! Test support: a fake OpenAI-compatible server (real HTTP on a random port) that streams
+//! with arbitrary chunk splits, comments, a role-only first delta and usage chunks, and can be
+//! told to fail in the ways real servers do; plus helpers to build an engine against it and
+//! to find the repository's shipped files.
+
+pub mod http;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crossfire_engine::config::{Backend, LlmConfig};
+use crossfire_engine::debate::{Engine, Settings};
+use crossfire_engine::llm::openai::OpenAiClient;
+use crossfire_engine::llm::retry::{RetryPolicy, Retrying};
+use crossfire_engine::persona::Persona;
+use crossfire_engine::prompts::Prompts;
+use crossfire_engine::story::Story;
+
+/// Which calls a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Debater,
+    Judge,
+}
+
+/// A way for one call to go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 with a JSON error body.
+    ServerError,
+    /// 503 forever: the endpoint is down (never consumed).
+    AlwaysDown,
+    /// 429 with `Retry-After: secs`.
+    RateLimited { secs: u64 },
+    /// The stream stops half-way, with no finish reason.
+    CutStream,
+    /// An error frame inside a 200 stream, half-way.
+    ErrorFrame,
+    /// No answer at all for a long time.
+    Hang,
+    /// The stream goes silent half-way, for a long time.
+    Stall,
+    /// The judge answers prose instead of JSON.
+    NonJson,
+    /// 500 with a validation error for `response_format: json_schema`, as llama-cpp-python's
+    /// server answers (never consumed).
+    NoJsonSchema,
+    /// 400 for any `response_format` (never consumed).
+    NoStructuredOutput,
+}
+
+/// How the fake judge decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgeMode {
+    /// Prefers the speaker who plays this persona, whatever the order.
+    Prefer(String),
+    /// Always picks whoever is listed first: a positional bias.
+    FirstListed,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub body: Value,
+    pub target: Target,
+    pub received: Instant,
+    pub finished: Arc<Mutex<Option<Instant>>>,
+    pub fault: Option<Fault>,
+    /// The text the fake meant to send (whole), for checking nothing was doubled.
+    pub text: String,
+}
+
+impl Logged {
+    pub fn system(&self) -> &str {
+        self.body["messages"][0]["content"].as_str().unwrap_or("")
+    }
+    pub fn user(&self) -> &str {
+        self.body["messages"][1]["content"].as_str().unwrap_or("")
+    }
+    pub fn all_text(&self) -> String {
+        self.body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m["content"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+    pub fn finished(&self) -> Option<Instant> {
+        *self.finished.lock().unwrap()
+    }
+}
+
+struct Shared {
+    log: Mutex<Vec<Logged>>,
+    faults: Mutex<VecDeque<(Target, Fault)>>,
+    latency: Duration,
+    random_chunks: bool,
+    stamp_tokens: bool,
+    token_delay: Duration,
+    judge: JudgeMode,
+}
+
+/// The fake server.
+pub struct FakeLlm {
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    shared: Arc<Shared>,
+}
+
+/// How to start a fake.
+pub struct FakeOptions {
+    pub latency: Duration,
+    /// Split the stream at random bytes (tests), or send one SSE frame a write as real
+    /// servers do (benchmarks).
+    pub random_chunks: bool,
+    /// Stamp each token with the microseconds since [`epoch`] at which it was sent, as
+    /// `⟦123⟧`, so a client can measure the delay to it (load benchmark).
+    pub stamp_tokens: bool,
+    pub token_delay: Duration,
+    pub judge: JudgeMode,
+    pub faults: Vec<(Target, Fault)>,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            latency: Duration::from_millis(5),
+            random_chunks: true,
+            stamp_tokens: false,
+            token_delay: Duration::from_millis(1),
+            judge: JudgeMode::Prefer("Winston Churchill".into()),
+            faults: Vec::new(),
+        }
+    }
+}
+
+impl FakeLlm {
+    pub async fn start(options: FakeOptions) -> FakeLlm {
+        let shared = Arc::new(Shared {
+            log: Mutex::new(Vec::new()),
+            faults: Mutex::new(options.faults.into()),
+            latency: options.latency,
+            random_chunks: options.random_chunks,
+            stamp_tokens: options.stamp_tokens,
+            token_delay: options.token_delay,
+            judge: options.judge,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeLlm {
+            base_url: format!("http://{addr}/v1"),
+            shared,
+        }
+    }
+
+    /// A handle on a fake started elsewhere (e.g. on another runtime), for its URL only.
+    pub fn at(base_url: &str) -> FakeLlm {
+        FakeLlm {
+            base_url: base_url.to_string(),
+            shared: Arc::new(Shared {
+                log: Mutex::new(Vec::new()),
+                faults: Mutex::new(VecDeque::new()),
+                latency: Duration::ZERO,
+                random_chunks: true,
+                stamp_tokens: false,
+                token_delay: Duration::ZERO,
+                judge: JudgeMode::FirstListed,
+            }),
+        }
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    pub fn requests(&self, target: Target) -> Vec<Logged> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.target == target)
+            .collect()
+    }
+}
+
+/// A deterministic speech for a debater request: names the persona and round, quotes a story
+/// figure and invents one, and carries multi-byte characters so split UTF-8 is exercised.
+pub fn speech_for(body: &Value) -> String {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    let name = system
+        .split("You are ")
+        .nth(1)
+        .and_then(|s| s.split([':', '(']).next())
+        .unwrap_or("Nobody")
+        .trim();
+    let round = if user.starts_with("Round 2") { 2 } else { 1 };
+    format!(
+        "I am {name}, speaking in round {round} — the 6,000 casualties weigh on me, \
+         and I say 99,999 men were lost. Déjà vu: « la guerre » 🕊️ 戦争."
+    )
+}
+
+fn judge_reply(body: &Value, mode: &JudgeMode) -> String {
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    let winner = match mode {
+        JudgeMode::FirstListed => "speaker_1",
+        JudgeMode::Prefer(name) => {
+            if user.contains(&format!("## Speaker 1 plays {name}")) {
+                "speaker_1"
+            } else {
+                "speaker_2"
+            }
+        }
+    };
+    let card = |hi: bool| {
+        let s = if hi { 8 } else { 5 };
+        json!({
+            "argument": {"score": s, "reason": "clear"},
+            "evidence": {"score": s, "reason": "used the story"},
+            "rebuttal": {"score": s - 1, "reason": "answered"},
+            "fidelity": {"score": s, "reason": "in voice"},
+        })
+    };
+    json!({
+        "speaker_1": card(winner == "speaker_1"),
+        "speaker_2": card(winner == "speaker_2"),
+        "winner": winner,
+        "rationale": format!("{winner} made the stronger case."),
+    })
+    .to_string()
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "bad json").into_response();
+    };
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let target = if system.contains("You are the judge of this debate") {
+        Target::Judge
+    } else {
+        Target::Debater
+    };
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        match faults.iter().position(|(t, _)| *t == target) {
+            Some(i)
+                if matches!(
+                    faults[i].1,
+                    Fault::AlwaysDown | Fault::NoJsonSchema | Fault::NoStructuredOutput
+                ) =>
+            {
+                Some(faults[i].1)
+            }
+            Some(i) => faults.remove(i).map(|(_, f)| f),
+            None => None,
+        }
+    };
+    let text = match target {
+        Target::Debater => speech_for(&body),
+        Target::Judge => judge_reply(&body, &shared.judge),
+    };
+    let finished = Arc::new(Mutex::new(None));
+    let index = {
+        let mut log = shared.log.lock().unwrap();
+        log.push(Logged {
+            body: body.clone(),
+            target,
+            received: Instant::now(),
+            finished: finished.clone(),
+            fault,
+            text: text.clone(),
+        });
+        log.len()
+    };
+    let mark_finished = {
+        let finished = finished.clone();
+        move || *finished.lock().unwrap() = Some(Instant::now())
+    };
+
+    tokio::time::sleep(shared.latency).await;
+    let error = |status: StatusCode, message: &str| {
+        let body =
+            json!({"error": {"message": message, "type": "server_error", "code": status.as_u16()}});
+        (
+            status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    };
+    match fault {
+        Some(Fault::ServerError) => {
+            mark_finished();
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "the fake broke");
+        }
+        Some(Fault::AlwaysDown) => {
+            mark_finished();
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the fake is down");
+        }
+        Some(Fault::RateLimited { secs }) => {
+            mark_finished();
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            response
+                .headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+            return response;
+        }
+        Some(Fault::NoJsonSchema) if body["response_format"]["type"] == "json_schema" => {
+            mark_finished();
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'",
+            );
+        }
+        Some(Fault::NoStructuredOutput) if body.get("response_format").is_some() => {
+            mark_finished();
+            return error(StatusCode::BAD_REQUEST, "response_format is not supported");
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return error(StatusCode::GATEWAY_TIMEOUT, "too late");
+        }
+        _ => {}
+    }
+    let text = if fault == Some(Fault::NonJson) {
+        "Speaker one was plainly the better debater, in my view.".to_string()
+    } else {
+        text
+    };
+    let prompt_tokens = (body.to_string().len() / 4) as u64;
+    let mut pieces = split_words(&text);
+    if shared.stamp_tokens {
+        for piece in &mut pieces {
+            piece.push_str(STAMP);
+        }
+    }
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len()});
+
+    if body["stream"] != json!(true) {
+        mark_finished();
+        let reply = json!({
+            "id": "cmpl-fake", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return ([("content-type", "application/json")], reply.to_string()).into_response();
+    }
+
+    let mut bytes = sse_bytes(&pieces, &usage);
+    match fault {
+        Some(Fault::CutStream) => bytes.truncate(bytes.len() / 2),
+        Some(Fault::ErrorFrame) => {
+            bytes.truncate(bytes.len() / 2);
+            // Back to a line boundary, then an error frame as some servers send.
+            let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(cut);
+            bytes.extend_from_slice(
+                b"\ndata: {\"error\": {\"message\": \"upstream overloaded\", \"code\": 503}}\n\n",
+            );
+        }
+        _ => {}
+    }
+    let chunks = if shared.random_chunks {
+        random_chunks(bytes, index as u64)
+    } else {
+        frames(bytes)
+    };
+    let delay = shared.token_delay;
+    let stamp = shared.stamp_tokens;
+    let stall_at = (fault == Some(Fault::Stall)).then_some(chunks.len() / 2);
+    let stream = futures::stream::unfold(
+        (chunks.into_iter().enumerate(), mark_finished),
+        move |(mut it, done)| async move {
+            match it.next() {
+                Some((i, chunk)) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if stall_at == Some(i) {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    let chunk = if stamp { stamp_now(chunk) } else { chunk };
+                    Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
+                }
+                None => {
+                    done();
+                    None
+                }
+            }
+        },
+    );
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+const STAMP: &str = "⟦T⟧";
+
+/// The instant stamps count from: the first use in this process.
+pub fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Replaces the stamp placeholder in a chunk with the time now.
+fn stamp_now(chunk: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&chunk);
+    if !text.contains(STAMP) {
+        return chunk;
+    }
+    let micros = epoch().elapsed().as_micros();
+    text.replace(STAMP, &format!("⟦{micros}⟧")).into_bytes()
+}
+
+/// Splits text into word-sized deltas, keeping the spaces.
+pub fn split_words(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c == ' ' && !current.is_empty() {
+            pieces.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// The bytes of a streamed completion as OpenAI-compatible servers send it: a comment, a
+/// role-only first delta, content deltas, a finish chunk, a usage chunk and `[DONE]`.
+pub fn sse_bytes(pieces: &[String], usage: &Value) -> Vec<u8> {
+    let mut out = String::from(": OPENROUTER PROCESSING\n\n");
+    let frame = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    out += &format!(
+        "data: {}\n\n",
+        frame(json!({"role": "assistant", "content": ""}), Value::Null)
+    );
+    for piece in pieces {
+        out += &format!(
+            "data: {}\n\n",
+            frame(json!({"content": piece}), Value::Null)
+        );
+    }
+    out += &format!("data: {}\n\n", frame(json!({}), json!("stop")));
+    out += &format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-fake", "choices": [], "usage": usage})
+    );
+    out += "data: [DONE]\n\n";
+    out.into_bytes()
+}
+
+/// Splits bytes after each blank line: one SSE frame a chunk.
+pub fn frames(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    text.split_inclusive("\n\n")
+        .map(|f| f.as_bytes().to_vec())
+        .collect()
+}
+
+/// Splits bytes at pseudo-random points (1–9 bytes a chunk), ignoring UTF-8 boundaries.
+pub fn random_chunks(bytes: Vec<u8>, seed: u64) -> Vec<Vec<u8>> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut chunks = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let n = (1 + state % 9) as usize;
+        let n = n.min(rest.len());
+        chunks.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    chunks
+}
+
+/// A path in the repository (the shipped `personas`, `prompts`, `stories`, …), wherever the
+/// test runs from.
+pub fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// The debaters' and the judge's endpoints, as a test sets them up.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    pub llm: LlmConfig,
+    pub judge: LlmConfig,
+}
+
+/// Debaters and judge pointed at the fake, with quick retries and timeouts.
+pub fn config_for(base_url: &str) -> TestConfig {
+    let role = |model: &str, max_tokens: u32, temperature: f32| LlmConfig {
+        backend: Backend::Openai,
+        base_url: Some(base_url.to_string()),
+        model: model.to_string(),
+        api_key: None,
+        timeout: Duration::from_secs(1),
+        max_in_flight: 8,
+        max_retries: 3,
+        retry_base: Duration::from_millis(20),
+        max_tokens,
+        temperature,
+        brief_prompts: false,
+    };
+    TestConfig {
+        llm: role("fake-debater", 400, 0.8),
+        judge: role("fake-judge", 700, 0.0),
+    }
+}
+
+/// An engine on the shipped templates, calling the endpoints of `config` with retries.
+pub fn engine_for(config: &TestConfig) -> Engine {
+    let model = |role: &LlmConfig| -> Arc<dyn crossfire_engine::llm::LanguageModel> {
+        Arc::new(Retrying::new(
+            OpenAiClient::new(role).unwrap(),
+            RetryPolicy::from_config(role),
+        ))
+    };
+    Engine::new(
+        Arc::new(Prompts::load(&repo("prompts")).unwrap()),
+        model(&config.llm),
+        model(&config.judge),
+        Settings::new(&config.llm, &config.judge, false),
+    )
+}
+
+pub fn story(id: &str) -> Story {
+    Story::load(&repo("stories"), id, 64 * 1024).unwrap()
+}
+
+pub fn persona(id: &str) -> Persona {
+    Persona::load(&repo("personas"), id).unwrap()
+}

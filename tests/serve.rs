@@ -1,0 +1,150 @@
+//! `crossfire serve` as its own process: instances sharing a PostgreSQL database, and a
+//! graceful shutdown on SIGTERM.
+
+use std::time::Duration;
+
+use crossfire_engine::transcript::{ErrorCode, Status};
+use crossfire_testkit::http::{
+    App, debate_body, fresh_postgres_database, postgres_admin_url, temp_db,
+};
+use crossfire_testkit::{FakeLlm, FakeOptions};
+use reqwest::StatusCode;
+
+/// `crossfire serve` as its own process, on a random port.
+struct Instance {
+    base: String,
+    child: tokio::process::Child,
+}
+
+impl Instance {
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+async fn spawn_instance(fake: &FakeLlm, db: &str) -> Instance {
+    spawn_instance_with_grace(fake, db, 30).await
+}
+
+async fn spawn_instance_with_grace(fake: &FakeLlm, db: &str, grace_s: u64) -> Instance {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
+        .args(["serve", "--grace-s", &grace_s.to_string()])
+        .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
+        .env("CROSSFIRE_DATABASE_URL", db)
+        .env("CROSSFIRE_ADDR", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the instance starts")
+            .unwrap()
+            .expect("the instance logs where it listens");
+        if let Some(at) = line.find("listening on http://") {
+            let url = &line[at + "listening on ".len()..];
+            break url.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Instance { base, child }
+}
+
+#[tokio::test]
+async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
+    // Needs a PostgreSQL server; under CI a missing one fails the test.
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("not run: CROSSFIRE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = fresh_postgres_database(&admin).await;
+    let fake = FakeLlm::start(FakeOptions {
+        random_chunks: false,
+        token_delay: Duration::from_millis(8),
+        ..FakeOptions::default()
+    })
+    .await;
+    let (one, two) = futures::join!(spawn_instance(&fake, &db), spawn_instance(&fake, &db));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (app_one, app_two) = (App::at(&one.base), App::at(&two.base));
+
+    let token = app_one.user().await;
+    let (status, created) = app_one
+        .post("/api/debates", Some(&token), debate_body())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let path = created["events"].as_str().unwrap().to_string();
+
+    // Instance two does not run the debate; it follows it through the database.
+    let started = std::time::Instant::now();
+    let first = app_two.events(&path, &token, None, 1).await;
+    let first_at = started.elapsed();
+    let rest = app_two
+        .events(&path, &token, Some(first[0].0), usize::MAX)
+        .await;
+    let done_at = started.elapsed();
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    let ids: Vec<i64> = all.iter().map(|e| e.0).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as i64).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    assert_eq!(all.last().unwrap().1, "done");
+    assert!(
+        done_at - first_at > Duration::from_millis(500),
+        "events arrived live, not all at the end: first at {first_at:?}, done at {done_at:?}"
+    );
+    let replay = app_one.events(&path, &token, None, usize::MAX).await;
+    assert_eq!(replay, all, "both instances tell the same story");
+}
+
+/// SIGTERM: the instance stops accepting, lets the running debate finish within the grace
+/// period and exits; with no grace, what is left is marked interrupted.
+#[tokio::test]
+async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
+    let fake = FakeLlm::start(FakeOptions {
+        latency: Duration::from_millis(300),
+        ..FakeOptions::default()
+    })
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (grace_s, expected) in [(30, Status::Done), (0, Status::Failed)] {
+        let db = temp_db();
+        let mut instance = spawn_instance_with_grace(&fake, &db, grace_s).await;
+        let app = App::at(&instance.base);
+        let token = app.user().await;
+        let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        instance.terminate();
+        let exit = tokio::time::timeout(Duration::from_secs(30), instance.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(exit.success(), "grace {grace_s}: {exit}");
+        let refused = app.http.get(format!("{}/healthz", app.base)).send().await;
+        assert!(refused.is_err(), "no longer accepting");
+
+        let store = crossfire_server::store::Store::connect(&db).await.unwrap();
+        let run = store.run(&id).await.unwrap().unwrap();
+        assert_eq!(run.status, expected, "grace {grace_s}");
+        if expected == Status::Failed {
+            let error = run.error.expect("a failed run says why");
+            assert_eq!(error.code, ErrorCode::Interrupted);
+        }
+        let events = store.events_after(&id, 0).await.unwrap();
+        assert_eq!(events.last().unwrap().name, "done", "the log always ends");
+    }
+}
