@@ -7,6 +7,8 @@
 //! bounds, enums, bounded integers, numbers, booleans and null. Whitespace between tokens is
 //! allowed but bounded, and every string and array has a bound, so every document ends.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 /// Why a schema cannot be used for constrained decoding.
@@ -27,14 +29,19 @@ const DEFAULT_MAX_ITEMS: usize = 64;
 const MAX_NUMBER: u8 = 16;
 /// Deepest nesting of objects and arrays.
 const MAX_DEPTH: usize = 15;
+/// Most options of an enum: the matcher keeps the ones still alive as bits of a `u64`.
+const MAX_OPTIONS: usize = 64;
+
+/// A node's place in its schema's arena.
+type NodeId = u32;
 
 /// A compiled schema node.
 #[derive(Debug, Clone)]
 enum Node {
-    /// Properties in order, each key already JSON-encoded with its quotes.
-    Object(Vec<(String, Node)>),
+    /// Properties in order: each key's literal (JSON-encoded with its quotes) and its value.
+    Object(Vec<(NodeId, NodeId)>),
     Array {
-        items: Box<Node>,
+        items: NodeId,
         min: usize,
         max: usize,
     },
@@ -51,32 +58,67 @@ enum Node {
     Number,
 }
 
-/// A compiled schema.
+/// A compiled schema: its nodes in one arena, which matchers refer to by index.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    root: Node,
+    nodes: Vec<Node>,
+    root: NodeId,
 }
 
 impl Schema {
-    /// Compiles a JSON schema, or says which part of it is not supported.
-    pub fn compile(schema: &Value) -> Result<Schema, SchemaError> {
-        Ok(Schema {
-            root: compile(schema, "$", 0)?,
-        })
+    /// Compiles a JSON schema, or says which part of it cannot be enforced. Compiled, it
+    /// is shared by the matchers of every generation that follows it.
+    pub fn compile(schema: &Value) -> Result<Arc<Schema>, SchemaError> {
+        let mut nodes = Vec::new();
+        let root = compile(schema, "$", 0, &mut nodes)?;
+        Ok(Arc::new(Schema { nodes, root }))
     }
 
-    /// A matcher at the start of a document.
-    pub fn matcher(&self) -> Matcher<'_> {
-        let mut m = Matcher {
+    /// A matcher at the start of a document; it shares the schema.
+    pub fn matcher(self: &Arc<Schema>) -> Matcher {
+        let mut state = State {
             frames: [Frame::Done; MAX_DEPTH + 2],
             depth: 0,
         };
-        m.push(Frame::Value(&self.root, 0));
-        m
+        state.push(Frame::Value(self.root, 0));
+        Matcher {
+            schema: self.clone(),
+            state,
+        }
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    /// A literal node's options.
+    fn options(&self, id: NodeId) -> &[String] {
+        match self.node(id) {
+            Node::Literal(options) => options,
+            _ => &[],
+        }
+    }
+
+    /// An object node's fields.
+    fn fields(&self, id: NodeId) -> &[(NodeId, NodeId)] {
+        match self.node(id) {
+            Node::Object(fields) => fields,
+            _ => &[],
+        }
     }
 }
 
-fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError> {
+fn add(nodes: &mut Vec<Node>, node: Node) -> NodeId {
+    nodes.push(node);
+    (nodes.len() - 1) as NodeId
+}
+
+fn compile(
+    schema: &Value,
+    path: &str,
+    depth: usize,
+    nodes: &mut Vec<Node>,
+) -> Result<NodeId, SchemaError> {
     let fail = |reason: &str| SchemaError {
         path: path.to_string(),
         reason: reason.to_string(),
@@ -94,12 +136,17 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
         if options.is_empty() {
             return Err(fail("empty enum"));
         }
-        return Ok(Node::Literal(
-            options.iter().map(Value::to_string).collect(),
-        ));
+        if options.len() > MAX_OPTIONS {
+            return Err(fail(&format!(
+                "an enum of {} options (at most {MAX_OPTIONS})",
+                options.len()
+            )));
+        }
+        let literal = Node::Literal(options.iter().map(Value::to_string).collect());
+        return Ok(add(nodes, literal));
     }
     if let Some(value) = schema.get("const") {
-        return Ok(Node::Literal(vec![value.to_string()]));
+        return Ok(add(nodes, Node::Literal(vec![value.to_string()])));
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
@@ -127,10 +174,14 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
                 .into_iter()
                 .map(|(name, sub)| {
                     let key = Value::String(name.clone()).to_string();
-                    Ok((key, compile(sub, &format!("{path}.{name}"), depth + 1)?))
+                    let key = add(nodes, Node::Literal(vec![key]));
+                    Ok((
+                        key,
+                        compile(sub, &format!("{path}.{name}"), depth + 1, nodes)?,
+                    ))
                 })
                 .collect::<Result<_, SchemaError>>()?;
-            Ok(Node::Object(fields))
+            Ok(add(nodes, Node::Object(fields)))
         }
         Some("array") => {
             let items = schema
@@ -143,11 +194,8 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
             if min > max {
                 return Err(fail("minItems exceeds maxItems"));
             }
-            Ok(Node::Array {
-                items: Box::new(compile(items, &format!("{path}[]"), depth + 1)?),
-                min,
-                max,
-            })
+            let items = compile(items, &format!("{path}[]"), depth + 1, nodes)?;
+            Ok(add(nodes, Node::Array { items, min, max }))
         }
         Some("string") => {
             let (min, max) = (
@@ -157,7 +205,7 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
             if min > max {
                 return Err(fail("minLength exceeds maxLength"));
             }
-            Ok(Node::String { min, max })
+            Ok(add(nodes, Node::String { min, max }))
         }
         Some("integer") => {
             let bound = |key: &str, default: i64| {
@@ -170,11 +218,14 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
             if min > max {
                 return Err(fail("minimum exceeds maximum"));
             }
-            Ok(Node::Integer { min, max })
+            Ok(add(nodes, Node::Integer { min, max }))
         }
-        Some("number") => Ok(Node::Number),
-        Some("boolean") => Ok(Node::Literal(vec!["true".into(), "false".into()])),
-        Some("null") => Ok(Node::Literal(vec!["null".into()])),
+        Some("number") => Ok(add(nodes, Node::Number)),
+        Some("boolean") => Ok(add(
+            nodes,
+            Node::Literal(vec!["true".into(), "false".into()]),
+        )),
+        Some("null") => Ok(add(nodes, Node::Literal(vec!["null".into()]))),
         Some(other) => Err(fail(&format!("type `{other}`"))),
         None => Err(fail("no `type`")),
     }
@@ -182,15 +233,11 @@ fn compile(schema: &Value, path: &str, depth: usize) -> Result<Node, SchemaError
 
 /// Where the matcher is inside one value.
 #[derive(Debug, Clone, Copy)]
-enum Frame<'s> {
+enum Frame {
     /// A value is due; `u8` counts the whitespace already seen before it.
-    Value(&'s Node, u8),
-    /// Matching `options[..]` (those whose bit is set in `alive`), `at` bytes in.
-    Literal {
-        options: &'s [String],
-        alive: u64,
-        at: usize,
-    },
+    Value(NodeId, u8),
+    /// Matching a literal's options (those whose bit is set in `alive`), `at` bytes in.
+    Literal { node: NodeId, alive: u64, at: usize },
     /// Inside a string: characters so far, and the escape state.
     String {
         min: usize,
@@ -210,14 +257,14 @@ enum Frame<'s> {
     Number { len: u8, state: NumberState },
     /// An object: the next property, and what is due.
     Object {
-        fields: &'s [(String, Node)],
+        node: NodeId,
         next: usize,
         due: Due,
         gap: u8,
     },
     /// An array: items so far, and what is due.
     Array {
-        items: &'s Node,
+        items: NodeId,
         min: usize,
         max: usize,
         count: usize,
@@ -274,7 +321,7 @@ enum Due {
     CommaOrClose,
 }
 
-impl Frame<'_> {
+impl Frame {
     /// The count of whitespace bytes in the current gap, for frames between tokens.
     fn gap_mut(&mut self) -> Option<&mut u8> {
         match self {
@@ -286,19 +333,59 @@ impl Frame<'_> {
     }
 }
 
-/// Incremental state of matching one document. It is `Copy`, so trying a token is a copy.
+/// Matching one document, incrementally: it keeps its place between tokens, so each token
+/// costs only its own bytes.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    schema: Arc<Schema>,
+    state: State,
+}
+
+/// Where a matcher is. It is `Copy` (nodes are indices), so trying a token is a copy.
 #[derive(Debug, Clone, Copy)]
-pub struct Matcher<'s> {
-    frames: [Frame<'s>; MAX_DEPTH + 2],
+struct State {
+    frames: [Frame; MAX_DEPTH + 2],
     depth: usize,
+}
+
+impl Matcher {
+    /// The document is complete: only the end may follow.
+    pub fn is_complete(&self) -> bool {
+        self.state.depth == 0
+    }
+
+    /// Whether `bytes` can follow; if so the matcher has taken them (if not, it is spent).
+    pub fn advance(&mut self, bytes: &[u8]) -> bool {
+        self.state.advance(&self.schema, bytes)
+    }
+
+    /// Whether the text so far followed by `bytes` can still be completed.
+    pub fn allows(&self, bytes: &[u8]) -> bool {
+        let mut copy = self.state;
+        copy.advance(&self.schema, bytes)
+    }
+
+    /// Whether `bytes` can follow and the document can then still be completed in at most
+    /// `budget` more bytes. Every ASCII character is a token of a byte-level vocabulary, so
+    /// a budget in tokens is at least as large: a generation that checks each token against
+    /// its remaining `max_tokens` always finishes its document.
+    pub fn allows_within(&self, bytes: &[u8], budget: usize) -> bool {
+        let mut copy = self.state;
+        copy.advance(&self.schema, bytes) && copy.shortest_completion(&self.schema) <= budget
+    }
+
+    /// The fewest bytes that complete the document from here.
+    pub fn shortest_completion(&self) -> usize {
+        self.state.shortest_completion(&self.schema)
+    }
 }
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\t' | b'\r')
 }
 
-impl<'s> Matcher<'s> {
-    fn push(&mut self, frame: Frame<'s>) -> bool {
+impl State {
+    fn push(&mut self, frame: Frame) -> bool {
         if self.depth >= self.frames.len() {
             return false;
         }
@@ -307,41 +394,19 @@ impl<'s> Matcher<'s> {
         true
     }
 
-    /// The document is complete: only the end may follow.
-    pub fn is_complete(&self) -> bool {
-        self.depth == 0
+    fn advance(&mut self, schema: &Schema, bytes: &[u8]) -> bool {
+        !bytes.is_empty() && bytes.iter().all(|&b| self.byte(schema, b))
     }
 
-    /// Whether `bytes` can follow; if so the matcher has taken them.
-    pub fn advance(&mut self, bytes: &[u8]) -> bool {
-        !bytes.is_empty() && bytes.iter().all(|&b| self.byte(b))
-    }
-
-    /// Whether the text so far followed by `bytes` can still be completed.
-    pub fn allows(&self, bytes: &[u8]) -> bool {
-        let mut copy = *self;
-        copy.advance(bytes)
-    }
-
-    /// Whether `bytes` can follow and the document can then still be completed in at most
-    /// `budget` more bytes. Every ASCII character is a token of a byte-level vocabulary, so
-    /// a budget in tokens is at least as large: a generation that checks each token against
-    /// its remaining `max_tokens` always finishes its document.
-    pub fn allows_within(&self, bytes: &[u8], budget: usize) -> bool {
-        let mut copy = *self;
-        copy.advance(bytes) && copy.shortest_completion() <= budget
-    }
-
-    /// The fewest bytes that complete the document from here.
-    pub fn shortest_completion(&self) -> usize {
+    fn shortest_completion(&self, schema: &Schema) -> usize {
         self.frames[..self.depth]
             .iter()
             .map(|frame| match *frame {
                 Frame::Done => 0,
-                Frame::Value(node, _) => shortest(node),
-                Frame::Literal { options, alive, at } => (0..options.len().min(64))
+                Frame::Value(node, _) => shortest(schema, node),
+                Frame::Literal { node, alive, at } => (0..schema.options(node).len())
                     .filter(|i| alive & (1 << i) != 0)
-                    .map(|i| options[i].len() - at)
+                    .map(|i| schema.options(node)[i].len() - at)
                     .min()
                     .unwrap_or(0),
                 Frame::String {
@@ -374,19 +439,24 @@ impl<'s> Matcher<'s> {
                     NumberState::Sign | NumberState::Dot => 1,
                 },
                 Frame::Object {
-                    fields, next, due, ..
+                    node, next, due, ..
                 } => {
+                    let fields = schema.fields(node);
+                    let field = |(key, value): &(NodeId, NodeId)| {
+                        key_len(schema, *key) + 1 + shortest(schema, *value)
+                    };
                     let rest = |from: usize| -> usize {
                         fields[from.min(fields.len())..]
                             .iter()
-                            .map(|(key, node)| 1 + key.len() + 1 + shortest(node))
+                            .map(|f| 1 + field(f))
                             .sum()
                     };
                     1 + match due {
                         // The first field needs no comma.
                         Due::First | Due::Key => rest(next).saturating_sub(1),
                         Due::Colon => {
-                            1 + fields.get(next).map_or(0, |f| shortest(&f.1)) + rest(next + 1)
+                            1 + fields.get(next).map_or(0, |f| shortest(schema, f.1))
+                                + rest(next + 1)
                         }
                         Due::Value => rest(next + 1),
                         Due::CommaOrClose => rest(next),
@@ -394,7 +464,7 @@ impl<'s> Matcher<'s> {
                 }
                 Frame::Array {
                     items, min, count, ..
-                } => 1 + min.saturating_sub(count) * (shortest(items) + 1),
+                } => 1 + min.saturating_sub(count) * (shortest(schema, items) + 1),
             })
             .sum()
     }
@@ -421,7 +491,7 @@ impl<'s> Matcher<'s> {
         }
     }
 
-    fn byte(&mut self, b: u8) -> bool {
+    fn byte(&mut self, schema: &Schema, b: u8) -> bool {
         let Some(top) = self.depth.checked_sub(1) else {
             return false;
         };
@@ -434,17 +504,17 @@ impl<'s> Matcher<'s> {
         }
         match self.frames[top] {
             Frame::Done => false,
-            Frame::Value(node, _) => {
+            Frame::Value(id, _) => {
                 self.depth -= 1;
-                let frame = match node {
-                    Node::Object(fields) if b == b'{' => Frame::Object {
-                        fields,
+                let frame = match schema.node(id) {
+                    Node::Object(_) if b == b'{' => Frame::Object {
+                        node: id,
                         next: 0,
                         due: Due::First,
                         gap: 0,
                     },
                     Node::Array { items, min, max } if b == b'[' => Frame::Array {
-                        items,
+                        items: *items,
                         min: *min,
                         max: *max,
                         count: 0,
@@ -460,7 +530,6 @@ impl<'s> Matcher<'s> {
                     Node::Literal(options) => {
                         let alive = options
                             .iter()
-                            .take(64)
                             .enumerate()
                             .filter(|(_, o)| o.as_bytes().first() == Some(&b))
                             .fold(0u64, |m, (i, _)| m | 1 << i);
@@ -468,11 +537,11 @@ impl<'s> Matcher<'s> {
                             return false;
                         }
                         let frame = Frame::Literal {
-                            options,
+                            node: id,
                             alive,
                             at: 1,
                         };
-                        return self.push(frame) && self.settle_literal();
+                        return self.push(frame) && self.settle_literal(schema);
                     }
                     Node::Integer { min, max } if b == b'-' || b.is_ascii_digit() => {
                         let frame = Frame::Integer {
@@ -482,21 +551,22 @@ impl<'s> Matcher<'s> {
                             digits: 0,
                             negative: false,
                         };
-                        return self.push(frame) && self.byte(b);
+                        return self.push(frame) && self.byte(schema, b);
                     }
                     Node::Number if b == b'-' || b.is_ascii_digit() => {
                         let frame = Frame::Number {
                             len: 0,
                             state: NumberState::Sign,
                         };
-                        return self.push(frame) && self.byte(b);
+                        return self.push(frame) && self.byte(schema, b);
                     }
                     _ => return false,
                 };
                 self.push(frame)
             }
-            Frame::Literal { options, alive, at } => {
-                let alive = (0..options.len().min(64))
+            Frame::Literal { node, alive, at } => {
+                let options = schema.options(node);
+                let alive = (0..options.len())
                     .filter(|i| alive & (1 << i) != 0)
                     .filter(|&i| options[i].as_bytes().get(at) == Some(&b))
                     .fold(0u64, |m, i| m | 1 << i);
@@ -504,11 +574,11 @@ impl<'s> Matcher<'s> {
                     return false;
                 }
                 self.frames[top] = Frame::Literal {
-                    options,
+                    node,
                     alive,
                     at: at + 1,
                 };
-                self.settle_literal()
+                self.settle_literal(schema)
             }
             Frame::String {
                 min,
@@ -590,7 +660,7 @@ impl<'s> Matcher<'s> {
                     return false;
                 }
                 self.pop();
-                self.byte(b)
+                self.byte(schema, b)
             }
             Frame::Number { len, state } => {
                 use NumberState::*;
@@ -612,14 +682,15 @@ impl<'s> Matcher<'s> {
                     }
                     None if matches!(state, Int | Fraction) => {
                         self.pop();
-                        self.byte(b)
+                        self.byte(schema, b)
                     }
                     None => false,
                 }
             }
             Frame::Object {
-                fields, next, due, ..
+                node, next, due, ..
             } => {
+                let fields = schema.fields(node);
                 let all_written = next >= fields.len();
                 let due = match (due, b) {
                     (Due::First | Due::CommaOrClose, b'}') if all_written => {
@@ -629,13 +700,13 @@ impl<'s> Matcher<'s> {
                     (Due::CommaOrClose, b',') if !all_written => Due::Key,
                     (Due::First | Due::Key, b'"') if !all_written => {
                         self.frames[top] = Frame::Object {
-                            fields,
+                            node,
                             next,
                             due: Due::Colon,
                             gap: 0,
                         };
                         let key = Frame::Literal {
-                            options: std::slice::from_ref(&fields[next].0),
+                            node: fields[next].0,
                             alive: 1,
                             at: 1,
                         };
@@ -643,17 +714,17 @@ impl<'s> Matcher<'s> {
                     }
                     (Due::Colon, b':') => {
                         self.frames[top] = Frame::Object {
-                            fields,
+                            node,
                             next,
                             due: Due::Value,
                             gap: 0,
                         };
-                        return self.push(Frame::Value(&fields[next].1, 0));
+                        return self.push(Frame::Value(fields[next].1, 0));
                     }
                     _ => return false,
                 };
                 self.frames[top] = Frame::Object {
-                    fields,
+                    node,
                     next,
                     due,
                     gap: 0,
@@ -673,7 +744,9 @@ impl<'s> Matcher<'s> {
                     true
                 }
                 (Due::CommaOrClose, b',') if count < max => self.push(Frame::Value(items, 0)),
-                (Due::First, _) if max > 0 => self.push(Frame::Value(items, 0)) && self.byte(b),
+                (Due::First, _) if max > 0 => {
+                    self.push(Frame::Value(items, 0)) && self.byte(schema, b)
+                }
                 _ => false,
             },
         }
@@ -681,10 +754,14 @@ impl<'s> Matcher<'s> {
 
     /// A literal that has matched one option completely is finished (options are JSON
     /// values or keys, so none is a proper prefix of another but bare numbers, not used here).
-    fn settle_literal(&mut self) -> bool {
+    fn settle_literal(&mut self, schema: &Schema) -> bool {
         let top = self.depth - 1;
-        if let Frame::Literal { options, alive, at } = self.frames[top]
-            && (0..options.len().min(64)).any(|i| alive & (1 << i) != 0 && options[i].len() == at)
+        if let Frame::Literal { node, alive, at } = self.frames[top]
+            && schema
+                .options(node)
+                .iter()
+                .enumerate()
+                .any(|(i, o)| alive & (1 << i) != 0 && o.len() == at)
         {
             let is_key = top > 0
                 && matches!(
@@ -721,14 +798,24 @@ fn reachable(value: i64, negative: bool, digits: u8, min: i64, max: i64) -> bool
     })
 }
 
+/// The length of a key literal (JSON-encoded, with its quotes).
+fn key_len(schema: &Schema, key: NodeId) -> usize {
+    schema.options(key).first().map_or(0, String::len)
+}
+
 /// The length of the shortest JSON text `node` accepts.
-fn shortest(node: &Node) -> usize {
-    match node {
+fn shortest(schema: &Schema, id: NodeId) -> usize {
+    match schema.node(id) {
         Node::Object(fields) => {
-            let members: usize = fields.iter().map(|(k, n)| k.len() + 1 + shortest(n)).sum();
+            let members: usize = fields
+                .iter()
+                .map(|(k, n)| key_len(schema, *k) + 1 + shortest(schema, *n))
+                .sum();
             2 + members + fields.len().saturating_sub(1)
         }
-        Node::Array { items, min, .. } => 2 + min * (shortest(items) + 1) - usize::from(*min > 0),
+        Node::Array { items, min, .. } => {
+            2 + min * (shortest(schema, *items) + 1) - usize::from(*min > 0)
+        }
         Node::String { min, .. } => 2 + min,
         Node::Literal(options) => options.iter().map(String::len).min().unwrap_or(0),
         Node::Integer { min, max } => {
@@ -750,7 +837,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn accepts(schema: &Schema, text: &str) -> bool {
+    fn accepts(schema: &Arc<Schema>, text: &str) -> bool {
         let mut m = schema.matcher();
         m.advance(text.as_bytes()) && m.is_complete()
     }
@@ -908,13 +995,54 @@ mod tests {
         assert!(Schema::compile(&json!({"type": "array"})).is_err());
     }
 
+    #[test]
+    fn enums_past_64_options_are_refused_at_compile_time() {
+        let options =
+            |n: usize| json!({"enum": (0..n).map(|i| format!("o{i}")).collect::<Vec<_>>()});
+        let largest = Schema::compile(&options(64)).unwrap();
+        assert!(
+            accepts(&largest, "\"o63\""),
+            "the 64th option still matches"
+        );
+        let err = Schema::compile(&options(65)).unwrap_err().to_string();
+        assert!(err.contains("65 options"), "{err}");
+    }
+
+    #[test]
+    fn a_matcher_keeps_its_place_between_tokens() {
+        let schema = Schema::compile(&crossfire_engine::judge::schema(true).schema).unwrap();
+        let text = br#"{"speaker_1":{"argument":7"#;
+        let mut piecewise = schema.matcher();
+        for piece in text.chunks(3) {
+            assert!(piecewise.advance(piece));
+        }
+        let mut whole = schema.matcher();
+        assert!(whole.advance(text));
+        assert_eq!(piecewise.shortest_completion(), whole.shortest_completion());
+        assert!(!piecewise.allows(b"x") && piecewise.allows(b","));
+    }
+
     proptest::proptest! {
         #[test]
-        fn any_bytes_are_answered_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+        /// Fed any bytes, keeping those it allows, the matcher agrees with a fresh matcher
+        /// given them in one piece, and what it calls complete is JSON.
+        #[test]
+        fn what_the_matcher_takes_is_consistent_and_complete_documents_parse(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let schema = Schema::compile(&crossfire_engine::judge::schema(false).schema).unwrap();
             let mut m = schema.matcher();
+            let mut taken = Vec::new();
             for b in bytes {
-                let _ = m.advance(&[b]);
+                if m.allows(&[b]) {
+                    proptest::prop_assert!(m.advance(&[b]));
+                    taken.push(b);
+                }
+            }
+            let mut again = schema.matcher();
+            proptest::prop_assert!(taken.is_empty() || again.advance(&taken));
+            proptest::prop_assert_eq!(again.is_complete(), m.is_complete());
+            proptest::prop_assert_eq!(again.shortest_completion(), m.shortest_completion());
+            if m.is_complete() {
+                proptest::prop_assert!(serde_json::from_slice::<Value>(&taken).is_ok());
             }
         }
     }

@@ -17,7 +17,7 @@ pub struct Request {
     pub prompt: Vec<u32>,
     pub max_tokens: usize,
     pub sampling: SamplerSettings,
-    pub schema: Option<Schema>,
+    pub schema: Option<Arc<Schema>>,
     /// Keep going past the end of turn (benchmarks).
     pub ignore_end: bool,
 }
@@ -54,10 +54,9 @@ struct Sequence {
     cache: KvCache,
     sampler: Sampler,
     max_tokens: usize,
-    schema: Option<Schema>,
+    /// Where the reply stands in its schema, if it has one.
+    matcher: Option<Matcher>,
     ignore_end: bool,
-    /// Bytes the schema matcher has accepted (it is rebuilt from these: it borrows `schema`).
-    accepted: Vec<u8>,
     text: Utf8Stream,
     /// Whether the whole prompt is in the cache.
     prefilled: bool,
@@ -112,9 +111,8 @@ impl Scheduler {
             cache: self.model.transformer.new_cache(),
             sampler: Sampler::new(request.sampling),
             max_tokens: request.max_tokens,
-            schema: request.schema,
+            matcher: request.schema.as_ref().map(Schema::matcher),
             ignore_end: request.ignore_end,
-            accepted: Vec::new(),
             text: Utf8Stream::default(),
             prefilled: false,
             reused: 0,
@@ -203,10 +201,7 @@ impl Scheduler {
                         out.push((s.id, Output::Text(text)));
                     }
                     let generated = s.tokens.len() - s.prompt_len;
-                    let complete = s.schema.as_ref().is_some_and(|schema| {
-                        let mut m = schema.matcher();
-                        m.advance(&s.accepted) && m.is_complete()
-                    });
+                    let complete = s.matcher.as_ref().is_some_and(Matcher::is_complete);
                     if complete {
                         finished.push((row.seq, "stop"));
                     } else if generated >= s.max_tokens || s.tokens.len() >= context {
@@ -293,17 +288,13 @@ impl Model {
     /// Samples the next token of `s` (within its schema, if any) and appends it.
     fn next_token(&self, s: &mut Sequence, logits: &mut [f32]) -> Step {
         let tokenizer = &self.tokenizer;
-        let matcher: Option<Matcher> = s.schema.as_ref().map(|schema| {
-            let mut m = schema.matcher();
-            m.advance(&s.accepted);
-            m
-        });
+        let matcher = s.matcher.as_ref();
         // Tokens left after this one: the document must be completable within them (unless
         // max_tokens is too small for even the shortest document: then it is best effort).
         let budget = s
             .max_tokens
             .saturating_sub(s.tokens.len() - s.prompt_len + 1);
-        let budget = match &matcher {
+        let budget = match matcher {
             // This token can shorten the completion by one byte at least.
             Some(m) if m.shortest_completion() > budget + 1 => usize::MAX,
             _ => budget,
@@ -313,10 +304,10 @@ impl Model {
                 // End of turn only where the document (if any) is complete.
                 return !s.ignore_end
                     && t == self.end_of_turn
-                    && matcher.is_none_or(|m| m.is_complete());
+                    && matcher.is_none_or(Matcher::is_complete);
             }
             let bytes = tokenizer.token_bytes(t);
-            match &matcher {
+            match matcher {
                 Some(m) => m.allows_within(bytes, budget),
                 None => !bytes.is_empty(),
             }
@@ -329,8 +320,9 @@ impl Model {
         }
         s.tokens.push(token);
         let bytes = tokenizer.token_bytes(token);
-        if s.schema.is_some() {
-            s.accepted.extend_from_slice(bytes);
+        if let Some(m) = &mut s.matcher {
+            // The sampler only picks tokens the matcher allows.
+            m.advance(bytes);
         }
         Step::Token(s.text.push(bytes))
     }

@@ -29,7 +29,7 @@ struct Job {
     messages: Vec<Message>,
     max_tokens: usize,
     sampling: SamplerSettings,
-    schema: Option<Schema>,
+    schema: Option<Arc<Schema>>,
     updates: UnboundedSender<Update>,
 }
 
@@ -132,7 +132,7 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
     }
 }
 
-fn schema_of(request: &ChatRequest) -> Result<Option<Schema>, LlmError> {
+fn schema_of(request: &ChatRequest) -> Result<Option<Arc<Schema>>, LlmError> {
     let schema = match &request.response_format {
         None => return Ok(None),
         Some(ResponseFormat::JsonSchema(s) | ResponseFormat::JsonObject(s)) => s,
