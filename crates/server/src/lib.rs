@@ -163,7 +163,9 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
-        .route("/metrics", get(|State(state): State<AppState>| async move { state.metrics.render() }))
+        .route("/metrics", get(|State(state): State<AppState>| async move {
+                state.metrics.render(state.engine.prompts.cache_fallbacks())
+            }))
         .route("/", get(pages::index))
         .route("/stories/{id}", get(pages::story))
         .route("/debates", get(pages::debates))

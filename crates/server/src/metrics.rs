@@ -108,8 +108,9 @@ impl Metrics {
         self.streams.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition; `prompt_fallbacks` is the templates' count of renders
+    /// that fell back from the block cache.
+    pub fn render(&self, prompt_fallbacks: u64) -> String {
         let mut out = String::new();
         out.push_str("# HELP crossfire_runs_total Debates and perspectives that ended, by outcome.\n# TYPE crossfire_runs_total counter\n");
         for ((kind, status), n) in lock(&self.runs).iter() {
@@ -159,6 +160,8 @@ impl Metrics {
             "crossfire_streams_open {}",
             self.streams.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
+        let _ = writeln!(out, "crossfire_prompt_cache_fallbacks_total {prompt_fallbacks}");
         out
     }
 }

@@ -590,6 +590,7 @@ mod cases {
             "crossfire_http_requests_total{route=\"/api/debates/{id}\",status=\"404\"} 1",
             "crossfire_model_call_seconds_count{role=\"debater\"} 4",
             "crossfire_streams_open 0",
+            "crossfire_prompt_cache_fallbacks_total 0",
         ] {
             assert!(
                 metrics.lines().any(|l| l == line),

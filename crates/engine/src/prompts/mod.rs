@@ -9,7 +9,7 @@ mod kept;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Object, Serde};
@@ -47,6 +47,9 @@ pub struct Prompts {
     version: String,
     values: ValueCache,
     kept: Kept,
+    /// Renders where the kept-blocks path failed but the plain one succeeded: each is a bug
+    /// in the block cache, logged and counted (`/metrics`), never silent.
+    fallbacks: AtomicU64,
 }
 
 /// What every prompt of one debate is about.
@@ -158,7 +161,13 @@ impl Prompts {
             version: crate::sha256_hex(&hashed),
             values: ValueCache::default(),
             kept: Kept::default(),
+            fallbacks: AtomicU64::new(0),
         })
+    }
+
+    /// How many renders fell back from the kept blocks to a plain render (should be 0).
+    pub fn cache_fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
     }
 
     /// SHA-256 over the names and sources of all templates: results record it.
@@ -325,10 +334,20 @@ impl Prompts {
         let kept = MESSAGE_BLOCKS.map(|(block, _)| self.kept.get(name, block, &vars));
         let texts = match kept {
             [Some(system), Some(user)] => [system, user],
-            // Should anything fail, the plain way names the error in the editor's own file.
-            kept => self
-                .render_blocks(name, &vars, kept)
-                .or_else(|_| self.render_plain(name, Value::from_dyn_object(vars)))?,
+            kept => match self.render_blocks(name, &vars, kept) {
+                Ok(texts) => texts,
+                // The plain render names the error in the editor's own file; if it succeeds
+                // instead, the block cache is wrong, and that must show.
+                Err(blocks_error) => {
+                    let texts = self.render_plain(name, Value::from_dyn_object(vars))?;
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "prompt cache: rendering the blocks of {name} failed ({blocks_error:#}) \
+                         where a plain render succeeds; used the plain render"
+                    );
+                    texts
+                }
+            },
         };
         Ok(MESSAGE_BLOCKS
             .into_iter()
