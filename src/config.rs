@@ -171,13 +171,14 @@ impl Layer {
     }
 
     fn from_flags(flags: &Overrides) -> Layer {
-        let mut layer = Layer::default();
-        layer.paths = PathsLayer {
-            personas_dir: flags.personas_dir.clone(),
-            prompts_dir: flags.prompts_dir.clone(),
-            stories_dir: flags.stories_dir.clone(),
-        };
-        layer
+        Layer {
+            paths: PathsLayer {
+                personas_dir: flags.personas_dir.clone(),
+                prompts_dir: flags.prompts_dir.clone(),
+                stories_dir: flags.stories_dir.clone(),
+            },
+            ..Layer::default()
+        }
     }
 }
 

@@ -353,9 +353,11 @@ async fn the_backend_streams_and_pushes_back_when_its_queue_is_full() {
     use crossfire_embedded::EmbeddedModel;
     use crossfire_engine::llm::LanguageModel;
 
-    let mut config = crossfire_embedded::EmbeddedConfig::default();
-    config.max_streams = 1;
-    config.queue = 1;
+    let config = crossfire_embedded::EmbeddedConfig {
+        max_streams: 1,
+        queue: 1,
+        ..Default::default()
+    };
     let model = Arc::new(EmbeddedModel::start(&config, "smol").unwrap());
 
     let sink = Collect::default();

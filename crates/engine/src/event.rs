@@ -46,18 +46,48 @@ pub enum Event {
     },
 }
 
+/// What kind of step an event is: its name in the SSE `event:` field and in stored logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    TurnStart,
+    Token,
+    TurnEnd,
+    TurnRestart,
+    Verdict,
+    Error,
+    Done,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TurnStart => "turn_start",
+            EventKind::Token => "token",
+            EventKind::TurnEnd => "turn_end",
+            EventKind::TurnRestart => "turn_restart",
+            EventKind::Verdict => "verdict",
+            EventKind::Error => "error",
+            EventKind::Done => "done",
+        }
+    }
+}
+
 impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::TurnStart { .. } => EventKind::TurnStart,
+            Event::Token { .. } => EventKind::Token,
+            Event::TurnEnd { .. } => EventKind::TurnEnd,
+            Event::TurnRestart { .. } => EventKind::TurnRestart,
+            Event::Verdict(_) => EventKind::Verdict,
+            Event::Error { .. } => EventKind::Error,
+            Event::Done { .. } => EventKind::Done,
+        }
+    }
+
     /// The event's name: the SSE `event:` field.
     pub fn name(&self) -> &'static str {
-        match self {
-            Event::TurnStart { .. } => "turn_start",
-            Event::Token { .. } => "token",
-            Event::TurnEnd { .. } => "turn_end",
-            Event::TurnRestart { .. } => "turn_restart",
-            Event::Verdict(_) => "verdict",
-            Event::Error { .. } => "error",
-            Event::Done { .. } => "done",
-        }
+        self.kind().as_str()
     }
 }
 

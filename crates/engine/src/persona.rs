@@ -9,6 +9,7 @@ use crate::location::{find_key, line_col};
 
 /// A persona, as an editor wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Persona {
     pub id: String,
@@ -41,6 +42,7 @@ pub struct Persona {
 
 /// What sort of figure a persona is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PersonaKind {
     Historical,
@@ -51,6 +53,7 @@ pub enum PersonaKind {
 
 /// A documented stance of the persona, with where it is documented.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Position {
     pub topic: String,

@@ -11,6 +11,7 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 
 /// A story page, as the app shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Story {
     pub id: String,
@@ -41,6 +42,7 @@ pub struct Story {
 
 /// A headline figure of the story, e.g. "6,000+ troops killed or wounded".
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyIndicator {
     pub value: String,
@@ -50,6 +52,7 @@ pub struct KeyIndicator {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Person {
     pub name: String,
@@ -60,6 +63,7 @@ pub struct Person {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Organization {
     pub name: String,
@@ -72,6 +76,7 @@ pub struct Organization {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimelineEvent {
     #[serde(default)]
@@ -84,6 +89,7 @@ pub struct TimelineEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub title: String,
@@ -94,6 +100,7 @@ pub struct Scenario {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HistoricalParallel {
     pub title: String,
@@ -108,6 +115,7 @@ pub struct HistoricalParallel {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub title: String,

@@ -6,6 +6,7 @@ use crate::llm::Usage;
 
 /// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     A,
@@ -34,6 +35,7 @@ impl Speaker {
 
 /// Where a debate or perspective stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
@@ -102,6 +104,7 @@ impl Status {
 
 /// A persona as a result records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersonaRef {
     pub id: String,
     pub name: String,
@@ -109,6 +112,7 @@ pub struct PersonaRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sides<T> {
     pub a: T,
     pub b: T,
@@ -125,6 +129,7 @@ impl<T> Sides<T> {
 
 /// One speech.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Turn {
     pub speaker: Speaker,
     pub text: String,
@@ -135,6 +140,7 @@ pub struct Turn {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RoundKind {
     Opening,
@@ -142,6 +148,7 @@ pub enum RoundKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Round {
     pub round: u8,
     pub kind: RoundKind,
@@ -150,6 +157,7 @@ pub struct Round {
 
 /// Who won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Winner {
     A,
@@ -159,6 +167,7 @@ pub enum Winner {
 
 /// The four rubric criteria, scored 1–10 (averages of the judge's passes may be halves).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Criteria {
     pub argument: f64,
     pub evidence: f64,
@@ -173,6 +182,7 @@ impl Criteria {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Score {
     pub total: f64,
     pub criteria: Criteria,
@@ -180,6 +190,7 @@ pub struct Score {
 
 /// One pass of the judge, mapped back from its neutral labels to the sides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JudgePass {
     /// Which side the judge saw first, then second.
     pub order: [Speaker; 2],
@@ -193,6 +204,7 @@ pub struct JudgePass {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CriteriaReasons {
     pub argument: String,
     pub evidence: String,
@@ -202,6 +214,7 @@ pub struct CriteriaReasons {
 
 /// The judge's verdict over both passes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     pub winner: Winner,
     /// The two passes disagreed, so the verdict is a tie.
@@ -211,8 +224,10 @@ pub struct Verdict {
     pub passes: Vec<JudgePass>,
 }
 
-/// Which model, templates and times produced a result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Which model, templates and times produced a result. (Runs queued by versions before it
+/// was recorded from the start read back with it empty.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provenance {
     pub model: String,
     pub judge_model: String,
@@ -223,6 +238,7 @@ pub struct Provenance {
 
 /// A failure, as results and event streams report it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorInfo {
     pub code: ErrorCode,
     pub message: String,
@@ -230,6 +246,7 @@ pub struct ErrorInfo {
 
 /// Why a run failed, as a stable code in results and `error` events (docs/events.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// A debater's model call failed after its retries.
@@ -275,6 +292,7 @@ impl ErrorCode {
 
 /// A whole debate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transcript {
     pub id: String,
     pub status: Status,
@@ -283,6 +301,7 @@ pub struct Transcript {
     pub personas: Sides<PersonaRef>,
     pub rounds: Vec<Round>,
     pub verdict: Option<Verdict>,
+    #[serde(default)]
     pub provenance: Provenance,
     pub usage: Usage,
     pub error: Option<ErrorInfo>,
@@ -290,6 +309,7 @@ pub struct Transcript {
 
 /// A persona's perspective on a story.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerspectiveRecord {
     pub id: String,
     pub status: Status,
@@ -299,6 +319,7 @@ pub struct PerspectiveRecord {
     pub unsupported: Vec<String>,
     pub tokens: u64,
     pub ms: u64,
+    #[serde(default)]
     pub provenance: Provenance,
     pub usage: Usage,
     pub error: Option<ErrorInfo>,

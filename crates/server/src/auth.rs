@@ -16,9 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
+use super::bodies::Session;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::{User, now_ms};
 
@@ -36,7 +36,7 @@ pub struct Credentials {
 
 /// `POST /api/auth/signup`
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = Credentials,
-    responses((status = 201, description = "Signed up and in: `{token, user}` and a session cookie", body = serde_json::Value), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody)))]
+    responses((status = 201, description = "Signed up and in, with a session cookie", body = Session), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -56,7 +56,7 @@ pub async fn signup(
 
 /// `POST /api/auth/login`
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, description = "`{token, user}` and a session cookie", body = serde_json::Value), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Too many attempts", body = ErrorBody)))]
+    responses((status = 200, description = "Signed in, with a session cookie", body = Session), (status = 401, description = "Wrong email or password", body = ErrorBody), (status = 429, description = "Too many attempts", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -99,7 +99,7 @@ pub async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The signed-in user `{id, email, role}`", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
+    responses((status = 200, description = "The signed-in user", body = User), (status = 401, description = "Not signed in", body = ErrorBody)))]
 /// `GET /api/auth/me`
 pub async fn me(CurrentUser(user): CurrentUser) -> Json<User> {
     Json(user)
@@ -169,7 +169,7 @@ async fn session_response(
         SESSION_DAYS * 24 * 3600,
         if https { "; Secure" } else { "" }
     );
-    let body = Json(json!({"token": token, "user": user}));
+    let body = Json(Session { token, user });
     Ok((status, [(header::SET_COOKIE, cookie)], body).into_response())
 }
 

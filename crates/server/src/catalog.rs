@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 
 use super::AppState;
+use super::bodies::{PersonaList, PersonaSummary, StoryList, StorySummary};
 use super::error::{ApiError, ErrorBody};
 use crossfire_engine::config::Library;
 use crossfire_engine::persona::{Persona, Problem};
@@ -60,20 +60,25 @@ impl Catalog {
 }
 
 /// `GET /api/stories`
-#[utoipa::path(get, path = "/api/stories", tag = "catalog", responses((status = 200, description = "`{stories: [{id, title, dek, updated}]}`", body = serde_json::Value)))]
-pub async fn stories(State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = state
+#[utoipa::path(get, path = "/api/stories", tag = "catalog", responses((status = 200, description = "Every story, by id", body = StoryList)))]
+pub async fn stories(State(state): State<AppState>) -> Json<StoryList> {
+    let stories = state
         .catalog
         .stories
         .values()
-        .map(|s| json!({"id": s.id, "title": s.title, "dek": s.dek, "updated": s.updated}))
+        .map(|s| StorySummary {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            dek: s.dek.clone(),
+            updated: s.updated.clone(),
+        })
         .collect();
-    Json(json!({ "stories": list }))
+    Json(StoryList { stories })
 }
 
 /// `GET /api/stories/{id}`
 #[utoipa::path(get, path = "/api/stories/{id}", tag = "catalog", params(("id" = String, Path)),
-    responses((status = 200, description = "The story (SPEC §2)", body = serde_json::Value), (status = 404, description = "Unknown story", body = ErrorBody)))]
+    responses((status = 200, description = "The story (docs/files.md)", body = Story), (status = 404, description = "Unknown story", body = ErrorBody)))]
 pub async fn story(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -82,23 +87,28 @@ pub async fn story(
 }
 
 /// `GET /api/personas`
-#[utoipa::path(get, path = "/api/personas", tag = "catalog", responses((status = 200, description = "`{personas: [{id, name, kind, lived, role, tags, version}]}`", body = serde_json::Value)))]
-pub async fn personas(State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = state
+#[utoipa::path(get, path = "/api/personas", tag = "catalog", responses((status = 200, description = "Every persona, by id", body = PersonaList)))]
+pub async fn personas(State(state): State<AppState>) -> Json<PersonaList> {
+    let personas = state
         .catalog
         .personas
         .values()
-        .map(|p| {
-            json!({"id": p.id, "name": p.name, "kind": p.kind, "lived": p.lived, "role": p.role,
-                   "tags": p.tags, "version": p.version})
+        .map(|p| PersonaSummary {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            kind: p.kind,
+            lived: p.lived.clone(),
+            role: p.role.clone(),
+            tags: p.tags.clone(),
+            version: p.version.clone(),
         })
         .collect();
-    Json(json!({ "personas": list }))
+    Json(PersonaList { personas })
 }
 
 /// `GET /api/personas/{id}`
 #[utoipa::path(get, path = "/api/personas/{id}", tag = "catalog", params(("id" = String, Path)),
-    responses((status = 200, description = "The persona (SPEC §3) with its version", body = serde_json::Value), (status = 404, description = "Unknown persona", body = ErrorBody)))]
+    responses((status = 200, description = "The persona (docs/files.md) with its version", body = Persona), (status = 404, description = "Unknown persona", body = ErrorBody)))]
 pub async fn persona(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::CurrentUser;
+use super::bodies::{Lint, LintProblem, LintedPersona, Preview};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::Role;
 use crossfire_engine::persona::Persona;
@@ -35,25 +35,32 @@ impl FromRequestParts<AppState> for Editor {
 
 /// `GET /api/editor/personas`: every persona file checked now, with its problems.
 #[utoipa::path(get, path = "/api/editor/personas", tag = "editor", security(("bearer" = [])),
-    responses((status = 200, description = "`{ok: [...], problems: [{file, line, column, message}]}`", body = serde_json::Value), (status = 403, description = "Editors only", body = ErrorBody)))]
-pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "The personas that pass and every problem, located", body = Lint), (status = 403, description = "Editors only", body = ErrorBody)))]
+pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Lint>, ApiError> {
     let dir = state.library.personas_dir.clone();
     let (personas, problems) = off_runtime(move || {
         Persona::check_dir(&dir).map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await?;
-    let ok: Vec<Value> = personas
+    let ok = personas
         .iter()
-        .map(|p| json!({"id": p.id, "name": p.name, "version": p.version}))
-        .collect();
-    let problems: Vec<Value> = problems
-        .iter()
-        .map(|p| {
-            json!({"file": p.path.file_name().map(|f| f.to_string_lossy()), "line": p.line,
-                   "column": p.column, "message": p.message, "text": p.to_string()})
+        .map(|p| LintedPersona {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            version: p.version.clone(),
         })
         .collect();
-    Ok(Json(json!({"ok": ok, "problems": problems})))
+    let problems = problems
+        .iter()
+        .map(|p| LintProblem {
+            file: p.path.file_name().map(|f| f.to_string_lossy().into_owned()),
+            line: p.line,
+            column: p.column,
+            message: p.message.clone(),
+            text: p.to_string(),
+        })
+        .collect();
+    Ok(Json(Lint { ok, problems }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -67,12 +74,12 @@ pub struct PreviewRequest {
 
 /// `POST /api/editor/preview`: the six calls of a debate, rendered from the files on disk.
 #[utoipa::path(post, path = "/api/editor/preview", tag = "editor", request_body = PreviewRequest, security(("bearer" = [])),
-    responses((status = 200, description = "`{templates, motion, calls: [{name, messages}]}`", body = serde_json::Value), (status = 403, description = "Editors only", body = ErrorBody), (status = 422, description = "A template or persona error, explained", body = ErrorBody)))]
+    responses((status = 200, description = "The six calls, rendered", body = Preview), (status = 403, description = "Editors only", body = ErrorBody), (status = 422, description = "A template or persona error, explained", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     _editor: Editor,
     ApiJson(body): ApiJson<PreviewRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let settings = state.engine.settings;
     let library = state.library.clone();
     off_runtime(move || render_preview(&library, &settings, &body))
@@ -93,7 +100,7 @@ fn render_preview(
     paths: &crossfire_engine::config::Library,
     settings: &crossfire_engine::debate::Settings,
     body: &PreviewRequest,
-) -> Result<Value, ApiError> {
+) -> Result<Preview, ApiError> {
     let editor_error = |e: &dyn std::fmt::Display| ApiError::Invalid(e.to_string());
     // Ids only: `Story::load` also takes paths, which must not reach files outside the folder.
     if !crossfire_engine::is_valid_id(&body.story) {
@@ -128,5 +135,9 @@ fn render_preview(
     let prompts = Prompts::load(&paths.prompts_dir).map_err(|e| editor_error(&e))?;
     let setup = settings.setup(&story, &a, &b, &motion);
     let calls = prompts.preview(&setup).map_err(|e| editor_error(&e))?;
-    Ok(json!({"templates": prompts.version(), "motion": motion, "calls": calls}))
+    Ok(Preview {
+        templates: prompts.version().to_string(),
+        motion,
+        calls,
+    })
 }

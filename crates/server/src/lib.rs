@@ -4,6 +4,7 @@
 //! (docs/architecture.md, docs/http-api.md).
 
 pub mod auth;
+pub mod bodies;
 pub mod catalog;
 pub mod config;
 pub mod editor;
@@ -23,7 +24,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -208,14 +208,15 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The service and its database answer", body = serde_json::Value),
+    responses((status = 200, description = "The service and its database answer", body = bodies::Health),
               (status = 503, description = "The database does not answer", body = error::ErrorBody)))]
-async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    state.store.ping().await.map_err(|e| {
-        tracing::error!("health check: {e}");
-        ApiError::Unavailable("the database does not answer".to_string())
-    })?;
-    Ok(axum::Json(json!({"status": "ok"})))
+async fn healthz(State(state): State<AppState>) -> Result<axum::Json<bodies::Health>, ApiError> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("health check: {e}")))?;
+    Ok(axum::Json(bodies::Health { status: "ok" }))
 }
 
 /// Why the service could not start.

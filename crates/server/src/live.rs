@@ -19,7 +19,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::store::{Finish, RunKind, Store, StoredEvent};
-use crossfire_engine::event::{Event, EventSink, Speaker};
+use crossfire_engine::event::{Event, EventKind, EventSink, Speaker};
 
 /// How long tokens gather before they are sent and stored as one event.
 pub const TOKEN_BATCH: Duration = Duration::from_millis(25);
@@ -504,7 +504,7 @@ impl Follower {
                     continue; // seen both in the log and live
                 }
                 self.last = event.seq;
-                self.finished = event.name == "done";
+                self.finished = event.name == EventKind::Done.as_str();
                 return Some(event);
             }
             match self.live.as_mut()? {

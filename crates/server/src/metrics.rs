@@ -161,7 +161,10 @@ impl Metrics {
             self.streams.load(Ordering::Relaxed)
         );
         out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
-        let _ = writeln!(out, "crossfire_prompt_cache_fallbacks_total {prompt_fallbacks}");
+        let _ = writeln!(
+            out,
+            "crossfire_prompt_cache_fallbacks_total {prompt_fallbacks}"
+        );
         out
     }
 }

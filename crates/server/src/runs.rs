@@ -10,18 +10,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::auth::CurrentUser;
+use super::bodies::{Accepted, DebateList, DebateSummary, PerspectiveBody};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use crate::store::{Finish, Quota, Run, RunKind, StoreError, User, now_ms};
 use crossfire_engine::debate::Engine;
 use crossfire_engine::event::{Event, EventSink};
-use crossfire_engine::transcript::{ErrorCode, ErrorInfo, Status};
+use crossfire_engine::transcript::{ErrorCode, ErrorInfo, PerspectiveRecord, Status, Transcript};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDebate {
@@ -40,7 +41,7 @@ pub struct NewPerspective {
 
 /// `POST /api/debates`: 202 at once; the debate runs in the background.
 #[utoipa::path(post, path = "/api/debates", tag = "debates", request_body = NewDebate, security(("bearer" = [])),
-    responses((status = 202, description = "`{id, status, events}`: the debate runs in the background", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: the debate runs in the background", body = Accepted), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody)))]
 pub async fn create_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -53,14 +54,11 @@ pub async fn create_debate(
         .engine
         .check_debate(&story, &a, &b, body.motion.as_deref())?;
     let id = crossfire_engine::transcript::new_id();
-    // The stored result starts as the transcript's skeleton: what GET shows while it runs.
-    let skeleton = json!({
-        "id": id, "status": "queued", "story": story.id, "motion": motion,
-        "personas": {"a": persona_ref(&a), "b": persona_ref(&b)},
-        "rounds": [], "verdict": null, "usage": {"prompt_tokens": 0, "completion_tokens": 0},
-        "error": null,
-    });
-    let run = Run::queued(&id, RunKind::Debate, user.id, None, skeleton.to_string());
+    // The stored result starts as the queued transcript: what GET shows while it runs.
+    let queued = state
+        .engine
+        .new_transcript(id.clone(), &story, &a, &b, &motion);
+    let run = Run::queued(&id, RunKind::Debate, user.id, None, to_json(&queued)?);
     launch(
         &state,
         run,
@@ -71,17 +69,18 @@ pub async fn create_debate(
         },
     )
     .await?;
-    let events = format!("/api/debates/{id}/events");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": id, "status": "queued", "events": events})),
-    )
-        .into_response())
+    let accepted = Accepted {
+        events: format!("/api/debates/{id}/events"),
+        id,
+        status: Status::Queued,
+        cached: None,
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
 #[utoipa::path(post, path = "/api/perspectives", tag = "perspectives", request_body = NewPerspective, security(("bearer" = [])),
-    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = serde_json::Value), (status = 202, description = "`{id, status, cached: false, events}`", body = serde_json::Value), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody)))]
+    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = PerspectiveBody), (status = 202, description = "Accepted (`cached: false`): it runs in the background", body = Accepted), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody)))]
 pub async fn create_perspective(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -102,21 +101,20 @@ pub async fn create_perspective(
         .as_bytes(),
     );
     if let Some(cached) = state.store.cached(&key).await? {
-        let mut result = run_json(&cached);
-        result["cached"] = json!(true);
-        return Ok((StatusCode::OK, Json(result)).into_response());
+        let body = PerspectiveBody {
+            record: record_of(&cached)?,
+            cached: Some(true),
+        };
+        return Ok((StatusCode::OK, Json(body)).into_response());
     }
     let id = crossfire_engine::transcript::new_id();
-    let skeleton = json!({
-        "id": id, "status": "queued", "story": story.id, "persona": persona_ref(&persona),
-        "text": "", "unsupported": [], "error": null,
-    });
+    let queued = state.engine.new_perspective(id.clone(), &story, &persona);
     let run = Run::queued(
         &id,
         RunKind::Perspective,
         user.id,
         Some(key),
-        skeleton.to_string(),
+        to_json(&queued)?,
     );
     launch(
         &state,
@@ -128,13 +126,17 @@ pub async fn create_perspective(
         },
     )
     .await?;
-    let events = format!("/api/perspectives/{id}/events");
-    let body = json!({"id": id, "status": "queued", "cached": false, "events": events});
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let accepted = Accepted {
+        events: format!("/api/perspectives/{id}/events"),
+        id,
+        status: Status::Queued,
+        cached: Some(false),
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-fn persona_ref(p: &crossfire_engine::persona::Persona) -> Value {
-    json!({"id": p.id, "name": p.name, "version": p.version})
+fn to_json(record: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(record).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))
 }
 
 /// Stores a new run, charging today's quota.
@@ -227,16 +229,39 @@ async fn execute<F, Fut>(
     live.finish(&state.hub, finish).await;
 }
 
-/// The stored JSON of a run, with its current status and error (which change when a run is
-/// interrupted).
-fn run_json(run: &Run) -> Value {
-    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
-    result["id"] = json!(run.id);
-    result["status"] = json!(run.status);
-    if let Some(error) = &run.error {
-        result["error"] = json!(error);
+/// A run's stored record: a debate's transcript or a perspective.
+trait Record: DeserializeOwned {
+    /// Sets what the run's row knows best: its id, status and error (which change when a run
+    /// is interrupted).
+    fn set_state(&mut self, run: &Run);
+}
+
+impl Record for Transcript {
+    fn set_state(&mut self, run: &Run) {
+        self.id = run.id.clone();
+        self.status = run.status;
+        if run.error.is_some() {
+            self.error = run.error.clone();
+        }
     }
-    result
+}
+
+impl Record for PerspectiveRecord {
+    fn set_state(&mut self, run: &Run) {
+        self.id = run.id.clone();
+        self.status = run.status;
+        if run.error.is_some() {
+            self.error = run.error.clone();
+        }
+    }
+}
+
+/// The stored record of a run, as it stands.
+fn record_of<R: Record>(run: &Run) -> Result<R, ApiError> {
+    let mut record: R = serde_json::from_str(&run.result)
+        .map_err(|e| ApiError::Internal(format!("run {}: unreadable result: {e}", run.id)))?;
+    record.set_state(run);
+    Ok(record)
 }
 
 /// Whether a user may read a run of `kind` (owned by `owner`) at an address for `wanted`:
@@ -264,63 +289,51 @@ fn unfinished(run: &Run) -> bool {
 
 /// `GET /api/debates/{id}`
 #[utoipa::path(get, path = "/api/debates/{id}", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "The transcript (SPEC §5)", body = serde_json::Value), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+    responses((status = 200, description = "The transcript (docs/events.md)", body = Transcript), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
 pub async fn get_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(run_json(
-        &readable(&state, &user, &id, RunKind::Debate).await?,
-    )))
+) -> Result<Json<Transcript>, ApiError> {
+    let run = readable(&state, &user, &id, RunKind::Debate).await?;
+    Ok(Json(record_of(&run)?))
 }
 
 /// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
 #[utoipa::path(get, path = "/api/perspectives/{id}", tag = "perspectives", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "The perspective", body = serde_json::Value), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "The perspective", body = PerspectiveRecord), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_perspective(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(run_json(
-        &readable(&state, &user, &id, RunKind::Perspective).await?,
-    )))
-}
-
-#[derive(Serialize)]
-struct Listed {
-    id: String,
-    status: Status,
-    story: Value,
-    motion: Value,
-    personas: Value,
-    created_at: i64,
+) -> Result<Json<PerspectiveRecord>, ApiError> {
+    let run = readable(&state, &user, &id, RunKind::Perspective).await?;
+    Ok(Json(record_of(&run)?))
 }
 
 /// `GET /api/debates`: mine, newest first.
 #[utoipa::path(get, path = "/api/debates", tag = "debates", security(("bearer" = [])),
-    responses((status = 200, description = "`{debates: [...]}`, mine, newest first", body = serde_json::Value), (status = 401, description = "Not signed in", body = ErrorBody)))]
+    responses((status = 200, description = "Mine, newest first", body = DebateList), (status = 401, description = "Not signed in", body = ErrorBody)))]
 pub async fn list_debates(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DebateList>, ApiError> {
     let runs = state.store.runs_of(user.id, RunKind::Debate, 100).await?;
-    let list: Vec<Listed> = runs
+    let debates = runs
         .iter()
         .map(|run| {
-            let t = run_json(run);
-            Listed {
-                id: run.id.clone(),
-                status: run.status,
-                story: t["story"].clone(),
-                motion: t["motion"].clone(),
-                personas: t["personas"].clone(),
+            let t: Transcript = record_of(run)?;
+            Ok(DebateSummary {
+                id: t.id,
+                status: t.status,
+                story: t.story,
+                motion: t.motion,
+                personas: t.personas,
                 created_at: run.created_at,
-            }
+            })
         })
-        .collect();
-    Ok(Json(json!({ "debates": list })))
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(DebateList { debates }))
 }
 
 /// `GET /api/debates/{id}/events`
@@ -453,14 +466,31 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
             status: Status::Failed,
         },
     ];
-    let mut result: Value = serde_json::from_str(&run.result).unwrap_or_else(|_| json!({}));
-    result["status"] = json!(Status::Failed);
-    result["error"] = json!(reason);
     let finish = Finish {
         status: Status::Failed,
-        result: result.to_string(),
+        result: interrupted_result(run, &reason),
         error: Some(reason),
         at: now_ms(),
     };
     live::end_log(&state.store, &run.id, last, &events, finish).await
+}
+
+/// A run's stored result, marked failed for `reason`. A result that cannot be read is kept
+/// as it is: the row's status and error say what happened.
+fn interrupted_result(run: &Run, reason: &ErrorInfo) -> String {
+    fn failed<R: Record + serde::Serialize>(run: &Run, reason: &ErrorInfo) -> Option<String> {
+        let mut record: R = record_of(run).ok()?;
+        let failed = Run {
+            status: Status::Failed,
+            error: Some(reason.clone()),
+            ..run.clone()
+        };
+        record.set_state(&failed);
+        serde_json::to_string(&record).ok()
+    }
+    let rewritten = match run.kind {
+        RunKind::Debate => failed::<Transcript>(run, reason),
+        RunKind::Perspective => failed::<PerspectiveRecord>(run, reason),
+    };
+    rewritten.unwrap_or_else(|| run.result.clone())
 }

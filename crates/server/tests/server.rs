@@ -981,6 +981,49 @@ async fn the_openapi_document_describes_every_api_route() {
     assert_eq!(required, &json!(["story", "a", "b"]));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
+    // Every JSON response names its shape: a schema of the components, or a list of them.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(schema) = response["content"]["application/json"]["schema"].as_object()
+                else {
+                    continue;
+                };
+                let reference = schema
+                    .get("$ref")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: no named schema"));
+                let name = reference.trim_start_matches("#/components/schemas/");
+                assert!(
+                    schemas.contains_key(name),
+                    "{method} {path} {status}: {name}"
+                );
+            }
+        }
+    }
+    let transcript = &schemas["Transcript"]["properties"];
+    for field in [
+        "id",
+        "status",
+        "story",
+        "motion",
+        "personas",
+        "rounds",
+        "verdict",
+        "provenance",
+    ] {
+        assert!(
+            transcript[field].is_object(),
+            "Transcript.{field} is described"
+        );
+    }
+    assert_eq!(
+        paths["/api/debates/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/Transcript"
+    );
+
     // Every documented route answers (not 404/405) when called as documented.
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {

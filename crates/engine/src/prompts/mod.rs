@@ -79,6 +79,7 @@ impl DebateSetup<'_> {
 
 /// One call of a previewed debate.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewCall {
     pub name: String,
     pub messages: Vec<Message>,

@@ -109,3 +109,58 @@ impl Store {
         Ok(row.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Packs events as the writer does: each joins the row before it when it can.
+    fn pack(events: &[StoredEvent]) -> Vec<EventRow> {
+        let mut rows: Vec<EventRow> = Vec::new();
+        for event in events {
+            let joined = rows.last_mut().is_some_and(|row| row.extend(event));
+            if !joined {
+                rows.push(EventRow::new(event));
+            }
+        }
+        rows
+    }
+
+    fn numbered(raw: Vec<(String, String)>) -> Vec<StoredEvent> {
+        (1..)
+            .zip(raw)
+            .map(|(seq, (name, data))| StoredEvent { seq, name, data })
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever the names and data (spaces and line breaks included), packed rows read
+        /// back event by event, each once, in order, from any point.
+        #[test]
+        fn packed_rows_read_back_event_by_event_from_any_point(
+            raw in proptest::collection::vec(("[a-z_ ]{1,8}", "[ -~\n]{0,24}"), 1..40),
+            cut in 0usize..41,
+        ) {
+            let events = numbered(raw);
+            let rows = pack(&events);
+            let after = (cut % (events.len() + 1)) as i64;
+            let mut read = Vec::new();
+            for row in rows.iter().filter(|r| r.last_seq > after) {
+                row.expand_into(after, &mut read);
+            }
+            prop_assert_eq!(&read[..], &events[after as usize..]);
+        }
+
+        /// Events as the service writes them (plain names, compact JSON) share one row.
+        #[test]
+        fn the_services_own_events_share_a_row(texts in proptest::collection::vec(".{0,30}", 1..30)) {
+            let raw = texts
+                .iter()
+                .map(|t| ("token".to_string(), serde_json::json!({"text": t}).to_string()))
+                .collect();
+            let rows = pack(&numbered(raw));
+            prop_assert_eq!(rows.len(), 1);
+        }
+    }
+}
