@@ -1,0 +1,200 @@
+//! Live runs: the engine's events are batched, numbered, broadcast to whoever follows and
+//! stored; a follower replays the log and then follows live, resuming after any
+//! `Last-Event-ID` without gaps or duplicates.
+//!
+//! The engine hands its events straight to the run's [`LiveRun`] on its own task: a token
+//! joins its turn's batch, and one timer task for the whole instance publishes batches as
+//! they come due, so thousands of runs streaming at once cost no wake-up per token.
+//!
+//! Followers hear an event before the database has it: a run executing here keeps its
+//! events in memory too, so a follower on this instance never waits on a write, and the
+//! writer commits many runs' events at once. A run leaves the hub only once all of its
+//! events are stored, so followers elsewhere (and later) read a complete log.
+
+mod batches;
+mod follower;
+mod hub;
+mod run;
+
+pub use follower::Follower;
+pub use hub::{Hub, end_log, listen};
+pub use run::{LiveRun, Owner, TOKEN_BATCH};
+
+use batches::{DueBatches, publish_batches};
+use run::{LIVE_BUFFER, RunState, after};
+
+use crate::store::StoredEvent;
+use crossfire_engine::event::Event;
+
+/// An engine event as the log stores it, numbered `seq`.
+fn numbered(seq: i64, event: &Event) -> StoredEvent {
+    StoredEvent {
+        seq,
+        name: event.name().to_string(),
+        data: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{Finish, RunKind, Store};
+    use crossfire_engine::event::Speaker;
+    use crossfire_engine::transcript::Status;
+
+    fn start(round: u8) -> Event {
+        Event::TurnStart {
+            round,
+            speaker: Speaker::A,
+            persona: "p".into(),
+        }
+    }
+
+    fn token(speaker: Speaker, text: &str) -> Event {
+        Event::Token {
+            round: 1,
+            speaker,
+            text: text.into(),
+        }
+    }
+
+    async fn drain(mut follower: Follower) -> Vec<StoredEvent> {
+        let mut events = Vec::new();
+        let next = async {
+            while let Some(e) = follower.next().await {
+                events.push(e);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the follower ends with the run");
+        events
+    }
+
+    fn seqs(events: &[StoredEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn followers_here_miss_nothing_and_see_nothing_twice() {
+        let path = std::env::temp_dir().join(format!("crossfire-live-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let user = store.create_user("live@example.com", "-", 0).await.unwrap();
+        for id in ["r", "cut"] {
+            let row = crate::store::Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
+            store.create_run(&row, None).await.unwrap();
+        }
+        let hub = Hub::start(store.clone());
+        let owner = Owner {
+            user_id: user.id,
+            kind: RunKind::Debate,
+        };
+        let run = hub.open("r", owner);
+        assert_eq!(hub.owner("r"), Some(owner));
+        let sink = run.sink();
+        for _ in 1..=10 {
+            sink.send(start(1));
+        }
+        // One follower resumes mid-run; one from the start falls far behind its channel.
+        let resumed = Follower::start(&hub, "r", 4, true).await.unwrap();
+        let mut slow = Follower::start(&hub, "r", 0, true).await.unwrap();
+        for _ in 0..3 * LIVE_BUFFER {
+            sink.send(start(1));
+        }
+        let before = run.state().events.len();
+
+        // Tokens gather per turn until their batch is due...
+        sink.send(token(Speaker::A, "to "));
+        sink.send(token(Speaker::B, "or "));
+        sink.send(token(Speaker::A, "be"));
+        assert_eq!(
+            run.state().events.len(),
+            before,
+            "tokens wait for their batch"
+        );
+        tokio::time::sleep(TOKEN_BATCH * 4).await;
+        let batched: Vec<String> = run.state().events[before..]
+            .iter()
+            .map(|e| e.data.clone())
+            .collect();
+        assert_eq!(batched.len(), 2, "one event per turn: {batched:?}");
+        assert!(
+            batched[0].contains(r#""speaker":"a","text":"to be""#),
+            "{batched:?}"
+        );
+        // ...or go out at once, before whatever follows them.
+        sink.send(token(Speaker::B, "not"));
+        sink.send(start(2));
+        let names: Vec<String> = run.state().events[before + 2..]
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, ["token", "turn_start"]);
+
+        // `done` waits for the run's result, and is told once both are stored: whoever
+        // hears it finds the run finished.
+        let watcher = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut heard = Vec::new();
+                let mut status = None;
+                while let Some(event) = slow.next().await {
+                    if event.name == "done" {
+                        status = store.run("r").await.unwrap().map(|r| r.status);
+                    }
+                    heard.push(event);
+                }
+                (heard, status)
+            })
+        };
+        sink.send(Event::Done {
+            status: Status::Done,
+        });
+        let last = run.state().events.len() as i64;
+        assert_eq!(run.state().events.last().unwrap().name, "turn_start");
+        let result = Finish {
+            status: Status::Done,
+            result: r#"{"verdict":"kept"}"#.into(),
+            error: None,
+            at: 1,
+        };
+        run.finish(&hub, Some(result)).await;
+        sink.send(start(3));
+        assert_eq!(
+            run.state().events.len() as i64,
+            last + 1,
+            "an ended run takes no more"
+        );
+        assert!(hub.live("r").is_none(), "a finished run leaves the hub");
+        assert_eq!(hub.owner("r"), None);
+
+        let all = (1..=last + 1).collect::<Vec<_>>();
+        assert_eq!(seqs(&drain(resumed).await), all[4..]);
+        let (heard, status) = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the follower ends with the run")
+            .unwrap();
+        assert_eq!(seqs(&heard), all);
+        assert_eq!(heard.last().unwrap().name, "done");
+        assert_eq!(status, Some(Status::Done), "stored when `done` is told");
+        let stored = store.run("r").await.unwrap().unwrap();
+        assert_eq!(stored.result, r#"{"verdict":"kept"}"#);
+        // The database has the same log once the run has left the hub.
+        let stored = store.events_after("r", 0).await.unwrap();
+        assert!(stored == heard, "{} events stored", stored.len());
+
+        // A run that ends without `done` (sealed at shutdown) ends its followers too.
+        let cut = hub.open("cut", owner);
+        let follower = Follower::start(&hub, "cut", 0, true).await.unwrap();
+        cut.sink().send(start(1));
+        cut.sink().send(token(Speaker::A, "lost"));
+        assert_eq!(hub.seal("cut"), Some(1));
+        assert_eq!(seqs(&drain(follower).await), vec![1]);
+        let _ = std::fs::remove_file(&path);
+    }
+}
