@@ -1,4 +1,4 @@
-//! The debate (SPEC §5): openings together, rebuttals together, then two judging passes
+//! The debate (docs/architecture.md): openings together, rebuttals together, then two judging passes
 //! together — three waves of model calls.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! What the engine reports while it works: the event stream of SPEC §9, which the command
+//! What the engine reports while it works: the event stream of docs/events.md, which the command
 //! line renders and the HTTP service stores and streams.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Personas: the historical figures and archetypes who debate, one TOML file each (SPEC §3).
+//! Personas: the historical figures and archetypes who debate, one TOML file each (docs/files.md).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Stories: the structured news pages that debates and perspectives are about (SPEC §2).
+//! Stories: the structured news pages that debates and perspectives are about (docs/files.md).
 
 use std::path::{Path, PathBuf};
 

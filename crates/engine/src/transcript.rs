@@ -1,4 +1,4 @@
-//! The record of a debate or perspective: the transcript JSON of SPEC §5.
+//! The record of a debate or perspective: the transcript JSON of docs/events.md.
 
 use serde::{Deserialize, Serialize};
 

@@ -124,7 +124,7 @@ impl AppState {
 /// The API's description; the paths are collected from the handlers as they are routed.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Crossfire", description = "Debates and perspectives of historical figures on today's news (SPEC §9)."),
+    info(title = "Crossfire", description = "Debates and perspectives of historical figures on today's news (docs/http-api.md)."),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -1,5 +1,5 @@
 //! Prompt templates: minijinja files in `prompts/` that editors tune without recompiling
-//! (SPEC §4).
+//! (docs/files.md).
 //!
 //! Each call template defines a `system` and a `user` block. Story, persona and motion text
 //! only ever reach the templates as *values*, never as template source, so `{{ 7*7 }}` in a
