@@ -23,18 +23,17 @@ use crossfire_engine::story::Story;
 use crossfire_engine::transcript::{Status, new_id};
 use crossfire_server::store::Role;
 
-// The service allocates small buffers for every token it relays; with mimalloc's per-thread
-// heaps the server took about a fifth less CPU per debate under load than with glibc's.
+// The service allocates small buffers for every token it relays; mimalloc's per-thread heaps
+// cost less CPU under load than glibc's (docs/benchmarks.md has the numbers).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (the crate names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed memory goes back to the system at once rather than 10 ms later (peak RSS at 2,000
-/// streaming debates: 426 MB before, about 360 MB after), and no transparent huge pages:
-/// mimalloc asks for them on its arenas, and the embedded model's debate then peaked at
-/// about 480 MB rather than 330 MB.
+/// Freed memory goes back to the system at once rather than 10 ms later, and no transparent
+/// huge pages, which mimalloc asks for on its arenas: both lower peak memory under load and
+/// on the embedded model (docs/benchmarks.md).
 fn tune_memory() {
     // SAFETY: sets an integer option and a process flag, before any other thread exists.
     unsafe {

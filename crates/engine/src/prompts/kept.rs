@@ -4,7 +4,7 @@
 //! later render whose variables agree on them gets the text without running the template.
 //!
 //! The system message of a debate's speeches is the same for every reader who picks the
-//! same story, personas and motion; rendering it was about a sixth of a debate's CPU.
+//! same story, personas and motion, and rendering it showed in profiles (docs/benchmarks.md).
 
 use std::collections::HashMap;
 use std::fmt::Display;

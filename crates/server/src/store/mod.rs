@@ -125,8 +125,7 @@ impl Store {
         // One SQLite connection for everything but sign-in checks: SQLite runs one writer at
         // a time anyway, and in WAL mode a connection drops its page cache whenever another
         // one has committed, so with several every query read its pages again (and each
-        // connection is a thread that queries hand off to). One took a fifth off the CPU per
-        // debate.
+        // connection is a thread that queries hand off to); see docs/benchmarks.md.
         let pool = pool_options(dialect, false).connect(&url).await?;
         match dialect {
             Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
@@ -135,7 +134,7 @@ impl Store {
         // Sign-in checks, which every signed-in request makes, read on a connection of their
         // own: behind the one, a burst of new debates queued every stream's check behind
         // thousands of statements, and at 2,000 debates the first tokens waited seconds for
-        // it (p99 3.1-4.7 s; 0.3-1.8 s, mostly under 0.5, with its own connection).
+        // it (docs/benchmarks.md).
         // (A database in memory exists only for its one connection.)
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let sessions = match dialect {
