@@ -239,35 +239,19 @@ impl Engine {
             self.speak(round, speaker, persona, messages, &checker, events)
         };
 
-        let (open_a, open_b) = futures::try_join!(
+        let (open_a, open_b) = futures::join!(
             speak(1, Speaker::A, self.prompts.opening(setup, Speaker::A)?),
             speak(1, Speaker::B, self.prompts.opening(setup, Speaker::B)?),
-        )?;
-        transcript.usage += open_a.1;
-        transcript.usage += open_b.1;
-        let rebuttal_a =
-            self.prompts
-                .rebuttal(setup, Speaker::A, &open_a.0.text, &open_b.0.text)?;
-        let rebuttal_b =
-            self.prompts
-                .rebuttal(setup, Speaker::B, &open_b.0.text, &open_a.0.text)?;
-        transcript.rounds.push(Round {
-            round: 1,
-            kind: RoundKind::Opening,
-            turns: vec![open_a.0, open_b.0],
-        });
+        );
+        let [open_a, open_b] = keep_round(transcript, RoundKind::Opening, [open_a, open_b])?;
+        let rebuttal_a = self.prompts.rebuttal(setup, Speaker::A, &open_a, &open_b)?;
+        let rebuttal_b = self.prompts.rebuttal(setup, Speaker::B, &open_b, &open_a)?;
 
-        let (reb_a, reb_b) = futures::try_join!(
+        let (reb_a, reb_b) = futures::join!(
             speak(2, Speaker::A, rebuttal_a),
             speak(2, Speaker::B, rebuttal_b),
-        )?;
-        transcript.usage += reb_a.1;
-        transcript.usage += reb_b.1;
-        transcript.rounds.push(Round {
-            round: 2,
-            kind: RoundKind::Rebuttal,
-            turns: vec![reb_a.0, reb_b.0],
-        });
+        );
+        keep_round(transcript, RoundKind::Rebuttal, [reb_a, reb_b])?;
 
         // Two passes with the order swapped, so neither side profits from going first.
         let orders = [[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]];
@@ -387,6 +371,45 @@ pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {
         id: p.id.clone(),
         name: p.name.clone(),
         version: p.version.clone(),
+    }
+}
+
+/// Adds a round's turns to the transcript: every turn that finished, even when the other
+/// side's failed (the stream showed it, and a failed run keeps it). Returns both texts, A's
+/// first, or the first failure.
+fn keep_round(
+    transcript: &mut Transcript,
+    kind: RoundKind,
+    results: [Result<(Turn, Usage), LlmError>; 2],
+) -> Result<[String; 2], RunError> {
+    let mut turns = Vec::with_capacity(2);
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok((turn, usage)) => {
+                transcript.usage += usage;
+                turns.push(turn);
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let texts: Vec<String> = turns.iter().map(|t| t.text.clone()).collect();
+    if !turns.is_empty() {
+        transcript.rounds.push(Round {
+            round: match kind {
+                RoundKind::Opening => 1,
+                RoundKind::Rebuttal => 2,
+            },
+            kind,
+            turns,
+        });
+    }
+    match failure {
+        Some(e) => Err(e.into()),
+        // No failure: both turns finished.
+        None => Ok([texts[0].clone(), texts[1].clone()]),
     }
 }
 

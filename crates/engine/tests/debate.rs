@@ -521,3 +521,44 @@ async fn the_judge_may_use_its_own_endpoint_and_model() {
     assert_eq!(transcript.provenance.judge_model, "fake-judge");
     assert_eq!(transcript.provenance.model, "fake-debater");
 }
+
+#[tokio::test]
+async fn a_failed_debate_keeps_the_turn_that_finished_exactly_as_streamed() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Speaker("George F. Kennan"), Fault::AlwaysDown)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, events) = run(&fake).await;
+    assert_eq!(transcript.status, Status::Failed);
+    assert_eq!(
+        transcript.error.expect("a reason").code,
+        ErrorCode::ModelFailed
+    );
+    let streamed: Vec<(Speaker, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TurnEnd { speaker, text, .. } => Some((*speaker, text.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        1,
+        "Churchill's opening finished: {streamed:?}"
+    );
+    assert_eq!(transcript.rounds.len(), 1);
+    let kept: Vec<(Speaker, String)> = transcript.rounds[0]
+        .turns
+        .iter()
+        .map(|t| (t.speaker, t.text.clone()))
+        .collect();
+    assert_eq!(
+        kept, streamed,
+        "the stored transcript holds every finished turn as streamed"
+    );
+    assert!(
+        transcript.usage.completion_tokens > 0,
+        "the finished turn's usage counts"
+    );
+}

@@ -31,6 +31,8 @@ use crossfire_engine::story::Story;
 pub enum Target {
     Debater,
     Judge,
+    /// The debater calls of one persona, by name (for a fault that hits one side only).
+    Speaker(&'static str),
 }
 
 /// A way for one call to go wrong.
@@ -204,19 +206,24 @@ impl FakeLlm {
 /// A deterministic speech for a debater request: names the persona and round, quotes a story
 /// figure and invents one, and carries multi-byte characters so split UTF-8 is exercised.
 pub fn speech_for(body: &Value) -> String {
-    let system = body["messages"][0]["content"].as_str().unwrap_or("");
     let user = body["messages"][1]["content"].as_str().unwrap_or("");
-    let name = system
-        .split("You are ")
-        .nth(1)
-        .and_then(|s| s.split([':', '(']).next())
-        .unwrap_or("Nobody")
-        .trim();
+    let name = speaker_of(body);
     let round = if user.starts_with("Round 2") { 2 } else { 1 };
     format!(
         "I am {name}, speaking in round {round} — the 6,000 casualties weigh on me, \
          and I say 99,999 men were lost. Déjà vu: « la guerre » 🕊️ 戦争."
     )
+}
+
+/// The persona a debater request speaks as.
+fn speaker_of(body: &Value) -> &str {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    system
+        .split("You are ")
+        .nth(1)
+        .and_then(|s| s.split([':', '(']).next())
+        .unwrap_or("Nobody")
+        .trim()
 }
 
 fn judge_reply(body: &Value, mode: &JudgeMode) -> String {
@@ -261,7 +268,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
-        match faults.iter().position(|(t, _)| *t == target) {
+        let applies = |t: &Target| match t {
+            Target::Speaker(name) => target == Target::Debater && speaker_of(&body) == *name,
+            t => *t == target,
+        };
+        match faults.iter().position(|(t, _)| applies(t)) {
             Some(i)
                 if matches!(
                     faults[i].1,
@@ -275,8 +286,8 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     };
     let text = match target {
-        Target::Debater => speech_for(&body),
         Target::Judge => judge_reply(&body, &shared.judge),
+        _ => speech_for(&body),
     };
     let finished = Arc::new(Mutex::new(None));
     let index = {
