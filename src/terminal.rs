@@ -103,13 +103,16 @@ impl Printer {
                 round,
                 speaker,
                 unsupported,
+                truncated,
                 ..
             } => {
-                let note = if unsupported.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ⚠ not in the story: {}\n", unsupported.join(", "))
-                };
+                let mut note = String::new();
+                if truncated {
+                    note.push_str("  (the speech reached its length limit: it ends at its last full sentence)\n");
+                }
+                if !unsupported.is_empty() {
+                    note += &format!("  ⚠ not in the story: {}\n", unsupported.join(", "));
+                }
                 let held = self.held.entry((round, speaker)).or_default();
                 held.ended = true;
                 held.end_note = note;

@@ -9,10 +9,11 @@ use crate::claims::ClaimChecker;
 use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker};
 use crate::judge::{self, JudgeError};
-use crate::llm::{ChatRequest, LanguageModel, LlmError, Message, TokenSink, Usage};
+use crate::llm::{ChatRequest, LanguageModel, LlmError, Message, Usage};
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
+use crate::speech::SpeechSink;
 use crate::story::Story;
 use crate::transcript::{
     ErrorCode, ErrorInfo, PersonaRef, Provenance, Round, RoundKind, Sides, Status, Transcript,
@@ -69,7 +70,7 @@ impl Settings {
     /// The length a speech should aim at, in words (a token is about three quarters of one),
     /// leaving room so it is not cut off by `max_tokens`.
     pub fn words(&self) -> u32 {
-        (self.turn_max_tokens * 3 / 5).max(20)
+        (self.turn_max_tokens / 2).max(20)
     }
 }
 
@@ -319,13 +320,10 @@ impl Engine {
             response_format: None,
             stream: true,
         };
-        let sink = TurnSink {
-            round,
-            speaker,
-            events,
-        };
+        let sink = SpeechSink::new(round, speaker, events, self.settings.turn_max_tokens);
         let completion = self.debater.complete(&request, &sink).await?;
-        let text = completion.text.trim().to_string();
+        let truncated = completion.finish_reason.as_deref() == Some("length");
+        let text = sink.finish(&completion.text, truncated);
         let unsupported = checker.unsupported(&text);
         let tokens = match completion.usage.completion_tokens {
             0 => completion.chunks,
@@ -337,6 +335,7 @@ impl Engine {
             text: text.clone(),
             unsupported: unsupported.clone(),
             tokens,
+            truncated,
         });
         let turn = Turn {
             speaker,
@@ -344,6 +343,7 @@ impl Engine {
             unsupported,
             tokens,
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            truncated,
         };
         Ok((turn, completion.usage))
     }
@@ -410,30 +410,5 @@ fn keep_round(
         Some(e) => Err(e.into()),
         // No failure: both turns finished.
         None => Ok([texts[0].clone(), texts[1].clone()]),
-    }
-}
-
-/// Turns a model's stream into turn events.
-struct TurnSink<'a> {
-    round: u8,
-    speaker: Speaker,
-    events: &'a EventSink,
-}
-
-impl TokenSink for TurnSink<'_> {
-    fn token(&self, text: &str) {
-        self.events.send(Event::Token {
-            round: self.round,
-            speaker: self.speaker,
-            text: text.to_string(),
-        });
-    }
-
-    fn restart(&self, reason: &str) {
-        self.events.send(Event::TurnRestart {
-            round: self.round,
-            speaker: self.speaker,
-            reason: reason.to_string(),
-        });
     }
 }

@@ -29,6 +29,9 @@ pub enum Event {
         text: String,
         unsupported: Vec<String>,
         tokens: u64,
+        /// Cut at its last complete sentence by the token limit.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
     },
     /// The turn is being generated again: drop the partial text received so far.
     TurnRestart {

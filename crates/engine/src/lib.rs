@@ -17,6 +17,7 @@ pub mod motion;
 pub mod persona;
 pub mod perspective;
 pub mod prompts;
+mod speech;
 pub mod story;
 pub mod transcript;
 

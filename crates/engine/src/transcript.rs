@@ -137,6 +137,9 @@ pub struct Turn {
     pub unsupported: Vec<String>,
     pub tokens: u64,
     pub ms: u64,
+    /// The speech reached its token limit and ends at its last complete sentence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

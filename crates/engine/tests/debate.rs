@@ -562,3 +562,63 @@ async fn a_failed_debate_keeps_the_turn_that_finished_exactly_as_streamed() {
         "the finished turn's usage counts"
     );
 }
+
+#[tokio::test]
+async fn a_speech_that_reaches_its_token_limit_ends_at_a_sentence_and_says_so() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Speaker("Winston Churchill"), Fault::Length)],
+        ..FakeOptions::default()
+    })
+    .await;
+    // A limit the fake's speeches come near, so the stream holds back their last sentence.
+    let mut config = support::config_for(&fake.base_url);
+    config.llm.max_tokens = 20;
+    let (transcript, events) = run_with(config).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    let turns: Vec<_> = transcript.rounds.iter().flat_map(|r| &r.turns).collect();
+    let cut: Vec<_> = turns.iter().filter(|t| t.truncated).collect();
+    assert_eq!(cut.len(), 1, "one speech hit the limit");
+    assert!(cut[0].text.ends_with("戦争."), "{}", cut[0].text);
+    assert!(
+        !cut[0].text.contains("this ship is still"),
+        "{}",
+        cut[0].text
+    );
+    assert!(
+        turns
+            .iter()
+            .filter(|t| !t.truncated)
+            .all(|t| !t.text.is_empty())
+    );
+    // What streamed for that turn is what the transcript keeps: nothing cut was shown.
+    let (round, speaker) = transcript
+        .rounds
+        .iter()
+        .find_map(|r| {
+            r.turns
+                .iter()
+                .find(|t| t.truncated)
+                .map(|t| (r.round, t.speaker))
+        })
+        .unwrap();
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Token {
+                round: r,
+                speaker: s,
+                text,
+            } if *r == round && *s == speaker => Some(text.as_str()),
+            Event::TurnRestart { .. } => None,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed.trim(), cut[0].text);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::TurnEnd {
+            truncated: true,
+            ..
+        }
+    )));
+}

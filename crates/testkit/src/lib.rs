@@ -54,6 +54,9 @@ pub enum Fault {
     Stall,
     /// The judge answers prose instead of JSON.
     NonJson,
+    /// The reply reaches `max_tokens`: it runs on past the speech and stops mid-sentence,
+    /// with `finish_reason: "length"`.
+    Length,
     /// 500 with a validation error for `response_format: json_schema`, as llama-cpp-python's
     /// server answers (never consumed).
     NoJsonSchema,
@@ -354,6 +357,8 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     let text = if fault == Some(Fault::NonJson) {
         "Speaker one was plainly the better debater, in my view.".to_string()
+    } else if fault == Some(Fault::Length) {
+        format!("{text} But this ship is still")
     } else {
         text
     };
@@ -376,7 +381,12 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         return ([("content-type", "application/json")], reply.to_string()).into_response();
     }
 
-    let mut bytes = sse_bytes(&pieces, &usage);
+    let finish = if fault == Some(Fault::Length) {
+        "length"
+    } else {
+        "stop"
+    };
+    let mut bytes = sse_bytes_finishing(&pieces, &usage, finish);
     match fault {
         Some(Fault::CutStream) => bytes.truncate(bytes.len() / 2),
         Some(Fault::ErrorFrame) => {
@@ -463,6 +473,11 @@ pub fn split_words(text: &str) -> Vec<String> {
 /// The bytes of a streamed completion as OpenAI-compatible servers send it: a comment, a
 /// role-only first delta, content deltas, a finish chunk, a usage chunk and `[DONE]`.
 pub fn sse_bytes(pieces: &[String], usage: &Value) -> Vec<u8> {
+    sse_bytes_finishing(pieces, usage, "stop")
+}
+
+/// As [`sse_bytes`], with the given `finish_reason`.
+pub fn sse_bytes_finishing(pieces: &[String], usage: &Value, finish: &str) -> Vec<u8> {
     let mut out = String::from(": OPENROUTER PROCESSING\n\n");
     let frame = |delta: Value, finish: Value| {
         json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
@@ -478,7 +493,7 @@ pub fn sse_bytes(pieces: &[String], usage: &Value) -> Vec<u8> {
             frame(json!({"content": piece}), Value::Null)
         );
     }
-    out += &format!("data: {}\n\n", frame(json!({}), json!("stop")));
+    out += &format!("data: {}\n\n", frame(json!({}), json!(finish)));
     out += &format!(
         "data: {}\n\n",
         json!({"id": "chatcmpl-fake", "choices": [], "usage": usage})

@@ -238,6 +238,7 @@ impl Prompts {
             unsupported: vec![],
             tokens: 0,
             ms: 0,
+            truncated: false,
         };
         let round = |round, kind, name| Round {
             round,
@@ -518,6 +519,7 @@ mod tests {
                 unsupported: vec!["99,999".into()],
                 tokens: 3,
                 ms: 1,
+                truncated: false,
             };
             let rounds: Vec<Round> = [RoundKind::Opening, RoundKind::Rebuttal]
                 .into_iter()
