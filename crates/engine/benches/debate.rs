@@ -1,8 +1,10 @@
 //! Debate wall time against a stub with a fixed latency L per call (goal: ≤ 3·L + 50 ms, as
 //! the six calls run in three waves), and the share of prompt characters that a debate's
-//! calls share as a common prefix (what a provider's prefix cache can reuse).
+//! calls share as a common prefix (what a provider's prefix cache can reuse); and a debate
+//! against a server that aborts a running stream when a new request arrives, against six
+//! calls made one after another (goal: ≤ their time + 10 %).
 //!
-//!     cargo bench --bench debate
+//!     cargo bench -p crossfire-engine --bench debate
 
 use crossfire_testkit as support;
 
@@ -79,6 +81,63 @@ async fn main() {
             }
         }
     }
+    aborting_endpoint(&story, &a, &b, motion).await;
+}
+
+/// A server that aborts concurrent streams (llama-cpp-python's default): the engine finds
+/// out on the first overlap and goes on one call at a time. Compared with the same six calls
+/// made one after another, each measured alone against the same server.
+async fn aborting_endpoint(
+    story: &crossfire_engine::story::Story,
+    a: &crossfire_engine::persona::Persona,
+    b: &crossfire_engine::persona::Persona,
+    motion: &str,
+) {
+    let options = || FakeOptions {
+        latency: Duration::from_millis(200),
+        random_chunks: false,
+        token_delay: Duration::from_millis(10),
+        abort_on_new_request: true,
+        ..FakeOptions::default()
+    };
+    // Six calls, one after another: a debate on a fresh server whose calls never overlap,
+    // timed call by call from the log.
+    let fake = FakeLlm::start(options()).await;
+    let mut config = support::config_for(&fake.base_url);
+    config.llm.max_in_flight = 1;
+    config.judge.max_in_flight = 1;
+    let engine = support::engine_for(&config);
+    let t = engine
+        .run_debate("seq".into(), story, a, b, motion, &EventSink::discard())
+        .await;
+    assert_eq!(t.status, Status::Done, "{:?}", t.error);
+    let sequential: Duration = fake
+        .log()
+        .iter()
+        .map(|c| c.finished().unwrap() - c.received)
+        .sum();
+
+    let mut walls = Vec::new();
+    for _ in 0..RUNS {
+        let fake = FakeLlm::start(options()).await;
+        let engine = support::engine_for(&support::config_for(&fake.base_url));
+        let started = Instant::now();
+        let t = engine
+            .run_debate("abort".into(), story, a, b, motion, &EventSink::discard())
+            .await;
+        assert_eq!(t.status, Status::Done, "{:?}", t.error);
+        walls.push(started.elapsed());
+    }
+    walls.sort();
+    let median = walls[RUNS / 2];
+    let ratio = median.as_secs_f64() / sequential.as_secs_f64();
+    println!(
+        "aborting endpoint: median {:.0} ms over {RUNS} fresh servers, six sequential calls {:.0} ms: {:.2}× (goal ≤ 1.10×) {}",
+        ms(median),
+        ms(sequential),
+        ratio,
+        if ratio <= 1.10 { "ok" } else { "MISSED" }
+    );
 }
 
 /// The prompts as a provider sees them (role, then content, message after message), and how

@@ -164,7 +164,9 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     api.route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .route("/metrics", get(|State(state): State<AppState>| async move {
-                state.metrics.render(state.engine.prompts.cache_fallbacks())
+                state
+                    .metrics
+                    .render(&metrics::EngineGauges::of(&state.engine))
             }))
         .route("/", get(pages::index))
         .route("/stories/{id}", get(pages::story))

@@ -108,9 +108,8 @@ impl Metrics {
         self.streams.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition; `prompt_fallbacks` is the templates' count of renders
-    /// that fell back from the block cache.
-    pub fn render(&self, prompt_fallbacks: u64) -> String {
+    /// The Prometheus text exposition, with what the engine reports of itself.
+    pub fn render(&self, engine: &EngineGauges) -> String {
         let mut out = String::new();
         out.push_str("# HELP crossfire_runs_total Debates and perspectives that ended, by outcome.\n# TYPE crossfire_runs_total counter\n");
         for ((kind, status), n) in lock(&self.runs).iter() {
@@ -163,9 +162,39 @@ impl Metrics {
         out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
         let _ = writeln!(
             out,
-            "crossfire_prompt_cache_fallbacks_total {prompt_fallbacks}"
+            "crossfire_prompt_cache_fallbacks_total {}",
+            engine.prompt_fallbacks
         );
+        out.push_str("# HELP crossfire_model_endpoint_serial 1 when the role's endpoint aborted concurrent streams and now takes one call at a time.\n# TYPE crossfire_model_endpoint_serial gauge\n");
+        for (role, serial) in [
+            ("debater", engine.debater_serial),
+            ("judge", engine.judge_serial),
+        ] {
+            let _ = writeln!(
+                out,
+                "crossfire_model_endpoint_serial{{role=\"{role}\"}} {}",
+                u8::from(serial)
+            );
+        }
         out
+    }
+}
+
+/// What the engine reports of itself at the time of a scrape.
+pub struct EngineGauges {
+    /// Renders that fell back from the kept prompt blocks.
+    pub prompt_fallbacks: u64,
+    pub debater_serial: bool,
+    pub judge_serial: bool,
+}
+
+impl EngineGauges {
+    pub fn of(engine: &crossfire_engine::debate::Engine) -> EngineGauges {
+        EngineGauges {
+            prompt_fallbacks: engine.prompts.cache_fallbacks(),
+            debater_serial: engine.debater.serial(),
+            judge_serial: engine.judge.serial(),
+        }
     }
 }
 
@@ -222,5 +251,9 @@ impl LanguageModel for Metered {
                 .model_call(self.role, &result, started.elapsed());
             result
         })
+    }
+
+    fn serial(&self) -> bool {
+        self.inner.serial()
     }
 }

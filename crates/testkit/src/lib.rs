@@ -116,6 +116,9 @@ struct Shared {
     stamp_tokens: bool,
     token_delay: Duration,
     judge: JudgeMode,
+    abort_on_new_request: bool,
+    /// Requests received so far: a stream that sees the count move was overtaken.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// The fake server.
@@ -137,6 +140,9 @@ pub struct FakeOptions {
     pub token_delay: Duration,
     pub judge: JudgeMode,
     pub faults: Vec<(Target, Fault)>,
+    /// Abort a running stream whenever a new request arrives, as llama-cpp-python's server
+    /// does by default (`--interrupt_requests True`): the stream just stops.
+    pub abort_on_new_request: bool,
 }
 
 impl Default for FakeOptions {
@@ -148,6 +154,7 @@ impl Default for FakeOptions {
             token_delay: Duration::from_millis(1),
             judge: JudgeMode::Prefer("Winston Churchill".into()),
             faults: Vec::new(),
+            abort_on_new_request: false,
         }
     }
 }
@@ -162,6 +169,8 @@ impl FakeLlm {
             stamp_tokens: options.stamp_tokens,
             token_delay: options.token_delay,
             judge: options.judge,
+            abort_on_new_request: options.abort_on_new_request,
+            requests: std::sync::atomic::AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -190,6 +199,8 @@ impl FakeLlm {
                 stamp_tokens: false,
                 token_delay: Duration::ZERO,
                 judge: JudgeMode::FirstListed,
+                abort_on_new_request: false,
+                requests: Default::default(),
             }),
         }
     }
@@ -269,6 +280,10 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     } else {
         Target::Debater
     };
+    let arrival = shared
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         let applies = |t: &Target| match t {
@@ -408,23 +423,37 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let delay = shared.token_delay;
     let stamp = shared.stamp_tokens;
     let stall_at = (fault == Some(Fault::Stall)).then_some(chunks.len() / 2);
+    let overtaken = {
+        let shared = shared.clone();
+        Arc::new(move || {
+            shared.abort_on_new_request
+                && shared.requests.load(std::sync::atomic::Ordering::SeqCst) != arrival
+        })
+    };
     let stream = futures::stream::unfold(
         (chunks.into_iter().enumerate(), mark_finished),
-        move |(mut it, done)| async move {
-            match it.next() {
-                Some((i, chunk)) => {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+        move |(mut it, done)| {
+            let overtaken = overtaken.clone();
+            async move {
+                match it.next() {
+                    Some((i, chunk)) => {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if overtaken() {
+                            done();
+                            return None;
+                        }
+                        if stall_at == Some(i) {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
+                        let chunk = if stamp { stamp_now(chunk) } else { chunk };
+                        Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
                     }
-                    if stall_at == Some(i) {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    None => {
+                        done();
+                        None
                     }
-                    let chunk = if stamp { stamp_now(chunk) } else { chunk };
-                    Some((Ok::<_, Infallible>(Bytes::from(chunk)), (it, done)))
-                }
-                None => {
-                    done();
-                    None
                 }
             }
         },

@@ -2,6 +2,7 @@
 //! OpenAI-compatible client ([`openai`]), its SSE decoder and the retry policy live here, the
 //! embedded model in its own crate.
 
+pub mod endpoint;
 pub mod openai;
 pub mod retry;
 pub mod sse;
@@ -143,6 +144,9 @@ pub enum LlmError {
     Protocol(String),
     #[error("the model returned no text")]
     Empty,
+    /// The endpoint aborted this stream for another request (it is now called one at a time).
+    #[error("{0} aborted the stream when another request arrived")]
+    Overtaken(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{last} (gave up after {attempts} attempts)")]
@@ -159,7 +163,8 @@ impl LlmError {
             LlmError::Connect { .. }
             | LlmError::Timeout(_)
             | LlmError::StreamCut(_)
-            | LlmError::Empty => true,
+            | LlmError::Empty
+            | LlmError::Overtaken(_) => true,
             LlmError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             LlmError::Remote { retryable, .. } => *retryable,
             LlmError::Protocol(_) | LlmError::Unavailable(_) | LlmError::Exhausted { .. } => false,
@@ -198,11 +203,21 @@ pub trait LanguageModel: Send + Sync {
         request: &'a ChatRequest,
         sink: &'a dyn TokenSink,
     ) -> BoxFuture<'a, Result<Completion, LlmError>>;
+
+    /// Whether the model's endpoint was found to abort concurrent streams, and so takes one
+    /// call at a time.
+    fn serial(&self) -> bool {
+        false
+    }
 }
 
 impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn serial(&self) -> bool {
+        (**self).serial()
     }
 
     fn complete<'a>(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::endpoint::{Endpoint, endpoint};
 use super::sse::SseDecoder;
 use super::{ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenSink, Usage};
 use crate::config::{LlmConfig, Secret};
@@ -25,6 +26,8 @@ pub struct OpenAiClient {
     timeout: Duration,
     /// Bounds the calls in flight to this endpoint.
     in_flight: Arc<Semaphore>,
+    /// What the process knows of the endpoint's concurrency (shared by URL).
+    endpoint: Arc<Endpoint>,
 }
 
 impl OpenAiClient {
@@ -44,6 +47,7 @@ impl OpenAiClient {
             .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))?;
         Ok(OpenAiClient {
             http,
+            endpoint: endpoint(url.as_str()),
             url,
             model: config.model.clone(),
             api_key: config.api_key.clone(),
@@ -78,6 +82,11 @@ impl OpenAiClient {
         }
     }
 
+    /// Whether the endpoint takes one call at a time, having aborted concurrent streams.
+    pub fn is_serial(&self) -> bool {
+        self.endpoint.is_serial()
+    }
+
     async fn call(
         &self,
         request: &ChatRequest,
@@ -88,6 +97,16 @@ impl OpenAiClient {
             .acquire()
             .await
             .map_err(|_| LlmError::Unavailable("client closed".into()))?;
+        let call = self.endpoint.begin().await;
+        let result = self.send(request, sink).await;
+        call.observe(self.url.as_str(), result)
+    }
+
+    async fn send(
+        &self,
+        request: &ChatRequest,
+        sink: &dyn TokenSink,
+    ) -> Result<Completion, LlmError> {
         // Serialized into a buffer sized for the prompts: growing one by doubling copied
         // each prompt several times.
         let size: usize = request.messages.iter().map(|m| m.content.len() + 32).sum();
@@ -200,6 +219,10 @@ impl LanguageModel for OpenAiClient {
         sink: &'a dyn TokenSink,
     ) -> BoxFuture<'a, Result<Completion, LlmError>> {
         Box::pin(self.call(request, sink))
+    }
+
+    fn serial(&self) -> bool {
+        self.is_serial()
     }
 }
 

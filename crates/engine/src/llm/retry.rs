@@ -29,6 +29,10 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (0-based): exponential, with "equal jitter" so
     /// that many clients that failed together do not come back together.
     pub fn delay(&self, retry: u32, error: &LlmError) -> Duration {
+        if matches!(error, LlmError::Overtaken(_)) {
+            // Nothing to wait for: the endpoint now takes the call when it is free.
+            return Duration::ZERO;
+        }
         let exp = self
             .base_delay
             .saturating_mul(2u32.saturating_pow(retry))
@@ -100,6 +104,10 @@ impl<M: LanguageModel> LanguageModel for Retrying<M> {
         sink: &'a dyn TokenSink,
     ) -> BoxFuture<'a, Result<Completion, LlmError>> {
         Box::pin(self.run(request, sink))
+    }
+
+    fn serial(&self) -> bool {
+        self.inner.serial()
     }
 }
 
