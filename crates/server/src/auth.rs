@@ -90,10 +90,13 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = token_of(&headers).ok_or(ApiError::Unauthorized)?;
-    state
+    let ended = state
         .store
         .delete_session(&crossfire_engine::sha256_hex(token.as_bytes()))
         .await?;
+    if !ended {
+        return Err(ApiError::Unauthorized);
+    }
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }

@@ -1129,3 +1129,151 @@ async fn living_personas_are_refused_unless_allowed() {
             .contains("living person")
     );
 }
+
+/// Every route of the OpenAPI document: those that write or read a user's data answer 401
+/// without a session, editors' routes 403 for a reader, and a reader's debate is 404 to
+/// anyone else. Routes open to all are exactly the public ones listed here, so a new route
+/// without auth fails this test.
+#[tokio::test]
+async fn every_route_checks_its_session_role_and_owner() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let app = start(&fake, &db, |_| {}).await;
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    let public = [
+        ("post", "/api/auth/signup"),
+        ("post", "/api/auth/login"),
+        ("get", "/api/stories"),
+        ("get", "/api/stories/{id}"),
+        ("get", "/api/personas"),
+        ("get", "/api/personas/{id}"),
+        ("get", "/healthz"),
+    ];
+    let reader = app.user().await;
+    let send = |method: &str, path: &str, token: Option<&str>| {
+        let url = format!("{}{}", app.base, path.replace("{id}", "x"));
+        let mut request = match method {
+            "get" => app.http.get(url),
+            _ => app.http.post(url).json(&json!({})),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            let listed = public.contains(&(method.as_str(), path.as_str()));
+            assert_eq!(
+                !secured, listed,
+                "{method} {path}: only the public routes may go without a session"
+            );
+            if !secured {
+                continue;
+            }
+            let anonymous = send(method, path, None).await.unwrap();
+            assert_eq!(
+                anonymous.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}"
+            );
+            let body: Value = anonymous.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
+            let forged = send(method, path, Some("not-a-session")).await.unwrap();
+            assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            if operation["tags"][0] == "editor" {
+                let as_reader = send(method, path, Some(&reader)).await.unwrap();
+                assert_eq!(as_reader.status(), StatusCode::FORBIDDEN, "{method} {path}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} secured routes");
+
+    // Another reader's debate does not exist for you, nor do its events.
+    let (status, created) = app.post("/api/debates", Some(&reader), debate_body()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let stranger = app.user().await;
+    for path in [
+        format!("/api/debates/{id}"),
+        format!("/api/debates/{id}/events"),
+    ] {
+        let (status, body) = app.get(&path, Some(&stranger)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(
+            app.get(&path, Some(&reader)).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let (_, theirs) = app.get("/api/debates", Some(&stranger)).await;
+    assert_eq!(theirs["debates"], json!([]), "a stranger lists none of it");
+}
+
+/// A login gives a new session each time; logging out ends that session on the server, and
+/// an expired session is refused.
+#[tokio::test]
+async fn sessions_rotate_on_login_and_end_on_logout_and_expiry() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let app = start(&fake, &db, |_| {}).await;
+    let credentials = json!({"email": "rotate@example.com", "password": "correct horse"});
+    let (status, signed_up) = app
+        .post("/api/auth/signup", None, credentials.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, first) = app.post("/api/auth/login", None, credentials.clone()).await;
+    let (_, second) = app.post("/api/auth/login", None, credentials.clone()).await;
+    let tokens = [&signed_up["token"], &first["token"], &second["token"]];
+    assert!(
+        tokens[0] != tokens[1] && tokens[1] != tokens[2],
+        "a new token per login"
+    );
+    let token = |i: usize| tokens[i].as_str().unwrap().to_string();
+    for i in 0..3 {
+        assert_eq!(
+            app.get("/api/auth/me", Some(&token(i))).await.0,
+            StatusCode::OK
+        );
+    }
+    let out = app
+        .http
+        .post(format!("{}/api/auth/logout", app.base))
+        .bearer_auth(token(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&token(1))).await.0,
+        StatusCode::UNAUTHORIZED,
+        "ended on the server"
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&token(2))).await.0,
+        StatusCode::OK,
+        "other sessions go on"
+    );
+
+    // A session past its expiry is refused.
+    let store = crossfire_server::store::Store::connect(&db).await.unwrap();
+    let user_id = signed_up["user"]["id"].as_i64().unwrap();
+    let expired = "an-expired-session-token";
+    store
+        .create_session(
+            &crossfire_engine::sha256_hex(expired.as_bytes()),
+            user_id,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/auth/me", Some(expired)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
