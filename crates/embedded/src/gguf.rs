@@ -55,6 +55,9 @@ struct Reader<'a> {
     at: usize,
 }
 
+/// Deepest arrays of arrays a header may hold (llama files use none).
+const MAX_NESTING: usize = 4;
+
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], GgufError> {
         let end = self.at.checked_add(n).ok_or(GgufError::Truncated)?;
@@ -92,6 +95,12 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, kind: u32) -> Result<Value, GgufError> {
+        self.value_within(kind, 0)
+    }
+
+    /// A value; arrays may hold arrays, but not deeper than [`MAX_NESTING`], so a hostile
+    /// header cannot recurse the reader off its stack.
+    fn value_within(&mut self, kind: u32, depth: usize) -> Result<Value, GgufError> {
         Ok(match kind {
             0 => Value::Int(self.array::<1>()?[0] as i64),
             1 => Value::Int(self.array::<1>()?[0] as i8 as i64),
@@ -102,12 +111,13 @@ impl<'a> Reader<'a> {
             6 => Value::Float(f32::from_le_bytes(self.array()?) as f64),
             7 => Value::Bool(self.array::<1>()?[0] != 0),
             8 => Value::Str(self.string()?),
+            9 if depth >= MAX_NESTING => return Err(GgufError::ValueType(kind)),
             9 => {
                 let item = self.u32()?;
                 let n = self.len()?;
                 let mut items = Vec::with_capacity(n.min(1 << 16));
                 for _ in 0..n {
-                    items.push(self.value(item)?);
+                    items.push(self.value_within(item, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -138,7 +148,8 @@ impl Gguf {
             let kind = r.u32()?;
             metadata.insert(key, r.value(kind)?);
         }
-        let mut infos = Vec::with_capacity(n_tensors);
+        // Counts are believed only as far as the bytes that follow them go.
+        let mut infos = Vec::with_capacity(n_tensors.min(1 << 12));
         for _ in 0..n_tensors {
             let name = r.string()?;
             let n_dims = r.u32()? as usize;
@@ -232,5 +243,22 @@ mod tests {
         header.extend(3u32.to_le_bytes());
         header.extend(u64::MAX.to_le_bytes());
         assert!(matches!(Gguf::parse(&header), Err(GgufError::Truncated)));
+    }
+
+    #[test]
+    fn arrays_nested_past_a_few_levels_are_refused() {
+        let mut file = b"GGUF".to_vec();
+        file.extend(3u32.to_le_bytes());
+        file.extend(0u64.to_le_bytes());
+        file.extend(1u64.to_le_bytes());
+        file.extend(1u64.to_le_bytes());
+        file.push(b'k');
+        file.extend(9u32.to_le_bytes());
+        // 100,000 arrays, each holding one array: deep enough to overflow a recursive reader.
+        for _ in 0..100_000 {
+            file.extend(9u32.to_le_bytes());
+            file.extend(1u64.to_le_bytes());
+        }
+        assert!(matches!(Gguf::parse(&file), Err(GgufError::ValueType(9))));
     }
 }

@@ -480,3 +480,29 @@ async fn a_debate_runs_end_to_end_on_the_embedded_model() {
     );
     assert_eq!(transcript.provenance.model, "SmolLM2-135M-Instruct");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_longer_than_the_context_is_a_clear_error() {
+    use crossfire_embedded::EmbeddedModel;
+    use crossfire_engine::llm::LanguageModel;
+
+    let _ = model();
+    let model =
+        EmbeddedModel::start(&crossfire_embedded::EmbeddedConfig::default(), "smol").unwrap();
+    let long = "the motion before the house ".repeat(3000);
+    let err = model
+        .complete(&chat(&long, 8), &crossfire_engine::llm::NoSink)
+        .await
+        .expect_err("a prompt past the context is refused");
+    let message = err.to_string();
+    assert!(message.contains("the model's context holds"), "{message}");
+    assert!(
+        !err.is_retryable(),
+        "the same prompt would fail again: {message}"
+    );
+    // The model still serves what fits.
+    let ok = model
+        .complete(&chat("Say hi.", 4), &crossfire_engine::llm::NoSink)
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+}

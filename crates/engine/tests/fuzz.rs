@@ -1,0 +1,137 @@
+//! Bounded fuzzing of every parser that reads what others wrote: persona TOML, story JSON,
+//! the model's SSE stream and the judge's reply. Arbitrary bytes, and the seed corpus
+//! (`tests/corpus/`, the shipped personas and stories) with bytes overwritten, inserted and
+//! cut, must give a value or an error — never a panic. `PROPTEST_CASES` sets the cases.
+
+use std::path::Path;
+
+use crossfire_engine::llm::sse::SseDecoder;
+use crossfire_engine::persona::Persona;
+use crossfire_engine::story::Story;
+use crossfire_testkit as support;
+use proptest::prelude::*;
+
+/// The seeds of one target: the files of `dir` under the repository whose name ends so.
+fn seeds(dir: &str, ending: &str) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(support::repo(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ending))
+        .collect();
+    files.sort();
+    let seeds: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(!seeds.is_empty(), "no seeds in {dir}");
+    seeds
+}
+
+/// A seed with some bytes overwritten, some inserted and perhaps its tail cut.
+fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let n = seeds.len();
+    (
+        0..n,
+        proptest::collection::vec((any::<u32>(), any::<u8>(), any::<bool>()), 0..12),
+        proptest::option::of(any::<u32>()),
+    )
+        .prop_map(move |(i, edits, cut)| {
+            let mut bytes = seeds[i].clone();
+            for (at, byte, insert) in edits {
+                let at = at as usize % (bytes.len() + 1);
+                if insert || at == bytes.len() {
+                    bytes.insert(at, byte);
+                } else {
+                    bytes[at] = byte;
+                }
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut as usize % (bytes.len() + 1));
+            }
+            bytes
+        })
+}
+
+fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..600)
+}
+
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(n),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(4000))]
+
+    #[test]
+    fn persona_files_never_panic(bytes in prop_oneof![any_bytes(), mutated(seeds("personas", ".toml"))]) {
+        if let Err(problems) = Persona::parse(Path::new("fuzz.toml"), &bytes, Some("fuzz")) {
+            prop_assert!(!problems.is_empty(), "a refusal names its problems");
+            for p in &problems {
+                prop_assert!(p.line >= 1 && p.column >= 1, "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn story_files_never_panic(bytes in prop_oneof![any_bytes(), mutated(seeds("stories", ".json"))]) {
+        let _ = Story::parse(Path::new("fuzz.json"), &bytes, None);
+    }
+
+    #[test]
+    fn sse_streams_never_panic(
+        bytes in prop_oneof![any_bytes(), mutated(seeds("crates/engine/tests/corpus", ".sse"))],
+        cuts in proptest::collection::vec(any::<u16>(), 0..8),
+    ) {
+        let mut whole = SseDecoder::new();
+        let mut expected = whole.push(&bytes);
+        expected.extend(whole.finish());
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        let mut at = 0;
+        let mut ends: Vec<usize> = cuts.iter().map(|c| *c as usize % (bytes.len() + 1)).collect();
+        ends.sort_unstable();
+        for end in ends.into_iter().chain([bytes.len()]) {
+            events.extend(decoder.push(&bytes[at..end]));
+            at = end;
+        }
+        events.extend(decoder.finish());
+        prop_assert_eq!(events, expected, "the same events however the bytes are cut");
+    }
+
+    #[test]
+    fn judge_replies_never_panic(
+        bytes in prop_oneof![
+            any_bytes(),
+            mutated(seeds("crates/engine/tests/corpus", ".json")),
+            mutated(seeds("crates/engine/tests/corpus", ".txt")),
+        ],
+    ) {
+        let reply = String::from_utf8_lossy(&bytes);
+        let _ = crossfire_engine::judge::parse_lenient(&reply);
+    }
+}
+
+#[test]
+fn the_seeds_themselves_parse() {
+    for seed in seeds("personas", ".toml") {
+        assert!(Persona::parse(Path::new("p.toml"), &seed, None).is_ok());
+    }
+    for seed in seeds("crates/engine/tests/corpus", ".json")
+        .into_iter()
+        .chain(seeds("crates/engine/tests/corpus", ".txt"))
+    {
+        let reply = String::from_utf8_lossy(&seed).into_owned();
+        assert!(
+            crossfire_engine::judge::parse_lenient(&reply).is_ok(),
+            "{reply}"
+        );
+    }
+    let stream = &seeds("crates/engine/tests/corpus", ".sse")[0];
+    let events = SseDecoder::new().push(stream);
+    assert_eq!(events.len(), 5);
+}
