@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
@@ -103,10 +104,18 @@ impl Printer {
                 round,
                 speaker,
                 unsupported,
+                quotes,
                 truncated,
                 ..
             } => {
                 let mut note = String::new();
+                for quote in quotes
+                    .iter()
+                    .filter(|q| q.source == QuoteSource::Documented)
+                {
+                    let reference = quote.reference.as_deref().unwrap_or("a signature phrase");
+                    note += &format!("  ✓ quoting \"{}\" ({reference})\n", quote.text);
+                }
                 if truncated {
                     note.push_str("  (the speech reached its length limit: it ends at its last full sentence)\n");
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cache::ByVersion;
-use crate::claims::ClaimChecker;
+use crate::claims::{Checked, ClaimChecker, QuoteContext};
 use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker};
 use crate::judge::{self, JudgeError};
@@ -235,22 +235,36 @@ impl Engine {
         events: &EventSink,
     ) -> Result<(), RunError> {
         let checker = self.claim_checker(setup.story);
-        let speak = |round: u8, speaker: Speaker, messages: Vec<Message>| {
+        let speak = |round: u8, speaker: Speaker, messages: Vec<Message>, answering| {
             let persona = setup.persona(speaker);
-            self.speak(round, speaker, persona, messages, &checker, events)
+            let context = QuoteContext {
+                speaker: Some(persona),
+                answering,
+            };
+            self.speak(round, speaker, persona, messages, &checker, context, events)
         };
 
         let (open_a, open_b) = futures::join!(
-            speak(1, Speaker::A, self.prompts.opening(setup, Speaker::A)?),
-            speak(1, Speaker::B, self.prompts.opening(setup, Speaker::B)?),
+            speak(
+                1,
+                Speaker::A,
+                self.prompts.opening(setup, Speaker::A)?,
+                None
+            ),
+            speak(
+                1,
+                Speaker::B,
+                self.prompts.opening(setup, Speaker::B)?,
+                None
+            ),
         );
         let [open_a, open_b] = keep_round(transcript, RoundKind::Opening, [open_a, open_b])?;
         let rebuttal_a = self.prompts.rebuttal(setup, Speaker::A, &open_a, &open_b)?;
         let rebuttal_b = self.prompts.rebuttal(setup, Speaker::B, &open_b, &open_a)?;
 
         let (reb_a, reb_b) = futures::join!(
-            speak(2, Speaker::A, rebuttal_a),
-            speak(2, Speaker::B, rebuttal_b),
+            speak(2, Speaker::A, rebuttal_a, Some(open_b.as_str())),
+            speak(2, Speaker::B, rebuttal_b, Some(open_a.as_str())),
         );
         keep_round(transcript, RoundKind::Rebuttal, [reb_a, reb_b])?;
 
@@ -296,7 +310,9 @@ impl Engine {
         Ok(pass)
     }
 
-    /// One speech, streamed as events, its claims checked at the end.
+    /// One speech, streamed as events, its claims checked at the end (its quotations also
+    /// against `context`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn speak(
         &self,
         round: u8,
@@ -304,6 +320,7 @@ impl Engine {
         persona: &Persona,
         messages: Vec<Message>,
         checker: &ClaimChecker,
+        context: QuoteContext<'_>,
         events: &EventSink,
     ) -> Result<(Turn, Usage), LlmError> {
         let started = Instant::now();
@@ -324,7 +341,10 @@ impl Engine {
         let completion = self.debater.complete(&request, &sink).await?;
         let truncated = completion.finish_reason.as_deref() == Some("length");
         let text = sink.finish(&completion.text, truncated);
-        let unsupported = checker.unsupported(&text);
+        let Checked {
+            unsupported,
+            quotes,
+        } = checker.check(&text, context);
         let tokens = match completion.usage.completion_tokens {
             0 => completion.chunks,
             n => n,
@@ -334,6 +354,7 @@ impl Engine {
             speaker,
             text: text.clone(),
             unsupported: unsupported.clone(),
+            quotes: quotes.clone(),
             tokens,
             truncated,
         });
@@ -344,6 +365,7 @@ impl Engine {
             tokens,
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             truncated,
+            quotes,
         };
         Ok((turn, completion.usage))
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::claims::Quote;
 pub use crate::transcript::Speaker;
 use crate::transcript::{ErrorCode, Status, Verdict};
 
@@ -28,6 +29,9 @@ pub enum Event {
         speaker: Speaker,
         text: String,
         unsupported: Vec<String>,
+        /// Supported quotations, with their source.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        quotes: Vec<Quote>,
         tokens: u64,
         /// Cut at its last complete sentence by the token limit.
         #[serde(skip_serializing_if = "std::ops::Not::not")]

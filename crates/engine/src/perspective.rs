@@ -1,5 +1,6 @@
 //! A persona's perspective on a story: "what would Lincoln say about this?"
 
+use crate::claims::QuoteContext;
 use crate::debate::{Engine, persona_ref};
 use crate::event::{Event, EventSink, Speaker};
 use crate::persona::Persona;
@@ -52,12 +53,24 @@ impl Engine {
             }),
             Ok(messages) => {
                 let checker = self.claim_checker(story);
-                self.speak(1, Speaker::Solo, persona, messages, &checker, events)
-                    .await
-                    .map_err(|e| ErrorInfo {
-                        code: ErrorCode::ModelFailed,
-                        message: e.to_string(),
-                    })
+                let context = QuoteContext {
+                    speaker: Some(persona),
+                    answering: None,
+                };
+                self.speak(
+                    1,
+                    Speaker::Solo,
+                    persona,
+                    messages,
+                    &checker,
+                    context,
+                    events,
+                )
+                .await
+                .map_err(|e| ErrorInfo {
+                    code: ErrorCode::ModelFailed,
+                    message: e.to_string(),
+                })
             }
         };
         record.provenance.finished_at = Some(now_rfc3339());

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::claims::Quote;
 use crate::llm::Usage;
 
 /// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
@@ -140,6 +141,10 @@ pub struct Turn {
     /// The speech reached its token limit and ends at its last complete sentence.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Quotations in the text that the story, the speech it answers or the speaker's own
+    /// documented lines support, with their source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotes: Vec<Quote>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -239,6 +239,7 @@ impl Prompts {
             tokens: 0,
             ms: 0,
             truncated: false,
+            quotes: Vec::new(),
         };
         let round = |round, kind, name| Round {
             round,
@@ -520,6 +521,7 @@ mod tests {
                 tokens: 3,
                 ms: 1,
                 truncated: false,
+                quotes: Vec::new(),
             };
             let rounds: Vec<Round> = [RoundKind::Opening, RoundKind::Rebuttal]
                 .into_iter()
