@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::Persona;
-use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
+use crossfire_engine::transcript::{CriteriaReasons, ScoreMethod, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -242,6 +242,20 @@ pub fn print_summary(transcript: &Transcript) {
     table.push_str(&format!(
         "{:<10}  {:>width$.1}  {:>width$.1}\n",
         "total", a.total, b.total
+    ));
+    let method = match verdict.method {
+        ScoreMethod::Expected => "scores weighted by the judge model's probabilities",
+        ScoreMethod::Sampled => "scores as the judge wrote them",
+    };
+    let agreement = if verdict.agreed {
+        "both passes named the same winner"
+    } else {
+        "the passes disagreed"
+    };
+    table.push_str(&format!(
+        "margin {:.1} of 40 · {agreement} · {method}\n\
+         The speeches and this verdict are simulated by a language model.\n",
+        verdict.margin
     ));
     println!("{table}");
     for (i, pass) in verdict.passes.iter().enumerate() {

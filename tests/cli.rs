@@ -72,6 +72,8 @@ async fn a_debate_streams_under_speaker_headers_then_a_verdict_table() {
         "━━ Round 2 · Rebuttal · George F. Kennan (B) ━━\nI am George F. Kennan, speaking in round 2",
         "━━ Verdict: Winston Churchill (A) wins ━━",
         "total",
+        "both passes named the same winner · scores as the judge wrote them",
+        "The speeches and this verdict are simulated by a language model.",
         "Pass 1 (A shown first): Winston Churchill made the stronger case.",
     ];
     let mut at = 0;
@@ -98,6 +100,9 @@ async fn json_prints_the_transcript() {
     assert_eq!(t["rounds"][1]["kind"], "rebuttal");
     assert_eq!(t["rounds"][0]["turns"][1]["speaker"], "b");
     assert_eq!(t["verdict"]["winner"], "a");
+    assert_eq!(t["verdict"]["method"], "sampled");
+    assert_eq!(t["verdict"]["agreed"], true);
+    assert!(t["verdict"]["margin"].as_f64().unwrap() > 0.0);
     assert_eq!(t["verdict"]["scores"]["a"]["criteria"]["rebuttal"], 7.0);
     assert_eq!(t["provenance"]["model"], "gpt-4o-mini");
     assert!(t["usage"]["prompt_tokens"].as_u64().unwrap() > 0);

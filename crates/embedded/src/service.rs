@@ -214,6 +214,7 @@ async fn collect(
                     return Err(LlmError::Empty);
                 }
                 return Ok(Completion {
+                    logprobs: None,
                     text,
                     usage: Usage {
                         prompt_tokens: finish.prompt_tokens as u64,

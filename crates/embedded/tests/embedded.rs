@@ -345,6 +345,7 @@ fn chat(text: &str, max_tokens: u32) -> crossfire_engine::llm::ChatRequest {
         seed: Some(1),
         response_format: None,
         stream: true,
+        top_logprobs: None,
     }
 }
 

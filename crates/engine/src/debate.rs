@@ -336,6 +336,7 @@ impl Engine {
             seed: None,
             response_format: None,
             stream: true,
+            top_logprobs: None,
         };
         let sink = SpeechSink::new(round, speaker, events, self.settings.turn_max_tokens);
         let completion = self.debater.complete(&request, &sink).await?;

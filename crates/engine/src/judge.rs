@@ -1,16 +1,19 @@
 //! The judge: a rubric, scored twice with the sides' order swapped, asked for structured JSON
 //! and read leniently, with one repair request before giving up.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
 use crate::event::Speaker;
 use crate::llm::{
-    ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, ResponseFormat, Role, Usage,
+    ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, ResponseFormat, Role,
+    TokenLogprobs, Usage,
 };
-use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Score, Sides, Verdict, Winner};
+use crate::transcript::{
+    Criteria, CriteriaReasons, JudgePass, Score, ScoreMethod, Sides, Verdict, Winner,
+};
 
 /// The rubric's criteria, in the order the judge scores them.
 pub const CRITERIA: [&str; 4] = ["argument", "evidence", "rebuttal", "fidelity"];
@@ -85,6 +88,8 @@ pub struct RawPass {
     /// 0 or 1 for a labelled speaker, `None` for a tie.
     pub winner: Option<usize>,
     pub rationale: String,
+    /// How the scores were read.
+    pub method: ScoreMethod,
 }
 
 /// Reads a judge's reply, forgiving what models commonly get wrong: code fences, prose
@@ -152,6 +157,7 @@ pub fn parse_lenient(reply: &str) -> Result<RawPass, String> {
         reasons,
         winner,
         rationale,
+        method: ScoreMethod::Sampled,
     })
 }
 
@@ -212,6 +218,8 @@ pub struct StructuredOutput {
     level: AtomicU8,
     /// Which [`schema`] to ask for.
     brief: bool,
+    /// Whether the endpoint gave token probabilities when asked (until it does not).
+    probabilities: AtomicBool,
 }
 
 impl StructuredOutput {
@@ -219,6 +227,23 @@ impl StructuredOutput {
         StructuredOutput {
             level: AtomicU8::new(0),
             brief,
+            probabilities: AtomicBool::new(true),
+        }
+    }
+
+    /// How many alternatives to ask for at each token, while the endpoint answers them.
+    fn top_logprobs(&self) -> Option<u8> {
+        self.probabilities
+            .load(Ordering::Relaxed)
+            .then_some(TOP_LOGPROBS)
+    }
+
+    /// The endpoint gives no probabilities: ask no more (and say so once).
+    fn no_probabilities(&self) {
+        if self.probabilities.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "the judge's endpoint gives no token probabilities: scores are read as written"
+            );
         }
     }
 
@@ -258,9 +283,14 @@ pub async fn run_pass(
         seed: None,
         response_format: structured.format(),
         stream: false,
+        top_logprobs: structured.top_logprobs(),
     };
     let first = loop {
         match model.complete(&request, &NoSink).await {
+            Err(e) if request.top_logprobs.is_some() && e.rejects("logprobs") => {
+                structured.no_probabilities();
+                request.top_logprobs = None;
+            }
             Err(e) if e.rejects_response_format() => match &request.response_format {
                 Some(format) => {
                     structured.refused(format);
@@ -272,8 +302,22 @@ pub async fn run_pass(
         }
     };
     *usage += first.usage;
+    if request.top_logprobs.is_some() && first.logprobs.is_none() {
+        structured.no_probabilities();
+    }
     let (raw, repaired) = match parse_lenient(&first.text) {
-        Ok(raw) => (raw, false),
+        Ok(mut raw) => {
+            raw.method = ScoreMethod::Sampled;
+            if let Some(expected) = first
+                .logprobs
+                .as_deref()
+                .and_then(|l| expected_scores(&first.text, l))
+            {
+                raw.scores = expected;
+                raw.method = ScoreMethod::Expected;
+            }
+            (raw, false)
+        }
         Err(problem) => {
             request
                 .messages
@@ -316,7 +360,129 @@ fn to_sides(raw: RawPass, order: [Speaker; 2], repaired: bool) -> JudgePass {
         },
         rationale: raw.rationale,
         repaired,
+        method: raw.method,
     }
+}
+
+/// Alternatives asked for at each token of a verdict.
+const TOP_LOGPROBS: u8 = 10;
+
+/// The scores of a reply as expected values: at each score's place in the text, the
+/// integers 1–10 among the token's alternatives, weighted by their probabilities. `None`
+/// unless every score of both speakers can be read so.
+fn expected_scores(text: &str, tokens: &[TokenLogprobs]) -> Option<[Criteria; 2]> {
+    // Where each token starts in the text (the tokens are the text, in order).
+    let mut starts = Vec::with_capacity(tokens.len());
+    let mut at = 0;
+    for token in tokens {
+        starts.push(at);
+        at += token.token.len();
+    }
+    if at != text.len() {
+        return None;
+    }
+    let mut scores = [Criteria::default(), Criteria::default()];
+    let mut filled = [[false; 4]; 2];
+    for place in score_places(text) {
+        let i = starts
+            .partition_point(|&s| s <= place.offset)
+            .checked_sub(1)?;
+        let value = expected_value(&tokens[i].top)?;
+        let c = CRITERIA.iter().position(|c| *c == place.criterion)?;
+        let slot = match c {
+            0 => &mut scores[place.label].argument,
+            1 => &mut scores[place.label].evidence,
+            2 => &mut scores[place.label].rebuttal,
+            _ => &mut scores[place.label].fidelity,
+        };
+        *slot = value;
+        filled[place.label][c] = true;
+    }
+    filled.iter().flatten().all(|f| *f).then_some(scores)
+}
+
+/// The expected integer score over alternatives whose text is a score from 1 to 10.
+fn expected_value(top: &[(String, f32)]) -> Option<f64> {
+    let (mut weight, mut sum) = (0.0f64, 0.0f64);
+    for (token, logprob) in top {
+        let digits = token.trim_matches(|c: char| !c.is_ascii_digit());
+        if let Ok(v) = digits.parse::<u8>()
+            && (1..=10).contains(&v)
+            && logprob.is_finite()
+        {
+            let p = f64::from(*logprob).exp();
+            weight += p;
+            sum += p * f64::from(v);
+        }
+    }
+    (weight > 0.0).then(|| sum / weight)
+}
+
+/// Where a score is written in a reply: which speaker's card (0 or 1), which criterion.
+struct ScorePlace {
+    offset: usize,
+    label: usize,
+    criterion: &'static str,
+}
+
+/// The score numbers of a verdict's JSON, found by the keys before them: a criterion's
+/// value, or the `score` inside a criterion's object, under `speaker_1` or `speaker_2`.
+fn score_places(text: &str) -> Vec<ScorePlace> {
+    let bytes = text.as_bytes();
+    let mut places = Vec::new();
+    let (mut label, mut criterion): (Option<usize>, Option<&'static str>) = (None, None);
+    let mut last_key: Option<String> = None;
+    let mut after_colon = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                let string = text.get(start..i.min(text.len())).unwrap_or("");
+                let is_key = text[i.min(text.len())..]
+                    .trim_start_matches('"')
+                    .trim_start()
+                    .starts_with(':');
+                if is_key {
+                    let key = normalize_label(string);
+                    match LABELS.iter().position(|l| normalize_label(l) == key) {
+                        Some(n) => label = Some(n),
+                        None => {
+                            if let Some(c) = CRITERIA.iter().find(|c| **c == key) {
+                                criterion = Some(c);
+                            }
+                        }
+                    }
+                    last_key = Some(key);
+                }
+                after_colon = false;
+            }
+            b':' => after_colon = true,
+            b if b.is_ascii_digit() && after_colon => {
+                let key = last_key.as_deref();
+                let is_score = key == Some("score") || key.is_some_and(|k| CRITERIA.contains(&k));
+                if let (true, Some(label), Some(criterion)) = (is_score, label, criterion) {
+                    places.push(ScorePlace {
+                        offset: i,
+                        label,
+                        criterion,
+                    });
+                }
+                while i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() {
+                    i += 1;
+                }
+                after_colon = false;
+            }
+            b' ' | b'\n' | b'\t' | b'\r' => {}
+            _ => after_colon = false,
+        }
+        i += 1;
+    }
+    places
 }
 
 /// Combines the two passes: scores averaged; a winner only if both passes agree, else a
@@ -374,12 +540,20 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         .filter(|r| !r.is_empty())
         .collect::<Vec<_>>()
         .join(" / ");
+    let method = if !passes.is_empty() && passes.iter().all(|p| p.method == ScoreMethod::Expected) {
+        ScoreMethod::Expected
+    } else {
+        ScoreMethod::Sampled
+    };
     Verdict {
         winner,
         contested,
+        margin: (scores.a.total - scores.b.total).abs(),
+        agreed: !contested,
         scores,
         rationale,
         passes,
+        method,
     }
 }
 
@@ -403,6 +577,41 @@ fn name_labels(text: &str, order: [Speaker; 2], names: &Sides<String>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each character a token; a digit after a `:` weighs itself 3 to 1 against one more.
+    fn tokens_of(text: &str) -> Vec<TokenLogprobs> {
+        let mut out = Vec::new();
+        let mut before = String::new();
+        for c in text.chars() {
+            let token = c.to_string();
+            let top = match c.to_digit(10) {
+                Some(d) if before.trim_end().ends_with(':') => vec![
+                    (token.clone(), 0.75f32.ln()),
+                    ((d + 1).to_string(), 0.25f32.ln()),
+                    ("\"".to_string(), -3.0),
+                ],
+                _ => vec![(token.clone(), 0.0)],
+            };
+            before.push(c);
+            out.push(TokenLogprobs { token, top });
+        }
+        out
+    }
+
+    #[test]
+    fn expected_scores_are_read_at_each_score_and_nowhere_else() {
+        let text = r#"{"speaker_1": {"argument": {"score": 7, "reason": "a: 9 out of 10"}, "evidence": {"score": 6, "reason": "x"}, "rebuttal": {"score": 5, "reason": "x"}, "fidelity": {"score": 8, "reason": "x"}}, "speaker_2": {"argument": 4, "evidence": 3, "rebuttal": 2, "fidelity": 1}, "winner": "speaker_1", "rationale": "speaker_1: 2 ahead"}"#;
+        let [one, two] = expected_scores(text, &tokens_of(text)).expect("every score placed");
+        let rounded = |c: Criteria| {
+            [c.argument, c.evidence, c.rebuttal, c.fidelity].map(|v| (v * 1e6).round() / 1e6)
+        };
+        assert_eq!(rounded(one), [7.25, 6.25, 5.25, 8.25]);
+        assert_eq!(rounded(two), [4.25, 3.25, 2.25, 1.25]);
+        // Tokens that do not make up the text, or a missing score, give none.
+        assert!(expected_scores(text, &tokens_of("{}")).is_none());
+        let partial = r#"{"speaker_1": {"argument": 7}}"#;
+        assert!(expected_scores(partial, &tokens_of(partial)).is_none());
+    }
 
     fn reply(winner: &str) -> String {
         let card = |s: u8| {

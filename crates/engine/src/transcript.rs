@@ -209,6 +209,22 @@ pub struct JudgePass {
     pub rationale: String,
     /// Whether the reply needed a repair request to parse.
     pub repaired: bool,
+    /// How the scores were read from the reply.
+    #[serde(default)]
+    pub method: ScoreMethod,
+}
+
+/// How a judging pass's scores were read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreMethod {
+    /// The scores the judge wrote.
+    #[default]
+    Sampled,
+    /// Each score the expected value over the scores the judge's model weighed at that
+    /// place, by their probabilities (as in G-Eval).
+    Expected,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -230,6 +246,15 @@ pub struct Verdict {
     pub scores: Sides<Score>,
     pub rationale: String,
     pub passes: Vec<JudgePass>,
+    /// `expected` when every pass's scores are expected values, else `sampled`.
+    #[serde(default)]
+    pub method: ScoreMethod,
+    /// How far apart the two sides' totals are (out of 40).
+    #[serde(default)]
+    pub margin: f64,
+    /// Whether both passes named the same winner.
+    #[serde(default)]
+    pub agreed: bool,
 }
 
 /// Which model, templates and times produced a result. (Runs queued by versions before it

@@ -6,7 +6,7 @@ use crossfire_testkit as support;
 use std::time::Duration;
 
 use crossfire_engine::event::{Event, EventSink, Speaker};
-use crossfire_engine::transcript::{ErrorCode, Status, Transcript, Winner};
+use crossfire_engine::transcript::{ErrorCode, ScoreMethod, Status, Transcript, Winner};
 use support::{FakeLlm, FakeOptions, Fault, JudgeMode, Target};
 
 const MOTION: &str = "Is Pyongyang winning more than it is losing?";
@@ -679,5 +679,70 @@ async fn an_endpoint_that_aborts_concurrent_streams_is_called_one_at_a_time() {
     assert!(
         log[1].received < log[0].finished().unwrap(),
         "the openings ran together"
+    );
+}
+
+#[tokio::test]
+async fn scores_are_expected_values_where_the_endpoint_gives_probabilities() {
+    let fake = FakeLlm::start(FakeOptions {
+        logprobs: true,
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, _) = run(&fake).await;
+    let verdict = transcript.verdict.expect("a verdict");
+    assert_eq!(verdict.method, ScoreMethod::Expected);
+    for pass in &verdict.passes {
+        assert_eq!(pass.method, ScoreMethod::Expected);
+        // The fake weighs each written score and the one below it evenly.
+        for c in [pass.scores.a, pass.scores.b] {
+            for score in [c.argument, c.evidence, c.rebuttal, c.fidelity] {
+                assert_eq!(score.fract(), 0.5, "{score} is an expected value");
+            }
+        }
+    }
+    assert_eq!(verdict.winner, Winner::A);
+    assert!(verdict.agreed && !verdict.contested);
+    let expected_margin = (verdict.scores.a.total - verdict.scores.b.total).abs();
+    assert!(verdict.margin > 0.0 && (verdict.margin - expected_margin).abs() < 1e-9);
+    let judged = fake.requests(Target::Judge);
+    assert!(
+        judged
+            .iter()
+            .all(|r| r.body["logprobs"] == true && r.body["top_logprobs"] == 10)
+    );
+}
+
+#[tokio::test]
+async fn without_probabilities_scores_are_read_as_written_and_the_endpoint_is_not_asked_again() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let engine = support::engine_for(&support::config_for(&fake.base_url));
+    let story = support::story("nk-troops-russia");
+    let (a, b) = (
+        support::persona("winston-churchill"),
+        support::persona("george-kennan"),
+    );
+    for _ in 0..2 {
+        let t = engine
+            .run_debate("t".into(), &story, &a, &b, MOTION, &EventSink::discard())
+            .await;
+        let verdict = t.verdict.expect("a verdict");
+        assert_eq!(verdict.method, ScoreMethod::Sampled);
+        assert!(
+            verdict
+                .passes
+                .iter()
+                .all(|p| p.scores.a.argument.fract() == 0.0)
+        );
+    }
+    let judged = fake.requests(Target::Judge);
+    assert_eq!(judged.len(), 4);
+    assert!(
+        judged[..2].iter().all(|r| r.body["logprobs"] == true),
+        "asked at first"
+    );
+    assert!(
+        judged[2..].iter().all(|r| r.body.get("logprobs").is_none()),
+        "and not again once the endpoint gave none"
     );
 }

@@ -117,6 +117,7 @@ struct Shared {
     token_delay: Duration,
     judge: JudgeMode,
     abort_on_new_request: bool,
+    logprobs: bool,
     /// Requests received so far: a stream that sees the count move was overtaken.
     requests: std::sync::atomic::AtomicU64,
 }
@@ -143,6 +144,10 @@ pub struct FakeOptions {
     /// Abort a running stream whenever a new request arrives, as llama-cpp-python's server
     /// does by default (`--interrupt_requests True`): the stream just stops.
     pub abort_on_new_request: bool,
+    /// Answer `logprobs: true` with each token's `top_logprobs`, as OpenAI, vLLM and
+    /// llama.cpp's server do; a score token weighs the score written and the one below it
+    /// evenly. Without it the fake ignores `logprobs`, as many servers do.
+    pub logprobs: bool,
 }
 
 impl Default for FakeOptions {
@@ -155,6 +160,7 @@ impl Default for FakeOptions {
             judge: JudgeMode::Prefer("Winston Churchill".into()),
             faults: Vec::new(),
             abort_on_new_request: false,
+            logprobs: false,
         }
     }
 }
@@ -170,6 +176,7 @@ impl FakeLlm {
             token_delay: options.token_delay,
             judge: options.judge,
             abort_on_new_request: options.abort_on_new_request,
+            logprobs: options.logprobs,
             requests: std::sync::atomic::AtomicU64::new(0),
         });
         let app = Router::new()
@@ -200,6 +207,7 @@ impl FakeLlm {
                 token_delay: Duration::ZERO,
                 judge: JudgeMode::FirstListed,
                 abort_on_new_request: false,
+                logprobs: false,
                 requests: Default::default(),
             }),
         }
@@ -238,6 +246,47 @@ fn speaker_of(body: &Value) -> &str {
         .and_then(|s| s.split([':', '(']).next())
         .unwrap_or("Nobody")
         .trim()
+}
+
+/// `logprobs.content` for a reply: digits runs and other text in tokens of up to four
+/// characters; a number right after a `:` is a score, and weighs itself and the score
+/// below it (above, for 1) evenly.
+fn token_logprobs(text: &str) -> Vec<Value> {
+    let mut tokens: Vec<String> = Vec::new();
+    for c in text.chars() {
+        let joins = tokens.last().is_some_and(|t| {
+            let digits = t.chars().all(|d| d.is_ascii_digit());
+            if c.is_ascii_digit() {
+                digits
+            } else {
+                !digits && t.chars().count() < 4
+            }
+        });
+        match tokens.last_mut() {
+            Some(t) if joins => t.push(c),
+            _ => tokens.push(c.to_string()),
+        }
+    }
+    let mut before = String::new();
+    tokens
+        .into_iter()
+        .map(|token| {
+            let score = token
+                .parse::<u8>()
+                .ok()
+                .filter(|_| before.trim_end().ends_with(':'));
+            before.push_str(&token);
+            let top = match score {
+                Some(s) => {
+                    let other = if s > 1 { s - 1 } else { s + 1 };
+                    json!([{"token": token, "logprob": 0.5f32.ln()},
+                           {"token": other.to_string(), "logprob": 0.5f32.ln()}])
+                }
+                None => json!([{"token": token, "logprob": 0.0}]),
+            };
+            json!({"token": token, "logprob": top[0]["logprob"], "top_logprobs": top})
+        })
+        .collect()
 }
 
 fn judge_reply(body: &Value, mode: &JudgeMode) -> String {
@@ -388,9 +437,13 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 
     if body["stream"] != json!(true) {
         mark_finished();
+        let mut choice = json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"});
+        if shared.logprobs && body["logprobs"] == json!(true) {
+            choice["logprobs"] = json!({"content": token_logprobs(&text)});
+        }
         let reply = json!({
             "id": "cmpl-fake", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [choice],
             "usage": usage,
         });
         return ([("content-type", "application/json")], reply.to_string()).into_response();

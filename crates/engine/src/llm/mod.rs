@@ -79,6 +79,8 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     /// Stream tokens as they come (debaters), or take the whole reply at once (the judge).
     pub stream: bool,
+    /// Ask for each token's log-probability and this many most likely alternatives.
+    pub top_logprobs: Option<u8>,
 }
 
 /// Tokens a call or a debate consumed.
@@ -104,6 +106,16 @@ pub struct Completion {
     /// Text pieces streamed (a token count when the server reports no usage).
     pub chunks: u64,
     pub finish_reason: Option<String>,
+    /// Per token, when asked for and the backend gives them.
+    pub logprobs: Option<Vec<TokenLogprobs>>,
+}
+
+/// One generated token and the most likely tokens at its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: String,
+    /// Alternatives (the token itself among them, usually) with their log-probabilities.
+    pub top: Vec<(String, f32)>,
 }
 
 /// Where a streaming call reports its progress.
@@ -156,7 +168,7 @@ pub enum LlmError {
 impl LlmError {
     /// Whether trying the same call again may succeed.
     pub fn is_retryable(&self) -> bool {
-        if self.rejects_response_format() {
+        if self.rejects_response_format() || self.rejects("logprobs") {
             return false; // the same request will be refused again, whatever the status says
         }
         match self {
@@ -174,11 +186,17 @@ impl LlmError {
     /// Whether the server refused the request's `response_format` (servers without structured
     /// output answer 400, 422, or — llama-cpp-python — 500 with a validation error).
     pub fn rejects_response_format(&self) -> bool {
+        self.rejects("response_format")
+    }
+
+    /// Whether the server refused the request because of one of its fields (`logprobs`,
+    /// `response_format`): 400, 422, or 500 with a validation error naming it.
+    pub fn rejects(&self, field: &str) -> bool {
         match self {
             LlmError::Status {
                 status, message, ..
-            } => matches!(status, 400 | 422 | 500) && message.contains("response_format"),
-            LlmError::Exhausted { last, .. } => last.rejects_response_format(),
+            } => matches!(status, 400 | 422 | 500) && message.contains(field),
+            LlmError::Exhausted { last, .. } => last.rejects(field),
             _ => false,
         }
     }

@@ -13,7 +13,10 @@ use tokio::time::Instant;
 
 use super::endpoint::{Endpoint, endpoint};
 use super::sse::SseDecoder;
-use super::{ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenSink, Usage};
+use super::{
+    ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenLogprobs, TokenSink,
+    Usage,
+};
 use crate::config::{LlmConfig, Secret};
 
 /// A client for one OpenAI-compatible endpoint.
@@ -79,6 +82,8 @@ impl OpenAiClient {
                 },
                 ResponseFormat::JsonObject(f) => WireFormat::JsonObject { schema: &f.schema },
             }),
+            logprobs: request.top_logprobs.is_some(),
+            top_logprobs: request.top_logprobs,
         }
     }
 
@@ -240,6 +245,10 @@ struct WireRequest<'a> {
     seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<WireFormat<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -356,6 +365,7 @@ impl StreamState {
             usage,
             chunks: self.chunks,
             finish_reason: self.finish_reason,
+            logprobs: None,
         }
     }
 }
@@ -454,6 +464,33 @@ struct WholeChoice {
     message: WholeMessage,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+/// `choices[].logprobs` as OpenAI, vLLM and llama.cpp's server send it.
+#[derive(Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Deserialize)]
+struct WireTokenLogprob {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    logprob: f32,
+    #[serde(default)]
+    top_logprobs: Vec<WireTopLogprob>,
+}
+
+#[derive(Deserialize)]
+struct WireTopLogprob {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    logprob: f32,
 }
 
 #[derive(Deserialize, Default)]
@@ -479,11 +516,35 @@ fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
         .next()
         .ok_or_else(|| LlmError::Protocol("a completion with no choices".into()))?;
     let text = choice.message.content.unwrap_or_default();
+    let logprobs = choice
+        .logprobs
+        .and_then(|l| l.content)
+        .filter(|tokens| !tokens.is_empty())
+        .map(|tokens| {
+            tokens
+                .into_iter()
+                .map(|t| {
+                    let mut top: Vec<(String, f32)> = t
+                        .top_logprobs
+                        .into_iter()
+                        .map(|a| (a.token, a.logprob))
+                        .collect();
+                    if !top.iter().any(|(token, _)| *token == t.token) {
+                        top.push((t.token.clone(), t.logprob));
+                    }
+                    TokenLogprobs {
+                        token: t.token,
+                        top,
+                    }
+                })
+                .collect()
+        });
     Ok(Completion {
         chunks: u64::from(!text.is_empty()),
         text,
         usage: whole.usage.map(Usage::from).unwrap_or_default(),
         finish_reason: choice.finish_reason,
+        logprobs,
     })
 }
 
