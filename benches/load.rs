@@ -23,8 +23,8 @@ use crossfire_engine::llm::sse::SseDecoder;
 use futures::StreamExt;
 use measure::{cpu_times, env_or};
 use serde_json::{Value, json};
+use support::process::Instance;
 use support::{FakeLlm, FakeOptions};
-use tokio::io::AsyncBufReadExt;
 
 const USERS: usize = 20;
 
@@ -51,34 +51,19 @@ async fn main() {
         "[llm]\nmax_in_flight = 100000\n[judge]\nmax_in_flight = 100000\n",
     )
     .unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
-        .env(
-            "CROSSFIRE_DATABASE_URL",
-            format!("sqlite://{}", dir.join("load.db").display()),
-        )
-        .env("CROSSFIRE_ADDR", "127.0.0.1:0")
-        .env("CROSSFIRE_DEBATES_PER_DAY", "1000000000")
-        .env("RUST_LOG", "warn,crossfire=info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = server.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("the server starts");
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let database = format!("sqlite://{}", dir.join("load.db").display());
+    let mut server = Instance::start(
+        env!("CARGO_BIN_EXE_crossfire"),
+        &["--config", config.to_str().unwrap(), "--"],
+        &[
+            ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
+            ("CROSSFIRE_DATABASE_URL", &database),
+            ("CROSSFIRE_DEBATES_PER_DAY", "1000000000"),
+        ],
+    )
+    .await;
+    let pid = server.pid();
+    let base = server.base.clone();
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
@@ -199,7 +184,7 @@ async fn main() {
         100.0 * (cpu + own_cpu) / wall.as_secs_f64() / cores() as f64,
         cores()
     );
-    let _ = server.kill().await;
+    let _ = server.child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -7,58 +7,25 @@ use crossfire_engine::transcript::{ErrorCode, Status};
 use crossfire_testkit::http::{
     App, debate_body, fresh_postgres_database, postgres_admin_url, temp_db,
 };
+use crossfire_testkit::process::Instance;
 use crossfire_testkit::{FakeLlm, FakeOptions};
 use reqwest::StatusCode;
-
-/// `crossfire serve` as its own process, on a random port.
-struct Instance {
-    base: String,
-    child: tokio::process::Child,
-}
-
-impl Instance {
-    fn terminate(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
 
 async fn spawn_instance(fake: &FakeLlm, db: &str) -> Instance {
     spawn_instance_with_grace(fake, db, 30).await
 }
 
 async fn spawn_instance_with_grace(fake: &FakeLlm, db: &str, grace_s: u64) -> Instance {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
-        .args(["serve", "--grace-s", &grace_s.to_string()])
-        .env("CROSSFIRE_LLM_BASE_URL", &fake.base_url)
-        .env("CROSSFIRE_DATABASE_URL", db)
-        .env("CROSSFIRE_ADDR", "127.0.0.1:0")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the instance starts")
-            .unwrap()
-            .expect("the instance logs where it listens");
-        if let Some(at) = line.find("listening on http://") {
-            let url = &line[at + "listening on ".len()..];
-            break url.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Instance { base, child }
+    let grace = grace_s.to_string();
+    Instance::start(
+        env!("CARGO_BIN_EXE_crossfire"),
+        &["--", "--grace-s", &grace],
+        &[
+            ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
+            ("CROSSFIRE_DATABASE_URL", db),
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -128,7 +95,7 @@ async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
         let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
         let id = created["id"].as_str().unwrap().to_string();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        instance.terminate();
+        instance.signal("TERM");
         let exit = tokio::time::timeout(Duration::from_secs(30), instance.child.wait())
             .await
             .unwrap()

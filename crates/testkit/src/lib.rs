@@ -4,6 +4,7 @@
 //! to find the repository's shipped files.
 
 pub mod http;
+pub mod process;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -118,6 +119,7 @@ struct Shared {
     judge: JudgeMode,
     abort_on_new_request: bool,
     logprobs: bool,
+    random_faults: Option<RandomFaults>,
     /// Requests received so far: a stream that sees the count move was overtaken.
     requests: std::sync::atomic::AtomicU64,
 }
@@ -148,6 +150,46 @@ pub struct FakeOptions {
     /// llama.cpp's server do; a score token weighs the score written and the one below it
     /// evenly. Without it the fake ignores `logprobs`, as many servers do.
     pub logprobs: bool,
+    /// Faults drawn at random for calls the queue of `faults` does not cover.
+    pub random_faults: Option<RandomFaults>,
+}
+
+/// Faults at random, reproducibly for a seed: a share of all calls fails (500, 429 with
+/// `Retry-After`, a stream cut half-way, no answer until long past any timeout), and a share
+/// of the judge's answers is prose.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomFaults {
+    pub seed: u64,
+    /// Of all calls, the share that fails.
+    pub failing: f64,
+    /// Of the judge's first answers in a pass that do not fail, the share that is prose, not
+    /// JSON (as a model that ignores the format until told again); a repair request gets JSON.
+    pub judge_prose: f64,
+}
+
+impl RandomFaults {
+    /// The fault, if any, of the `n`th request.
+    fn draw(&self, n: u64, target: Target, repair: bool) -> Option<Fault> {
+        let mut x = self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut next = || {
+            // splitmix64
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        };
+        if next() < self.failing {
+            let faults = [
+                Fault::ServerError,
+                Fault::RateLimited { secs: 1 },
+                Fault::CutStream,
+                Fault::Hang,
+            ];
+            return Some(faults[((next() * 4.0) as usize).min(3)]);
+        }
+        (target == Target::Judge && !repair && next() < self.judge_prose).then_some(Fault::NonJson)
+    }
 }
 
 impl Default for FakeOptions {
@@ -161,6 +203,7 @@ impl Default for FakeOptions {
             faults: Vec::new(),
             abort_on_new_request: false,
             logprobs: false,
+            random_faults: None,
         }
     }
 }
@@ -177,6 +220,7 @@ impl FakeLlm {
             judge: options.judge,
             abort_on_new_request: options.abort_on_new_request,
             logprobs: options.logprobs,
+            random_faults: options.random_faults,
             requests: std::sync::atomic::AtomicU64::new(0),
         });
         let app = Router::new()
@@ -208,6 +252,7 @@ impl FakeLlm {
                 judge: JudgeMode::FirstListed,
                 abort_on_new_request: false,
                 logprobs: false,
+                random_faults: None,
                 requests: Default::default(),
             }),
         }
@@ -349,7 +394,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                 Some(faults[i].1)
             }
             Some(i) => faults.remove(i).map(|(_, f)| f),
-            None => None,
+            None => shared.random_faults.and_then(|random| {
+                // A judge's repair request carries its first answer and the complaint.
+                let repair = body["messages"].as_array().is_some_and(|m| m.len() > 2);
+                random.draw(arrival, target, repair)
+            }),
         }
     };
     let text = match target {
