@@ -137,6 +137,7 @@ pub struct Turn {
     /// Figures and quotations in the text that the story does not support.
     pub unsupported: Vec<String>,
     pub tokens: u64,
+    #[serde(default)]
     pub ms: u64,
     /// The speech reached its token limit and ends at its last complete sentence.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -19,10 +19,13 @@ use super::bodies::{Accepted, DebateList, DebateSummary, PerspectiveBody};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
-use crate::store::{Finish, Quota, Run, RunKind, StoreError, User, now_ms};
+use crate::store::{Finish, Quota, Run, RunKind, StoreError, StoredEvent, User, now_ms};
 use crossfire_engine::debate::Engine;
+use crossfire_engine::event::EventKind;
 use crossfire_engine::event::{Event, EventSink};
-use crossfire_engine::transcript::{ErrorCode, ErrorInfo, PerspectiveRecord, Status, Transcript};
+use crossfire_engine::transcript::{
+    ErrorCode, ErrorInfo, PerspectiveRecord, Round, RoundKind, Status, Transcript, Turn,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDebate {
@@ -234,6 +237,25 @@ trait Record: DeserializeOwned {
     /// Sets what the run's row knows best: its id, status and error (which change when a run
     /// is interrupted).
     fn set_state(&mut self, run: &Run);
+
+    /// Takes the turns an interrupted run's log shows finished (by round).
+    fn keep_turns(&mut self, turns: &[(u8, Turn)]);
+}
+
+/// The turns a run's log shows finished, with their rounds, as their `turn_end` told them.
+fn finished_turns(events: &[StoredEvent]) -> Vec<(u8, Turn)> {
+    #[derive(Deserialize)]
+    struct Ended {
+        round: u8,
+        #[serde(flatten)]
+        turn: Turn,
+    }
+    events
+        .iter()
+        .filter(|e| e.name == EventKind::TurnEnd.as_str())
+        .filter_map(|e| serde_json::from_str::<Ended>(&e.data).ok())
+        .map(|e| (e.round, e.turn))
+        .collect()
 }
 
 impl Record for Transcript {
@@ -244,6 +266,23 @@ impl Record for Transcript {
             self.error = run.error.clone();
         }
     }
+
+    fn keep_turns(&mut self, turns: &[(u8, Turn)]) {
+        for (number, kind) in [(1, RoundKind::Opening), (2, RoundKind::Rebuttal)] {
+            let of_round: Vec<Turn> = turns
+                .iter()
+                .filter(|(round, _)| *round == number)
+                .map(|(_, turn)| turn.clone())
+                .collect();
+            if !of_round.is_empty() && !self.rounds.iter().any(|r| r.round == number) {
+                self.rounds.push(Round {
+                    round: number,
+                    kind,
+                    turns: of_round,
+                });
+            }
+        }
+    }
 }
 
 impl Record for PerspectiveRecord {
@@ -252,6 +291,16 @@ impl Record for PerspectiveRecord {
         self.status = run.status;
         if run.error.is_some() {
             self.error = run.error.clone();
+        }
+    }
+
+    fn keep_turns(&mut self, turns: &[(u8, Turn)]) {
+        if let Some((_, turn)) = turns.first()
+            && self.text.is_empty()
+        {
+            self.text = turn.text.clone();
+            self.unsupported = turn.unsupported.clone();
+            self.tokens = turn.tokens;
         }
     }
 }
@@ -384,14 +433,23 @@ async fn stream(
     unfinished: bool,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = headers
+    let mut after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
+    // Followers here hear events before they are stored. After a crash, a client may have
+    // heard events the log never got (it goes on past a gap): it starts again from the first
+    // event, told to drop what it has.
+    let reset = after > 0
+        && state.hub.owner(run_id).is_none()
+        && !state.store.has_event(run_id, after).await?;
+    if reset {
+        after = 0;
+    }
     let follower = Follower::start(&state.hub, run_id, after, unfinished).await?;
-    let sse =
-        Sse::new(sse_stream(follower, state.metrics.clone())).keep_alive(KeepAlive::default());
+    let sse = Sse::new(sse_stream(follower, reset, state.metrics.clone()))
+        .keep_alive(KeepAlive::default());
     // Proxies must not buffer a live stream.
     Ok((
         [("x-accel-buffering", "no"), ("cache-control", "no-cache")],
@@ -400,19 +458,23 @@ async fn stream(
         .into_response())
 }
 
+/// The follower's events as SSE, after a `reset` (no id) when the client must start over.
 fn sse_stream(
     follower: Follower,
+    reset: bool,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let open = StreamOpen::new(metrics);
-    futures::stream::unfold((follower, open), |(mut follower, open)| async move {
+    let reset = reset.then(|| Ok(SseEvent::default().event("reset").data("{}")));
+    let events = futures::stream::unfold((follower, open), |(mut follower, open)| async move {
         let event = follower.next().await?;
         let sse = SseEvent::default()
             .id(event.seq.to_string())
             .event(event.name)
             .data(event.data);
         Some((Ok(sse), (follower, open)))
-    })
+    });
+    futures::stream::iter(reset).chain(events)
 }
 
 /// Counts a stream as open for as long as it lives (a client that goes away drops it).
@@ -457,6 +519,11 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
     };
     // A run still executing here adds nothing more, and what it queued is stored first.
     let last = state.hub.seal(&run.id);
+    // Its transcript keeps every turn its stream showed finished.
+    let logged = match state.hub.events_of(&run.id) {
+        Some(events) => events,
+        None => state.store.events_after(&run.id, 0).await?,
+    };
     let events = [
         Event::Error {
             code: reason.code,
@@ -468,7 +535,7 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
     ];
     let finish = Finish {
         status: Status::Failed,
-        result: interrupted_result(run, &reason),
+        result: interrupted_result(run, &reason, &finished_turns(&logged)),
         error: Some(reason),
         at: now_ms(),
     };
@@ -477,9 +544,14 @@ async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
 
 /// A run's stored result, marked failed for `reason`. A result that cannot be read is kept
 /// as it is: the row's status and error say what happened.
-fn interrupted_result(run: &Run, reason: &ErrorInfo) -> String {
-    fn failed<R: Record + serde::Serialize>(run: &Run, reason: &ErrorInfo) -> Option<String> {
+fn interrupted_result(run: &Run, reason: &ErrorInfo, turns: &[(u8, Turn)]) -> String {
+    fn failed<R: Record + serde::Serialize>(
+        run: &Run,
+        reason: &ErrorInfo,
+        turns: &[(u8, Turn)],
+    ) -> Option<String> {
         let mut record: R = record_of(run).ok()?;
+        record.keep_turns(turns);
         let failed = Run {
             status: Status::Failed,
             error: Some(reason.clone()),
@@ -489,8 +561,8 @@ fn interrupted_result(run: &Run, reason: &ErrorInfo) -> String {
         serde_json::to_string(&record).ok()
     }
     let rewritten = match run.kind {
-        RunKind::Debate => failed::<Transcript>(run, reason),
-        RunKind::Perspective => failed::<PerspectiveRecord>(run, reason),
+        RunKind::Debate => failed::<Transcript>(run, reason, turns),
+        RunKind::Perspective => failed::<PerspectiveRecord>(run, reason, turns),
     };
     rewritten.unwrap_or_else(|| run.result.clone())
 }

@@ -811,6 +811,44 @@ mod cases {
         let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
         assert_eq!(events.last().unwrap().2["status"], "failed");
+
+        // The log goes on past a gap after the crash, and a client that heard events the
+        // crash kept from the log is told to start over.
+        let stored = events.last().unwrap().0;
+        assert!(stored > crossfire_server::live::CRASH_GAP, "{stored}");
+        let before_gap = events[events.len() - 3].0;
+        let body = app
+            .http
+            .get(format!("{}/api/debates/{id}/events", app.base))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", (before_gap + 3).to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.starts_with("event: reset\ndata: {}\n\n"), "{body}");
+        assert!(
+            body.contains("\nid: 1\n") && body.contains("event: done"),
+            "{body}"
+        );
+        // One that heard only what was stored resumes as ever.
+        let body = app
+            .http
+            .get(format!("{}/api/debates/{id}/events", app.base))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", before_gap.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !body.contains("reset") && body.contains("event: done"),
+            "{body}"
+        );
     }
 
     /// The writer keeps each run's events of one commit in one row; read back, from the

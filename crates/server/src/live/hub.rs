@@ -75,6 +75,11 @@ impl Hub {
         self.live(run_id).map(|run| run.end())
     }
 
+    /// Every event so far of a run executing here (stored or not yet).
+    pub fn events_of(&self, run_id: &str) -> Option<Vec<StoredEvent>> {
+        self.live(run_id).map(|run| run.state().events.clone())
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<LiveRun>>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -135,6 +140,10 @@ pub async fn listen(database_url: String, hub: std::sync::Arc<Hub>) {
 /// Ends the log of a run nobody is executing any more (one interrupted by a crash, or
 /// sealed past the shutdown grace period: `last` is then its last number) with `events`,
 /// and stores its result in the same commit.
+/// How far past its last stored event a crashed run's log goes on: more events than a run
+/// ever streams between two commits.
+pub const CRASH_GAP: i64 = 1_000_000;
+
 pub async fn end_log(
     store: &Store,
     run_id: &str,
@@ -144,7 +153,9 @@ pub async fn end_log(
 ) -> Result<(), crate::store::StoreError> {
     let mut seq = match last {
         Some(seq) => seq,
-        None => store.last_seq(run_id).await?,
+        // Nobody knows what the run streamed past its stored events before the crash: its
+        // log goes on past a gap, so no number it may have streamed is used again.
+        None => store.last_seq(run_id).await? + CRASH_GAP,
     };
     for event in events {
         seq += 1;

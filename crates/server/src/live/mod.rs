@@ -17,7 +17,7 @@ mod hub;
 mod run;
 
 pub use follower::Follower;
-pub use hub::{Hub, end_log, listen};
+pub use hub::{CRASH_GAP, Hub, end_log, listen};
 pub use run::{LiveRun, Owner, TOKEN_BATCH};
 
 use batches::{DueBatches, publish_batches};

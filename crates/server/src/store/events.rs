@@ -99,6 +99,18 @@ impl Store {
         Ok(events)
     }
 
+    /// Whether a run's log holds event `seq`.
+    pub async fn has_event(&self, run_id: &str, seq: i64) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM run_events WHERE run_id = $1 AND seq <= $2 AND last_seq >= $2 LIMIT 1",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// The highest sequence number of a run's log (0 if empty).
     pub async fn last_seq(&self, run_id: &str) -> Result<i64, StoreError> {
         let row: (i64,) =

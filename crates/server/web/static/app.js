@@ -70,6 +70,7 @@ const pages = {
         const { data } = await api("POST", "/api/perspectives", body);
         if (data.cached) { out.textContent = data.text; return; }
         follow(data.events, {
+          reset: () => { out.textContent = ""; },
           token: (d) => out.append(d.text),
           turn_restart: () => { out.textContent = ""; },
           turn_end: (d) => { out.textContent = d.text; },
@@ -99,6 +100,8 @@ const pages = {
     };
     $("#status").textContent = t.status === "done" || t.status === "failed" ? "" : "Live";
     follow(`/api/debates/${id}/events`, {
+      // The service lost events it had streamed (a crash): the whole log follows.
+      reset: () => { turns.clear(); $("#turns").replaceChildren(); },
       turn_start: (d) => turnOf(d),
       token: (d) => $(".speech", turnOf(d)).append(d.text),
       turn_restart: (d) => { $(".speech", turnOf(d)).textContent = ""; },
