@@ -351,7 +351,8 @@ fn compare(events: &[(i64, String, Value)], transcript: &Value) -> Result<(), St
         ));
     }
     let verdict_streamed = events.iter().any(|(_, name, _)| name == "verdict");
-    if verdict_streamed != !transcript["verdict"].is_null() {
+    let verdict_stored = !transcript["verdict"].is_null();
+    if verdict_streamed != verdict_stored {
         return Err(format!("{id}: a verdict in one and not the other"));
     }
     let ended = events.last().map(|(_, _, d)| d["status"].clone());
