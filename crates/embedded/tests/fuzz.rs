@@ -147,19 +147,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(n),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(cases(4000))]
+    #![proptest_config(crossfire_testkit::fuzz_config(4000))]
 
     #[test]
     fn hostile_gguf_headers_are_errors_not_panics_or_huge_allocations(

@@ -53,19 +53,8 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..600)
 }
 
-fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(n),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(cases(4000))]
+    #![proptest_config(crossfire_testkit::fuzz_config(4000))]
 
     #[test]
     fn persona_files_never_panic(bytes in prop_oneof![any_bytes(), mutated(seeds("personas", ".toml"))]) {

@@ -258,13 +258,18 @@ fn finished_turns(events: &[StoredEvent]) -> Vec<(u8, Turn)> {
         .collect()
 }
 
+/// What a run's row knows best, set on its record's own fields.
+fn set_row_state(run: &Run, id: &mut String, status: &mut Status, error: &mut Option<ErrorInfo>) {
+    *id = run.id.clone();
+    *status = run.status;
+    if run.error.is_some() {
+        *error = run.error.clone();
+    }
+}
+
 impl Record for Transcript {
     fn set_state(&mut self, run: &Run) {
-        self.id = run.id.clone();
-        self.status = run.status;
-        if run.error.is_some() {
-            self.error = run.error.clone();
-        }
+        set_row_state(run, &mut self.id, &mut self.status, &mut self.error);
     }
 
     fn keep_turns(&mut self, turns: &[(u8, Turn)]) {
@@ -287,11 +292,7 @@ impl Record for Transcript {
 
 impl Record for PerspectiveRecord {
     fn set_state(&mut self, run: &Run) {
-        self.id = run.id.clone();
-        self.status = run.status;
-        if run.error.is_some() {
-            self.error = run.error.clone();
-        }
+        set_row_state(run, &mut self.id, &mut self.status, &mut self.error);
     }
 
     fn keep_turns(&mut self, turns: &[(u8, Turn)]) {

@@ -658,6 +658,19 @@ pub fn random_chunks(bytes: Vec<u8>, seed: u64) -> Vec<Vec<u8>> {
     chunks
 }
 
+/// Settings of a bounded fuzz run: `cases` unless `PROPTEST_CASES` says otherwise, and no
+/// files of failures written beside the sources.
+pub fn fuzz_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(cases),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// A path in the repository (the shipped `personas`, `prompts`, `stories`, …), wherever the
 /// test runs from.
 pub fn repo(path: &str) -> std::path::PathBuf {
