@@ -2,7 +2,9 @@
 //! running stream whenever a new request arrives (llama-cpp-python's, by default), so two
 //! concurrent speeches abort each other for ever. A stream that ends early or empty while
 //! another call to the same endpoint is in flight shows it: from then on the endpoint takes
-//! one call at a time, for the rest of the process, and says so once in the log.
+//! one call at a time, for the rest of the process, and says so once in the log — unless
+//! the endpoint has already finished a call that overlapped another: then the cut was some
+//! other fault, and the retry policy deals with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +21,10 @@ pub struct Endpoint {
     /// waits for the shared ones that started before.
     gate: RwLock<()>,
     active: AtomicUsize,
+    /// Calls begun so far: a call that sees it move was overlapped by a later one.
+    begun: AtomicUsize,
+    /// It finished a call that overlapped another: it serves concurrent calls.
+    concurrent_ok: AtomicBool,
     serial: AtomicBool,
 }
 
@@ -34,6 +40,10 @@ pub fn endpoint(url: &str) -> Arc<Endpoint> {
 /// A call in flight; it counts as active until dropped.
 pub struct Call<'a> {
     endpoint: &'a Endpoint,
+    /// Another call was in flight when this one began.
+    joined_others: bool,
+    /// The count of calls begun, this one included, when it began.
+    begun: usize,
     _gate: Gate<'a>,
 }
 
@@ -55,9 +65,12 @@ impl Endpoint {
         } else {
             Gate::Shared(self.gate.read().await)
         };
-        self.active.fetch_add(1, Ordering::SeqCst);
+        let joined_others = self.active.fetch_add(1, Ordering::SeqCst) > 0;
+        let begun = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
         Call {
             endpoint: self,
+            joined_others,
+            begun,
             _gate: gate,
         }
     }
@@ -77,7 +90,17 @@ impl Call<'_> {
             Ok(completion) => completion.text.trim().is_empty(),
             Err(_) => false,
         };
-        if !cut || self.endpoint.active.load(Ordering::SeqCst) < 2 {
+        let overlapped =
+            self.joined_others || self.endpoint.begun.load(Ordering::SeqCst) > self.begun;
+        if !cut {
+            if overlapped && result.is_ok() {
+                self.endpoint.concurrent_ok.store(true, Ordering::SeqCst);
+            }
+            return result;
+        }
+        if self.endpoint.active.load(Ordering::SeqCst) < 2
+            || self.endpoint.concurrent_ok.load(Ordering::SeqCst)
+        {
             return result;
         }
         if !self.endpoint.serial.swap(true, Ordering::SeqCst) {
@@ -94,5 +117,57 @@ impl Call<'_> {
 impl Drop for Call<'_> {
     fn drop(&mut self) {
         self.endpoint.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done() -> Result<Completion, LlmError> {
+        Ok(Completion {
+            text: "fine".into(),
+            usage: Default::default(),
+            chunks: 1,
+            finish_reason: Some("stop".into()),
+            logprobs: None,
+        })
+    }
+
+    fn cut() -> Result<Completion, LlmError> {
+        Err(LlmError::StreamCut("early end".into()))
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_while_another_call_runs_makes_the_endpoint_serial() {
+        let endpoint = Endpoint::default();
+        let (first, _second) = (endpoint.begin().await, endpoint.begin().await);
+        let result = first.observe("http://x", cut());
+        assert!(matches!(result, Err(LlmError::Overtaken(_))), "{result:?}");
+        assert!(endpoint.is_serial());
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_finished_overlapping_calls_is_not_made_serial_by_a_cut() {
+        let endpoint = Endpoint::default();
+        let (first, second) = (endpoint.begin().await, endpoint.begin().await);
+        assert!(second.observe("http://x", done()).is_ok());
+        let result = first.observe("http://x", cut());
+        assert!(matches!(result, Err(LlmError::StreamCut(_))), "{result:?}");
+        assert!(
+            !endpoint.is_serial(),
+            "a flaky server that serves concurrent calls"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_with_nothing_else_in_flight_is_an_ordinary_failure() {
+        let endpoint = Endpoint::default();
+        let only = endpoint.begin().await;
+        assert!(matches!(
+            only.observe("http://x", cut()),
+            Err(LlmError::StreamCut(_))
+        ));
+        assert!(!endpoint.is_serial());
     }
 }
