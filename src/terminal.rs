@@ -247,7 +247,7 @@ pub fn print_summary(transcript: &Transcript) {
         ScoreMethod::Expected => "scores weighted by the judge model's probabilities",
         ScoreMethod::Sampled => "scores as the judge wrote them",
     };
-    let agreement = if verdict.agreed {
+    let agreement = if !verdict.contested {
         "both passes named the same winner"
     } else {
         "the passes disagreed"

@@ -101,7 +101,7 @@ async fn json_prints_the_transcript() {
     assert_eq!(t["rounds"][0]["turns"][1]["speaker"], "b");
     assert_eq!(t["verdict"]["winner"], "a");
     assert_eq!(t["verdict"]["method"], "sampled");
-    assert_eq!(t["verdict"]["agreed"], true);
+    assert_eq!(t["verdict"]["contested"], false);
     assert!(t["verdict"]["margin"].as_f64().unwrap() > 0.0);
     assert_eq!(t["verdict"]["scores"]["a"]["criteria"]["rebuttal"], 7.0);
     assert_eq!(t["provenance"]["model"], "gpt-4o-mini");

@@ -549,7 +549,6 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         winner,
         contested,
         margin: (scores.a.total - scores.b.total).abs(),
-        agreed: !contested,
         scores,
         rationale,
         passes,

@@ -253,9 +253,6 @@ pub struct Verdict {
     /// How far apart the two sides' totals are (out of 40).
     #[serde(default)]
     pub margin: f64,
-    /// Whether both passes named the same winner.
-    #[serde(default)]
-    pub agreed: bool,
 }
 
 /// Which model, templates and times produced a result. (Runs queued by versions before it
