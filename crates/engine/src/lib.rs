@@ -13,6 +13,7 @@ pub mod event;
 pub mod judge;
 pub mod llm;
 pub mod location;
+pub mod markdown;
 pub mod motion;
 pub mod persona;
 pub mod perspective;

@@ -279,6 +279,37 @@ impl Story {
             .collect()
     }
 
+    /// Motions a reader might pick: the default first, then alternatives drawn from the
+    /// story's scenarios and historical parallels (at most four, each within the motion limit).
+    pub fn motion_suggestions(&self) -> Vec<String> {
+        let mut motions = vec![self.default_motion()];
+        for scenario in self.scenarios.iter().take(2) {
+            motions.push(format!(
+                "Should the world prepare for this outcome: {}?",
+                scenario.title
+            ));
+        }
+        if let Some(parallel) = self.historical_context.first() {
+            motions.push(format!(
+                "Does {} show where \"{}\" leads?",
+                parallel.title, self.title
+            ));
+        }
+        if motions.len() == 1 {
+            motions.push(format!(
+                "\"{}\": should governments act now rather than wait?",
+                self.title
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        motions
+            .into_iter()
+            .map(|m| m.chars().take(crate::motion::MAX_MOTION_CHARS).collect::<String>())
+            .filter(|m| seen.insert(m.clone()))
+            .take(4)
+            .collect()
+    }
+
     /// Every piece of text in the story, for checking claims against it.
     pub fn full_text(&self) -> String {
         let mut parts: Vec<&str> = vec![&self.title, &self.overview];

@@ -128,6 +128,24 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The signed-in user if there is one: pages render for everyone, and differently for readers.
+pub struct MaybeUser(pub Option<User>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match CurrentUser::from_request_parts(parts, state).await {
+            Ok(CurrentUser(user)) => Ok(MaybeUser(Some(user))),
+            Err(ApiError::Unauthorized) => Ok(MaybeUser(None)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The session token of a request: `Authorization: Bearer`, else the cookie.
 fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = headers

@@ -4,10 +4,12 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::User;
+use crate::store::{User, VoteChoice, VotePhase};
 use crossfire_engine::persona::PersonaKind;
 use crossfire_engine::prompts::PreviewCall;
-use crossfire_engine::transcript::{PersonaRef, PerspectiveRecord, Sides, Status};
+use crossfire_engine::transcript::{
+    PersonaRef, PerspectiveRecord, Sides, Status, Transcript, Winner,
+};
 
 /// A new session: its token (also set as a cookie) and who it is for.
 #[derive(Serialize, ToSchema)]
@@ -83,13 +85,75 @@ pub struct DebateSummary {
     pub story: String,
     pub motion: String,
     pub personas: Sides<PersonaRef>,
+    /// The verdict's winner, once there is one.
+    pub winner: Option<Winner>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
 
+/// A page of a reader's debates.
 #[derive(Serialize, ToSchema)]
 pub struct DebateList {
     pub debates: Vec<DebateSummary>,
+    /// This page's number, from 1.
+    pub page: u32,
+    /// The next page's number, when there are more.
+    pub next_page: Option<u32>,
+}
+
+/// A debate as its reader sees it: the transcript, the room's votes and its share link.
+#[derive(Serialize, ToSchema)]
+pub struct DebateBody {
+    #[serde(flatten)]
+    pub transcript: Transcript,
+    pub votes: VoteTally,
+    /// The public replay's path while the owner shares the debate.
+    pub share: Option<String>,
+}
+
+/// A shared debate, as anyone with its link reads it.
+#[derive(Serialize, ToSchema)]
+pub struct SharedDebate {
+    #[serde(flatten)]
+    pub transcript: Transcript,
+    pub votes: VoteTally,
+    pub story_title: String,
+}
+
+/// How many readers chose each side in one phase.
+#[derive(Serialize, ToSchema, Default, Clone, Copy, PartialEq, Debug)]
+pub struct VoteCounts {
+    pub a: u32,
+    pub b: u32,
+    pub undecided: u32,
+}
+
+/// The room's votes on the motion, before and after the verdict.
+#[derive(Serialize, ToSchema)]
+pub struct VoteTally {
+    pub before: VoteCounts,
+    pub after: VoteCounts,
+    /// The phase readers may vote in now, if any: `before` until the verdict, then `after`.
+    pub open: Option<VotePhase>,
+    /// The signed-in reader's own votes.
+    pub mine: MyVotes,
+    /// Each side's share of the room after, less its share before, in percentage points
+    /// (when both phases have votes).
+    pub swing: Option<Sides<f64>>,
+}
+
+/// One reader's votes.
+#[derive(Serialize, ToSchema, Default)]
+pub struct MyVotes {
+    pub before: Option<VoteChoice>,
+    pub after: Option<VoteChoice>,
+}
+
+/// A shared debate's link.
+#[derive(Serialize, ToSchema)]
+pub struct Share {
+    /// The replay page's path: anyone with it may read the debate.
+    pub url: String,
 }
 
 /// A persona file that passed the lint.

@@ -13,7 +13,9 @@ pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod runs;
+pub mod sharing;
 pub mod store;
+pub mod votes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +160,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(runs::create_perspective))
         .routes(routes!(runs::get_perspective))
         .routes(routes!(runs::perspective_events))
+        .routes(routes!(votes::cast))
+        .routes(routes!(sharing::share, sharing::unshare))
+        .routes(routes!(sharing::export))
+        .routes(routes!(sharing::shared))
+        .routes(routes!(sharing::export_shared))
         .routes(routes!(editor::lint))
         .routes(routes!(editor::preview))
         .split_for_parts();
@@ -172,7 +179,9 @@ pub fn router(state: AppState) -> Router {
         .route("/stories/{id}", get(pages::story))
         .route("/debates", get(pages::debates))
         .route("/debates/{id}", get(pages::debate))
+        .route("/shared/{token}", get(pages::shared))
         .route("/login", get(pages::login))
+        .route("/signup", get(pages::signup))
         .route("/editor", get(pages::editor))
         .route("/static/{file}", get(pages::asset))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
@@ -200,7 +209,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,

@@ -1,23 +1,31 @@
-//! Web pages for people: stories, the Debate Arena, perspectives, sign-in and the editor.
-//! Rendered from minijinja templates with HTML auto-escaping; the pages' script inserts all
-//! API text as text, and a strict Content-Security-Policy allows no inline script.
+//! Web pages for people: stories with their Debate Arena and perspectives, debates live and
+//! shared, a reader's list, sign-in and the editor. Rendered from minijinja templates with
+//! HTML auto-escaping; the pages' script inserts all API text as text, and a strict
+//! Content-Security-Policy allows no inline script.
 
 use std::sync::LazyLock;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Response};
-use minijinja::value::Serde;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::{Environment, context};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::MaybeUser;
 use super::error::ApiError;
+use super::runs::record_of;
+use super::sharing;
+use crate::store::{Role, Run, RunKind, User};
+use crossfire_engine::persona::{Persona, PersonaKind};
+use crossfire_engine::transcript::{PersonaRef, Transcript};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, source) in [
         ("base.html", include_str!("../web/templates/base.html")),
+        ("cards.html", include_str!("../web/templates/cards.html")),
         ("index.html", include_str!("../web/templates/index.html")),
         ("story.html", include_str!("../web/templates/story.html")),
         ("debate.html", include_str!("../web/templates/debate.html")),
@@ -27,6 +35,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("login.html", include_str!("../web/templates/login.html")),
         ("editor.html", include_str!("../web/templates/editor.html")),
+        ("missing.html", include_str!("../web/templates/missing.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are compiled into the binary; a test renders every page.
@@ -36,12 +45,40 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+/// Who is signed in, as the header shows them.
+#[derive(Serialize)]
+struct Viewer {
+    email: String,
+    editor: bool,
+}
+
+fn viewer(user: &Option<User>) -> minijinja::Value {
+    let viewer = user.as_ref().map(|u| Viewer {
+        email: u.email.clone(),
+        editor: u.role == Role::Editor,
+    });
+    to_value(&viewer)
+}
+
+/// Anything serializable, as a template value.
+fn to_value(value: &impl Serialize) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
 fn page(name: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
+    page_with_status(StatusCode::OK, name, ctx)
+}
+
+fn page_with_status(
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Result<Response, ApiError> {
     let html = TEMPLATES
         .get_template(name)
         .and_then(|t| t.render(ctx))
         .map_err(|e| ApiError::Internal(format!("page {name}: {e}")))?;
-    let mut response = Html(html).into_response();
+    let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -60,63 +97,252 @@ fn page(name: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-fn stories_and_personas(state: &AppState) -> (Vec<minijinja::Value>, Vec<minijinja::Value>) {
-    let stories = state
-        .catalog
-        .stories
-        .values()
-        .map(|s| minijinja::Value::from(Serde(s)))
-        .collect();
-    let personas = state
-        .catalog
-        .personas
-        .values()
-        .map(|p| minijinja::Value::from(Serde(p)))
-        .collect();
-    (stories, personas)
-}
-
-/// `GET /`
-pub async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (stories, _) = stories_and_personas(&state);
-    page("index.html", context! { page => "index", stories })
-}
-
-/// `GET /stories/{id}`
-pub async fn story(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let story = state.catalog.story(&id)?.clone();
-    let (_, personas) = stories_and_personas(&state);
-    let paragraphs: Vec<String> = story.overview.split("\n\n").map(String::from).collect();
-    page(
-        "story.html",
-        context! { page => "story", story => Serde(&story), paragraphs, personas, default_motion => story.default_motion() },
+/// The page for an address that names nothing (404).
+fn missing(user: &Option<User>, what: &str) -> Result<Response, ApiError> {
+    page_with_status(
+        StatusCode::NOT_FOUND,
+        "missing.html",
+        context! { page => "missing", user => viewer(user), what },
     )
 }
 
-/// `GET /debates/{id}`: the live view; the script loads the debate (signed in).
-pub async fn debate(Path(id): Path<String>) -> Result<Response, ApiError> {
-    page("debate.html", context! { page => "debate", id })
+/// Sign-in first, then back to `path`.
+fn sign_in_then(path: &str) -> Response {
+    Redirect::to(&format!("/login?next={}", urlencode(path))).into_response()
 }
 
-/// `GET /debates`
-pub async fn debates() -> Result<Response, ApiError> {
-    page("debates.html", context! { page => "debates" })
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A persona as its card shows it.
+#[derive(Serialize)]
+struct PersonaCard<'a> {
+    id: &'a str,
+    name: &'a str,
+    initials: String,
+    lived: Option<&'a str>,
+    role: &'a str,
+    kind: PersonaKind,
+    tags: &'a [String],
+}
+
+impl<'a> PersonaCard<'a> {
+    fn of(p: &'a Persona) -> PersonaCard<'a> {
+        PersonaCard {
+            id: &p.id,
+            name: &p.name,
+            initials: initials(&p.name),
+            lived: p.lived.as_deref(),
+            role: &p.role,
+            kind: p.kind,
+            tags: &p.tags,
+        }
+    }
+}
+
+/// The first letters of a name's first and last words: "Winston Churchill" → "WC".
+fn initials(name: &str) -> String {
+    let words: Vec<&str> = name.split_whitespace().collect();
+    let first = |w: &&str| w.chars().next();
+    [words.first().and_then(first), words.last().and_then(first)]
+        .into_iter()
+        .take(if words.len() > 1 { 2 } else { 1 })
+        .flatten()
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The personas this deployment lets readers pick, as cards.
+fn cards(state: &AppState) -> Vec<PersonaCard<'_>> {
+    state
+        .catalog
+        .personas
+        .values()
+        .filter(|p| state.engine.check_persona(p).is_ok())
+        .map(PersonaCard::of)
+        .collect()
+}
+
+/// A side's card: the catalog's persona, or just the name the transcript recorded.
+fn side_card<'a>(state: &'a AppState, side: &'a PersonaRef) -> PersonaCard<'a> {
+    match state.catalog.personas.get(&side.id) {
+        Some(p) => PersonaCard::of(p),
+        None => PersonaCard {
+            id: &side.id,
+            name: &side.name,
+            initials: initials(&side.name),
+            lived: None,
+            role: "",
+            kind: PersonaKind::Historical,
+            tags: &[],
+        },
+    }
+}
+
+/// `GET /`
+pub async fn index(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+) -> Result<Response, ApiError> {
+    let stories: Vec<_> = state.catalog.stories.values().map(to_value).collect();
+    page(
+        "index.html",
+        context! { page => "index", user => viewer(&user), stories },
+    )
+}
+
+/// `GET /stories/{id}`: every section the story has, the Arena and the perspectives.
+pub async fn story(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(story) = state.catalog.stories.get(&id) else {
+        return missing(&user, "story");
+    };
+    let paragraphs: Vec<String> = story
+        .overview
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(String::from)
+        .collect();
+    page(
+        "story.html",
+        context! {
+            page => "story",
+            user => viewer(&user),
+            story => to_value(story),
+            paragraphs,
+            personas => to_value(&cards(&state)),
+            suggestions => story.motion_suggestions(),
+            here => format!("/stories/{}", urlencode(&story.id)),
+        },
+    )
+}
+
+/// A debate's page, live or replayed: its story, motion and the two sides' cards; the
+/// script streams or fills in the rest.
+fn debate_page(
+    state: &AppState,
+    user: &Option<User>,
+    run: &Run,
+    shared: Option<&str>,
+) -> Result<Response, ApiError> {
+    let transcript: Transcript = record_of(run)?;
+    let story = state.catalog.stories.get(&transcript.story);
+    let mine = user.as_ref().is_some_and(|u| u.id == run.user_id);
+    page(
+        "debate.html",
+        context! {
+            page => "debate",
+            user => viewer(user),
+            id => &run.id,
+            shared,
+            mine,
+            status => transcript.status.as_str(),
+            motion => &transcript.motion,
+            story_id => &transcript.story,
+            story_title => story.map_or(transcript.story.as_str(), |s| s.title.as_str()),
+            a => to_value(&side_card(state, &transcript.personas.a)),
+            b => to_value(&side_card(state, &transcript.personas.b)),
+        },
+    )
+}
+
+/// `GET /debates/{id}`: a reader's own debate.
+pub async fn debate(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(reader) = &user else {
+        return Ok(sign_in_then(&format!("/debates/{id}")));
+    };
+    match state.store.run(&id).await? {
+        Some(run) if run.kind == RunKind::Debate && run.user_id == reader.id => {
+            debate_page(&state, &user, &run, None)
+        }
+        _ => missing(&user, "debate"),
+    }
+}
+
+/// `GET /shared/{token}`: a shared debate's read-only replay, for anyone with the link.
+pub async fn shared(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    match sharing::shared_run(&state, &token).await {
+        Ok(run) => debate_page(&state, &user, &run, Some(&token)),
+        Err(ApiError::NotFound(_)) => missing(&user, "shared debate"),
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /debates`: the reader's debates.
+pub async fn debates(MaybeUser(user): MaybeUser) -> Result<Response, ApiError> {
+    if user.is_none() {
+        return Ok(sign_in_then("/debates"));
+    }
+    page(
+        "debates.html",
+        context! { page => "debates", user => viewer(&user) },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a path on this site, else the front page.
+fn next_path(next: Option<String>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or_else(|| "/".to_string())
 }
 
 /// `GET /login`
-pub async fn login() -> Result<Response, ApiError> {
-    page("login.html", context! { page => "login" })
+pub async fn login(
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<Next>,
+) -> Result<Response, ApiError> {
+    let next = next_path(q.next);
+    page(
+        "login.html",
+        context! { page => "login", mode => "login", user => viewer(&user), other => format!("/signup?next={}", urlencode(&next)), next },
+    )
+}
+
+/// `GET /signup`
+pub async fn signup(
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<Next>,
+) -> Result<Response, ApiError> {
+    let next = next_path(q.next);
+    page(
+        "login.html",
+        context! { page => "login", mode => "signup", user => viewer(&user), other => format!("/login?next={}", urlencode(&next)), next },
+    )
 }
 
 /// `GET /editor`
-pub async fn editor(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (stories, personas) = stories_and_personas(&state);
+pub async fn editor(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+) -> Result<Response, ApiError> {
+    let stories: Vec<_> = state.catalog.stories.values().map(to_value).collect();
+    let personas: Vec<_> = state.catalog.personas.values().map(to_value).collect();
     page(
         "editor.html",
-        context! { page => "editor", stories, personas },
+        context! { page => "editor", user => viewer(&user), stories, personas },
     )
 }
 
@@ -141,4 +367,27 @@ pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{initials, next_path, urlencode};
+
+    #[test]
+    fn initials_take_the_first_and_last_words() {
+        assert_eq!(initials("Winston Churchill"), "WC");
+        assert_eq!(initials("Niccolò di Bernardo dei Machiavelli"), "NM");
+        assert_eq!(initials("Confucius"), "C");
+        assert_eq!(initials("  "), "");
+        assert_eq!(initials("ibn Khaldun"), "IK");
+    }
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_sign_in() {
+        assert_eq!(next_path(Some("/stories/x".into())), "/stories/x");
+        for away in ["//evil.example", "https://evil.example", "/\\evil", ""] {
+            assert_eq!(next_path(Some(away.into())), "/", "{away}");
+        }
+        assert_eq!(urlencode("/debates/a b?c"), "/debates/a%20b%3Fc");
+    }
 }

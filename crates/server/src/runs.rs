@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::auth::CurrentUser;
-use super::bodies::{Accepted, DebateList, DebateSummary, PerspectiveBody};
+use super::bodies::{Accepted, DebateBody, DebateList, DebateSummary, PerspectiveBody};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
+use super::{sharing, votes};
 use crate::store::{Finish, Quota, Run, RunKind, StoreError, StoredEvent, User, now_ms};
 use crossfire_engine::debate::Engine;
 use crossfire_engine::event::EventKind;
@@ -233,7 +234,7 @@ async fn execute<F, Fut>(
 }
 
 /// A run's stored record: a debate's transcript or a perspective.
-trait Record: DeserializeOwned {
+pub(crate) trait Record: DeserializeOwned {
     /// Sets what the run's row knows best: its id, status and error (which change when a run
     /// is interrupted).
     fn set_state(&mut self, run: &Run);
@@ -307,7 +308,7 @@ impl Record for PerspectiveRecord {
 }
 
 /// The stored record of a run, as it stands.
-fn record_of<R: Record>(run: &Run) -> Result<R, ApiError> {
+pub(crate) fn record_of<R: Record>(run: &Run) -> Result<R, ApiError> {
     let mut record: R = serde_json::from_str(&run.result)
         .map_err(|e| ApiError::Internal(format!("run {}: unreadable result: {e}", run.id)))?;
     record.set_state(run);
@@ -321,14 +322,14 @@ fn may_read(user: &User, wanted: RunKind, kind: RunKind, owner: i64) -> bool {
 }
 
 /// A run of this kind that this user may read; anything else is 404.
-async fn readable(state: &AppState, user: &User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
+pub(crate) async fn readable(state: &AppState, user: &User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
     match state.store.run(id).await? {
         Some(run) if may_read(user, kind, run.kind, run.user_id) => Ok(run),
         _ => Err(not_found(kind, id)),
     }
 }
 
-fn not_found(kind: RunKind, id: &str) -> ApiError {
+pub(crate) fn not_found(kind: RunKind, id: &str) -> ApiError {
     ApiError::NotFound(format!("no {} `{id}`", kind.as_str()))
 }
 
@@ -339,14 +340,20 @@ fn unfinished(run: &Run) -> bool {
 
 /// `GET /api/debates/{id}`
 #[utoipa::path(get, path = "/api/debates/{id}", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "The transcript (docs/events.md)", body = Transcript), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+    responses((status = 200, description = "The transcript (docs/events.md), the room's votes and the share link", body = DebateBody), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
 pub async fn get_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<Transcript>, ApiError> {
+) -> Result<Json<DebateBody>, ApiError> {
     let run = readable(&state, &user, &id, RunKind::Debate).await?;
-    Ok(Json(record_of(&run)?))
+    let transcript: Transcript = record_of(&run)?;
+    let votes = votes::tally(&state, &run, &transcript, Some(user.id)).await?;
+    Ok(Json(DebateBody {
+        transcript,
+        votes,
+        share: run.share_token.as_deref().map(sharing::link),
+    }))
 }
 
 /// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
@@ -361,14 +368,38 @@ pub async fn get_perspective(
     Ok(Json(record_of(&run)?))
 }
 
-/// `GET /api/debates`: mine, newest first.
-#[utoipa::path(get, path = "/api/debates", tag = "debates", security(("bearer" = [])),
+/// How many debates a page of `GET /api/debates` lists.
+const DEBATES_PER_PAGE: u32 = 20;
+
+/// Which page of a list to answer.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// From 1 (the newest).
+    page: Option<u32>,
+}
+
+/// `GET /api/debates`: mine, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/debates", tag = "debates", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, description = "Mine, newest first", body = DebateList), (status = 401, description = "Not signed in", body = ErrorBody)))]
 pub async fn list_debates(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Query(query): Query<PageQuery>,
 ) -> Result<Json<DebateList>, ApiError> {
-    let runs = state.store.runs_of(user.id, RunKind::Debate, 100).await?;
+    let page = query.page.unwrap_or(1).max(1);
+    let offset = i64::from(page - 1) * i64::from(DEBATES_PER_PAGE);
+    // One more than a page tells whether another follows.
+    let mut runs = state
+        .store
+        .runs_of(
+            user.id,
+            RunKind::Debate,
+            i64::from(DEBATES_PER_PAGE) + 1,
+            offset,
+        )
+        .await?;
+    let more = runs.len() > DEBATES_PER_PAGE as usize;
+    runs.truncate(DEBATES_PER_PAGE as usize);
     let debates = runs
         .iter()
         .map(|run| {
@@ -379,11 +410,16 @@ pub async fn list_debates(
                 story: t.story,
                 motion: t.motion,
                 personas: t.personas,
+                winner: t.verdict.map(|v| v.winner),
                 created_at: run.created_at,
             })
         })
         .collect::<Result<_, ApiError>>()?;
-    Ok(Json(DebateList { debates }))
+    Ok(Json(DebateList {
+        debates,
+        page,
+        next_page: more.then_some(page + 1),
+    }))
 }
 
 /// `GET /api/debates/{id}/events`

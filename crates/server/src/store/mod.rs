@@ -5,6 +5,7 @@
 mod events;
 mod runs;
 mod users;
+mod votes;
 mod writer;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 pub use events::StoredEvent;
 pub use runs::{Quota, Run, RunKind};
 pub use users::{Credentials, Role, User};
+pub use votes::{Vote, VoteChoice, VotePhase};
 pub use writer::{Finish, Stored};
 
 /// The PostgreSQL channel on which instances announce new events (payload: the run id).

@@ -46,6 +46,8 @@ pub struct Run {
     pub result: String,
     pub error: Option<ErrorInfo>,
     pub created_at: i64,
+    /// Set while its owner shares it: the token of its public link.
+    pub share_token: Option<String>,
 }
 
 impl sqlx::FromRow<'_, AnyRow> for Run {
@@ -72,6 +74,7 @@ impl sqlx::FromRow<'_, AnyRow> for Run {
             result: row.try_get("result")?,
             error,
             created_at: row.try_get("created_at")?,
+            share_token: row.try_get("share_token")?,
         })
     }
 }
@@ -94,6 +97,7 @@ impl Run {
             result,
             error: None,
             created_at: now_ms(),
+            share_token: None,
         }
     }
 }
@@ -149,7 +153,8 @@ impl Store {
     }
 
     const RUN_COLUMNS: &'static str =
-        "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at";
+        "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at, \
+         share_token";
 
     pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
         let sql = format!("SELECT {} FROM runs WHERE id = $1", Store::RUN_COLUMNS);
@@ -159,21 +164,37 @@ impl Store {
             .await?)
     }
 
-    /// A user's runs of a kind, newest first.
+    /// The run a share token names.
+    pub async fn shared_run(&self, token: &str) -> Result<Option<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE share_token = $1",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A page of a user's runs of a kind, newest first: `limit` of them after the first
+    /// `offset`.
     pub async fn runs_of(
         &self,
         user_id: i64,
         kind: RunKind,
         limit: i64,
+        offset: i64,
     ) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 ORDER BY created_at DESC, id LIMIT $3",
+            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 \
+             ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
             Store::RUN_COLUMNS
         );
         Ok(sqlx::query_as::<_, Run>(&sql)
             .bind(user_id)
             .bind(kind.as_str())
             .bind(limit)
+            .bind(offset)
             .fetch_all(&self.pool)
             .await?)
     }

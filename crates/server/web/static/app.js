@@ -3,12 +3,27 @@
 "use strict";
 
 const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
+  if (text !== undefined && text !== null) node.textContent = text;
   if (className) node.className = className;
   return node;
+}
+
+/** An API call that failed: the service's message, status and (for 429) the wait. */
+class ApiFailure extends Error {
+  constructor(message, status, code, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+function here() {
+  return location.pathname + location.search;
 }
 
 async function api(method, path, body) {
@@ -20,140 +35,297 @@ async function api(method, path, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (response.status === 401 && !path.startsWith("/api/auth/")) {
-    location.href = "/login?next=" + encodeURIComponent(location.pathname);
-    throw new Error("sign in first");
+    location.href = "/login?next=" + encodeURIComponent(here());
+    throw new ApiFailure("Sign in first.", 401, "unauthorized");
   }
-  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-  return { status: response.status, data };
-}
-
-function formJson(form) {
-  const data = Object.fromEntries(new FormData(form).entries());
-  for (const key of Object.keys(data)) if (data[key] === "") delete data[key];
+  if (!response.ok) {
+    const error = data.error || {};
+    const retry = Number(response.headers.get("retry-after")) || undefined;
+    throw new ApiFailure(error.message || response.statusText, response.status, error.code, retry);
+  }
   return data;
 }
 
-function showError(form, error) {
-  $(".error", form).textContent = error ? error.message : "";
+/** A message a reader can act on. */
+function explain(error) {
+  if (error.status === 429 && error.retryAfter) {
+    const at = new Date(Date.now() + error.retryAfter * 1000);
+    const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `${error.message}. It resets at ${time} (in ${duration(error.retryAfter)}).`;
+  }
+  if (error instanceof ApiFailure) return error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".";
+  return "Something went wrong: " + error.message;
 }
 
-// Follows a run's event stream; the browser resumes with Last-Event-ID on its own.
-function follow(path, handlers) {
+function duration(seconds) {
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.max(1, Math.round((seconds % 3600) / 60));
+  return hours ? `${hours} h ${minutes} min` : `${minutes} min`;
+}
+
+function showError(root, error) {
+  const box = $(".error", root);
+  if (box) box.textContent = error ? explain(error) : "";
+}
+
+/** Follows a run's event stream; on a dropped connection the browser resumes it with
+ * Last-Event-ID by itself, so no event arrives twice. */
+function follow(path, handlers, onTrouble) {
   const source = new EventSource(path);
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (e) => handler(JSON.parse(e.data)));
   }
   source.addEventListener("done", () => source.close());
+  source.onerror = () => { if (onTrouble) onTrouble(source.readyState); };
+  source.onopen = () => { if (onTrouble) onTrouble(source.readyState); };
   return source;
+}
+
+const CRITERIA = ["argument", "evidence", "rebuttal", "fidelity"];
+
+/** Speech text with the claims the story does not support marked inside it. */
+function markedSpeech(node, text, unsupported) {
+  const ranges = [];
+  for (const claim of unsupported || []) {
+    if (!claim) continue;
+    let from = 0;
+    for (;;) {
+      const at = text.indexOf(claim, from);
+      if (at < 0) break;
+      ranges.push([at, at + claim.length]);
+      from = at + claim.length;
+    }
+  }
+  ranges.sort((x, y) => x[0] - y[0]);
+  node.replaceChildren();
+  let at = 0;
+  for (const [start, end] of ranges) {
+    if (start < at) continue;
+    node.append(text.slice(at, start));
+    const mark = el("mark", text.slice(start, end), "unsupported");
+    mark.dataset.testid = "unsupported";
+    mark.title = "Not in the story";
+    node.append(mark);
+    at = end;
+  }
+  node.append(text.slice(at));
+}
+
+/** The list of unsupported claims under a speech. */
+function claimList(unsupported) {
+  const box = el("div", undefined, "claims");
+  if (!unsupported || !unsupported.length) return box;
+  box.append(el("p", "Not supported by the story:", "claims-head"));
+  const list = el("ul");
+  for (const claim of unsupported) list.append(el("li", claim));
+  box.append(list);
+  return box;
 }
 
 const pages = {
   story() {
-    const arena = $("#debate-form");
-    arena.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      showError(arena);
-      try {
-        const body = { story: $("#arena").dataset.story, ...formJson(arena) };
-        const { data } = await api("POST", "/api/debates", body);
-        location.href = "/debates/" + data.id;
-      } catch (error) { showError(arena, error); }
+    const story = $("#story").dataset.story;
+    const signedIn = document.body.hasAttribute("data-signed-in");
+
+    // Persona cards: pick one for each side; a persona cannot take both.
+    const form = $("#debate-form");
+    const picks = { a: null, b: null };
+    const name = (id) => $(`[data-testid=persona-card][data-persona="${CSS.escape(id)}"] .name`).textContent;
+    const render = () => {
+      for (const side of ["a", "b"]) {
+        form.elements[side].value = picks[side] || "";
+        $("#picked-" + side).textContent = picks[side] ? name(picks[side]) : "choose below";
+      }
+      for (const card of $$("[data-testid=persona-card]", form)) {
+        for (const side of ["a", "b"]) {
+          const chosen = picks[side] === card.dataset.persona;
+          $(`[data-side=${side}]`, card).setAttribute("aria-pressed", String(chosen));
+          card.classList.toggle("picked-" + side, chosen);
+        }
+      }
+    };
+    form.addEventListener("click", (e) => {
+      const button = e.target.closest("button[data-side]");
+      if (!button) return;
+      const id = button.closest("[data-testid=persona-card]").dataset.persona;
+      const side = button.dataset.side;
+      const other = side === "a" ? "b" : "a";
+      picks[side] = picks[side] === id ? null : id;
+      if (picks[other] === id) picks[other] = null;
+      render();
     });
+    $("#persona-search").addEventListener("input", (e) => {
+      const words = e.target.value.toLowerCase().split(/\s+/).filter(Boolean);
+      let shown = 0;
+      for (const card of $$("[data-testid=persona-card]", form)) {
+        const match = words.every((w) => card.dataset.search.includes(w));
+        card.hidden = !match;
+        if (match) shown += 1;
+      }
+      $("#no-match").hidden = shown > 0;
+    });
+    for (const chip of $$("[data-testid=motion-suggestion]", form)) {
+      chip.addEventListener("click", () => {
+        $("#motion").value = chip.textContent;
+        $("#motion").focus();
+      });
+    }
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      showError(form);
+      if (!picks.a || !picks.b) {
+        $(".error", form).textContent = "Pick a persona for side A and one for side B.";
+        return;
+      }
+      try {
+        const body = { story, a: picks.a, b: picks.b, motion: $("#motion").value.trim() || undefined };
+        const data = await api("POST", "/api/debates", body);
+        location.href = "/debates/" + data.id;
+      } catch (error) { showError(form, error); }
+    });
+
+    // Perspectives: pick a persona, then watch them write.
     const ask = $("#perspective-form");
+    const start = $("[data-testid=start-perspective]", ask);
+    const out = $(".perspective-out");
+    const text = $("[data-testid=perspective-text]");
+    ask.addEventListener("click", (e) => {
+      const chip = e.target.closest("[data-testid=perspective-persona]");
+      if (!chip) return;
+      for (const c of $$("[data-testid=perspective-persona]", ask)) c.setAttribute("aria-pressed", String(c === chip));
+      ask.elements.persona.value = chip.dataset.persona;
+      $(".perspective-name").textContent = chip.dataset.name;
+      if (start) start.disabled = false;
+      if (!signedIn) $(".error", ask).textContent = "Sign up or sign in to ask for a perspective.";
+    });
     ask.addEventListener("submit", async (e) => {
       e.preventDefault();
       showError(ask);
-      const out = $("#perspective-text");
-      out.textContent = "";
+      out.hidden = false;
+      text.textContent = "";
+      $(".cached-note").hidden = true;
+      const claims = $(".unsupported-list", out);
+      claims.replaceChildren();
+      claims.hidden = true;
+      const finish = (d) => {
+        markedSpeech(text, d.text, d.unsupported);
+        claims.replaceChildren(claimList(d.unsupported));
+        claims.hidden = !(d.unsupported && d.unsupported.length);
+        text.setAttribute("aria-busy", "false");
+      };
       try {
-        const body = { story: $("#perspective").dataset.story, ...formJson(ask) };
-        const { data } = await api("POST", "/api/perspectives", body);
-        if (data.cached) { out.textContent = data.text; return; }
+        const data = await api("POST", "/api/perspectives", { story, persona: ask.elements.persona.value });
+        if (data.cached) {
+          $(".cached-note").hidden = false;
+          finish(data);
+          return;
+        }
+        text.setAttribute("aria-busy", "true");
+        text.classList.add("typing");
         follow(data.events, {
-          reset: () => { out.textContent = ""; },
-          token: (d) => out.append(d.text),
-          turn_restart: () => { out.textContent = ""; },
-          turn_end: (d) => { out.textContent = d.text; },
-          error: (d) => showError(ask, new Error(d.message)),
+          reset: () => { text.textContent = ""; },
+          token: (d) => text.append(d.text),
+          turn_restart: () => { text.textContent = ""; },
+          turn_end: (d) => { text.classList.remove("typing"); finish(d); },
+          error: (d) => { text.classList.remove("typing"); $(".error", ask).textContent = "The perspective failed: " + d.message; },
         });
-      } catch (error) { showError(ask, error); }
+      } catch (error) { showError(ask, error); text.classList.remove("typing"); }
     });
   },
 
   async debate() {
-    const id = $("#debate").dataset.id;
-    const { data: t } = await api("GET", "/api/debates/" + id);
-    $("#motion").textContent = t.motion;
-    $("#name-a").textContent = t.personas.a.name;
-    $("#name-b").textContent = t.personas.b.name;
-    const turns = new Map();
-    const turnOf = (d) => {
-      const key = d.round + d.speaker;
-      if (!turns.has(key)) {
-        const box = el("article", undefined, "turn side-" + d.speaker);
-        const kind = d.round === 1 ? "Opening" : "Rebuttal";
-        box.append(el("h3", `Round ${d.round} · ${kind} · ${t.personas[d.speaker].name}`), el("p", "", "speech"));
-        $("#turns").append(box);
-        turns.set(key, box);
-      }
-      return turns.get(key);
+    const root = $("#debate");
+    const id = root.dataset.id;
+    const shared = root.dataset.shared;
+    const mine = root.hasAttribute("data-mine");
+    const signedIn = document.body.hasAttribute("data-signed-in");
+    const status = $("#status");
+    const data = shared ? await api("GET", "/api/shared/" + shared) : await api("GET", "/api/debates/" + id);
+    const names = { a: data.personas.a.name, b: data.personas.b.name };
+    const view = debateView(root, names);
+
+    const votes = voteBox(root, id, names, signedIn && (mine || Boolean(shared)));
+    votes.show(data.votes);
+    const finished = () => {
+      $("#actions").hidden = false;
+      if (mine) actions(root, data);
     };
-    $("#status").textContent = t.status === "done" || t.status === "failed" ? "" : "Live";
+
+    if (shared || !["queued", "running"].includes(data.status)) {
+      // Finished: the transcript has everything the stream would show.
+      view.fromTranscript(data);
+      if (data.status === "failed") view.failed(data.error, mine ? () => rematch(data, false) : null);
+      finished();
+      return;
+    }
+    status.textContent = "Live";
     follow(`/api/debates/${id}/events`, {
-      // The service lost events it had streamed (a crash): the whole log follows.
-      reset: () => { turns.clear(); $("#turns").replaceChildren(); },
-      turn_start: (d) => turnOf(d),
-      token: (d) => $(".speech", turnOf(d)).append(d.text),
-      turn_restart: (d) => { $(".speech", turnOf(d)).textContent = ""; },
-      turn_end: (d) => {
-        const box = turnOf(d);
-        $(".speech", box).textContent = d.text;
-        if (d.unsupported.length) box.append(el("p", "Not in the story: " + d.unsupported.join(", "), "unsupported"));
-      },
-      verdict: (v) => {
-        $("#verdict").hidden = false;
-        const names = { a: t.personas.a.name, b: t.personas.b.name };
-        $("#winner").textContent = v.winner === "tie"
-          ? (v.contested ? "A tie — the judge's two passes disagreed" : "A tie")
-          : names[v.winner] + " wins";
-        for (const c of ["argument", "evidence", "rebuttal", "fidelity"]) {
-          const row = el("tr");
-          row.append(el("th", c), el("td", v.scores.a.criteria[c].toFixed(1)), el("td", v.scores.b.criteria[c].toFixed(1)));
-          $("#scores").append(row);
+      reset: () => view.clear(),
+      turn_start: (d) => view.start(d.round, d.speaker),
+      token: (d) => view.token(d.round, d.speaker, d.text),
+      turn_restart: (d) => view.restart(d.round, d.speaker),
+      turn_end: (d) => view.end(d.round, d.speaker, d),
+      verdict: (v) => view.verdict(v, data.provenance),
+      error: (d) => view.failed(d, mine ? () => rematch(data, false) : null),
+      done: async (d) => {
+        status.textContent = d.status === "done" ? "Finished." : "";
+        const fresh = await api("GET", "/api/debates/" + id).catch(() => null);
+        if (fresh) {
+          Object.assign(data, fresh);
+          votes.show(fresh.votes);
+          if (fresh.verdict) view.verdict(fresh.verdict, fresh.provenance);
         }
-        const total = el("tr", undefined, "total");
-        total.append(el("th", "total"), el("td", v.scores.a.total.toFixed(1)), el("td", v.scores.b.total.toFixed(1)));
-        $("#scores").append(total);
-        $("#rationale").textContent = v.rationale;
+        finished();
       },
-      error: (d) => { $("#status").textContent = "Failed: " + d.message; },
-      done: (d) => { if (d.status === "done") $("#status").textContent = ""; },
+    }, (state) => {
+      if (state === EventSource.CONNECTING) status.textContent = "Reconnecting…";
+      else if (state === EventSource.OPEN) status.textContent = "Live";
     });
   },
 
   async debates() {
     const list = $("#my-debates");
-    const { data } = await api("GET", "/api/debates");
-    list.textContent = "";
-    if (!data.debates.length) list.append(el("li", "No debates yet: start one from a story.", "muted"));
-    for (const d of data.debates) {
-      const item = el("li");
-      const link = el("a", `${d.personas.a.name} vs ${d.personas.b.name}`);
-      link.href = "/debates/" + d.id;
-      item.append(link, el("span", ` — ${d.motion} (${d.status})`, "muted"));
-      list.append(item);
-    }
+    let page = Number(new URLSearchParams(location.search).get("page")) || 1;
+    const load = async () => {
+      const data = await api("GET", "/api/debates?page=" + page);
+      list.replaceChildren();
+      if (!data.debates.length) {
+        const item = el("li", "No debates yet. ", "muted");
+        const link = el("a", "Pick a story to start one.");
+        link.href = "/";
+        item.append(link);
+        list.append(item);
+      }
+      for (const d of data.debates) {
+        const item = el("li", undefined, "debate-item");
+        const link = el("a", `${d.personas.a.name} vs ${d.personas.b.name}`);
+        link.href = "/debates/" + d.id;
+        const winner = d.winner === "tie" ? "A tie" : d.winner ? d.personas[d.winner].name + " won" : null;
+        const meta = el("p", undefined, "meta");
+        meta.append(el("span", d.status, "badge status-" + d.status));
+        if (winner) meta.append(el("span", winner, "winner-note"));
+        meta.append(el("time", new Date(d.created_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })));
+        item.append(link, el("p", d.motion, "motion-line"), meta);
+        list.append(item);
+      }
+      $("#newer").hidden = page <= 1;
+      $("#older").hidden = !data.next_page;
+      history.replaceState(null, "", page > 1 ? "?page=" + page : location.pathname);
+    };
+    $("#newer").addEventListener("click", () => { page -= 1; load(); });
+    $("#older").addEventListener("click", () => { page += 1; load(); });
+    await load();
   },
 
   login() {
-    const form = $("#login-form");
+    const form = $("#auth-form");
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       showError(form);
-      const action = e.submitter && e.submitter.value === "signup" ? "signup" : "login";
+      const body = Object.fromEntries(new FormData(form).entries());
       try {
-        await api("POST", "/api/auth/" + action, formJson(form));
-        const next = new URLSearchParams(location.search).get("next");
+        await api("POST", "/api/auth/" + form.dataset.action, body);
+        const next = form.dataset.next;
         location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
       } catch (error) { showError(form, error); }
     });
@@ -161,18 +333,20 @@ const pages = {
 
   async editor() {
     try {
-      const { data } = await api("GET", "/api/editor/personas");
+      const data = await api("GET", "/api/editor/personas");
       $("#lint-summary").textContent = `${data.ok.length} personas ok, ${data.problems.length} problem(s)`;
       for (const p of data.problems) $("#lint").append(el("li", p.text));
-    } catch (error) { $("#lint-summary").textContent = error.message; }
+    } catch (error) { $("#lint-summary").textContent = explain(error); }
     const form = $("#preview-form");
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       showError(form);
       const out = $("#preview");
       out.textContent = "";
+      const body = Object.fromEntries(new FormData(form).entries());
+      if (!body.motion) delete body.motion;
       try {
-        const { data } = await api("POST", "/api/editor/preview", formJson(form));
+        const data = await api("POST", "/api/editor/preview", body);
         for (const call of data.calls) {
           out.append(el("h3", call.name));
           for (const m of call.messages) out.append(el("h4", m.role), el("pre", m.content));
@@ -182,20 +356,231 @@ const pages = {
   },
 };
 
-// The header names who is signed in, and signs them out.
-async function account() {
-  const link = $("#account");
-  const response = await fetch("/api/auth/me", { credentials: "same-origin" });
-  if (!response.ok) return;
-  const user = await response.json();
-  link.textContent = "Sign out " + user.email;
-  link.addEventListener("click", async (e) => {
-    e.preventDefault();
+/** The rounds and verdict of a debate page, built from events or from a transcript. */
+function debateView(root, names) {
+  const turns = new Map();
+  const column = (round, speaker) => $(`.round[data-round="${round}"] .column[data-speaker="${speaker}"]`, root);
+  const turnOf = (round, speaker) => {
+    const key = round + speaker;
+    if (!turns.has(key)) {
+      const box = el("article", undefined, "turn side-" + speaker);
+      box.dataset.testid = "turn";
+      box.dataset.round = String(round);
+      box.dataset.speaker = speaker;
+      box.setAttribute("aria-label", `${names[speaker]}, round ${round}`);
+      const head = el("h3", names[speaker], "speaker");
+      const speech = el("div", "", "speech");
+      speech.setAttribute("aria-live", "polite");
+      const typing = el("p", undefined, "typing-indicator");
+      typing.append(el("span", `${names[speaker]} is speaking`, "visually-hidden"), el("span", "", "dots"));
+      typing.hidden = true;
+      box.append(head, speech, typing);
+      column(round, speaker).append(box);
+      turns.set(key, box);
+    }
+    return turns.get(key);
+  };
+  const view = {
+    clear() {
+      turns.clear();
+      for (const c of $$(".column", root)) c.replaceChildren();
+      $("#verdict").hidden = true;
+    },
+    start(round, speaker) {
+      const box = turnOf(round, speaker);
+      $(".typing-indicator", box).hidden = false;
+      box.classList.add("speaking");
+    },
+    token(round, speaker, text) {
+      const box = turnOf(round, speaker);
+      $(".speech", box).append(text);
+      $(".typing-indicator", box).hidden = false;
+    },
+    restart(round, speaker) {
+      const box = turnOf(round, speaker);
+      $(".speech", box).textContent = "";
+      const note = $(".restart-note", box) || el("p", "", "restart-note muted");
+      note.textContent = "The model stumbled; this speech is starting again.";
+      box.insertBefore(note, $(".speech", box));
+    },
+    end(round, speaker, turn) {
+      const box = turnOf(round, speaker);
+      box.classList.remove("speaking");
+      $(".typing-indicator", box).hidden = true;
+      const note = $(".restart-note", box);
+      if (note) note.remove();
+      markedSpeech($(".speech", box), turn.text, turn.unsupported);
+      const old = $(".claims", box);
+      if (old) old.remove();
+      box.append(claimList(turn.unsupported));
+      if (turn.truncated && !$(".truncated", box)) box.append(el("p", "This speech reached its length limit and ends at its last full sentence.", "truncated muted"));
+    },
+    verdict(v, provenance) { renderVerdict(v, names, provenance); },
+    failed(error, retry) {
+      for (const t of turns.values()) { $(".typing-indicator", t).hidden = true; t.classList.remove("speaking"); }
+      const box = $("#failure");
+      box.hidden = false;
+      $(".reason", box).textContent = (error && error.message) ? `Reason: ${error.message}.` : "The debate failed.";
+      const again = $(".try-again", box);
+      if (again && retry) again.onclick = retry;
+      $("#status").textContent = "";
+    },
+    fromTranscript(t) {
+      for (const round of t.rounds || []) {
+        for (const turn of round.turns) view.end(round.round, turn.speaker, turn);
+      }
+      if (t.verdict) view.verdict(t.verdict, t.provenance);
+    },
+  };
+  return view;
+}
+
+function renderVerdict(v, names, provenance) {
+  const card = $("#verdict");
+  card.hidden = false;
+  $("[data-testid=winner]", card).textContent = v.winner === "tie" ? "A tie" : `${names[v.winner]} wins`;
+  $("[data-testid=contested]", card).hidden = !v.contested;
+  const margin = Number(v.margin || 0);
+  const call = margin < 2 ? "a narrow call" : margin < 6 ? "a clear call" : "a wide margin";
+  const method = v.method === "expected" ? "scores weighted by the judge's own probabilities" : "scores as the judge wrote them";
+  $(".sureness", card).textContent = `By ${margin.toFixed(1)} of 40 points: ${call} (${method}).`;
+  const bars = $("#bars", card);
+  bars.replaceChildren();
+  const legend = el("p", undefined, "legend");
+  legend.append(el("span", names.a, "key side-a"), el("span", names.b, "key side-b"));
+  bars.append(legend);
+  for (const c of [...CRITERIA, "total"]) {
+    const row = el("div", undefined, "bar-row" + (c === "total" ? " total" : ""));
+    row.append(el("span", c === "total" ? "Total (of 40)" : c.charAt(0).toUpperCase() + c.slice(1), "criterion"));
+    for (const side of ["a", "b"]) {
+      const score = c === "total" ? v.scores[side].total : v.scores[side].criteria[c];
+      const out = c === "total" ? 40 : 10;
+      const bar = el("div", undefined, "bar side-" + side);
+      bar.dataset.testid = "score-bar";
+      bar.dataset.speaker = side;
+      bar.dataset.criterion = c;
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", `${names[side]}: ${c} ${score.toFixed(1)} of ${out}`);
+      const fill = el("span", undefined, "fill");
+      fill.style.width = Math.max(0, Math.min(100, (100 * score) / out)) + "%";
+      bar.append(fill, el("span", score.toFixed(1), "value"));
+      row.append(bar);
+    }
+    bars.append(row);
+  }
+  $(".rationale", card).textContent = v.rationale;
+  const passes = $("#passes", card);
+  passes.replaceChildren();
+  (v.passes || []).forEach((pass, i) => {
+    const details = el("details", undefined, "pass");
+    const first = names[pass.order[0]];
+    const winner = pass.winner === "tie" ? "a tie" : `${names[pass.winner]} wins`;
+    details.append(el("summary", `Judging pass ${i + 1} (${first} shown first): ${winner}`));
+    const table = el("table");
+    const head = el("tr");
+    head.append(el("th", "Criterion"), el("th", names.a), el("th", names.b));
+    table.append(head);
+    for (const c of CRITERIA) {
+      const row = el("tr");
+      row.append(el("th", c));
+      for (const side of ["a", "b"]) {
+        const cell = el("td");
+        cell.append(el("strong", pass.scores[side][c].toFixed(1)), el("span", " " + (pass.reasons[side][c] || ""), "reason"));
+        row.append(cell);
+      }
+      table.append(row);
+    }
+    details.append(table, el("p", pass.rationale, "pass-rationale"));
+    passes.append(details);
+  });
+  if (provenance) {
+    $(".models", card).textContent = `Speeches by ${provenance.model || "a language model"}; judged by ${provenance.judge_model || "a language model"}.`;
+  }
+}
+
+/** The room's votes: buttons for the open phase, and the split before and after. */
+function voteBox(root, id, names, mayVote) {
+  const box = $("#votes", root);
+  let tally = null;
+  const split = (c) => {
+    const total = c.a + c.b + c.undecided;
+    if (!total) return "no votes yet";
+    const pct = (n) => Math.round((100 * n) / total) + "%";
+    return `${names.a} ${pct(c.a)}, undecided ${pct(c.undecided)}, ${names.b} ${pct(c.b)} (${total} vote${total === 1 ? "" : "s"})`;
+  };
+  const show = (t) => {
+    tally = t;
+    box.hidden = false;
+    for (const phase of ["before", "after"]) {
+      const section = $("#vote-" + phase, box);
+      section.hidden = !(mayVote && t.open === phase);
+      for (const b of $$("[data-testid=vote]", section)) b.setAttribute("aria-pressed", String(t.mine[phase] === b.dataset.choice));
+    }
+    let text = `Before: ${split(t.before)}.`;
+    if (t.open === "after" || t.after.a + t.after.b + t.after.undecided) text += ` After: ${split(t.after)}.`;
+    if (t.swing) {
+      const sign = (x) => (x > 0 ? "+" : x < 0 ? "−" : "±") + Math.abs(x).toFixed(0);
+      text += ` Swing: ${names.a} ${sign(t.swing.a)} points, ${names.b} ${sign(t.swing.b)} points.`;
+    }
+    $("[data-testid=vote-result]", box).textContent = text;
+  };
+  box.addEventListener("click", async (e) => {
+    const button = e.target.closest("[data-testid=vote]");
+    if (!button) return;
+    showError(box);
+    try {
+      show(await api("POST", `/api/debates/${id}/votes`, { phase: button.dataset.phase, choice: button.dataset.choice }));
+    } catch (error) { showError(box, error); }
+  });
+  return { show, get: () => tally };
+}
+
+/** Starts the same debate again: with the sides swapped for a rematch. */
+async function rematch(t, swap = true) {
+  const body = {
+    story: t.story,
+    a: swap ? t.personas.b.id : t.personas.a.id,
+    b: swap ? t.personas.a.id : t.personas.b.id,
+    motion: t.motion,
+  };
+  try {
+    const data = await api("POST", "/api/debates", body);
+    location.href = "/debates/" + data.id;
+  } catch (error) { showError($("#actions"), error); $("#actions").hidden = false; }
+}
+
+/** The owner's buttons under a finished debate: share, rematch. */
+function actions(root, t) {
+  const box = $("#actions", root);
+  const showLink = (url) => {
+    const out = $(".share-link", box);
+    out.replaceChildren(el("span", "Anyone with this link can read the debate: "));
+    const link = el("a", new URL(url, location.origin).href);
+    link.href = url;
+    link.dataset.testid = "share-link";
+    out.append(link);
+  };
+  if (t.share) showLink(t.share);
+  $("#share", box).onclick = async () => {
+    showError(box);
+    try { showLink((await api("POST", `/api/debates/${t.id}/share`)).url); } catch (error) { showError(box, error); }
+  };
+  $("#rematch", box).onclick = () => rematch(t, true);
+}
+
+// Signing out ends the session on the server, then returns to the front page.
+const signOut = $("#sign-out");
+if (signOut) {
+  signOut.addEventListener("click", async () => {
     await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
     location.href = "/";
   });
 }
-account().catch(() => {});
 
 const page = pages[document.body.dataset.page];
-if (page) Promise.resolve(page()).catch((error) => console.error(error));
+if (page) Promise.resolve(page()).catch((error) => {
+  const main = $("main");
+  const box = el("p", explain(error), "error page-error");
+  box.setAttribute("role", "alert");
+  main.prepend(box);
+});

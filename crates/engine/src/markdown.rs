@@ -1,0 +1,135 @@
+//! A debate's transcript as a Markdown document, for readers to download and keep.
+//!
+//! Generated text is written as text: characters Markdown or HTML would read as markup are
+//! escaped, so a speech cannot become a link, a heading or a tag in someone's viewer.
+
+use std::fmt::Write;
+
+use crate::transcript::{Criteria, Speaker, Transcript, Winner};
+
+/// The transcript as Markdown, headed by the story's title.
+pub fn debate(transcript: &Transcript, story_title: &str) -> String {
+    let t = transcript;
+    let name = |speaker: Speaker| escape(&t.personas.get(speaker).name);
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", escape(&t.motion));
+    let _ = writeln!(
+        out,
+        "A debate on *{}* between **{}** (side A) and **{}** (side B).\n",
+        escape(story_title),
+        name(Speaker::A),
+        name(Speaker::B)
+    );
+    let _ = writeln!(
+        out,
+        "> Simulated: the speeches and the verdict were written by a language model ({}), \
+         not by the people named.\n",
+        escape(&t.provenance.model)
+    );
+    for round in &t.rounds {
+        let kind = match round.round {
+            1 => "Opening",
+            _ => "Rebuttal",
+        };
+        let _ = writeln!(out, "## Round {} · {kind}\n", round.round);
+        for turn in &round.turns {
+            let _ = writeln!(out, "### {}\n", name(turn.speaker));
+            let _ = writeln!(out, "{}\n", escape(turn.text.trim()));
+            if turn.truncated {
+                let _ = writeln!(out, "*(The speech reached its length limit.)*\n");
+            }
+            if !turn.unsupported.is_empty() {
+                let claims: Vec<String> = turn.unsupported.iter().map(|c| escape(c)).collect();
+                let _ = writeln!(out, "Not in the story: {}\n", claims.join("; "));
+            }
+        }
+    }
+    match &t.verdict {
+        Some(v) => {
+            let _ = writeln!(out, "## Verdict\n");
+            let winner = match v.winner {
+                Winner::A => format!("**{}** wins", name(Speaker::A)),
+                Winner::B => format!("**{}** wins", name(Speaker::B)),
+                Winner::Tie if v.contested => {
+                    "**A tie**: contested, the judge's two passes disagreed".to_string()
+                }
+                Winner::Tie => "**A tie**".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{winner}, by {:.1} points of 40 (scores {}).\n",
+                v.margin,
+                match v.method {
+                    crate::transcript::ScoreMethod::Sampled => "as the judge wrote them",
+                    crate::transcript::ScoreMethod::Expected =>
+                        "weighted by the judge's probabilities",
+                }
+            );
+            let _ = writeln!(
+                out,
+                "| Criterion | {} | {} |\n|---|---|---|",
+                name(Speaker::A),
+                name(Speaker::B)
+            );
+            let (a, b) = (&v.scores.a.criteria, &v.scores.b.criteria);
+            for (label, of) in CRITERIA {
+                let _ = writeln!(out, "| {label} | {:.1} | {:.1} |", of(a), of(b));
+            }
+            let _ = writeln!(
+                out,
+                "| **Total** | **{:.1}** | **{:.1}** |\n",
+                v.scores.a.total, v.scores.b.total
+            );
+            let _ = writeln!(out, "{}\n", escape(v.rationale.trim()));
+            let _ = writeln!(out, "Judged by {}.", escape(&t.provenance.judge_model));
+        }
+        None => {
+            let reason = t
+                .error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(": {}", escape(&e.message)));
+            let _ = writeln!(out, "*No verdict ({}){reason}.*", t.status.as_str());
+        }
+    }
+    out
+}
+
+/// The rubric's criteria with their labels, in the order the judge scores them.
+pub const CRITERIA: [(&str, fn(&Criteria) -> f64); 4] = [
+    ("Argument", |c| c.argument),
+    ("Evidence", |c| c.evidence),
+    ("Rebuttal", |c| c.rebuttal),
+    ("Fidelity", |c| c.fidelity),
+];
+
+/// Text with Markdown's and HTML's markup characters escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn markup_in_generated_text_is_escaped() {
+        assert_eq!(
+            escape("<script>[x](javascript:1) *b* # h | &"),
+            "&lt;script&gt;\\[x\\](javascript:1) \\*b\\* \\# h \\| &amp;"
+        );
+        assert_eq!(escape("Plain words, 1.5%."), "Plain words, 1.5%.");
+    }
+}

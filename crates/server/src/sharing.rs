@@ -1,0 +1,162 @@
+//! Sharing a finished debate by link, and downloading it as Markdown or as its transcript.
+//!
+//! A share link carries a random token: anyone with it reads a read-only replay, anyone
+//! without it still gets 404, and the owner can stop sharing at any time.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::bodies::{SharedDebate, Share};
+use super::error::{ApiError, ErrorBody};
+use super::runs::{readable, record_of};
+use super::votes;
+use crate::store::{Run, RunKind};
+use crossfire_engine::transcript::Transcript;
+
+/// The replay page's path for a share token.
+pub fn link(token: &str) -> String {
+    format!("/shared/{token}")
+}
+
+/// `POST /api/debates/{id}/share`: the link (the same one while it stays shared).
+#[utoipa::path(post, path = "/api/debates/{id}/share", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "Shared: anyone with the link may read it", body = Share), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 409, description = "Still running", body = ErrorBody)))]
+pub async fn share(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Share>, ApiError> {
+    let run = readable(&state, &user, &id, RunKind::Debate).await?;
+    if run.status.is_unfinished() {
+        return Err(ApiError::Conflict(
+            "a debate can be shared once it has finished".into(),
+        ));
+    }
+    let token = match run.share_token {
+        Some(token) => token,
+        None => {
+            let token = hex::encode(rand::random::<[u8; 16]>());
+            state.store.set_share_token(&run.id, Some(&token)).await?;
+            token
+        }
+    };
+    Ok(Json(Share { url: link(&token) }))
+}
+
+/// `DELETE /api/debates/{id}/share`: the link stops working.
+#[utoipa::path(delete, path = "/api/debates/{id}/share", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "No longer shared"), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+pub async fn unshare(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let run = readable(&state, &user, &id, RunKind::Debate).await?;
+    state.store.set_share_token(&run.id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A shared debate's run, by its token.
+pub async fn shared_run(state: &AppState, token: &str) -> Result<Run, ApiError> {
+    match state.store.shared_run(token).await? {
+        Some(run) if run.kind == RunKind::Debate => Ok(run),
+        _ => Err(ApiError::NotFound("no shared debate at this link".into())),
+    }
+}
+
+/// `GET /api/shared/{token}`: a shared debate, for anyone with its link.
+#[utoipa::path(get, path = "/api/shared/{token}", tag = "debates", params(("token" = String, Path)),
+    responses((status = 200, description = "The shared debate", body = SharedDebate), (status = 404, description = "No debate is shared at this link", body = ErrorBody)))]
+pub async fn shared(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<SharedDebate>, ApiError> {
+    let run = shared_run(&state, &token).await?;
+    let transcript: Transcript = record_of(&run)?;
+    let votes = votes::tally(&state, &run, &transcript, None).await?;
+    Ok(Json(SharedDebate {
+        story_title: story_title(&state, &transcript),
+        transcript,
+        votes,
+    }))
+}
+
+/// The story's title, or its id when it is no longer in the catalog.
+pub fn story_title(state: &AppState, transcript: &Transcript) -> String {
+    state.catalog.stories.get(&transcript.story).map_or_else(
+        || transcript.story.clone(),
+        |story| story.title.clone(),
+    )
+}
+
+/// The formats a debate downloads as.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    #[default]
+    Md,
+    Json,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ExportQuery {
+    /// `md` (the default) or `json`.
+    format: Option<ExportFormat>,
+}
+
+/// `GET /api/debates/{id}/export`: my debate as a file.
+#[utoipa::path(get, path = "/api/debates/{id}/export", tag = "debates", params(("id" = String, Path), ExportQuery), security(("bearer" = [])),
+    responses((status = 200, description = "The debate as Markdown (text/markdown) or its transcript (application/json), as an attachment"), (status = 404, description = "Not found, or not mine", body = ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let run = readable(&state, &user, &id, RunKind::Debate).await?;
+    download(&state, &run, query.format.unwrap_or_default())
+}
+
+/// `GET /api/shared/{token}/export`: a shared debate as a file.
+#[utoipa::path(get, path = "/api/shared/{token}/export", tag = "debates", params(("token" = String, Path), ExportQuery),
+    responses((status = 200, description = "The debate as Markdown or its transcript, as an attachment"), (status = 404, description = "No debate is shared at this link", body = ErrorBody)))]
+pub async fn export_shared(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let run = shared_run(&state, &token).await?;
+    download(&state, &run, query.format.unwrap_or_default())
+}
+
+fn download(state: &AppState, run: &Run, format: ExportFormat) -> Result<Response, ApiError> {
+    let transcript: Transcript = record_of(run)?;
+    let (kind, extension, body) = match format {
+        ExportFormat::Md => (
+            "text/markdown; charset=utf-8",
+            "md",
+            crossfire_engine::markdown::debate(&transcript, &story_title(state, &transcript)),
+        ),
+        ExportFormat::Json => (
+            "application/json",
+            "json",
+            serde_json::to_string_pretty(&transcript)
+                .map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?,
+        ),
+    };
+    // The id is hex, so the file name needs no quoting beyond the quotes.
+    let disposition = format!("attachment; filename=\"debate-{}.{extension}\"", run.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}

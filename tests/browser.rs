@@ -1,0 +1,125 @@
+//! The reader's pages in a real browser: `crossfire serve` as its own process against the
+//! fake model, driven by Debian's Chromium through playwright-core (tests/browser/arena.mjs).
+//! `scripts/test` installs both; under CI a missing browser fails the test rather than
+//! skipping it. Screenshots at phone and desktop width land in `target/screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossfire_testkit::http::temp_db;
+use crossfire_testkit::process::Instance;
+use crossfire_testkit::{FakeOptions, FakeLlm, repo};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Story, persona and motion text that would run script or template code if any page let
+/// it through: HTML, script tags, template syntax, right-to-left text and emoji.
+const HOSTILE: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=1\"> {{ 7*7 }} {% raw %} مرحبا بالعالم 🕊️";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The shipped stories and personas, plus a hostile story and persona.
+fn library() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-browser-{}",
+        crossfire_engine::transcript::new_id()
+    ));
+    let (stories, personas) = (dir.join("stories"), dir.join("personas"));
+    copy_dir(&repo("stories"), &stories);
+    copy_dir(&repo("personas"), &personas);
+    let story = serde_json::json!({
+        "id": "hostile",
+        "title": format!("Hostile {HOSTILE}"),
+        "dek": HOSTILE,
+        "overview": format!("{HOSTILE}\n\nA second paragraph."),
+        "people": [{"name": HOSTILE, "role": "<b>role</b>"}],
+        "scenarios": [{"title": HOSTILE, "summary": "x"}, {"title": "Calm", "summary": "y"}],
+        "sources": [{"title": "javascript link", "url": "javascript:window.__pwned=1"}],
+    });
+    std::fs::write(stories.join("hostile.json"), story.to_string()).unwrap();
+    let toml_string = |s: &str| serde_json::to_string(s).unwrap();
+    let persona = format!(
+        "id = \"hostile-persona\"\nname = {}\nkind = \"archetype\"\nrole = {}\nbio = {}\n\
+         worldview = [{}]\nvoice = \"Plain.\"\ntags = [{}]\n",
+        toml_string("Mx <img src=x onerror=\"window.__pwned=1\"> {{ 7*7 }} 🕊️"),
+        toml_string(HOSTILE),
+        toml_string(HOSTILE),
+        toml_string(HOSTILE),
+        toml_string("<i>tag</i>")
+    );
+    std::fs::write(personas.join("hostile-persona.toml"), persona).unwrap();
+    (stories, personas)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
+    let browser_dir = repo("tests/browser");
+    let ready = Path::new(CHROMIUM).exists()
+        && browser_dir.join("node_modules/playwright-core").exists();
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the browser tests need {CHROMIUM} and tests/browser/node_modules: run scripts/test"
+        );
+        eprintln!("not run: no Chromium or playwright-core here (scripts/test installs them)");
+        return;
+    }
+    // Slow enough that a reader can vote and reload before the verdict.
+    let fake = FakeLlm::start(FakeOptions {
+        random_chunks: false,
+        token_delay: Duration::from_millis(90),
+        ..FakeOptions::default()
+    })
+    .await;
+    let (stories, personas) = library();
+    let db = temp_db();
+    let instance = Instance::start(
+        env!("CARGO_BIN_EXE_crossfire"),
+        &[],
+        &[
+            ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
+            ("CROSSFIRE_DATABASE_URL", &db),
+            ("CROSSFIRE_STORIES_DIR", stories.to_str().unwrap()),
+            ("CROSSFIRE_PERSONAS_DIR", personas.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let screenshots = repo("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir.join("arena.mjs"))
+        .env("BASE_URL", &instance.base)
+        .env("CHROMIUM", CHROMIUM)
+        .env("SCREENSHOTS", &screenshots)
+        .env("HOSTILE", HOSTILE)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser run ends within five minutes")
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    eprintln!("{stdout}");
+    assert!(output.status.success(), "browser run failed:\n{stderr}");
+    for shot in [
+        "story-phone",
+        "story-desktop",
+        "debate-phone",
+        "debate-desktop",
+        "verdict-phone",
+        "verdict-desktop",
+    ] {
+        let file = screenshots.join(format!("{shot}.png"));
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{} is missing or blank", file.display());
+    }
+}

@@ -1,0 +1,271 @@
+// A reader's session on Crossfire's pages, in Debian's Chromium through playwright-core.
+// Run by tests/browser.rs against a real `crossfire serve` and the fake model; every check
+// throws on failure, so the process exits non-zero and the Rust test fails with the message.
+import { chromium } from "playwright-core";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+const BASE = process.env.BASE_URL;
+const SHOTS = process.env.SCREENSHOTS;
+const HOSTILE = process.env.HOSTILE;
+const STORY = "nk-troops-russia";
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 900 };
+
+function check(condition, message) {
+  if (!condition) throw new Error("check failed: " + message);
+}
+
+function step(name) {
+  console.log("· " + name);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+
+/** A fresh browser profile at a width; fails the run on any dialog or page error. */
+async function session(viewport) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on("dialog", (d) => { throw new Error("a dialog opened: " + d.message()); });
+  page.on("pageerror", (e) => { throw new Error("script error on " + page.url() + ": " + e.message); });
+  return { context, page };
+}
+
+/** Nothing on the page scrolls sideways. */
+async function noSidewaysScroll(page, what) {
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  check(scroll <= width, `${what} scrolls sideways at ${width}px (content is ${scroll}px wide)`);
+}
+
+/** No hostile text ran as script. */
+async function inert(page, what) {
+  const pwned = await page.evaluate(() => window.__pwned);
+  check(pwned === undefined, `${what}: hostile text ran as script`);
+}
+
+async function shoot(page, name) {
+  await page.screenshot({ path: join(SHOTS, name + ".png"), fullPage: false });
+}
+
+// --- Signed out: the whole story, and the invitation ---
+step("a signed-out reader sees every section and the invitation");
+const visitor = await session(PHONE);
+{
+  const { page } = visitor;
+  await page.goto(`${BASE}/stories/${STORY}`);
+  const sections = await page.getByTestId("story-section").evaluateAll((all) => all.map((s) => s.dataset.section));
+  const expected = ["overview", "indicators", "people", "organizations", "timeline", "scenarios", "history", "sources"];
+  check(JSON.stringify(sections) === JSON.stringify(expected), `sections in the seed's order: ${sections}`);
+  const text = await page.locator("main").innerText();
+  for (const needle of ["Kim Jong Un", "Korean People's Army", "Status:", "Discussed by:", "Why it's relevant today", "Cuban"]) {
+    check(text.includes(needle), `the story page shows "${needle}"`);
+  }
+  const sources = page.locator("[data-section=sources] a");
+  check((await sources.count()) >= 3, "sources are links");
+  check((await sources.first().getAttribute("rel")) === "noopener noreferrer", "source links open with noopener noreferrer");
+  const invite = page.getByTestId("signup-invite");
+  check(await invite.isVisible(), "the invitation to sign up shows");
+  check((await invite.innerText()).includes("Sign up"), "the invitation says Sign up");
+  check(text.includes("Sign up to generate historical perspectives on this story."), "the seed's invitation text");
+  check((await page.getByTestId("start-debate").count()) === 0, "no Start button for a signed-out reader");
+  check((await page.getByTestId("persona-card").count()) >= 10, "the persona cards show to everyone");
+  await noSidewaysScroll(page, "story page (signed out)");
+  await page.goto(`${BASE}/debates`);
+  check(page.url().startsWith(`${BASE}/login?next=`), "My debates sends a signed-out reader to sign in");
+}
+
+// --- Sign up from the invitation, and come back to the story ---
+step("sign up from the invitation and return to the story");
+const reader = await session(PHONE);
+const { page } = reader;
+await page.goto(`${BASE}/stories/${STORY}`);
+await page.getByTestId("signup-invite").click();
+await page.waitForURL(/\/signup\?next=/);
+const email = `reader-${Date.now()}@example.com`;
+await page.getByTestId("signup-email").fill(email);
+await page.getByTestId("signup-password").fill("correct horse battery");
+await page.getByTestId("signup-submit").click();
+await page.waitForURL(`${BASE}/stories/${STORY}`);
+check((await page.locator("header.site").innerText()).includes(email), "the header names the reader");
+await noSidewaysScroll(page, "story page (signed in)");
+
+// --- Pick two personas by card, pick a suggested motion, start ---
+step("pick personas by card, search by tag, take a suggested motion");
+await page.locator("#persona-search").fill("zzz-nobody");
+check(await page.locator("#no-match").isVisible(), "a search that matches nothing says so");
+await page.locator("#persona-search").fill("churchill");
+const visible = await page.locator("[data-testid=persona-card]:visible").count();
+check(visible === 1, `searching "churchill" leaves one card (${visible})`);
+const churchill = page.locator('[data-testid=persona-card][data-persona="winston-churchill"]');
+await churchill.getByTestId("pick-a").click();
+await page.locator("#persona-search").fill("");
+const douglass = page.locator('[data-testid=persona-card][data-persona="frederick-douglass"]');
+await douglass.getByTestId("pick-b").click();
+check((await churchill.getByTestId("pick-a").getAttribute("aria-pressed")) === "true", "Churchill is side A");
+check((await page.locator("#picked-b").innerText()).includes("Douglass"), "the B slot names Douglass");
+const prefilled = await page.getByTestId("motion").inputValue();
+check(prefilled.length > 10, "the motion box is prefilled");
+const suggestions = page.getByTestId("motion-suggestion");
+check((await suggestions.count()) >= 2, "two or more alternative motions");
+const suggestion = await suggestions.first().innerText();
+await suggestions.first().click();
+check((await page.getByTestId("motion").inputValue()) === suggestion, "a suggestion fills the motion box");
+await page.setViewportSize(DESKTOP);
+await shoot(page, "story-desktop");
+await page.setViewportSize(PHONE);
+await page.locator("#arena").scrollIntoViewIfNeeded();
+await shoot(page, "story-phone");
+await page.getByTestId("start-debate").click();
+await page.waitForURL(/\/debates\/[0-9a-f]{32}$/);
+const debateUrl = page.url();
+const debateId = debateUrl.split("/").pop();
+
+// --- The live debate: vote before, watch, reload mid-way ---
+step("vote before, watch the speeches stream, reload mid-debate");
+check(await page.getByTestId("simulated-label").isVisible(), "the debate page says it is simulated");
+check((await page.locator(".eyebrow a").getAttribute("href")) === `/stories/${STORY}`, "the story's title links back");
+await page.locator('[data-testid=vote][data-phase=before][data-choice=a]').click();
+await page.waitForFunction(() => document.querySelector("[data-testid=vote-result]").textContent.includes("100%"));
+await page.locator('[data-testid=vote][data-phase=before][data-choice=undecided]').click();
+await page.waitForFunction(() => {
+  const b = document.querySelector('[data-testid=vote][data-phase=before][data-choice=undecided]');
+  return b.getAttribute("aria-pressed") === "true";
+});
+check((await page.getByTestId("vote-result").innerText()).includes("undecided 100%"), "the vote before can change");
+await page.waitForFunction(() => {
+  const t = document.querySelector('[data-testid=turn][data-round="1"] .speech');
+  return t && t.textContent.length > 5;
+});
+await shoot(page, "debate-phone");
+check(!(await page.getByTestId("verdict").isVisible()), "reloaded before the verdict");
+await page.reload();
+await page.getByTestId("verdict").waitFor({ state: "visible", timeout: 60000 });
+await page.waitForFunction(() => document.querySelector("#actions") && !document.querySelector("#actions").hidden);
+
+step("four turns, each exactly as the transcript has it, claims marked");
+const transcript = await page.evaluate(async (id) => (await fetch("/api/debates/" + id)).json(), debateId);
+check(transcript.status === "done", "the debate finished: " + transcript.status);
+const turns = await page.getByTestId("turn").evaluateAll((all) =>
+  all.map((t) => ({ round: Number(t.dataset.round), speaker: t.dataset.speaker, text: t.querySelector(".speech").textContent })));
+check(turns.length === 4, `four turns (${turns.length})`);
+for (const round of transcript.rounds) {
+  for (const turn of round.turns) {
+    const shown = turns.find((t) => t.round === round.round && t.speaker === turn.speaker);
+    check(shown && shown.text === turn.text, `round ${round.round} ${turn.speaker} shows its speech once, whole`);
+  }
+}
+check((await page.getByTestId("unsupported").count()) >= 4, "unsupported claims are marked in the speeches");
+check((await page.getByTestId("unsupported").first().innerText()) === "99,999", "the invented figure is the one marked");
+check((await page.locator(".claims li").count()) >= 4, "and listed under them");
+
+step("the verdict card: winner, bars per criterion and side, passes with reasons");
+const winner = await page.getByTestId("winner").innerText();
+check(/wins|tie/i.test(winner), "the winner is named: " + winner);
+const bars = await page.getByTestId("score-bar").evaluateAll((all) => all.map((b) => b.dataset.speaker + ":" + b.dataset.criterion));
+for (const side of ["a", "b"]) {
+  for (const c of ["argument", "evidence", "rebuttal", "fidelity", "total"]) check(bars.includes(`${side}:${c}`), `a score bar for ${side} ${c}`);
+}
+check(await page.getByTestId("contested").isHidden() === !transcript.verdict.contested, "contested shows only when the passes disagreed");
+check((await page.locator("details.pass").count()) === transcript.verdict.passes.length, "one disclosure per judging pass");
+await page.locator("details.pass summary").first().click();
+check((await page.locator("details.pass .reason").first().innerText()).length > 0, "a pass shows its reasons");
+check((await page.locator("#verdict .models").innerText()).includes("judged by"), "the models used are named");
+check((await page.locator("#verdict .sureness").innerText()).includes("of 40 points"), "the verdict says how sure it is");
+
+step("vote after, see the swing");
+check(await page.locator("#vote-before").isHidden(), "the vote before closed with the verdict");
+await page.locator('[data-testid=vote][data-phase=after][data-choice=b]').click();
+await page.waitForFunction(() => document.querySelector("[data-testid=vote-result]").textContent.includes("Swing"));
+const result = await page.getByTestId("vote-result").innerText();
+check(result.includes("+100 points"), "the swing to B is shown: " + result);
+await noSidewaysScroll(page, "debate page");
+await page.getByTestId("verdict").scrollIntoViewIfNeeded();
+await shoot(page, "verdict-phone");
+await page.setViewportSize(DESKTOP);
+await page.evaluate(() => window.scrollTo(0, 0));
+await shoot(page, "debate-desktop");
+await page.getByTestId("verdict").scrollIntoViewIfNeeded();
+await shoot(page, "verdict-desktop");
+await page.setViewportSize(PHONE);
+
+step("export Markdown");
+const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export-md").click()]);
+const markdown = await readFile(await download.path(), "utf8");
+check(markdown.startsWith("# "), "the Markdown starts with the motion as a heading");
+check(markdown.includes("Simulated") && markdown.includes("## Verdict"), "the Markdown has the label and the verdict");
+check(markdown.includes(transcript.rounds[0].turns[0].text.slice(0, 20)), "the Markdown has the speeches");
+
+step("share, and open the link signed out");
+await page.getByTestId("share").click();
+const shareLink = page.getByTestId("share-link");
+await shareLink.waitFor();
+const shareUrl = await shareLink.innerText();
+check(shareUrl.startsWith(BASE + "/shared/"), "the share link: " + shareUrl);
+{
+  const { page: other } = visitor;
+  await other.goto(shareUrl);
+  await other.getByTestId("verdict").waitFor({ state: "visible" });
+  check((await other.getByTestId("turn").count()) === 4, "the replay has the four turns");
+  check(await other.getByTestId("simulated-label").isVisible(), "the replay says it is simulated");
+  check((await other.getByTestId("share").count()) === 0, "the replay is read-only");
+  const status = await other.evaluate(async (id) => (await fetch("/api/debates/" + id)).status, debateId);
+  check(status === 401, "the debate itself stays private: " + status);
+  const missing = await other.goto(`${BASE}/shared/not-a-token`);
+  check(missing.status() === 404, "a made-up link is 404");
+  await noSidewaysScroll(other, "shared replay");
+}
+
+step("rematch with the sides swapped");
+await page.getByTestId("rematch").click();
+await page.waitForURL((url) => url.href !== debateUrl && /\/debates\/[0-9a-f]{32}$/.test(url.href));
+check((await page.locator(".faceoff .side-a .name").innerText()).includes("Douglass"), "Douglass is side A in the rematch");
+check((await page.locator("#motion-title").innerText()) === transcript.motion, "the rematch keeps the motion");
+
+step("my debates lists both, newest first, with the winner");
+await page.goto(`${BASE}/debates`);
+await page.locator(".debate-item").nth(1).waitFor();
+const items = await page.locator(".debate-item").allInnerTexts();
+check(items[0].startsWith("Frederick Douglass vs"), "the rematch is first: " + items[0]);
+check(/won|tie/i.test(items[1]), "the finished debate shows its winner: " + items[1]);
+await noSidewaysScroll(page, "my debates");
+
+step("a perspective streams, labelled simulated");
+await page.goto(`${BASE}/stories/${STORY}`);
+await page.locator('[data-testid=perspective-persona][data-persona="abraham-lincoln"]').click();
+await page.getByTestId("start-perspective").click();
+await page.waitForFunction(() => {
+  const t = document.querySelector("[data-testid=perspective-text]");
+  return t.getAttribute("aria-busy") === "false" && t.textContent.includes("Lincoln");
+}, null, { timeout: 60000 });
+check(await page.locator(".perspective-out [data-testid=simulated-label]").isVisible(), "the perspective is labelled simulated");
+await page.reload();
+await page.locator('[data-testid=perspective-persona][data-persona="abraham-lincoln"]').click();
+await page.getByTestId("start-perspective").click();
+await page.locator(".cached-note").waitFor({ state: "visible" });
+check((await page.getByTestId("perspective-text").innerText()).includes("Lincoln"), "the cached perspective appears at once");
+
+step("hostile story, persona and motion render as text");
+await page.goto(`${BASE}/stories/hostile`);
+check((await page.locator("h1").innerText()).includes("<script>window.__pwned=1</script>"), "the hostile title shows as text");
+check((await page.locator(".dek").innerText()).includes("{{ 7*7 }}"), "template syntax shows as text");
+check((await page.locator("[data-section=sources] a").count()) === 0, "a javascript: source is not a link");
+await inert(page, "hostile story");
+await noSidewaysScroll(page, "hostile story");
+await page.locator('[data-testid=persona-card][data-persona="hostile-persona"]').getByTestId("pick-a").click();
+await page.locator('[data-testid=persona-card][data-persona="winston-churchill"]').getByTestId("pick-b").click();
+await page.getByTestId("motion").fill(HOSTILE.slice(0, 290));
+await page.getByTestId("start-debate").click();
+await page.waitForURL(/\/debates\/[0-9a-f]{32}$/);
+check((await page.locator("#motion-title").innerText()).includes("{{ 7*7 }}"), "the hostile motion shows as text");
+check((await page.locator(".faceoff .side-a .name").innerText()).includes("<img"), "the hostile name shows as text");
+await page.getByTestId("verdict").waitFor({ state: "visible", timeout: 60000 });
+check((await page.getByTestId("turn").first().innerText()).includes("<img"), "a speech quoting the hostile name shows it as text");
+await inert(page, "hostile debate");
+await noSidewaysScroll(page, "hostile debate");
+
+await browser.close();
+console.log("all browser checks passed");
