@@ -112,6 +112,8 @@ async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
     assert!(output.status.success(), "browser run failed:\n{stderr}");
     for shot in [
         "story-phone",
+        "arena-phone",
+        "arena-desktop",
         "story-desktop",
         "debate-phone",
         "debate-desktop",

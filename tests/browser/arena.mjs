@@ -47,8 +47,12 @@ async function inert(page, what) {
   check(pwned === undefined, `${what}: hostile text ran as script`);
 }
 
-async function shoot(page, name) {
-  await page.screenshot({ path: join(SHOTS, name + ".png"), fullPage: false });
+/** A screenshot of the viewport, or of one element, once layout has settled. */
+async function shoot(page, name, element) {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const path = join(SHOTS, name + ".png");
+  if (element) await element.screenshot({ path });
+  else await page.screenshot({ path });
 }
 
 // --- Signed out: the whole story, and the invitation ---
@@ -115,10 +119,15 @@ const suggestion = await suggestions.first().innerText();
 await suggestions.first().click();
 check((await page.getByTestId("motion").inputValue()) === suggestion, "a suggestion fills the motion box");
 await page.setViewportSize(DESKTOP);
+await page.evaluate(() => window.scrollTo(0, 0));
 await shoot(page, "story-desktop");
-await page.setViewportSize(PHONE);
 await page.locator("#arena").scrollIntoViewIfNeeded();
+await shoot(page, "arena-desktop");
+await page.setViewportSize(PHONE);
+await page.evaluate(() => window.scrollTo(0, 0));
 await shoot(page, "story-phone");
+await page.locator("#arena").scrollIntoViewIfNeeded();
+await shoot(page, "arena-phone");
 await page.getByTestId("start-debate").click();
 await page.waitForURL(/\/debates\/[0-9a-f]{32}$/);
 const debateUrl = page.url();
@@ -183,13 +192,11 @@ await page.waitForFunction(() => document.querySelector("[data-testid=vote-resul
 const result = await page.getByTestId("vote-result").innerText();
 check(result.includes("+100 points"), "the swing to B is shown: " + result);
 await noSidewaysScroll(page, "debate page");
-await page.getByTestId("verdict").scrollIntoViewIfNeeded();
-await shoot(page, "verdict-phone");
+await shoot(page, "verdict-phone", page.getByTestId("verdict"));
 await page.setViewportSize(DESKTOP);
 await page.evaluate(() => window.scrollTo(0, 0));
 await shoot(page, "debate-desktop");
-await page.getByTestId("verdict").scrollIntoViewIfNeeded();
-await shoot(page, "verdict-desktop");
+await shoot(page, "verdict-desktop", page.getByTestId("verdict"));
 await page.setViewportSize(PHONE);
 
 step("export Markdown");
