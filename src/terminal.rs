@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::Persona;
-use crossfire_engine::transcript::{CriteriaReasons, ScoreMethod, Transcript, Winner};
+use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -231,22 +231,14 @@ pub fn print_summary(transcript: &Transcript) {
     let a = &verdict.scores.a;
     let b = &verdict.scores.b;
     let (ca, cb) = (&a.criteria, &b.criteria);
-    for (label, x, y) in [
-        ("argument", ca.argument, cb.argument),
-        ("evidence", ca.evidence, cb.evidence),
-        ("rebuttal", ca.rebuttal, cb.rebuttal),
-        ("fidelity", ca.fidelity, cb.fidelity),
-    ] {
+    for ((label, x), (_, y)) in ca.named().into_iter().zip(cb.named()) {
         table.push_str(&format!("{label:<10}  {x:>width$.1}  {y:>width$.1}\n"));
     }
     table.push_str(&format!(
         "{:<10}  {:>width$.1}  {:>width$.1}\n",
         "total", a.total, b.total
     ));
-    let method = match verdict.method {
-        ScoreMethod::Expected => "scores weighted by the judge model's probabilities",
-        ScoreMethod::Sampled => "scores as the judge wrote them",
-    };
+    let method = verdict.method.describe();
     let agreement = if !verdict.contested {
         "both passes named the same winner"
     } else {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossfire_testkit::http::temp_db;
 use crossfire_testkit::process::Instance;
-use crossfire_testkit::{FakeOptions, FakeLlm, repo};
+use crossfire_testkit::{FakeLlm, FakeOptions, repo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -60,8 +60,8 @@ fn library() -> (PathBuf, PathBuf) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
     let browser_dir = repo("tests/browser");
-    let ready = Path::new(CHROMIUM).exists()
-        && browser_dir.join("node_modules/playwright-core").exists();
+    let ready =
+        Path::new(CHROMIUM).exists() && browser_dir.join("node_modules/playwright-core").exists();
     if !ready {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::transcript::{Criteria, Speaker, Transcript, Winner};
+use crate::transcript::{Speaker, Transcript, Winner};
 
 /// The transcript as Markdown, headed by the story's title.
 pub fn debate(transcript: &Transcript, story_title: &str) -> String {
@@ -57,13 +57,9 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
             };
             let _ = writeln!(
                 out,
-                "{winner}, by {:.1} points of 40 (scores {}).\n",
+                "{winner}, by {:.1} points of 40 ({}).\n",
                 v.margin,
-                match v.method {
-                    crate::transcript::ScoreMethod::Sampled => "as the judge wrote them",
-                    crate::transcript::ScoreMethod::Expected =>
-                        "weighted by the judge's probabilities",
-                }
+                v.method.describe()
             );
             let _ = writeln!(
                 out,
@@ -72,8 +68,8 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
                 name(Speaker::B)
             );
             let (a, b) = (&v.scores.a.criteria, &v.scores.b.criteria);
-            for (label, of) in CRITERIA {
-                let _ = writeln!(out, "| {label} | {:.1} | {:.1} |", of(a), of(b));
+            for ((label, x), (_, y)) in a.named().into_iter().zip(b.named()) {
+                let _ = writeln!(out, "| {label} | {x:.1} | {y:.1} |");
             }
             let _ = writeln!(
                 out,
@@ -93,14 +89,6 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
     }
     out
 }
-
-/// The rubric's criteria with their labels, in the order the judge scores them.
-pub const CRITERIA: [(&str, fn(&Criteria) -> f64); 4] = [
-    ("Argument", |c| c.argument),
-    ("Evidence", |c| c.evidence),
-    ("Rebuttal", |c| c.rebuttal),
-    ("Fidelity", |c| c.fidelity),
-];
 
 /// Text with Markdown's and HTML's markup characters escaped.
 fn escape(text: &str) -> String {

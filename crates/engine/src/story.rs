@@ -304,7 +304,11 @@ impl Story {
         let mut seen = std::collections::HashSet::new();
         motions
             .into_iter()
-            .map(|m| m.chars().take(crate::motion::MAX_MOTION_CHARS).collect::<String>())
+            .map(|m| {
+                m.chars()
+                    .take(crate::motion::MAX_MOTION_CHARS)
+                    .collect::<String>()
+            })
             .filter(|m| seen.insert(m.clone()))
             .take(4)
             .collect()
@@ -370,5 +374,56 @@ fn json_error_position(text: &str, e: &serde_json::Error) -> (usize, usize) {
     match line_text[..end].rfind(&format!("\"{field}\"")) {
         Some(start) => (line, line_text[..start].chars().count() + 1),
         None => (line, column),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(id: &str) -> Story {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../stories")
+            .join(format!("{id}.json"));
+        Story::load_file(&path, DEFAULT_MAX_BYTES).unwrap()
+    }
+
+    #[test]
+    fn motion_suggestions_start_with_the_default_and_draw_on_scenarios_and_history() {
+        let story = shipped("nk-troops-russia");
+        let motions = story.motion_suggestions();
+        assert_eq!(motions[0], story.default_motion());
+        assert!((3..=4).contains(&motions.len()), "{motions:?}");
+        assert!(
+            motions[1].contains(&story.scenarios[0].title),
+            "{motions:?}"
+        );
+        assert!(
+            motions
+                .iter()
+                .any(|m| m.contains(&story.historical_context[0].title))
+        );
+        let unique: std::collections::HashSet<_> = motions.iter().collect();
+        assert_eq!(unique.len(), motions.len(), "no motion twice");
+        for m in &motions {
+            assert!(crate::motion::check_motion(m).is_ok(), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_story_with_nothing_but_an_overview_still_gets_alternatives() {
+        let mut story = shipped("nk-troops-russia");
+        story.scenarios.clear();
+        story.historical_context.clear();
+        story.title = "A quiet story".into();
+        assert_eq!(story.motion_suggestions().len(), 2);
+        story.title = "x".repeat(400);
+        let motions = story.motion_suggestions();
+        assert!(!motions.is_empty());
+        assert!(
+            motions
+                .iter()
+                .all(|m| crate::motion::check_motion(m).is_ok())
+        );
     }
 }

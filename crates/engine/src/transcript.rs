@@ -188,6 +188,16 @@ impl Criteria {
     pub fn total(&self) -> f64 {
         self.argument + self.evidence + self.rebuttal + self.fidelity
     }
+
+    /// Each criterion's name and score, in the rubric's order.
+    pub fn named(&self) -> [(&'static str, f64); 4] {
+        [
+            ("argument", self.argument),
+            ("evidence", self.evidence),
+            ("rebuttal", self.rebuttal),
+            ("fidelity", self.fidelity),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +236,16 @@ pub enum ScoreMethod {
     /// Each score the expected value over the scores the judge's model weighed at that
     /// place, by their probabilities (as in G-Eval).
     Expected,
+}
+
+impl ScoreMethod {
+    /// How the scores were read, in words for readers.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScoreMethod::Expected => "scores weighted by the judge model's probabilities",
+            ScoreMethod::Sampled => "scores as the judge wrote them",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -35,7 +35,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("login.html", include_str!("../web/templates/login.html")),
         ("editor.html", include_str!("../web/templates/editor.html")),
-        ("missing.html", include_str!("../web/templates/missing.html")),
+        (
+            "missing.html",
+            include_str!("../web/templates/missing.html"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are compiled into the binary; a test renders every page.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::auth::CurrentUser;
 use super::bodies::{Accepted, DebateBody, DebateList, DebateSummary, PerspectiveBody};
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use super::{sharing, votes};
@@ -322,7 +322,12 @@ fn may_read(user: &User, wanted: RunKind, kind: RunKind, owner: i64) -> bool {
 }
 
 /// A run of this kind that this user may read; anything else is 404.
-pub(crate) async fn readable(state: &AppState, user: &User, id: &str, kind: RunKind) -> Result<Run, ApiError> {
+pub(crate) async fn readable(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    kind: RunKind,
+) -> Result<Run, ApiError> {
     match state.store.run(id).await? {
         Some(run) if may_read(user, kind, run.kind, run.user_id) => Ok(run),
         _ => Err(not_found(kind, id)),
@@ -384,7 +389,7 @@ pub struct PageQuery {
 pub async fn list_debates(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<DebateList>, ApiError> {
     let page = query.page.unwrap_or(1).max(1);
     let offset = i64::from(page - 1) * i64::from(DEBATES_PER_PAGE);

@@ -4,15 +4,15 @@
 //! without it still gets 404, and the owner can stop sharing at any time.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::CurrentUser;
-use super::bodies::{SharedDebate, Share};
-use super::error::{ApiError, ErrorBody};
+use super::bodies::{Share, SharedDebate};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::runs::{readable, record_of};
 use super::votes;
 use crate::store::{Run, RunKind};
@@ -88,10 +88,11 @@ pub async fn shared(
 
 /// The story's title, or its id when it is no longer in the catalog.
 pub fn story_title(state: &AppState, transcript: &Transcript) -> String {
-    state.catalog.stories.get(&transcript.story).map_or_else(
-        || transcript.story.clone(),
-        |story| story.title.clone(),
-    )
+    state
+        .catalog
+        .stories
+        .get(&transcript.story)
+        .map_or_else(|| transcript.story.clone(), |story| story.title.clone())
 }
 
 /// The formats a debate downloads as.
@@ -116,7 +117,7 @@ pub async fn export(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    Query(query): Query<ExportQuery>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let run = readable(&state, &user, &id, RunKind::Debate).await?;
     download(&state, &run, query.format.unwrap_or_default())
@@ -128,7 +129,7 @@ pub async fn export(
 pub async fn export_shared(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    Query(query): Query<ExportQuery>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let run = shared_run(&state, &token).await?;
     download(&state, &run, query.format.unwrap_or_default())

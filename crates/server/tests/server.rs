@@ -81,11 +81,197 @@ on_every_database!(
     a_second_request_for_the_same_perspective_is_served_from_the_cache,
     hostile_text_is_stored_and_returned_intact_and_inert,
     a_restart_marks_the_debate_it_interrupted_as_failed,
-    a_run_log_reads_back_event_by_event_from_any_point
+    a_run_log_reads_back_event_by_event_from_any_point,
+    readers_vote_before_and_after_and_share_and_export_a_debate
 );
 
 mod cases {
     use super::*;
+
+    pub async fn readers_vote_before_and_after_and_share_and_export_a_debate(db: &str) {
+        // Slow enough that the vote before has time to open and close.
+        let fake = FakeLlm::start(FakeOptions {
+            token_delay: Duration::from_millis(40),
+            ..FakeOptions::default()
+        })
+        .await;
+        let app = start(&fake, db, |_| {}).await;
+        let (owner, stranger) = (app.user().await, app.user().await);
+        let (_, created) = app.post("/api/debates", Some(&owner), debate_body()).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let votes = format!("/api/debates/{id}/votes");
+        let vote = |phase: &str, choice: &str| json!({"phase": phase, "choice": choice});
+
+        let (status, tally) = app.post(&votes, Some(&owner), vote("before", "a")).await;
+        assert_eq!(status, StatusCode::OK, "{tally}");
+        assert_eq!(tally["before"], json!({"a": 1, "b": 0, "undecided": 0}));
+        assert_eq!(tally["mine"]["before"], "a");
+        assert_eq!(tally["open"], "before");
+        // Changeable while its phase is open: still one vote.
+        let (_, tally) = app
+            .post(&votes, Some(&owner), vote("before", "undecided"))
+            .await;
+        assert_eq!(tally["before"], json!({"a": 0, "b": 0, "undecided": 1}));
+        let (status, body) = app.post(&votes, Some(&owner), vote("after", "b")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "conflict");
+        let (status, _) = app
+            .post(&votes, Some(&owner), vote("before", "maybe"))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = app.post(&votes, Some(&stranger), vote("before", "a")).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "a private debate takes only its owner's vote"
+        );
+        let share = format!("/api/debates/{id}/share");
+        let (status, _) = app.post(&share, Some(&owner), json!({})).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "a running debate cannot be shared"
+        );
+
+        let events = app
+            .events(
+                &format!("/api/debates/{id}/events"),
+                &owner,
+                None,
+                usize::MAX,
+            )
+            .await;
+        assert_eq!(events.last().unwrap().2["status"], "done");
+        let (status, _) = app.post(&votes, Some(&owner), vote("before", "a")).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "the vote before closed with the verdict"
+        );
+        let (status, tally) = app.post(&votes, Some(&owner), vote("after", "a")).await;
+        assert_eq!(status, StatusCode::OK, "{tally}");
+        assert_eq!(tally["swing"], json!({"a": 100.0, "b": 0.0}));
+        let (_, debate) = app.get(&format!("/api/debates/{id}"), Some(&owner)).await;
+        assert_eq!(
+            debate["votes"]["after"],
+            json!({"a": 1, "b": 0, "undecided": 0})
+        );
+        assert_eq!(
+            debate["votes"]["mine"],
+            json!({"before": "undecided", "after": "a"})
+        );
+        assert_eq!(debate["share"], Value::Null);
+        assert_eq!(
+            debate["rounds"].as_array().unwrap().len(),
+            2,
+            "the transcript is flattened in"
+        );
+
+        // Shared: one link, readable by anyone with it; other readers may vote after.
+        let (status, shared) = app.post(&share, Some(&stranger), json!({})).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "only the owner shares: {shared}"
+        );
+        let (status, shared) = app.post(&share, Some(&owner), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{shared}");
+        let url = shared["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with("/shared/") && url.len() > 30, "{url}");
+        assert_eq!(
+            app.post(&share, Some(&owner), json!({})).await.1["url"],
+            url.as_str()
+        );
+        let token = url.trim_start_matches("/shared/");
+        let (status, replay) = app.get(&format!("/api/shared/{token}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{replay}");
+        assert_eq!(replay["id"], id.as_str());
+        assert_eq!(
+            replay["story_title"],
+            "North Korea deploys troops to fight Russia's war in Ukraine"
+        );
+        assert_eq!(
+            replay["votes"]["mine"],
+            json!({"before": null, "after": null})
+        );
+        let (status, tally) = app.post(&votes, Some(&stranger), vote("after", "b")).await;
+        assert_eq!(status, StatusCode::OK, "{tally}");
+        assert_eq!(tally["after"], json!({"a": 1, "b": 1, "undecided": 0}));
+        assert_eq!(
+            app.get(&format!("/api/debates/{id}"), Some(&stranger))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.get("/api/shared/0123456789abcdef0123456789abcdef", None)
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+
+        // Exports: Markdown and JSON, as attachments, for the owner and through the link.
+        let download = |path: String, token: Option<String>| {
+            let mut request = app.http.get(format!("{}{path}", app.base));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+        let md = download(
+            format!("/api/debates/{id}/export?format=md"),
+            Some(owner.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(md.status(), StatusCode::OK);
+        assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
+        assert_eq!(
+            md.headers()["content-disposition"],
+            format!("attachment; filename=\"debate-{id}.md\"").as_str()
+        );
+        let text = md.text().await.unwrap();
+        assert!(
+            text.starts_with("# Is Pyongyang winning more than it is losing?\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("## Round 2 · Rebuttal") && text.contains("## Verdict"),
+            "{text}"
+        );
+        assert!(text.contains("Simulated"), "{text}");
+        let json_export = download(format!("/api/shared/{token}/export?format=json"), None)
+            .await
+            .unwrap();
+        assert_eq!(json_export.status(), StatusCode::OK);
+        let exported: Value = json_export.json().await.unwrap();
+        assert_eq!(exported["id"], id.as_str());
+        assert_eq!(exported["verdict"], debate["verdict"]);
+        let theirs = download(format!("/api/debates/{id}/export"), Some(stranger.clone()))
+            .await
+            .unwrap();
+        assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+
+        // Unshared: the link stops working.
+        let gone = app
+            .http
+            .delete(format!("{}{share}", app.base))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.get(&format!("/api/shared/{token}"), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, _) = app.post(&votes, Some(&stranger), vote("after", "a")).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "no longer shared, no more strangers' votes"
+        );
+    }
 
     pub async fn editors_see_lint_status_and_previews_of_the_files_on_disk(db: &str) {
         let fake = FakeLlm::start(FakeOptions::default()).await;
@@ -899,6 +1085,56 @@ mod cases {
 }
 
 #[tokio::test]
+async fn my_debates_list_a_page_at_a_time_newest_first_with_winners() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let app = start(&fake, &temp_db(), |c| c.server.debates_per_day = 30).await;
+    let token = app.user().await;
+    let mut ids = Vec::new();
+    for _ in 0..21 {
+        let (status, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+        // Distinct creation times, so newest first is one order.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let last = &ids[20];
+    app.events(
+        &format!("/api/debates/{last}/events"),
+        &token,
+        None,
+        usize::MAX,
+    )
+    .await;
+    let (_, first) = app.get("/api/debates", Some(&token)).await;
+    let listed: Vec<&str> = first["debates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
+    assert_eq!(listed, newest);
+    assert_eq!(
+        (first["page"].clone(), first["next_page"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(
+        first["debates"][0]["winner"], "a",
+        "the fake judge prefers Churchill"
+    );
+    let (_, second) = app.get("/api/debates?page=2", Some(&token)).await;
+    assert_eq!(second["debates"].as_array().unwrap().len(), 1);
+    assert_eq!(second["debates"][0]["id"], ids[0].as_str());
+    assert_eq!(second["next_page"], Value::Null);
+    let (status, body) = app.get("/api/debates?page=x", Some(&token)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("page"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn every_page_renders_with_its_text_escaped() {
     let fake = FakeLlm::start(FakeOptions::default()).await;
     let dir = std::env::temp_dir().join(format!(
@@ -958,7 +1194,7 @@ async fn every_page_renders_with_its_text_escaped() {
         "{story}"
     );
     assert!(story.contains("<p>Second &lt;img src=x onerror=alert(1)&gt;.</p>"));
-    assert!(story.contains("<option value=\"winston-churchill\""));
+    assert!(story.contains("data-persona=\"winston-churchill\""));
     for (file, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
         let response = app
             .http
@@ -1002,6 +1238,12 @@ async fn the_openapi_document_describes_every_api_route() {
         ("/api/perspectives", "post"),
         ("/api/perspectives/{id}/events", "get"),
         ("/api/editor/preview", "post"),
+        ("/api/debates/{id}/votes", "post"),
+        ("/api/debates/{id}/share", "post"),
+        ("/api/debates/{id}/share", "delete"),
+        ("/api/debates/{id}/export", "get"),
+        ("/api/shared/{token}", "get"),
+        ("/api/shared/{token}/export", "get"),
         ("/healthz", "get"),
     ] {
         assert!(
@@ -1059,20 +1301,34 @@ async fn the_openapi_document_describes_every_api_route() {
     assert_eq!(
         paths["/api/debates/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
             ["$ref"],
-        "#/components/schemas/Transcript"
+        "#/components/schemas/DebateBody"
     );
+    let body = &schemas["DebateBody"];
+    let described = body.to_string();
+    // The transcript's fields are flattened in: the body refers to its schema.
+    for field in ["votes", "share", "#/components/schemas/Transcript"] {
+        assert!(
+            described.contains(field),
+            "DebateBody has {field}: {described}"
+        );
+    }
 
     // Every documented route answers (not 404/405) when called as documented.
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let url = format!("{}{}", app.base, path.replace("{id}", "x"));
+            let url = format!(
+                "{}{}",
+                app.base,
+                path.replace("{id}", "x").replace("{token}", "x")
+            );
             let request = match method.as_str() {
                 "get" => app.http.get(url),
+                "delete" => app.http.delete(url),
                 _ => app.http.post(url).json(&json!({})),
             };
             let status = request.send().await.unwrap().status();
             // Routes with an id may well answer 404 for "x"; none may be missing.
-            let missing = status == StatusCode::NOT_FOUND && !path.contains("{id}");
+            let missing = status == StatusCode::NOT_FOUND && !path.contains('{');
             assert!(
                 status != StatusCode::METHOD_NOT_ALLOWED && !missing,
                 "{method} {path}: {status}"
@@ -1185,6 +1441,8 @@ async fn every_route_checks_its_session_role_and_owner() {
         ("get", "/api/stories/{id}"),
         ("get", "/api/personas"),
         ("get", "/api/personas/{id}"),
+        ("get", "/api/shared/{token}"),
+        ("get", "/api/shared/{token}/export"),
         ("get", "/healthz"),
     ];
     let reader = app.user().await;
@@ -1192,6 +1450,7 @@ async fn every_route_checks_its_session_role_and_owner() {
         let url = format!("{}{}", app.base, path.replace("{id}", "x"));
         let mut request = match method {
             "get" => app.http.get(url),
+            "delete" => app.http.delete(url),
             _ => app.http.post(url).json(&json!({})),
         };
         if let Some(token) = token {

@@ -152,8 +152,7 @@ impl Store {
         Ok(())
     }
 
-    const RUN_COLUMNS: &'static str =
-        "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at, \
+    const RUN_COLUMNS: &'static str = "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at, \
          share_token";
 
     pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
