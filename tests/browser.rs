@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossfire_testkit::http::temp_db;
 use crossfire_testkit::process::Instance;
-use crossfire_testkit::{FakeLlm, FakeOptions, repo};
+use crossfire_testkit::{FakeLlm, FakeOptions, Fault, Target, repo};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -70,23 +70,33 @@ async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
         eprintln!("not run: no Chromium or playwright-core here (scripts/test installs them)");
         return;
     }
-    // Slow enough that a reader can vote and reload before the verdict.
+    // Slow enough that a reader can vote and reload before the verdict. Douglass's first
+    // speech is cut off half-way (so it restarts); Rachel Carson's endpoint is down (so her
+    // debates fail).
     let fake = FakeLlm::start(FakeOptions {
         random_chunks: false,
         token_delay: Duration::from_millis(90),
+        faults: vec![
+            (Target::Speaker("Frederick Douglass"), Fault::CutStream),
+            (Target::Speaker("Rachel Carson"), Fault::AlwaysDown),
+        ],
         ..FakeOptions::default()
     })
     .await;
     let (stories, personas) = library();
+    let config = stories.with_file_name("crossfire.toml");
+    std::fs::write(&config, "[llm]\nmax_retries = 1\nretry_base_ms = 50\n").unwrap();
     let db = temp_db();
     let instance = Instance::start(
         env!("CARGO_BIN_EXE_crossfire"),
-        &[],
+        &["--config", config.to_str().unwrap(), "--"],
         &[
             ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
             ("CROSSFIRE_DATABASE_URL", &db),
             ("CROSSFIRE_STORIES_DIR", stories.to_str().unwrap()),
             ("CROSSFIRE_PERSONAS_DIR", personas.to_str().unwrap()),
+            // The run's sixth debate meets the daily limit.
+            ("CROSSFIRE_DEBATES_PER_DAY", "5"),
         ],
     )
     .await;

@@ -167,6 +167,8 @@ for (const round of transcript.rounds) {
     check(shown && shown.text === turn.text, `round ${round.round} ${turn.speaker} shows its speech once, whole`);
   }
 }
+const restarted = page.locator('[data-testid=turn][data-round="1"][data-speaker=b]');
+check((await restarted.getAttribute("data-restarts")) === "1", "Douglass's cut-off speech restarted, cleared");
 check((await page.getByTestId("unsupported").count()) >= 4, "unsupported claims are marked in the speeches");
 check((await page.getByTestId("unsupported").first().innerText()) === "99,999", "the invented figure is the one marked");
 check((await page.locator(".claims li").count()) >= 4, "and listed under them");
@@ -255,6 +257,19 @@ await page.getByTestId("start-perspective").click();
 await page.locator(".cached-note").waitFor({ state: "visible" });
 check((await page.getByTestId("perspective-text").innerText()).includes("Lincoln"), "the cached perspective appears at once");
 
+step("a debate that fails says why and offers to try again");
+await page.goto(`${BASE}/stories/${STORY}`);
+await page.locator('[data-testid=persona-card][data-persona="rachel-carson"]').getByTestId("pick-a").click();
+await page.locator('[data-testid=persona-card][data-persona="adam-smith"]').getByTestId("pick-b").click();
+await page.getByTestId("start-debate").click();
+await page.waitForURL(/\/debates\/[0-9a-f]{32}$/);
+const failedUrl = page.url();
+await page.locator("#failure").waitFor({ state: "visible", timeout: 60000 });
+check((await page.locator("#failure .reason").innerText()).startsWith("Reason: "), "the failure gives its reason");
+await page.locator("#failure .try-again").click();
+await page.waitForURL((url) => url.href !== failedUrl && /\/debates\/[0-9a-f]{32}$/.test(url.href));
+check((await page.locator(".faceoff .side-a .name").innerText()).includes("Carson"), "trying again keeps the sides");
+
 step("hostile story, persona and motion render as text");
 await page.goto(`${BASE}/stories/hostile`);
 check((await page.locator("h1").innerText()).includes("<script>window.__pwned=1</script>"), "the hostile title shows as text");
@@ -273,6 +288,15 @@ await page.getByTestId("verdict").waitFor({ state: "visible", timeout: 60000 });
 check((await page.getByTestId("turn").first().innerText()).includes("<img"), "a speech quoting the hostile name shows it as text");
 await inert(page, "hostile debate");
 await noSidewaysScroll(page, "hostile debate");
+
+step("the daily limit says when it resets");
+await page.goto(`${BASE}/stories/${STORY}`);
+await page.locator('[data-testid=persona-card][data-persona="winston-churchill"]').getByTestId("pick-a").click();
+await page.locator('[data-testid=persona-card][data-persona="george-kennan"]').getByTestId("pick-b").click();
+await page.getByTestId("start-debate").click();
+await page.waitForFunction(() => document.querySelector("#debate-form .error").textContent.includes("resets at"));
+check(page.url() === `${BASE}/stories/${STORY}`, "the reader stays on the story");
+check((await page.locator("#debate-form .error").innerText()).includes("daily limit"), "the message names the limit");
 
 await browser.close();
 console.log("all browser checks passed");

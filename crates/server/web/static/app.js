@@ -399,6 +399,7 @@ function debateView(root, names) {
     restart(round, speaker) {
       const box = turnOf(round, speaker);
       $(".speech", box).textContent = "";
+      box.dataset.restarts = String(Number(box.dataset.restarts || 0) + 1);
       const note = $(".restart-note", box) || el("p", "", "restart-note muted");
       note.textContent = "The model stumbled; this speech is starting again.";
       box.insertBefore(note, $(".speech", box));
