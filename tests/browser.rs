@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crossfire_testkit::http::temp_db;
+use crossfire_testkit::http::{App, temp_db};
 use crossfire_testkit::process::Instance;
 use crossfire_testkit::{FakeLlm, FakeOptions, Fault, Target, repo};
 
@@ -100,6 +100,24 @@ async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
         ],
     )
     .await;
+    // An editor, for the editor page: signed up over HTTP, promoted by the CLI.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (editor, password) = ("editor@example.com", "correct horse battery");
+    let (status, body) = App::at(&instance.base)
+        .post(
+            "/api/auth/signup",
+            None,
+            serde_json::json!({"email": editor, "password": password}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let granted = tokio::process::Command::new(env!("CARGO_BIN_EXE_crossfire"))
+        .args(["users", "grant", editor, "editor"])
+        .env("CROSSFIRE_DATABASE_URL", &db)
+        .output()
+        .await
+        .unwrap();
+    assert!(granted.status.success(), "{granted:?}");
     let screenshots = repo("target/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let run = tokio::process::Command::new("node")
@@ -108,6 +126,8 @@ async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
         .env("CHROMIUM", CHROMIUM)
         .env("SCREENSHOTS", &screenshots)
         .env("HOSTILE", HOSTILE)
+        .env("EDITOR_EMAIL", editor)
+        .env("EDITOR_PASSWORD", password)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(300), run)

@@ -41,6 +41,44 @@ async function noSidewaysScroll(page, what) {
   check(scroll <= width, `${what} scrolls sideways at ${width}px (content is ${scroll}px wide)`);
 }
 
+/** Every visible piece of text meets WCAG AA contrast against what is behind it. */
+async function contrast(page, what) {
+  const bad = await page.evaluate(() => {
+    const parse = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const p = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+    };
+    const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    const luminance = (c) => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
+    const behind = (node) => {
+      for (let n = node; n; n = n.parentElement) {
+        const c = parse(getComputedStyle(n).backgroundColor);
+        if (c && c.a > 0.5) return c;
+      }
+      return { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const text = walker.currentNode;
+      const node = text.parentElement;
+      if (!text.textContent.trim() || !node || !node.getClientRects().length) continue;
+      if (node.closest(":disabled, .visually-hidden, .skip")) continue;
+      const style = getComputedStyle(node);
+      if (style.visibility === "hidden") continue;
+      const [fg, bg] = [luminance(parse(style.color)), luminance(behind(node))];
+      const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) out.push(`${ratio.toFixed(2)}:1 "${text.textContent.trim().slice(0, 40)}"`);
+    }
+    return out;
+  });
+  check(bad.length === 0, `${what}: text below WCAG AA contrast: ${bad.slice(0, 5).join("; ")}`);
+}
+
 /** No hostile text ran as script. */
 async function inert(page, what) {
   const pwned = await page.evaluate(() => window.__pwned);
@@ -78,6 +116,7 @@ const visitor = await session(PHONE);
   check((await page.getByTestId("start-debate").count()) === 0, "no Start button for a signed-out reader");
   check((await page.getByTestId("persona-card").count()) >= 10, "the persona cards show to everyone");
   await noSidewaysScroll(page, "story page (signed out)");
+  await contrast(page, "story page (signed out)");
   await page.goto(`${BASE}/debates`);
   check(page.url().startsWith(`${BASE}/login?next=`), "My debates sends a signed-out reader to sign in");
 }
@@ -96,6 +135,7 @@ await page.getByTestId("signup-submit").click();
 await page.waitForURL(`${BASE}/stories/${STORY}`);
 check((await page.locator("header.site").innerText()).includes(email), "the header names the reader");
 await noSidewaysScroll(page, "story page (signed in)");
+await contrast(page, "story page (signed in)");
 
 // --- Pick two personas by card, pick a suggested motion, start ---
 step("pick personas by card, search by tag, take a suggested motion");
@@ -194,6 +234,16 @@ await page.waitForFunction(() => document.querySelector("[data-testid=vote-resul
 const result = await page.getByTestId("vote-result").innerText();
 check(result.includes("+100 points"), "the swing to B is shown: " + result);
 await noSidewaysScroll(page, "debate page");
+await contrast(page, "debate page");
+await page.locator("details.pass").nth(1).locator("summary").click();
+await contrast(page, "debate page with the passes open");
+
+step("motion respects prefers-reduced-motion");
+const animation = () => getComputedStyle(document.querySelector(".dots"), "::after").animationName;
+check((await page.evaluate(animation)) === "pulse", "the typing dots pulse by default");
+await page.emulateMedia({ reducedMotion: "reduce" });
+check((await page.evaluate(animation)) === "none", "and stand still when the reader asks for less motion");
+await page.emulateMedia({ reducedMotion: "no-preference" });
 await shoot(page, "verdict-phone", page.getByTestId("verdict"));
 await page.setViewportSize(DESKTOP);
 await page.evaluate(() => window.scrollTo(0, 0));
@@ -241,6 +291,7 @@ const items = await page.locator(".debate-item").allInnerTexts();
 check(items[0].startsWith("Frederick Douglass vs"), "the rematch is first: " + items[0]);
 check(/won|tie/i.test(items[1]), "the finished debate shows its winner: " + items[1]);
 await noSidewaysScroll(page, "my debates");
+await contrast(page, "my debates");
 
 step("a perspective streams, labelled simulated");
 await page.goto(`${BASE}/stories/${STORY}`);
@@ -288,6 +339,22 @@ await page.getByTestId("verdict").waitFor({ state: "visible", timeout: 60000 });
 check((await page.getByTestId("turn").first().innerText()).includes("<img"), "a speech quoting the hostile name shows it as text");
 await inert(page, "hostile debate");
 await noSidewaysScroll(page, "hostile debate");
+
+step("an editor signs in and the editor page fits a phone");
+{
+  const { page: editor } = await session(PHONE);
+  await editor.goto(`${BASE}/login?next=/editor`);
+  await editor.locator("input[name=email]").fill(process.env.EDITOR_EMAIL);
+  await editor.locator("input[name=password]").fill(process.env.EDITOR_PASSWORD);
+  await editor.getByTestId("login-submit").click();
+  await editor.waitForURL(`${BASE}/editor`);
+  await editor.waitForFunction(() => document.querySelector("#lint-summary").textContent.includes("personas ok"));
+  await noSidewaysScroll(editor, "editor page");
+  await contrast(editor, "editor page");
+  await editor.goto(`${BASE}/login`);
+  await noSidewaysScroll(editor, "sign-in page");
+  await contrast(editor, "sign-in page");
+}
 
 step("the daily limit says when it resets");
 await page.goto(`${BASE}/stories/${STORY}`);

@@ -462,9 +462,11 @@ function renderVerdict(v, names, provenance) {
       bar.dataset.criterion = c;
       bar.setAttribute("role", "img");
       bar.setAttribute("aria-label", `${names[side]}: ${c} ${score.toFixed(1)} of ${out}`);
+      const track = el("span", undefined, "track");
       const fill = el("span", undefined, "fill");
       fill.style.width = Math.max(0, Math.min(100, (100 * score) / out)) + "%";
-      bar.append(fill, el("span", score.toFixed(1), "value"));
+      track.append(fill);
+      bar.append(track, el("span", score.toFixed(1), "value"));
       row.append(bar);
     }
     bars.append(row);
