@@ -26,9 +26,22 @@ const browser = await chromium.launch({
     "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 
-/** A fresh browser profile at a width; fails the run on any dialog or page error. */
+/** A fresh browser profile at a width; fails the run on any dialog or page error. Every
+ * text a speech shows is recorded, to check later that none ever doubled. */
 async function session(viewport) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
+  await context.addInitScript(() => {
+    window.__seen = {};
+    new MutationObserver((records) => {
+      for (const r of records) {
+        const speech = r.target.closest && r.target.closest(".speech");
+        const turn = speech && speech.closest("[data-testid=turn]");
+        if (!turn) continue;
+        const key = turn.dataset.round + turn.dataset.speaker + ":" + (turn.dataset.restarts || 0);
+        (window.__seen[key] = window.__seen[key] || []).push(speech.textContent);
+      }
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+  });
   const page = await context.newPage();
   page.on("dialog", (d) => { throw new Error("a dialog opened: " + d.message()); });
   page.on("pageerror", (e) => { throw new Error("script error on " + page.url() + ": " + e.message); });
@@ -116,6 +129,11 @@ const visitor = await session(PHONE);
   check((await page.getByTestId("start-debate").count()) === 0, "no Start button for a signed-out reader");
   check((await page.getByTestId("persona-card").count()) >= 10, "the persona cards show to everyone");
   await noSidewaysScroll(page, "story page (signed out)");
+  await page.goto(`${BASE}/`);
+  check((await page.locator(".stories li").count()) >= 3, "the front page lists the stories");
+  await noSidewaysScroll(page, "front page");
+  await contrast(page, "front page");
+  await page.goto(`${BASE}/stories/${STORY}`);
   await contrast(page, "story page (signed out)");
   await page.goto(`${BASE}/debates`);
   check(page.url().startsWith(`${BASE}/login?next=`), "My debates sends a signed-out reader to sign in");
@@ -209,6 +227,17 @@ for (const round of transcript.rounds) {
 }
 const restarted = page.locator('[data-testid=turn][data-round="1"][data-speaker=b]');
 check((await restarted.getAttribute("data-restarts")) === "1", "Douglass's cut-off speech restarted, cleared");
+const seen = await page.evaluate(() => window.__seen);
+let shown = 0;
+for (const [key, texts] of Object.entries(seen)) {
+  const [round, speaker] = [Number(key[0]), key[1]];
+  const final = transcript.rounds.find((r) => r.round === round).turns.find((t) => t.speaker === speaker).text;
+  for (const text of texts) {
+    check(final.startsWith(text.trim()), `round ${round} ${speaker} never shows more than its speech: "${text}"`);
+    shown += 1;
+  }
+}
+check(shown > 8, `the speeches streamed in pieces after the reload (${shown} states seen)`);
 check((await page.getByTestId("unsupported").count()) >= 4, "unsupported claims are marked in the speeches");
 check((await page.getByTestId("unsupported").first().innerText()) === "99,999", "the invented figure is the one marked");
 check((await page.locator(".claims li").count()) >= 4, "and listed under them");
