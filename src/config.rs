@@ -103,6 +103,7 @@ section!(ServerLayer {
     debates_per_day: u32,
     perspectives_per_day: u32,
     cors_origins: Vec<String>,
+    watch_files: bool,
 });
 
 section!(LimitsLayer {
@@ -279,6 +280,9 @@ const ENV: &[(&str, Setter)] = &[
     ("CROSSFIRE_CORS_ORIGINS", |l, v| {
         set(&mut l.server.cors_origins, v)
     }),
+    ("CROSSFIRE_WATCH_FILES", |l, v| {
+        set(&mut l.server.watch_files, v)
+    }),
 ];
 
 /// Overrides given on the command line; they win over file and environment.
@@ -433,6 +437,7 @@ impl Config {
                 .perspectives_per_day
                 .unwrap_or(defaults.perspectives_per_day),
             cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
+            watch_files: server.watch_files.unwrap_or(defaults.watch_files),
         };
 
         let library = Library {

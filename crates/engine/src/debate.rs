@@ -117,8 +117,10 @@ pub struct Engine {
     pub debater: Arc<dyn LanguageModel>,
     pub judge: Arc<dyn LanguageModel>,
     pub settings: Settings,
-    structured_output: judge::StructuredOutput,
-    claims: ByVersion<Arc<ClaimChecker>>,
+    /// What the judge's endpoint was found to support: shared by the engines one
+    /// [`Engine::with_prompts`] makes from another, as they call the same endpoint.
+    structured_output: Arc<judge::StructuredOutput>,
+    claims: Arc<ByVersion<Arc<ClaimChecker>>>,
 }
 
 impl Engine {
@@ -133,8 +135,22 @@ impl Engine {
             debater,
             judge,
             settings,
-            structured_output: judge::StructuredOutput::new(settings.judge_brief_prompts),
-            claims: ByVersion::default(),
+            structured_output: Arc::new(judge::StructuredOutput::new(settings.judge_brief_prompts)),
+            claims: Arc::default(),
+        }
+    }
+
+    /// The same engine (models, settings and what it learnt of its endpoints) with another
+    /// set of prompt templates: how a reload puts new templates live while runs already
+    /// going keep theirs.
+    pub fn with_prompts(&self, prompts: Arc<Prompts>) -> Engine {
+        Engine {
+            prompts,
+            debater: self.debater.clone(),
+            judge: self.judge.clone(),
+            settings: self.settings,
+            structured_output: self.structured_output.clone(),
+            claims: self.claims.clone(),
         }
     }
 

@@ -165,7 +165,7 @@ pub struct LintedPersona {
 }
 
 /// A problem in a persona file, located.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct LintProblem {
     pub file: Option<String>,
     pub line: usize,
@@ -187,4 +187,71 @@ pub struct Preview {
     pub templates: String,
     pub motion: String,
     pub calls: Vec<PreviewCall>,
+}
+
+impl LintProblem {
+    /// A problem at a place in a file.
+    pub fn at(path: &std::path::Path, line: usize, column: usize, message: &str) -> LintProblem {
+        LintProblem {
+            file: path.file_name().map(|f| f.to_string_lossy().into_owned()),
+            line,
+            column,
+            message: message.to_string(),
+            text: format!("{}:{line}:{column}: {message}", path.display()),
+        }
+    }
+
+    /// A problem with no place to point at (line and column 0).
+    pub fn unlocated(text: String) -> LintProblem {
+        LintProblem {
+            file: None,
+            line: 0,
+            column: 0,
+            message: text.clone(),
+            text,
+        }
+    }
+}
+
+impl From<&crossfire_engine::persona::Problem> for LintProblem {
+    fn from(p: &crossfire_engine::persona::Problem) -> LintProblem {
+        LintProblem::at(&p.path, p.line, p.column, &p.message)
+    }
+}
+
+impl From<&crossfire_engine::story::StoryError> for LintProblem {
+    fn from(e: &crossfire_engine::story::StoryError) -> LintProblem {
+        match e {
+            crossfire_engine::story::StoryError::Invalid {
+                path,
+                line,
+                column,
+                message,
+            } => LintProblem::at(path, *line, *column, message),
+            other => LintProblem::unlocated(other.to_string()),
+        }
+    }
+}
+
+/// Which set of the editors' files is live, and what the last refused set had wrong.
+#[derive(Serialize, ToSchema)]
+pub struct LiveLint {
+    pub live: LiveSummary,
+    /// The last set read since the live one went live and refused, with its problems.
+    pub rejected: Option<crate::live_set::Rejected>,
+    /// Files left out of the live set when the service started.
+    pub left_out: Vec<LintProblem>,
+}
+
+/// The set of stories, personas and templates serving now.
+#[derive(Serialize, ToSchema)]
+pub struct LiveSummary {
+    /// A hash over every story, persona and template of the set.
+    pub version: String,
+    /// When it went live (RFC 3339).
+    pub loaded_at: String,
+    pub stories: usize,
+    pub personas: usize,
+    /// The templates' own version, as runs record it.
+    pub templates: String,
 }

@@ -6,18 +6,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use super::AppState;
-use super::bodies::{PersonaList, PersonaSummary, StoryList, StorySummary};
+use super::bodies::{LintProblem, PersonaList, PersonaSummary, StoryList, StorySummary};
 use super::error::{ApiError, ErrorBody};
 use crossfire_engine::config::Library;
-use crossfire_engine::persona::{Persona, Problem};
+use crossfire_engine::persona::Persona;
 use crossfire_engine::story::Story;
 
 /// The validated stories and personas of this instance.
 pub struct Catalog {
     pub stories: BTreeMap<String, Story>,
     pub personas: BTreeMap<String, Persona>,
-    /// Problems of files left out, for editors.
-    pub problems: Vec<String>,
+    /// Problems of files left out, located, for editors.
+    pub problems: Vec<LintProblem>,
 }
 
 impl Catalog {
@@ -32,12 +32,12 @@ impl Catalog {
                 Ok(s) => {
                     stories.insert(s.id.clone(), s);
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(LintProblem::from(&e)),
             }
         }
         let (found, persona_problems) =
             Persona::check_dir(&library.personas_dir).map_err(|e| e.to_string())?;
-        problems.extend(persona_problems.iter().map(Problem::to_string));
+        problems.extend(persona_problems.iter().map(LintProblem::from));
         let personas = found.into_iter().map(|p| (p.id.clone(), p)).collect();
         Ok(Catalog {
             stories,
@@ -63,6 +63,7 @@ impl Catalog {
 #[utoipa::path(get, path = "/api/stories", tag = "catalog", responses((status = 200, description = "Every story, by id", body = StoryList)))]
 pub async fn stories(State(state): State<AppState>) -> Json<StoryList> {
     let stories = state
+        .set()
         .catalog
         .stories
         .values()
@@ -83,13 +84,14 @@ pub async fn story(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Story>, ApiError> {
-    Ok(Json(state.catalog.story(&id)?.clone()))
+    Ok(Json(state.set().catalog.story(&id)?.clone()))
 }
 
 /// `GET /api/personas`
 #[utoipa::path(get, path = "/api/personas", tag = "catalog", responses((status = 200, description = "Every persona, by id", body = PersonaList)))]
 pub async fn personas(State(state): State<AppState>) -> Json<PersonaList> {
     let personas = state
+        .set()
         .catalog
         .personas
         .values()
@@ -113,5 +115,5 @@ pub async fn persona(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Persona>, ApiError> {
-    Ok(Json(state.catalog.persona(&id)?.clone()))
+    Ok(Json(state.set().catalog.persona(&id)?.clone()))
 }

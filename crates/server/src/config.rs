@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub perspectives_per_day: u32,
     /// Origins allowed to call the API from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// Reload the editors' files when they change (on by default).
+    pub watch_files: bool,
 }
 
 impl Default for ServerConfig {
@@ -22,6 +24,7 @@ impl Default for ServerConfig {
             debates_per_day: 20,
             perspectives_per_day: 50,
             cors_origins: Vec::new(),
+            watch_files: true,
         }
     }
 }

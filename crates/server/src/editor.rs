@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::auth::CurrentUser;
-use super::bodies::{Lint, LintProblem, LintedPersona, Preview};
+use super::bodies::{Lint, LintProblem, LintedPersona, LiveLint, LiveSummary, Preview};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::Role;
 use crossfire_engine::persona::Persona;
@@ -50,17 +50,26 @@ pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json
             version: p.version.clone(),
         })
         .collect();
-    let problems = problems
-        .iter()
-        .map(|p| LintProblem {
-            file: p.path.file_name().map(|f| f.to_string_lossy().into_owned()),
-            line: p.line,
-            column: p.column,
-            message: p.message.clone(),
-            text: p.to_string(),
-        })
-        .collect();
+    let problems = problems.iter().map(LintProblem::from).collect();
     Ok(Json(Lint { ok, problems }))
+}
+
+/// `GET /api/editor/lint`: the set live now, and why the last edit did not go live.
+#[utoipa::path(get, path = "/api/editor/lint", tag = "editor", security(("bearer" = [])),
+    responses((status = 200, description = "The live set, and the problems of the last set refused", body = LiveLint), (status = 403, description = "Editors only", body = ErrorBody)))]
+pub async fn live_lint(State(state): State<AppState>, _editor: Editor) -> Json<LiveLint> {
+    let set = state.set();
+    Json(LiveLint {
+        live: LiveSummary {
+            version: set.version.clone(),
+            loaded_at: set.loaded_at.clone(),
+            stories: set.catalog.stories.len(),
+            personas: set.catalog.personas.len(),
+            templates: set.engine.prompts.version().to_string(),
+        },
+        rejected: state.live.rejected(),
+        left_out: set.catalog.problems.clone(),
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -80,7 +89,7 @@ pub async fn preview(
     _editor: Editor,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<Preview>, ApiError> {
-    let settings = state.engine.settings;
+    let settings = state.set().engine.settings;
     let library = state.library.clone();
     off_runtime(move || render_preview(&library, &settings, &body))
         .await

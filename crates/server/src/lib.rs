@@ -10,6 +10,7 @@ pub mod config;
 pub mod editor;
 pub mod error;
 pub mod live;
+pub mod live_set;
 pub mod metrics;
 pub mod pages;
 pub mod runs;
@@ -51,8 +52,8 @@ pub struct AppState {
     /// Where the editors' files live.
     pub library: Arc<Library>,
     pub store: Store,
-    pub engine: Arc<Engine>,
-    pub catalog: Arc<Catalog>,
+    /// The editors' files as served now, and the engine that renders their templates.
+    pub live: Arc<live_set::Live>,
     pub hub: Arc<live::Hub>,
     pub login_limiter: Arc<auth::LoginLimiter>,
     pub metrics: Arc<metrics::Metrics>,
@@ -84,15 +85,23 @@ impl AppState {
         );
         AppState {
             config: Arc::new(config),
+            live: Arc::new(live_set::Live::start(
+                library.clone(),
+                catalog,
+                Arc::new(engine),
+            )),
             library: Arc::new(library),
             hub: live::Hub::start(store.clone()),
             store,
-            engine: Arc::new(engine),
             metrics,
-            catalog: Arc::new(catalog),
             login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
             running: Arc::default(),
         }
+    }
+
+    /// The set of stories, personas and templates live now: hold it for a whole request.
+    pub fn set(&self) -> Arc<live_set::LiveSet> {
+        self.live.current()
     }
 
     /// Runs work in its own task: it goes on whether or not any client listens.
@@ -166,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(sharing::shared))
         .routes(routes!(sharing::export_shared))
         .routes(routes!(editor::lint))
+        .routes(routes!(editor::live_lint))
         .routes(routes!(editor::preview))
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -173,7 +183,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(|State(state): State<AppState>| async move {
                 state
                     .metrics
-                    .render(&metrics::EngineGauges::of(&state.engine))
+                    .render(&metrics::EngineGauges::of(&state.set().engine))
             }))
         .route("/", get(pages::index))
         .route("/stories/{id}", get(pages::story))
@@ -256,7 +266,7 @@ pub async fn prepare(
     let store = Store::connect(&config.database_url).await?;
     let catalog = Catalog::load(&library).map_err(ServeError::Catalog)?;
     for problem in &catalog.problems {
-        tracing::warn!("left out: {problem}");
+        tracing::warn!("left out: {}", problem.text);
     }
     let database_url = config.database_url.clone();
     let state = AppState::new(config, library, store, engine, catalog);
@@ -280,6 +290,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), ServeError> {
+    // Edits to the editors' files go live while it serves (for as long as this lives).
+    let _watcher = match state.config.watch_files {
+        true => Some(state.live.watch().map_err(ServeError::Catalog)?),
+        false => None,
+    };
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Streams write a small batch every 25 ms or so. With Nagle's algorithm on, a batch
     // waits until the client acknowledges the one before, which a delayed ACK holds back

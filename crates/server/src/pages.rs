@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::MaybeUser;
 use super::error::ApiError;
+use super::live_set::LiveSet;
 use super::runs::record_of;
 use super::sharing;
 use crate::store::{Role, Run, RunKind, User};
@@ -164,19 +165,18 @@ fn initials(name: &str) -> String {
 }
 
 /// The personas this deployment lets readers pick, as cards.
-fn cards(state: &AppState) -> Vec<PersonaCard<'_>> {
-    state
-        .catalog
+fn cards(set: &LiveSet) -> Vec<PersonaCard<'_>> {
+    set.catalog
         .personas
         .values()
-        .filter(|p| state.engine.check_persona(p).is_ok())
+        .filter(|p| set.engine.check_persona(p).is_ok())
         .map(PersonaCard::of)
         .collect()
 }
 
 /// A side's card: the catalog's persona, or just the name the transcript recorded.
-fn side_card<'a>(state: &'a AppState, side: &'a PersonaRef) -> PersonaCard<'a> {
-    match state.catalog.personas.get(&side.id) {
+fn side_card<'a>(set: &'a LiveSet, side: &'a PersonaRef) -> PersonaCard<'a> {
+    match set.catalog.personas.get(&side.id) {
         Some(p) => PersonaCard::of(p),
         None => PersonaCard {
             id: &side.id,
@@ -195,7 +195,8 @@ pub async fn index(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
 ) -> Result<Response, ApiError> {
-    let stories: Vec<_> = state.catalog.stories.values().map(to_value).collect();
+    let set = state.set();
+    let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
     page(
         "index.html",
         context! { page => "index", user => viewer(&user), stories },
@@ -208,7 +209,8 @@ pub async fn story(
     MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(story) = state.catalog.stories.get(&id) else {
+    let set = state.set();
+    let Some(story) = set.catalog.stories.get(&id) else {
         return missing(&user, "story");
     };
     let paragraphs: Vec<String> = story
@@ -224,7 +226,7 @@ pub async fn story(
             user => viewer(&user),
             story => to_value(story),
             paragraphs,
-            personas => to_value(&cards(&state)),
+            personas => to_value(&cards(&set)),
             suggestions => story.motion_suggestions(),
             here => format!("/stories/{}", urlencode(&story.id)),
         },
@@ -240,7 +242,8 @@ fn debate_page(
     shared: Option<&str>,
 ) -> Result<Response, ApiError> {
     let transcript: Transcript = record_of(run)?;
-    let story = state.catalog.stories.get(&transcript.story);
+    let set = state.set();
+    let story = set.catalog.stories.get(&transcript.story);
     let mine = user.as_ref().is_some_and(|u| u.id == run.user_id);
     page(
         "debate.html",
@@ -254,8 +257,8 @@ fn debate_page(
             motion => &transcript.motion,
             story_id => &transcript.story,
             story_title => story.map_or(transcript.story.as_str(), |s| s.title.as_str()),
-            a => to_value(&side_card(state, &transcript.personas.a)),
-            b => to_value(&side_card(state, &transcript.personas.b)),
+            a => to_value(&side_card(&set, &transcript.personas.a)),
+            b => to_value(&side_card(&set, &transcript.personas.b)),
         },
     )
 }
@@ -341,8 +344,9 @@ pub async fn editor(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
 ) -> Result<Response, ApiError> {
-    let stories: Vec<_> = state.catalog.stories.values().map(to_value).collect();
-    let personas: Vec<_> = state.catalog.personas.values().map(to_value).collect();
+    let set = state.set();
+    let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
+    let personas: Vec<_> = set.catalog.personas.values().map(to_value).collect();
     page(
         "editor.html",
         context! { page => "editor", user => viewer(&user), stories, personas },

@@ -21,7 +21,6 @@ use super::live::{self, Follower, Owner};
 use super::metrics::Metrics;
 use super::{sharing, votes};
 use crate::store::{Finish, Quota, Run, RunKind, StoreError, StoredEvent, User, now_ms};
-use crossfire_engine::debate::Engine;
 use crossfire_engine::event::EventKind;
 use crossfire_engine::event::{Event, EventSink};
 use crossfire_engine::transcript::{
@@ -51,23 +50,22 @@ pub async fn create_debate(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<NewDebate>,
 ) -> Result<Response, ApiError> {
-    let story = state.catalog.story(&body.story)?.clone();
-    let a = state.catalog.persona(&body.a)?.clone();
-    let b = state.catalog.persona(&body.b)?.clone();
-    let motion = state
-        .engine
-        .check_debate(&story, &a, &b, body.motion.as_deref())?;
+    // The whole run uses the set live now, whatever reloads come while it runs.
+    let set = state.set();
+    let engine = set.engine.clone();
+    let story = set.catalog.story(&body.story)?.clone();
+    let a = set.catalog.persona(&body.a)?.clone();
+    let b = set.catalog.persona(&body.b)?.clone();
+    let motion = engine.check_debate(&story, &a, &b, body.motion.as_deref())?;
     let id = crossfire_engine::transcript::new_id();
     // The stored result starts as the queued transcript: what GET shows while it runs.
-    let queued = state
-        .engine
-        .new_transcript(id.clone(), &story, &a, &b, &motion);
+    let queued = engine.new_transcript(id.clone(), &story, &a, &b, &motion);
     let run = Run::queued(&id, RunKind::Debate, user.id, None, to_json(&queued)?);
     launch(
         &state,
         run,
         state.config.debates_per_day,
-        move |engine, id, sink| async move {
+        move |id, sink| async move {
             let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
             serde_json::to_string(&t).map(|json| (t.status, t.error, json))
         },
@@ -90,17 +88,19 @@ pub async fn create_perspective(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<NewPerspective>,
 ) -> Result<Response, ApiError> {
-    let story = state.catalog.story(&body.story)?.clone();
-    let persona = state.catalog.persona(&body.persona)?.clone();
-    state.engine.check_persona(&persona)?;
+    let set = state.set();
+    let engine = set.engine.clone();
+    let story = set.catalog.story(&body.story)?.clone();
+    let persona = set.catalog.persona(&body.persona)?.clone();
+    engine.check_persona(&persona)?;
     // Same story content, persona version, templates and model: the same perspective.
     let key = crossfire_engine::sha256_hex(
         format!(
             "{}\n{}\n{}\n{}",
             story.version,
             persona.version,
-            state.engine.prompts.version(),
-            state.engine.debater.name()
+            engine.prompts.version(),
+            engine.debater.name()
         )
         .as_bytes(),
     );
@@ -112,7 +112,7 @@ pub async fn create_perspective(
         return Ok((StatusCode::OK, Json(body)).into_response());
     }
     let id = crossfire_engine::transcript::new_id();
-    let queued = state.engine.new_perspective(id.clone(), &story, &persona);
+    let queued = engine.new_perspective(id.clone(), &story, &persona);
     let run = Run::queued(
         &id,
         RunKind::Perspective,
@@ -124,7 +124,7 @@ pub async fn create_perspective(
         &state,
         run,
         state.config.perspectives_per_day,
-        move |engine, id, sink| async move {
+        move |id, sink| async move {
             let p = engine.run_perspective(id, &story, &persona, &sink).await;
             serde_json::to_string(&p).map(|json| (p.status, p.error, json))
         },
@@ -180,7 +180,7 @@ type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
 /// on whatever its clients do.
 async fn launch<F, Fut>(state: &AppState, run: Run, per_day: u32, work: F) -> Result<(), ApiError>
 where
-    F: FnOnce(Arc<Engine>, String, EventSink) -> Fut + Send + 'static,
+    F: FnOnce(String, EventSink) -> Fut + Send + 'static,
     Fut: Future<Output = Outcome> + Send,
 {
     create_run(state, &run, per_day).await?;
@@ -192,12 +192,8 @@ where
     let live = state.hub.open(&run.id, owner);
     let task_state = state.clone();
     state.spawn_run(async move {
-        let engine = task_state.engine.clone();
         let id = run.id.clone();
-        execute(&task_state, run.kind, &run.id, live, |sink| {
-            work(engine, id, sink)
-        })
-        .await;
+        execute(&task_state, run.kind, &run.id, live, |sink| work(id, sink)).await;
     });
     Ok(())
 }

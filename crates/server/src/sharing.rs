@@ -89,6 +89,7 @@ pub async fn shared(
 /// The story's title, or its id when it is no longer in the catalog.
 pub fn story_title(state: &AppState, transcript: &Transcript) -> String {
     state
+        .set()
         .catalog
         .stories
         .get(&transcript.story)

@@ -91,7 +91,7 @@ mod cases {
     pub async fn readers_vote_before_and_after_and_share_and_export_a_debate(db: &str) {
         // Slow enough that the vote before has time to open and close.
         let fake = FakeLlm::start(FakeOptions {
-            token_delay: Duration::from_millis(40),
+            latency: Duration::from_millis(300),
             ..FakeOptions::default()
         })
         .await;
@@ -1573,4 +1573,163 @@ async fn sessions_rotate_on_login_and_end_on_logout_and_expiry() {
         app.get("/api/auth/me", Some(expired)).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A copy of the shipped stories, personas and templates that a test may edit.
+fn library_copy() -> Library {
+    let dir = std::env::temp_dir().join(format!(
+        "crossfire-library-{}",
+        crossfire_engine::transcript::new_id()
+    ));
+    for folder in ["personas", "prompts", "stories"] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        for entry in std::fs::read_dir(support::repo(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(folder).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    Library {
+        personas_dir: dir.join("personas"),
+        prompts_dir: dir.join("prompts"),
+        stories_dir: dir.join("stories"),
+        story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
+    }
+}
+
+/// A signed-in editor's token.
+async fn editor(app: &App, db: &str) -> String {
+    let token = app.user().await;
+    let store = crossfire_server::store::Store::connect(db).await.unwrap();
+    let user = store
+        .session_user(&crossfire_engine::sha256_hex(token.as_bytes()), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .set_role(&user.email, crossfire_server::store::Role::Editor)
+        .await
+        .unwrap();
+    token
+}
+
+/// Polls the live set until `done` says so (or ten seconds pass).
+async fn lint_until(app: &App, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, lint) = app.get("/api/editor/lint", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{lint}");
+        if done(&lint) {
+            return lint;
+        }
+        assert!(std::time::Instant::now() < deadline, "not reloaded: {lint}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Editing the files while debates run: an edit goes live whole, debates keep the set they
+/// started with, a typo keeps the last good set and says where it is, and its fix goes live.
+#[tokio::test]
+async fn edits_go_live_whole_and_a_typo_keeps_the_last_good_set() {
+    // Each call waits before it answers, so the first debate is still running when the edit
+    // goes live.
+    let fake = FakeLlm::start(FakeOptions {
+        latency: Duration::from_millis(400),
+        ..FakeOptions::default()
+    })
+    .await;
+    let db = temp_db();
+    let library = library_copy();
+    let paths = library.clone();
+    let app = start(&fake, &db, move |c| c.paths = paths).await;
+    let token = editor(&app, &db).await;
+    let before = lint_until(&app, &token, |_| true).await;
+    assert_eq!(before["rejected"], Value::Null);
+    assert_eq!(before["live"]["personas"], 18);
+    let old = before["live"]["version"].as_str().unwrap().to_string();
+    let (_, churchill) = app.get("/api/personas/winston-churchill", None).await;
+
+    let (_, first) = app.post("/api/debates", Some(&token), debate_body()).await;
+    let first = first["id"].as_str().unwrap().to_string();
+
+    // One edit of a persona and a template, saved while the first debate runs.
+    let persona_file = library.personas_dir.join("winston-churchill.toml");
+    let original = std::fs::read_to_string(&persona_file).unwrap();
+    let edited = original.replacen("role = \"", "role = \"Edited: ", 1);
+    let template = library.prompts_dir.join("opening.j2");
+    let mut opening = std::fs::read_to_string(&template).unwrap();
+    opening.push_str("\n{# edited #}\n");
+    let saved = std::time::Instant::now();
+    std::fs::write(&persona_file, &edited).unwrap();
+    std::fs::write(&template, &opening).unwrap();
+    let after = lint_until(&app, &token, |l| l["live"]["version"] != old.as_str()).await;
+    eprintln!("from save to live: {} ms", saved.elapsed().as_millis());
+    assert_ne!(after["live"]["templates"], before["live"]["templates"]);
+    let (_, now) = app.get("/api/personas/winston-churchill", None).await;
+    assert!(
+        now["role"].as_str().unwrap().starts_with("Edited: "),
+        "{now}"
+    );
+
+    let (_, second) = app.post("/api/debates", Some(&token), debate_body()).await;
+    let second = second["id"].as_str().unwrap().to_string();
+    for id in [&first, &second] {
+        app.events(
+            &format!("/api/debates/{id}/events"),
+            &token,
+            None,
+            usize::MAX,
+        )
+        .await;
+    }
+    let (_, one) = app
+        .get(&format!("/api/debates/{first}"), Some(&token))
+        .await;
+    let (_, two) = app
+        .get(&format!("/api/debates/{second}"), Some(&token))
+        .await;
+    assert_eq!(one["status"], "done");
+    assert_eq!(one["personas"]["a"]["version"], churchill["version"]);
+    assert_eq!(one["provenance"]["templates"], before["live"]["templates"]);
+    assert_eq!(two["personas"]["a"]["version"], now["version"]);
+    assert_eq!(two["provenance"]["templates"], after["live"]["templates"]);
+    // Each debate's prompts came from one set: the first never saw the edited role.
+    let edited_prompts = fake
+        .requests(Target::Debater)
+        .iter()
+        .filter(|r| r.system().contains("Edited: "))
+        .count();
+    assert_eq!(
+        edited_prompts, 4,
+        "the second debate's four speeches, and no others"
+    );
+
+    // A typo: the last good set stays live, and the problem says where it is.
+    let live = after["live"]["version"].as_str().unwrap().to_string();
+    std::fs::write(&persona_file, edited.replacen("role = \"", "role = ", 1)).unwrap();
+    let refused = lint_until(&app, &token, |l| !l["rejected"].is_null()).await;
+    assert_eq!(refused["live"]["version"], live.as_str());
+    let problem = &refused["rejected"]["problems"][0];
+    assert_eq!(problem["file"], "winston-churchill.toml", "{refused}");
+    assert!(problem["line"].as_u64().unwrap() > 1, "{problem}");
+    assert!(problem["column"].as_u64().unwrap() > 0, "{problem}");
+    assert!(
+        problem["text"]
+            .as_str()
+            .unwrap()
+            .contains("winston-churchill.toml:"),
+        "{problem}"
+    );
+    let (status, _) = app.get("/api/personas/winston-churchill", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "still served from the last good set"
+    );
+
+    // Fixed: it goes live, and the refusal is gone.
+    std::fs::write(&persona_file, &original).unwrap();
+    let fixed = lint_until(&app, &token, |l| l["rejected"].is_null()).await;
+    assert_ne!(fixed["live"]["version"], live.as_str());
+    let (_, back) = app.get("/api/personas/winston-churchill", None).await;
+    assert_eq!(back["version"], churchill["version"]);
 }
