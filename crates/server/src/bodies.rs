@@ -109,6 +109,8 @@ pub struct DebateBody {
     pub votes: VoteTally,
     /// The public replay's path while the owner shares the debate.
     pub share: Option<String>,
+    /// An editor's trial of a draft persona.
+    pub trial: bool,
 }
 
 /// A shared debate, as anyone with its link reads it.

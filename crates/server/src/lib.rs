@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bodies;
 pub mod catalog;
 pub mod config;
+pub mod drafts;
 pub mod editor;
 pub mod error;
 pub mod live;
@@ -176,6 +177,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(sharing::export_shared))
         .routes(routes!(editor::lint))
         .routes(routes!(editor::live_lint))
+        .routes(routes!(drafts::source, drafts::save))
+        .routes(routes!(drafts::check_draft))
+        .routes(routes!(drafts::trial))
         .routes(routes!(editor::preview))
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -219,7 +223,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,

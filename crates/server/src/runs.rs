@@ -64,7 +64,7 @@ pub async fn create_debate(
     launch(
         &state,
         run,
-        state.config.debates_per_day,
+        Some(state.config.debates_per_day),
         move |id, sink| async move {
             let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
             serde_json::to_string(&t).map(|json| (t.status, t.error, json))
@@ -123,7 +123,7 @@ pub async fn create_perspective(
     launch(
         &state,
         run,
-        state.config.perspectives_per_day,
+        Some(state.config.perspectives_per_day),
         move |id, sink| async move {
             let p = engine.run_perspective(id, &story, &persona, &sink).await;
             serde_json::to_string(&p).map(|json| (p.status, p.error, json))
@@ -143,19 +143,13 @@ fn to_json(record: &impl serde::Serialize) -> Result<String, ApiError> {
     serde_json::to_string(record).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))
 }
 
-/// Stores a new run, charging today's quota.
-async fn create_run(state: &AppState, run: &Run, per_day: u32) -> Result<(), ApiError> {
+/// Stores a new run, charging today's quota (if it has one).
+async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result<(), ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let day = now.date().to_string();
     match state
         .store
-        .create_run(
-            run,
-            Some(Quota {
-                day: &day,
-                limit: per_day,
-            }),
-        )
+        .create_run(run, per_day.map(|limit| Quota { day: &day, limit }))
         .await
     {
         Err(StoreError::QuotaExceeded { limit }) => {
@@ -178,7 +172,12 @@ type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
 
 /// Stores a new run (charging today's quota), then executes it in its own task, which goes
 /// on whatever its clients do.
-async fn launch<F, Fut>(state: &AppState, run: Run, per_day: u32, work: F) -> Result<(), ApiError>
+pub(crate) async fn launch<F, Fut>(
+    state: &AppState,
+    run: Run,
+    per_day: Option<u32>,
+    work: F,
+) -> Result<(), ApiError>
 where
     F: FnOnce(String, EventSink) -> Fut + Send + 'static,
     Fut: Future<Output = Outcome> + Send,
@@ -354,6 +353,7 @@ pub async fn get_debate(
         transcript,
         votes,
         share: run.share_token.as_deref().map(sharing::link),
+        trial: run.trial,
     }))
 }
 

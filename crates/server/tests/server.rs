@@ -1319,11 +1319,15 @@ async fn the_openapi_document_describes_every_api_route() {
             let url = format!(
                 "{}{}",
                 app.base,
-                path.replace("{id}", "x").replace("{token}", "x")
+                path.replace("{id}", "x")
+                    .replace("{token}", "x")
+                    .replace("{kind}", "persona")
+                    .replace("{name}", "x")
             );
             let request = match method.as_str() {
                 "get" => app.http.get(url),
                 "delete" => app.http.delete(url),
+                "put" => app.http.put(url).json(&json!({})),
                 _ => app.http.post(url).json(&json!({})),
             };
             let status = request.send().await.unwrap().status();
@@ -1447,10 +1451,17 @@ async fn every_route_checks_its_session_role_and_owner() {
     ];
     let reader = app.user().await;
     let send = |method: &str, path: &str, token: Option<&str>| {
-        let url = format!("{}{}", app.base, path.replace("{id}", "x"));
+        let url = format!(
+            "{}{}",
+            app.base,
+            path.replace("{id}", "x")
+                .replace("{kind}", "persona")
+                .replace("{name}", "x")
+        );
         let mut request = match method {
             "get" => app.http.get(url),
             "delete" => app.http.delete(url),
+            "put" => app.http.put(url).json(&json!({})),
             _ => app.http.post(url).json(&json!({})),
         };
         if let Some(token) = token {
@@ -1732,4 +1743,157 @@ async fn edits_go_live_whole_and_a_typo_keeps_the_last_good_set() {
     assert_ne!(fixed["live"]["version"], live.as_str());
     let (_, back) = app.get("/api/personas/winston-churchill", None).await;
     assert_eq!(back["version"], churchill["version"]);
+}
+
+/// An editor opens a persona, drafts with a typo and sees where it is, previews and tries
+/// the fixed draft, and saves it: atomically, keeping the previous version, recorded, live.
+#[tokio::test]
+async fn editors_check_preview_try_and_save_drafts() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let library = library_copy();
+    let paths = library.clone();
+    let app = start(&fake, &db, move |c| c.paths = paths).await;
+    let token = editor(&app, &db).await;
+    let reader = app.user().await;
+    let file = "/api/editor/files/persona/winston-churchill";
+    assert_eq!(app.get(file, Some(&reader)).await.0, StatusCode::FORBIDDEN);
+    for bad in [
+        "/api/editor/files/persona/..%2Fsecret",
+        "/api/editor/files/template/..%2F..%2Fetc%2Fpasswd",
+        "/api/editor/files/template/opening.toml",
+    ] {
+        assert_eq!(
+            app.get(bad, Some(&token)).await.0,
+            StatusCode::NOT_FOUND,
+            "{bad}"
+        );
+    }
+    let (status, opened) = app.get(file, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{opened}");
+    let original = opened["text"].as_str().unwrap().to_string();
+    let base = opened["version"].as_str().unwrap().to_string();
+    assert_eq!(opened["saves"], json!([]));
+
+    // A typo, located.
+    let check = |text: &str| {
+        json!({"kind": "persona", "name": "winston-churchill", "text": text,
+               "story": "nk-troops-russia", "opponent": "george-kennan"})
+    };
+    let typo = original.replacen("role = \"", "role = ", 1);
+    let (_, report) = app
+        .post("/api/editor/drafts/check", Some(&token), check(&typo))
+        .await;
+    let problem = &report["problems"][0];
+    assert_eq!(problem["file"], "winston-churchill.toml", "{report}");
+    assert_eq!(problem["line"], 5, "{report}");
+    assert!(problem["column"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["preview"], Value::Null);
+
+    // Fixed: no problems, and the prompts it would produce.
+    let draft = original.replacen("role = \"", "role = \"Drafted: ", 1);
+    let (_, report) = app
+        .post("/api/editor/drafts/check", Some(&token), check(&draft))
+        .await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    let prompts = report["preview"]["calls"].to_string();
+    assert!(prompts.contains("Drafted: "), "{report}");
+
+    // A template draft's syntax error, located in that template.
+    let (_, report) = app
+        .post(
+            "/api/editor/drafts/check",
+            Some(&token),
+            json!({"kind": "template", "name": "opening.j2", "text": "Hello\n{{ broken"}),
+        )
+        .await;
+    let problem = &report["problems"][0];
+    assert_eq!(problem["file"], "opening.j2", "{report}");
+    assert_eq!(problem["line"], 2, "{report}");
+
+    // A trial: streamed like any run, kept out of the editor's list.
+    let (status, accepted) = app
+        .post(
+            "/api/editor/drafts/trial",
+            Some(&token),
+            json!({"name": "winston-churchill", "text": draft, "story": "nk-troops-russia",
+                   "opponent": "george-kennan"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let events = app
+        .events(
+            accepted["events"].as_str().unwrap(),
+            &token,
+            None,
+            usize::MAX,
+        )
+        .await;
+    assert_eq!(events.last().unwrap().2["status"], "done");
+    let id = accepted["id"].as_str().unwrap();
+    let (_, trial) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+    assert_eq!(trial["trial"], true);
+    assert_eq!(
+        trial["personas"]["a"]["version"],
+        crossfire_engine::sha256_hex(draft.as_bytes())
+    );
+    let (_, mine) = app.get("/api/debates", Some(&token)).await;
+    assert_eq!(mine["debates"], json!([]), "trials stay out of the list");
+    let (status, _) = app
+        .post(
+            "/api/editor/drafts/trial",
+            Some(&token),
+            json!({"name": "winston-churchill", "text": typo, "story": "nk-troops-russia"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Saving: a draft with problems is refused, a stale one too; a good one goes live.
+    let put = |body: Value, who: &str| {
+        app.http
+            .put(format!("{}{file}", app.base))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+    };
+    let refused = put(json!({"text": typo}), &token).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let stale = put(json!({"text": draft, "base_version": "0"}), &token)
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let theirs = put(json!({"text": draft}), &reader).await.unwrap();
+    assert_eq!(theirs.status(), StatusCode::FORBIDDEN);
+    let before = lint_until(&app, &token, |_| true).await;
+    let saved = put(json!({"text": draft, "base_version": base}), &token)
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    let saved: Value = saved.json().await.unwrap();
+    assert_eq!(saved["previous_version"], base.as_str());
+    let on_disk = library.personas_dir.join("winston-churchill.toml");
+    assert_eq!(std::fs::read_to_string(&on_disk).unwrap(), draft);
+    let kept = library
+        .personas_dir
+        .join(".history")
+        .join(format!("winston-churchill.toml.{}", &base[..12]));
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), original);
+    let (_, reopened) = app.get(file, Some(&token)).await;
+    assert_eq!(reopened["version"], saved["version"]);
+    assert_eq!(reopened["saves"][0]["previous_version"], base.as_str());
+    assert!(
+        reopened["saves"][0]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("reader-")
+    );
+    lint_until(&app, &token, |l| {
+        l["live"]["version"] != before["live"]["version"]
+    })
+    .await;
+    let (_, live) = app.get("/api/personas/winston-churchill", None).await;
+    assert!(
+        live["role"].as_str().unwrap().starts_with("Drafted: "),
+        "{live}"
+    );
 }

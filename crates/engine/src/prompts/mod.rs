@@ -98,6 +98,11 @@ struct JudgedSide<'a> {
 impl Prompts {
     /// Loads every `*.j2` file of `dir`, checks the required ones are there and compile.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
+        Prompts::from_sources(dir, Prompts::read_sources(dir)?)
+    }
+
+    /// The `.j2` files of a folder as (name, source) pairs, sorted by name.
+    pub fn read_sources(dir: &Path) -> Result<Vec<(String, String)>, PromptError> {
         let io = |source| PromptError::Io {
             path: dir.to_path_buf(),
             source,
@@ -117,7 +122,7 @@ impl Prompts {
             }
         }
         files.sort();
-        Prompts::from_sources(dir, files)
+        Ok(files)
     }
 
     /// Builds the set from (name, source) pairs; `dir` only names them in errors.

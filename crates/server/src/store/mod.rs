@@ -4,6 +4,7 @@
 
 mod events;
 mod runs;
+mod saves;
 mod users;
 mod votes;
 mod writer;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 pub use events::StoredEvent;
 pub use runs::{Quota, Run, RunKind};
+pub use saves::Save;
 pub use users::{Credentials, Role, User};
 pub use votes::{Vote, VoteChoice, VotePhase};
 pub use writer::{Finish, Stored};

@@ -48,6 +48,8 @@ pub struct Run {
     pub created_at: i64,
     /// Set while its owner shares it: the token of its public link.
     pub share_token: Option<String>,
+    /// An editor's trial of a draft: kept out of readers' lists and the perspective cache.
+    pub trial: bool,
 }
 
 impl sqlx::FromRow<'_, AnyRow> for Run {
@@ -75,6 +77,7 @@ impl sqlx::FromRow<'_, AnyRow> for Run {
             error,
             created_at: row.try_get("created_at")?,
             share_token: row.try_get("share_token")?,
+            trial: row.try_get::<i64, _>("trial")? != 0,
         })
     }
 }
@@ -98,6 +101,7 @@ impl Run {
             error: None,
             created_at: now_ms(),
             share_token: None,
+            trial: false,
         }
     }
 }
@@ -135,7 +139,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO runs (id, kind, user_id, status, cache_key, result, error_code, \
-             error_message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+             error_message, created_at, updated_at, trial) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
         )
         .bind(&run.id)
         .bind(run.kind.as_str())
@@ -146,6 +151,7 @@ impl Store {
         .bind(run.error.as_ref().map(|e| e.code.as_str()))
         .bind(run.error.as_ref().map(|e| e.message.as_str()))
         .bind(run.created_at)
+        .bind(i64::from(run.trial))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -153,7 +159,7 @@ impl Store {
     }
 
     const RUN_COLUMNS: &'static str = "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at, \
-         share_token";
+         share_token, trial";
 
     pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
         let sql = format!("SELECT {} FROM runs WHERE id = $1", Store::RUN_COLUMNS);
@@ -185,7 +191,7 @@ impl Store {
         offset: i64,
     ) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 \
+            "SELECT {} FROM runs WHERE user_id = $1 AND kind = $2 AND trial = 0 \
              ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
             Store::RUN_COLUMNS
         );
