@@ -149,6 +149,8 @@ async fn a_reader_signs_up_debates_votes_shares_and_asks_in_a_real_browser() {
         "debate-desktop",
         "verdict-phone",
         "verdict-desktop",
+        "editor-phone",
+        "editor-desktop",
     ] {
         let file = screenshots.join(format!("{shot}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -347,9 +347,19 @@ pub async fn editor(
     let set = state.set();
     let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
     let personas: Vec<_> = set.catalog.personas.values().map(to_value).collect();
+    let mut templates: Vec<String> = std::fs::read_dir(&state.library.prompts_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".j2"))
+                .collect()
+        })
+        .unwrap_or_default();
+    templates.sort();
     page(
         "editor.html",
-        context! { page => "editor", user => viewer(&user), stories, personas },
+        context! { page => "editor", user => viewer(&user), stories, personas, templates },
     )
 }
 
