@@ -168,6 +168,25 @@ enum PersonasCommand {
         /// Folder to check (default: the configured personas folder).
         dir: Option<PathBuf>,
     },
+    /// Imports a Character Card (V1, V2 or V3; JSON, PNG or CHARX) as a persona file,
+    /// reporting every field that had no home.
+    Import {
+        /// The card file.
+        card: PathBuf,
+        /// The persona's id (default: made from the card's name).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace a persona file of that id.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Exports a persona as a Character Card V3: JSON on standard output, or a PNG card.
+    Export {
+        id: String,
+        /// Write a PNG card (with both the `chara` and `ccv3` chunks) to this file.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,6 +252,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Personas {
             command: PersonasCommand::Check { dir },
         } => check_personas(&dir.unwrap_or(config.library.personas_dir)),
+        Command::Personas {
+            command: PersonasCommand::Import { card, id, force },
+        } => import_card(&config, &card, id.as_deref(), force),
+        Command::Personas {
+            command: PersonasCommand::Export { id, png },
+        } => export_card(&config, &id, png.as_deref()),
         Command::Prompts {
             command: PromptsCommand::Render { sides },
         } => render_prompts(&config, &sides),
@@ -487,6 +512,62 @@ fn check_personas(dir: &std::path::Path) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn import_card(
+    config: &Config,
+    card: &std::path::Path,
+    id: Option<&str>,
+    force: bool,
+) -> Result<ExitCode> {
+    let bytes = std::fs::read(card).with_context(|| format!("cannot read {}", card.display()))?;
+    let imported = crossfire_engine::card::import(&bytes, id)
+        .with_context(|| format!("{}", card.display()))?;
+    let path = config
+        .library
+        .personas_dir
+        .join(format!("{}.toml", imported.persona.id));
+    if path.exists() && !force {
+        anyhow::bail!(
+            "{} exists: choose another --id, or --force to replace it",
+            path.display()
+        );
+    }
+    std::fs::write(&path, &imported.toml)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "imported {} ({}) as {}",
+        imported.persona.name,
+        imported.spec,
+        path.display()
+    )?;
+    for line in &imported.report {
+        writeln!(out, "  not imported as is: {line}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_card(config: &Config, id: &str, png: Option<&std::path::Path>) -> Result<ExitCode> {
+    let persona = load_persona(config, id)?;
+    match png {
+        Some(path) => {
+            let bytes = crossfire_engine::card::export_png(&persona).map_err(anyhow::Error::msg)?;
+            std::fs::write(path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let card = crossfire_engine::card::export(&persona);
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&card)?
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render_prompts(config: &Config, args: &DebateArgs) -> Result<ExitCode> {

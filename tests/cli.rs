@@ -358,3 +358,86 @@ async fn users_grant_makes_an_editor_and_names_an_unknown_email() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected `editor` or `user`"));
 }
+
+#[tokio::test]
+async fn cards_import_as_checked_personas_and_export_round_trips() {
+    let dir = std::env::temp_dir().join(format!("crossfire-cards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let personas = dir.to_str().unwrap();
+    let env = [("CROSSFIRE_PERSONAS_DIR", personas)];
+    let card = "crates/engine/tests/cards/v3-and-v2.png";
+    let out = crossfire(&["personas", "import", card], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.starts_with("imported Professor Ilse Varga (chara_card_v3) as "),
+        "{said}"
+    );
+    assert!(
+        said.contains("not imported as is: `character_book` (1 entries)"),
+        "{said}"
+    );
+    assert!(dir.join("professor-ilse-varga.toml").exists());
+    let again = crossfire(&["personas", "import", card], &env).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("exists: choose another --id"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Out as a card and back in: the same persona.
+    let exported = crossfire(&["personas", "export", "winston-churchill"], &[]).await;
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&exported)).unwrap();
+    assert_eq!(json["spec"], "chara_card_v3");
+    assert_eq!(
+        json["data"]["extensions"]["crossfire"]["id"],
+        "winston-churchill"
+    );
+    let file = dir.join("card.json");
+    std::fs::write(&file, stdout(&exported)).unwrap();
+    let png = dir.join("card.png");
+    let out = crossfire(
+        &[
+            "personas",
+            "export",
+            "winston-churchill",
+            "--png",
+            png.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (from, id) in [(&file, "churchill-json"), (&png, "churchill-png")] {
+        let out = crossfire(
+            &["personas", "import", from.to_str().unwrap(), "--id", id],
+            &env,
+        )
+        .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let back = crossfire_engine::persona::Persona::load(&dir, id).unwrap();
+        let original = crossfire_engine::persona::Persona::load(
+            std::path::Path::new("personas"),
+            "winston-churchill",
+        )
+        .unwrap();
+        assert_eq!(back.bio, original.bio);
+        assert_eq!(back.positions, original.positions);
+        assert_eq!(back.worldview, original.worldview);
+        assert_eq!(back.sample_lines, original.sample_lines);
+    }
+    let check = crossfire(&["personas", "check", personas], &[]).await;
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert!(
+        stdout(&check).starts_with("3 personas ok"),
+        "{}",
+        stdout(&check)
+    );
+}

@@ -1,5 +1,5 @@
 //! Bounded fuzzing of every parser that reads what others wrote: persona TOML, story JSON,
-//! the model's SSE stream and the judge's reply. Arbitrary bytes, and the seed corpus
+//! the model's SSE stream, the judge's reply and Character Cards (JSON, PNG and CHARX). Arbitrary bytes, and the seed corpus
 //! (`tests/corpus/`, the shipped personas and stories) with bytes overwritten, inserted and
 //! cut, must give a value or an error — never a panic. `PROPTEST_CASES` sets the cases.
 
@@ -55,6 +55,19 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 proptest! {
     #![proptest_config(crossfire_testkit::fuzz_config(4000))]
+
+    #[test]
+    fn character_cards_never_panic(
+        bytes in prop_oneof![any_bytes(), mutated(seeds("crates/engine/tests/cards", ""))],
+    ) {
+        // Whatever a card is, what it imports as passes the persona check.
+        if let Ok(imported) = crossfire_engine::card::import(&bytes, None) {
+            let path = Path::new("card.toml");
+            prop_assert!(
+                Persona::parse(path, imported.toml.as_bytes(), Some(&imported.persona.id)).is_ok()
+            );
+        }
+    }
 
     #[test]
     fn persona_files_never_panic(bytes in prop_oneof![any_bytes(), mutated(seeds("personas", ".toml"))]) {

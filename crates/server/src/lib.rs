@@ -180,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(drafts::source, drafts::save))
         .routes(routes!(drafts::check_draft))
         .routes(routes!(drafts::trial))
+        .routes(routes!(drafts::import_card))
         .routes(routes!(editor::preview))
         .split_for_parts();
     let openapi = Arc::new(openapi);

@@ -1896,4 +1896,52 @@ async fn editors_check_preview_try_and_save_drafts() {
         live["role"].as_str().unwrap().starts_with("Drafted: "),
         "{live}"
     );
+
+    // A Character Card uploaded becomes a draft persona, with what had no home reported.
+    let upload = |bytes: Vec<u8>, who: &str, query: &str| {
+        app.http
+            .post(format!("{}/api/editor/cards{query}", app.base))
+            .bearer_auth(who)
+            .body(bytes)
+            .send()
+    };
+    let card = std::fs::read(support::repo("crates/engine/tests/cards/v3.charx")).unwrap();
+    let imported = upload(card.clone(), &token, "?id=ilse").await.unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+    let imported: Value = imported.json().await.unwrap();
+    assert_eq!(imported["id"], "ilse");
+    assert_eq!(imported["spec"], "chara_card_v3");
+    assert!(
+        imported["toml"]
+            .as_str()
+            .unwrap()
+            .contains("name = \"Professor Ilse Varga\"")
+    );
+    assert!(
+        imported["report"].to_string().contains("character_book"),
+        "{imported}"
+    );
+    let (_, report) = app
+        .post(
+            "/api/editor/drafts/check",
+            Some(&token),
+            json!({"kind": "persona", "name": "ilse", "text": imported["toml"]}),
+        )
+        .await;
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "an imported card is a draft that lints"
+    );
+    assert_eq!(
+        upload(b"not a card".to_vec(), &token, "")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        upload(card, &reader, "").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 }
