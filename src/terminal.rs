@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
-use crossfire_engine::persona::Persona;
+use crossfire_engine::persona::{LIVING_NOTICE, Persona, PersonaKind};
 use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
 
 #[derive(Default)]
@@ -184,6 +184,9 @@ pub async fn render_debate(
     let mut printer = Printer::new(order, names);
     let mut out = std::io::stdout();
     let _ = writeln!(out, "Motion: {motion}");
+    for p in personas.iter().filter(|p| p.kind == PersonaKind::Living) {
+        let _ = writeln!(out, "Note: {} is {LIVING_NOTICE}.", p.name);
+    }
     while let Some(event) = events.recv().await {
         if printer.handle(event, &mut out).is_err() {
             return; // stdout closed (e.g. piped into `head`): nothing more to show
@@ -196,6 +199,9 @@ pub async fn render_perspective(mut events: UnboundedReceiver<Event>, persona: P
     let names = HashMap::from([(Speaker::Solo, persona.name.clone())]);
     let mut printer = Printer::new(vec![(1, Speaker::Solo)], names);
     let mut out = std::io::stdout();
+    if persona.kind == PersonaKind::Living {
+        let _ = writeln!(out, "Note: {} is {LIVING_NOTICE}.", persona.name);
+    }
     while let Some(event) = events.recv().await {
         if printer.handle(event, &mut out).is_err() {
             return;

@@ -410,6 +410,7 @@ pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {
         id: p.id.clone(),
         name: p.name.clone(),
         version: p.version.clone(),
+        living: p.kind == PersonaKind::Living,
     }
 }
 

@@ -40,6 +40,10 @@ pub struct Persona {
     pub version: String,
 }
 
+/// What every output showing a living person's persona says of it.
+pub const LIVING_NOTICE: &str =
+    "a simulated imitation of a living person, written by a language model: not their words";
+
 /// What sort of figure a persona is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -110,6 +110,10 @@ pub struct PersonaRef {
     pub id: String,
     pub name: String,
     pub version: String,
+    /// The persona portrays a living person: whatever shows it says it is a simulated
+    /// imitation ([`crate::persona::LIVING_NOTICE`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub living: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 struct Setup {
     server: ServerConfig,
     paths: Library,
+    allow_living: bool,
 }
 
 async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App {
@@ -32,9 +33,11 @@ async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App 
             stories_dir: support::repo("stories"),
             story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
         },
+        allow_living: false,
     };
     tweak(&mut setup);
-    let engine = support::engine_for(&support::config_for(&fake.base_url));
+    let mut engine = support::engine_for(&support::config_for(&fake.base_url));
+    engine.settings.allow_living_personas = setup.allow_living;
     let state = crossfire_server::prepare(setup.server, setup.paths, engine)
         .await
         .unwrap();
@@ -1418,7 +1421,7 @@ async fn living_personas_are_refused_unless_allowed() {
     let app = start(&fake, &db, move |c| c.paths.personas_dir = personas).await;
     let token = app.user().await;
     let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "someone-alive"});
-    let (status, reply) = app.post("/api/debates", Some(&token), body).await;
+    let (status, reply) = app.post("/api/debates", Some(&token), body.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
     assert!(
         reply["error"]["message"]
@@ -1426,6 +1429,64 @@ async fn living_personas_are_refused_unless_allowed() {
             .unwrap()
             .contains("living person")
     );
+    let story = app
+        .http
+        .get(format!("{}/stories/nk-troops-russia", app.base))
+        .send()
+        .await
+        .unwrap();
+    let html = story.text().await.unwrap();
+    assert!(
+        !html.contains("someone-alive"),
+        "a refused persona is not offered"
+    );
+
+    // Allowed: offered and run, and labelled a simulated imitation wherever it shows.
+    let personas = dir.clone();
+    let app = start(&fake, &temp_db(), move |c| {
+        c.paths.personas_dir = personas;
+        c.allow_living = true;
+    })
+    .await;
+    let token = app.user().await;
+    let (status, reply) = app.post("/api/debates", Some(&token), body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let id = reply["id"].as_str().unwrap();
+    app.events(
+        &format!("/api/debates/{id}/events"),
+        &token,
+        None,
+        usize::MAX,
+    )
+    .await;
+    let (_, debate) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+    assert_eq!(debate["personas"]["b"]["living"], true);
+    assert_eq!(debate["personas"]["a"].get("living"), None);
+    let page = app
+        .http
+        .get(format!("{}/debates/{id}", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Simulated imitation of a living person"),
+        "the debate page says so"
+    );
+    let html = app
+        .http
+        .get(format!("{}/stories/nk-troops-russia", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-persona=\"someone-alive\""));
+    assert!(html.contains("Simulated imitation of a living person"));
 }
 
 /// Every route of the OpenAPI document: those that write or read a user's data answer 401
