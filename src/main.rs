@@ -180,6 +180,17 @@ enum PersonasCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Puts the persona's probe set to the model and prints the scorecard, regressions
+    /// first; keeps it beside the persona files and compares it with the one before.
+    Probe {
+        id: String,
+        /// The story the probes ask about (default: the first story).
+        #[arg(long)]
+        story: Option<String>,
+        /// Print the scorecard as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exports a persona as a Character Card V3: JSON on standard output, or a PNG card.
     Export {
         id: String,
@@ -258,6 +269,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Personas {
             command: PersonasCommand::Export { id, png },
         } => export_card(&config, &id, png.as_deref()),
+        Command::Personas {
+            command: PersonasCommand::Probe { id, story, json },
+        } => runtime()?.block_on(probe_persona(&config, &id, story.as_deref(), json)),
         Command::Prompts {
             command: PromptsCommand::Render { sides },
         } => render_prompts(&config, &sides),
@@ -545,6 +559,79 @@ fn import_card(
     )?;
     for line in &imported.report {
         writeln!(out, "  not imported as is: {line}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn probe_persona(
+    config: &Config,
+    id: &str,
+    story: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let persona = load_persona(config, id)?;
+    let story = match story {
+        Some(story) => load_story(config, story)?,
+        None => {
+            let mut stories =
+                Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)?
+                    .into_iter()
+                    .filter_map(Result::ok);
+            stories.next().context("there is no story to probe with")?
+        }
+    };
+    let engine = engine(config)?;
+    let card = engine.probe(&persona, &story).await?;
+    let card = crossfire_engine::probe::record(&config.library.personas_dir, card)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&card)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "Probes of {} (version {}) on \"{}\", by {}; judged by {}",
+        card.persona.name,
+        &card.persona.version[..12.min(card.persona.version.len())],
+        story.title,
+        card.model,
+        card.judge_model
+    )?;
+    match &card.comparison {
+        Some(c) if !c.regressions.is_empty() => {
+            writeln!(out, "\nRegressions since {}:", c.previous_at)?;
+            for change in &c.regressions {
+                writeln!(out, "  ✗ {}: {}", change.id, change.what)?;
+            }
+        }
+        Some(c) => writeln!(out, "\nNo regressions since {}.", c.previous_at)?,
+        None => writeln!(out, "\nThe first scorecard for this persona.")?,
+    }
+    if let Some(c) = &card.comparison {
+        for change in &c.improvements {
+            writeln!(out, "  ✓ {}: {}", change.id, change.what)?;
+        }
+    }
+    writeln!(out)?;
+    for rate in &card.rates {
+        writeln!(
+            out,
+            "{:<10} {}/{} passed",
+            rate.category.as_str(),
+            rate.passed,
+            rate.total
+        )?;
+    }
+    for r in &card.results {
+        writeln!(
+            out,
+            "\n[{}] {}\n  Q: {}\n  A: {}\n  → {}",
+            if r.pass { "pass" } else { "FAIL" },
+            r.id,
+            r.question,
+            r.answer.replace('\n', " "),
+            r.reason
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

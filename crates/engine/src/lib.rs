@@ -18,6 +18,7 @@ pub mod markdown;
 pub mod motion;
 pub mod persona;
 pub mod perspective;
+pub mod probe;
 pub mod prompts;
 mod speech;
 pub mod story;

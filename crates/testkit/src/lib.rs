@@ -364,12 +364,29 @@ fn judge_reply(body: &Value, mode: &JudgeMode) -> String {
     .to_string()
 }
 
+/// A persona probe's judgement: the answer passes when it speaks as the persona examined
+/// (names them), as the fake debater always does.
+fn examiner_reply(body: &Value) -> String {
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    let name = user
+        .split("## Persona\n")
+        .nth(1)
+        .and_then(|s| s.split(" (").next())
+        .unwrap_or("?");
+    let answer = user.split("## Answer\n").nth(1).unwrap_or("");
+    let pass = answer.contains(name);
+    json!({"pass": pass, "reason": if pass { "answers as the persona" } else { "answers as someone else" }})
+        .to_string()
+}
+
 async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "bad json").into_response();
     };
     let system = body["messages"][0]["content"].as_str().unwrap_or("");
-    let target = if system.contains("You are the judge of this debate") {
+    let target = if system.contains("You are the judge of this debate")
+        || system.starts_with("You are the examiner of a persona")
+    {
         Target::Judge
     } else {
         Target::Debater
@@ -402,6 +419,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     };
     let text = match target {
+        Target::Judge if system.starts_with("You are the examiner") => examiner_reply(&body),
         Target::Judge => judge_reply(&body, &shared.judge),
         _ => speech_for(&body),
     };
