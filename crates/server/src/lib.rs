@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(drafts::check_draft))
         .routes(routes!(drafts::trial))
         .routes(routes!(drafts::import_card))
+        .routes(routes!(drafts::run_probes, drafts::latest_probes))
         .routes(routes!(editor::preview))
         .split_for_parts();
     let openapi = Arc::new(openapi);

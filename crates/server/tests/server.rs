@@ -2005,4 +2005,22 @@ async fn editors_check_preview_try_and_save_drafts() {
         upload(card, &reader, "").await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
+
+    // Probes of a live persona: a scorecard, kept, and the next one compared with it.
+    let probes = "/api/editor/probes/george-kennan";
+    assert_eq!(app.get(probes, Some(&token)).await.0, StatusCode::NOT_FOUND);
+    let (status, card) = app.post(probes, Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{card}");
+    assert_eq!(card["persona"]["id"], "george-kennan");
+    assert_eq!(card["comparison"], Value::Null);
+    let positions = &card["rates"][2];
+    assert_eq!(positions["category"], "positions");
+    assert!(positions["total"].as_u64().unwrap() > 0);
+    assert_eq!(positions["passed"], positions["total"]);
+    assert_eq!(app.get(probes, Some(&token)).await.1, card);
+    let (_, again) = app
+        .post(probes, Some(&token), json!({"story": "fed-rate-cuts-2024"}))
+        .await;
+    assert_eq!(again["comparison"]["regressions"], json!([]), "{again}");
+    assert_eq!(app.post(probes, Some(&reader), json!({})).await.0, StatusCode::FORBIDDEN);
 }

@@ -404,6 +404,32 @@ const pages = {
       $("#saves").replaceChildren(...saves.map((s) => el("li", `${s.version.slice(0, 12)} by ${s.by}, ${new Date(s.at).toLocaleString()}`)));
       if (!saves.length) $("#saves").append(el("li", "No saves through the editor yet.", "muted"));
     };
+    const showCard = (card) => {
+      const out = $("#probes");
+      out.replaceChildren();
+      if (!card) { out.append(el("p", "No scorecard yet.", "muted")); return; }
+      out.append(el("p", `Scorecard of ${new Date(card.created_at).toLocaleString()}, version ${card.persona.version.slice(0, 12)}, by ${card.model}.`, "muted"));
+      const c = card.comparison;
+      if (c && c.regressions.length) {
+        out.append(el("p", `Regressions since ${new Date(c.previous_at).toLocaleString()}:`, "error"));
+        const list = el("ul", undefined, "problems");
+        for (const r of c.regressions) list.append(el("li", `${r.id}: ${r.what}`));
+        out.append(list);
+      } else if (c) out.append(el("p", "No regressions since the scorecard before.", "ok-note"));
+      out.append(el("p", card.rates.map((r) => `${r.category} ${r.passed}/${r.total}`).join(" · ")));
+      for (const r of card.results) {
+        const d = el("details");
+        d.append(el("summary", `${r.pass ? "pass" : "FAIL"} · ${r.id}`), el("p", "Q: " + r.question), el("p", "A: " + r.answer), el("p", "→ " + r.reason, "muted"));
+        out.append(d);
+      }
+    };
+    $("#run-probes").addEventListener("click", async () => {
+      showError(context);
+      $("#probes").replaceChildren(el("p", "Asking the model…", "muted"));
+      try {
+        showCard(await api("POST", "/api/editor/probes/" + opened.name, { story: context.elements.story.value }));
+      } catch (error) { $("#probes").replaceChildren(); showError(context, error); }
+    });
     const openForm = $("#open-form");
     openForm.addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -415,6 +441,10 @@ const pages = {
         text.value = opened.text;
         showSaves(opened.saves);
         $("#saved-note").textContent = "";
+        $("#probes-box").hidden = opened.kind !== "persona";
+        if (opened.kind === "persona") {
+          showCard(await api("GET", "/api/editor/probes/" + opened.name).catch(() => null));
+        }
         await checkDraft();
       } catch (error) { showError(openForm, error); }
     });
