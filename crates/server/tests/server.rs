@@ -2022,5 +2022,8 @@ async fn editors_check_preview_try_and_save_drafts() {
         .post(probes, Some(&token), json!({"story": "fed-rate-cuts-2024"}))
         .await;
     assert_eq!(again["comparison"]["regressions"], json!([]), "{again}");
-    assert_eq!(app.post(probes, Some(&reader), json!({})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.post(probes, Some(&reader), json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
 }
