@@ -320,11 +320,7 @@ pub async fn login(
     MaybeUser(user): MaybeUser,
     Query(q): Query<Next>,
 ) -> Result<Response, ApiError> {
-    let next = next_path(q.next);
-    page(
-        "login.html",
-        context! { page => "login", mode => "login", user => viewer(&user), other => format!("/signup?next={}", urlencode(&next)), next },
-    )
+    auth_page("login", "/signup", &user, q)
 }
 
 /// `GET /signup`
@@ -332,10 +328,15 @@ pub async fn signup(
     MaybeUser(user): MaybeUser,
     Query(q): Query<Next>,
 ) -> Result<Response, ApiError> {
+    auth_page("signup", "/login", &user, q)
+}
+
+/// The sign-in or sign-up form, with a link to the other that keeps where to go next.
+fn auth_page(mode: &str, other: &str, user: &Option<User>, q: Next) -> Result<Response, ApiError> {
     let next = next_path(q.next);
     page(
         "login.html",
-        context! { page => "login", mode => "signup", user => viewer(&user), other => format!("/login?next={}", urlencode(&next)), next },
+        context! { page => "login", mode, user => viewer(user), other => format!("{other}?next={}", urlencode(&next)), next },
     )
 }
 

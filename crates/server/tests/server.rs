@@ -1449,17 +1449,8 @@ async fn living_personas_are_refused_unless_allowed() {
     })
     .await;
     let token = app.user().await;
-    let (status, reply) = app.post("/api/debates", Some(&token), body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
-    let id = reply["id"].as_str().unwrap();
-    app.events(
-        &format!("/api/debates/{id}/events"),
-        &token,
-        None,
-        usize::MAX,
-    )
-    .await;
-    let (_, debate) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+    let debate = app.debate_to_the_end(&token, body).await;
+    let id = debate["id"].as_str().unwrap();
     assert_eq!(debate["personas"]["b"]["living"], true);
     assert_eq!(debate["personas"]["a"].get("living"), None);
     let page = app

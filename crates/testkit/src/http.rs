@@ -64,6 +64,21 @@ impl App {
         body["token"].as_str().unwrap().to_string()
     }
 
+    /// Starts a debate, follows it to its end, and answers its transcript.
+    pub async fn debate_to_the_end(&self, token: &str, body: Value) -> Value {
+        let (status, created) = self.post("/api/debates", Some(token), body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        self.events(
+            &format!("/api/debates/{id}/events"),
+            token,
+            None,
+            usize::MAX,
+        )
+        .await;
+        self.get(&format!("/api/debates/{id}"), Some(token)).await.1
+    }
+
     /// Reads SSE events (id, name, data) until `done`, the end, or `limit` events.
     pub async fn events(
         &self,
