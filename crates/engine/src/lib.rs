@@ -11,6 +11,7 @@ pub mod claims;
 pub mod config;
 pub mod debate;
 pub mod event;
+pub mod fairness;
 pub mod judge;
 pub mod llm;
 pub mod location;

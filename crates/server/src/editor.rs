@@ -11,9 +11,11 @@ use super::auth::CurrentUser;
 use super::bodies::{Lint, LintProblem, LintedPersona, LiveLint, LiveSummary, Preview};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::Role;
+use crossfire_engine::fairness::Fairness;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::Prompts;
 use crossfire_engine::story::Story;
+use crossfire_engine::transcript::Transcript;
 
 /// A signed-in user with the editor role; others are answered 403.
 pub struct Editor(pub crate::store::User);
@@ -70,6 +72,30 @@ pub async fn live_lint(State(state): State<AppState>, _editor: Editor) -> Json<L
         rejected: state.live.rejected(),
         left_out: set.catalog.problems.clone(),
     })
+}
+
+/// How many of the latest judged debates the fairness figures cover.
+const FAIRNESS_WINDOW: i64 = 1000;
+
+/// The judge's fairness figures over the latest judged debates.
+pub async fn fairness(state: &AppState) -> Result<Fairness, ApiError> {
+    let results = state.store.judged_debates(FAIRNESS_WINDOW).await?;
+    let transcripts: Vec<Transcript> = results
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    Ok(Fairness::of(&transcripts))
+}
+
+/// `GET /api/editor/fairness`: swap agreement, first-position and side-A win rates, and each
+/// persona's record, over the latest 1,000 judged debates.
+#[utoipa::path(get, path = "/api/editor/fairness", tag = "editor", security(("bearer" = [])),
+    responses((status = 200, description = "The judge's fairness figures", body = Fairness), (status = 403, description = "Editors only", body = ErrorBody)))]
+pub async fn fairness_figures(
+    State(state): State<AppState>,
+    _editor: Editor,
+) -> Result<Json<Fairness>, ApiError> {
+    Ok(Json(fairness(&state).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(sharing::export_shared))
         .routes(routes!(editor::lint))
         .routes(routes!(editor::live_lint))
+        .routes(routes!(editor::fairness_figures))
         .routes(routes!(drafts::source, drafts::save))
         .routes(routes!(drafts::check_draft))
         .routes(routes!(drafts::trial))
@@ -187,9 +188,14 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     api.route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .route("/metrics", get(|State(state): State<AppState>| async move {
-                state
+                let mut text = state
                     .metrics
-                    .render(&metrics::EngineGauges::of(&state.set().engine))
+                    .render(&metrics::EngineGauges::of(&state.set().engine));
+                match editor::fairness(&state).await {
+                    Ok(fairness) => metrics::render_fairness(&mut text, &fairness),
+                    Err(e) => tracing::warn!("fairness figures: {e}"),
+                }
+                text
             }))
         .route("/", get(pages::index))
         .route("/stories/{id}", get(pages::story))

@@ -257,3 +257,47 @@ impl LanguageModel for Metered {
         self.inner.serial()
     }
 }
+
+/// The judge's fairness figures over the latest judged debates, as gauges.
+pub fn render_fairness(out: &mut String, f: &crossfire_engine::fairness::Fairness) {
+    let gauges = [
+        (
+            "crossfire_judge_debates",
+            "Judged debates the fairness figures cover (the latest 1,000 at most).",
+            Some(f.debates as f64),
+        ),
+        (
+            "crossfire_judge_swap_agreement",
+            "Share of verdicts whose two passes, sides swapped, named the same winner.",
+            f.swap_agreement,
+        ),
+        (
+            "crossfire_judge_first_position_wins",
+            "Share of decided judging passes won by the side read first.",
+            f.first_position_wins,
+        ),
+        (
+            "crossfire_judge_side_a_wins",
+            "Share of verdicts won by side A.",
+            f.side_a_wins,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+    }
+    if !f.personas.is_empty() {
+        out.push_str("# HELP crossfire_persona_win_rate Share of its judged debates a persona won.\n# TYPE crossfire_persona_win_rate gauge\n");
+        for p in &f.personas {
+            let _ = writeln!(
+                out,
+                "crossfire_persona_win_rate{{persona=\"{}\"}} {}",
+                p.id, p.win_rate
+            );
+        }
+    }
+}

@@ -2018,3 +2018,62 @@ async fn editors_check_preview_try_and_save_drafts() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// The judge's fairness figures over real debates, in `/metrics` and for editors: the fake
+/// judge always prefers Churchill, whichever side he is on and whichever side it reads first.
+#[tokio::test]
+async fn fairness_figures_count_swap_agreement_position_side_and_persona() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let app = start(&fake, &db, |_| {}).await;
+    let token = editor(&app, &db).await;
+    let (_, empty) = app.get("/api/editor/fairness", Some(&token)).await;
+    assert_eq!(empty["debates"], 0);
+    assert_eq!(empty["swap_agreement"], Value::Null);
+    for (a, b) in [
+        ("winston-churchill", "george-kennan"),
+        ("george-kennan", "winston-churchill"),
+    ] {
+        let body = json!({"story": "nk-troops-russia", "a": a, "b": b});
+        assert_eq!(app.debate_to_the_end(&token, body).await["status"], "done");
+    }
+    let (status, f) = app.get("/api/editor/fairness", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(f["debates"], 2);
+    assert_eq!(f["swap_agreement"], 1.0);
+    assert_eq!(
+        f["first_position_wins"], 0.5,
+        "each side read first in one of two passes"
+    );
+    assert_eq!(f["side_a_wins"], 0.5);
+    assert_eq!(
+        f["personas"],
+        json!([
+            {"id": "george-kennan", "debates": 2, "wins": 0, "win_rate": 0.0},
+            {"id": "winston-churchill", "debates": 2, "wins": 2, "win_rate": 1.0}
+        ])
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "crossfire_judge_debates 2",
+        "crossfire_judge_swap_agreement 1",
+        "crossfire_judge_first_position_wins 0.5",
+        "crossfire_judge_side_a_wins 0.5",
+        "crossfire_persona_win_rate{persona=\"winston-churchill\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let reader = app.user().await;
+    assert_eq!(
+        app.get("/api/editor/fairness", Some(&reader)).await.0,
+        StatusCode::FORBIDDEN
+    );
+}

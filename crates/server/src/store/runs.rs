@@ -216,6 +216,22 @@ impl Store {
             .await?)
     }
 
+    /// The results of the latest `limit` debates that ended with a verdict (trials left out),
+    /// newest first.
+    pub async fn judged_debates(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT result FROM runs WHERE kind = 'debate' AND status = 'done' AND trial = 0 \
+             ORDER BY created_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get("result"))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// Runs left queued or running (by a crash, or a shutdown past its grace period).
     pub async fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
         let sql = format!(

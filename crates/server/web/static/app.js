@@ -344,6 +344,20 @@ const pages = {
     };
     await refreshLive();
     try {
+      const f = await api("GET", "/api/editor/fairness");
+      const pct = (x) => (x === null || x === undefined ? "—" : Math.round(100 * x) + "%");
+      $("#fairness-summary").textContent = f.debates
+        ? `Over the latest ${f.debates} judged debates: the two passes agree ${pct(f.swap_agreement)} of the time; the side read first wins ${pct(f.first_position_wins)} of passes; side A wins ${pct(f.side_a_wins)}.`
+        : "No judged debates yet.";
+      const rows = $("#fairness-personas tbody");
+      for (const p of f.personas) {
+        const row = el("tr");
+        row.append(el("td", p.id), el("td", String(p.debates)), el("td", pct(p.win_rate)));
+        rows.append(row);
+      }
+      $("#fairness-personas").hidden = !f.personas.length;
+    } catch (error) { $("#fairness-summary").textContent = explain(error); }
+    try {
       const data = await api("GET", "/api/editor/personas");
       $("#lint-summary").textContent = `${data.ok.length} personas ok, ${data.problems.length} problem(s)`;
       for (const p of data.problems) $("#lint").append(el("li", p.text));
