@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use config::{Config, Overrides};
+use crossfire_engine::calibrate;
 use crossfire_engine::debate::{Engine, Settings};
 use crossfire_engine::event::EventSink;
 use crossfire_engine::persona::Persona;
@@ -109,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// The judge.
+    Judge {
+        #[command(subcommand)]
+        command: JudgeCommand,
+    },
     /// User accounts.
     Users {
         #[command(subcommand)]
@@ -201,6 +207,23 @@ enum PersonasCommand {
 }
 
 #[derive(Subcommand)]
+enum JudgeCommand {
+    /// Scores the configured judge on debate pairs in which one side is known to be worse,
+    /// and keeps the result: verdicts say "low confidence" while it is below 80 %.
+    Calibrate {
+        /// How many pairs (the six kinds in turn).
+        #[arg(long, default_value_t = 12)]
+        pairs: usize,
+        /// The seed of every choice the program makes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PromptsCommand {
     /// Shows the exact prompts of a debate and calls nothing.
     Render {
@@ -272,6 +295,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Personas {
             command: PersonasCommand::Probe { id, story, json },
         } => runtime()?.block_on(probe_persona(&config, &id, story.as_deref(), json)),
+        Command::Judge {
+            command: JudgeCommand::Calibrate { pairs, seed, json },
+        } => runtime()?.block_on(calibrate_judge(&config, pairs, seed, json)),
         Command::Prompts {
             command: PromptsCommand::Render { sides },
         } => render_prompts(&config, &sides),
@@ -361,12 +387,21 @@ fn load_persona(config: &Config, id: &str) -> Result<Persona> {
 fn engine(config: &Config) -> Result<Engine> {
     let prompts = Prompts::load(&config.library.prompts_dir)?;
     let models = backends::models(config)?;
-    Ok(Engine::new(
+    let mut engine = Engine::new(
         Arc::new(prompts),
         models.debater,
         models.judge,
         settings(config),
-    ))
+    );
+    // Verdicts say how far to trust them by the judge's last calibration, if it has one.
+    engine.judge_accuracy =
+        calibrate::last(&calibration_dir(), engine.judge.name()).map(|c| c.accuracy);
+    Ok(engine)
+}
+
+/// Where judges' calibrations are kept.
+fn calibration_dir() -> PathBuf {
+    crossfire_engine::config::cache_dir().join("calibration")
 }
 
 fn settings(config: &Config) -> Settings {
@@ -633,6 +668,80 @@ async fn probe_persona(
             r.reason
         )?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn calibrate_judge(config: &Config, pairs: usize, seed: u64, json: bool) -> Result<ExitCode> {
+    let stories: Vec<Story> =
+        Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)?
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+    let (personas, _) = Persona::check_dir(&config.library.personas_dir)?;
+    let personas: Vec<Persona> = personas
+        .into_iter()
+        .filter(|p| p.kind != crossfire_engine::persona::PersonaKind::Living)
+        .collect();
+    let engine = engine(config)?;
+    let result = calibrate::calibrate(&engine, &stories, &personas, pairs, seed).await?;
+    let path =
+        calibrate::save(&calibration_dir(), &result).context("cannot keep the calibration")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "Judge {} on {} pairs (seed {}), speeches by {}:",
+        result.judge_model, result.pairs, result.seed, result.debater_model
+    )?;
+    for kind in &result.kinds {
+        let name = serde_json::to_value(kind.kind)?;
+        let name = name.as_str().unwrap_or("?");
+        if kind.kind == calibrate::PairKind::Padded {
+            writeln!(
+                out,
+                "  {name:<17} {} pairs (length preference below)",
+                kind.pairs
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  {name:<17} {}/{} correct ({:.0} %)",
+                kind.correct,
+                kind.pairs,
+                100.0 * kind.accuracy
+            )?;
+        }
+    }
+    writeln!(out, "accuracy          {:.0} %", 100.0 * result.accuracy)?;
+    writeln!(
+        out,
+        "swap agreement    {:.0} %",
+        100.0 * result.swap_agreement
+    )?;
+    writeln!(
+        out,
+        "first position    {:.0} % of decided passes",
+        100.0 * result.first_position_wins
+    )?;
+    match result.length_preference {
+        Some(p) => writeln!(
+            out,
+            "length preference {:.0} % of padded pairs won by the padded side",
+            100.0 * p
+        )?,
+        None => writeln!(out, "length preference (no padded pairs)")?,
+    }
+    writeln!(out, "time per pair     {:.1} s", result.seconds_per_pair)?;
+    if result.accuracy < crossfire_engine::debate::LOW_CONFIDENCE_BELOW {
+        writeln!(
+            out,
+            "Below 80 %: this judge's verdicts now say \"low confidence\"."
+        )?;
+    }
+    writeln!(out, "kept in {}", path.display())?;
     Ok(ExitCode::SUCCESS)
 }
 

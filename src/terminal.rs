@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::{LIVING_NOTICE, Persona, PersonaKind};
-use crossfire_engine::transcript::{CriteriaReasons, Transcript, Winner};
+use crossfire_engine::transcript::{CriteriaReasons, LOW_CONFIDENCE_NOTICE, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -255,6 +255,9 @@ pub fn print_summary(transcript: &Transcript) {
          The speeches and this verdict are simulated by a language model.\n",
         verdict.margin
     ));
+    if verdict.low_confidence {
+        table.push_str(&format!("{LOW_CONFIDENCE_NOTICE}.\n"));
+    }
     println!("{table}");
     for (i, pass) in verdict.passes.iter().enumerate() {
         let first = pass.order[0].as_str().to_uppercase();

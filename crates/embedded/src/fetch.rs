@@ -36,12 +36,9 @@ pub enum ModelError {
 /// Where the model lives unless configured: `$XDG_CACHE_HOME/crossfire/models/…`, else
 /// `~/.cache/crossfire/models/…`.
 pub fn default_path() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("crossfire").join("models").join(FILE_NAME)
+    crossfire_engine::config::cache_dir()
+        .join("models")
+        .join(FILE_NAME)
 }
 
 /// Checks the file at `path` is the model, by its SHA-256. Only the default model is known:

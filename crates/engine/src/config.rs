@@ -91,3 +91,14 @@ pub struct Library {
     pub stories_dir: PathBuf,
     pub story_max_bytes: usize,
 }
+
+/// Crossfire's cache folder: `$XDG_CACHE_HOME/crossfire`, else `~/.cache/crossfire`. The
+/// embedded model and the judges' calibrations live there.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("crossfire")
+}

@@ -87,7 +87,7 @@ pub enum RequestError {
 
 /// Why a run failed, as the transcript and the `error` event report it.
 #[derive(Debug, thiserror::Error)]
-enum RunError {
+pub enum RunError {
     #[error(transparent)]
     Model(#[from] LlmError),
     #[error(transparent)]
@@ -97,7 +97,7 @@ enum RunError {
 }
 
 impl RunError {
-    fn info(&self) -> ErrorInfo {
+    pub fn info(&self) -> ErrorInfo {
         let code = match self {
             RunError::Model(_) => ErrorCode::ModelFailed,
             RunError::Judge(JudgeError::Llm(_)) => ErrorCode::JudgeFailed,
@@ -121,7 +121,12 @@ pub struct Engine {
     /// [`Engine::with_prompts`] makes from another, as they call the same endpoint.
     structured_output: Arc<judge::StructuredOutput>,
     claims: Arc<ByVersion<Arc<ClaimChecker>>>,
+    /// The judge's accuracy in its last calibration (`crossfire judge calibrate`), if known.
+    pub judge_accuracy: Option<f64>,
 }
+
+/// Below this calibrated accuracy, verdicts say they are of low confidence.
+pub const LOW_CONFIDENCE_BELOW: f64 = 0.8;
 
 impl Engine {
     pub fn new(
@@ -137,6 +142,7 @@ impl Engine {
             settings,
             structured_output: Arc::new(judge::StructuredOutput::new(settings.judge_brief_prompts)),
             claims: Arc::default(),
+            judge_accuracy: None,
         }
     }
 
@@ -151,6 +157,7 @@ impl Engine {
             settings: self.settings,
             structured_output: self.structured_output.clone(),
             claims: self.claims.clone(),
+            judge_accuracy: self.judge_accuracy,
         }
     }
 
@@ -284,25 +291,41 @@ impl Engine {
         );
         keep_round(transcript, RoundKind::Rebuttal, [reb_a, reb_b])?;
 
-        // Two passes with the order swapped, so neither side profits from going first.
+        let verdict = self
+            .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
+            .await?;
+        events.send(Event::Verdict(verdict.clone()));
+        transcript.verdict = Some(verdict);
+        Ok(())
+    }
+
+    /// Judges a debate's rounds: two passes with the order swapped, so neither side profits
+    /// from going first, combined into the verdict.
+    pub async fn judge_rounds(
+        &self,
+        setup: &DebateSetup<'_>,
+        rounds: &[Round],
+        usage: &mut Usage,
+    ) -> Result<crate::transcript::Verdict, RunError> {
         let orders = [[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]];
-        let mut usage = [Usage::default(), Usage::default()];
-        let [usage_1, usage_2] = &mut usage;
+        let mut used = [Usage::default(), Usage::default()];
+        let [usage_1, usage_2] = &mut used;
         let (pass_1, pass_2) = futures::try_join!(
-            self.judge_pass(setup, orders[0], &transcript.rounds, usage_1),
-            self.judge_pass(setup, orders[1], &transcript.rounds, usage_2),
+            self.judge_pass(setup, orders[0], rounds, usage_1),
+            self.judge_pass(setup, orders[1], rounds, usage_2),
         )?;
-        for u in usage {
-            transcript.usage += u;
+        for u in used {
+            *usage += u;
         }
         let names = Sides {
             a: setup.a.name.clone(),
             b: setup.b.name.clone(),
         };
-        let verdict = judge::combine(vec![pass_1, pass_2], &names);
-        events.send(Event::Verdict(verdict.clone()));
-        transcript.verdict = Some(verdict);
-        Ok(())
+        let mut verdict = judge::combine(vec![pass_1, pass_2], &names);
+        verdict.low_confidence = self
+            .judge_accuracy
+            .is_some_and(|accuracy| accuracy < LOW_CONFIDENCE_BELOW);
+        Ok(verdict)
     }
 
     async fn judge_pass(

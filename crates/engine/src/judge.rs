@@ -553,6 +553,7 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         rationale,
         passes,
         method,
+        low_confidence: false,
     }
 }
 

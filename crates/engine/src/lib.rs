@@ -6,6 +6,7 @@
 //! service batches, stores and streams them.
 
 pub mod cache;
+pub mod calibrate;
 pub mod card;
 pub mod claims;
 pub mod config;

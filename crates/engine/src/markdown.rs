@@ -61,6 +61,9 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
                 v.margin,
                 v.method.describe()
             );
+            if v.low_confidence {
+                let _ = writeln!(out, "*{}.*\n", crate::transcript::LOW_CONFIDENCE_NOTICE);
+            }
             let _ = writeln!(
                 out,
                 "| Criterion | {} | {} |\n|---|---|---|",

@@ -277,7 +277,14 @@ pub struct Verdict {
     /// How far apart the two sides' totals are (out of 40).
     #[serde(default)]
     pub margin: f64,
+    /// The judge scored below 80 % in its last calibration: the verdict says little.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub low_confidence: bool,
 }
+
+/// What a verdict of low confidence says, wherever it is shown.
+pub const LOW_CONFIDENCE_NOTICE: &str =
+    "Low confidence: this judge scored below 80 % in its last calibration";
 
 /// Which model, templates and times produced a result. (Runs queued by versions before it
 /// was recorded from the start read back with it empty.)

@@ -602,6 +602,7 @@ function renderVerdict(v, names, provenance) {
   const call = margin < 2 ? "a narrow call" : margin < 6 ? "a clear call" : "a wide margin";
   const method = v.method === "expected" ? "scores weighted by the judge's own probabilities" : "scores as the judge wrote them";
   $(".sureness", card).textContent = `By ${margin.toFixed(1)} of 40 points: ${call} (${method}).`;
+  $(".low-confidence", card).hidden = !v.low_confidence;
   const bars = $("#bars", card);
   bars.replaceChildren();
   const legend = el("p", undefined, "legend");
