@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::debate::{Engine, RunError};
 use crate::event::EventSink;
+use crate::fairness::PassTally;
 use crate::llm::Usage;
 use crate::persona::Persona;
 use crate::story::Story;
@@ -183,8 +184,7 @@ pub async fn calibrate(
             accuracy: 0.0,
         })
         .collect();
-    let (mut agreed, mut judged) = (0, 0);
-    let (mut first_won, mut decided) = (0, 0);
+    let mut passes = PassTally::default();
     let (mut padded_won, mut padded) = (0, 0);
     let mut debates: Vec<Transcript> = Vec::new();
     for i in 0..pairs {
@@ -225,19 +225,7 @@ pub async fn calibrate(
         let verdict = engine
             .judge_rounds(&setup, &rounds, &mut Usage::default())
             .await?;
-        judged += 1;
-        if let [one, two] = verdict.passes.as_slice() {
-            agreed += usize::from(one.winner == two.winner);
-        }
-        for pass in &verdict.passes {
-            let winner = match pass.winner {
-                Winner::A => Speaker::A,
-                Winner::B => Speaker::B,
-                Winner::Tie => continue,
-            };
-            decided += 1;
-            first_won += usize::from(pass.order[0] == winner);
-        }
+        passes.add(&verdict);
         let better = match worse {
             Speaker::A => Winner::B,
             _ => Winner::A,
@@ -279,8 +267,8 @@ pub async fn calibrate(
         pairs,
         accuracy: share(graded_correct, graded_pairs),
         kinds: scores,
-        swap_agreement: share(agreed, judged),
-        first_position_wins: share(first_won, decided),
+        swap_agreement: passes.swap_agreement().unwrap_or(0.0),
+        first_position_wins: passes.first_position_wins().unwrap_or(0.0),
         length_preference: (padded > 0).then(|| share(padded_won, padded)),
         seconds_per_pair: started.elapsed().as_secs_f64() / pairs.max(1) as f64,
         created_at: crate::transcript::now_rfc3339(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::transcript::{Speaker, Transcript, Winner};
+use crate::transcript::{Speaker, Transcript, Verdict, Winner};
 
 /// The figures over a set of judged debates. Rates are shares from 0 to 1, `None` when
 /// nothing counts towards them yet.
@@ -34,6 +34,44 @@ pub struct PersonaRecord {
     pub win_rate: f64,
 }
 
+/// Counts, over verdicts, how often the two passes agreed and how often the side read first
+/// won a pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassTally {
+    agreed: usize,
+    paired: usize,
+    first_won: usize,
+    decided: usize,
+}
+
+impl PassTally {
+    pub fn add(&mut self, verdict: &Verdict) {
+        if let [one, two] = verdict.passes.as_slice() {
+            self.paired += 1;
+            self.agreed += usize::from(one.winner == two.winner);
+        }
+        for pass in &verdict.passes {
+            let winner = match pass.winner {
+                Winner::A => Speaker::A,
+                Winner::B => Speaker::B,
+                Winner::Tie => continue,
+            };
+            self.decided += 1;
+            self.first_won += usize::from(pass.order[0] == winner);
+        }
+    }
+
+    /// Of the verdicts with two passes, the share whose passes named the same winner.
+    pub fn swap_agreement(&self) -> Option<f64> {
+        share(self.agreed, self.paired)
+    }
+
+    /// Of the passes that named a winner, the share won by the side read first.
+    pub fn first_position_wins(&self) -> Option<f64> {
+        share(self.first_won, self.decided)
+    }
+}
+
 fn share(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -42,26 +80,13 @@ impl Fairness {
     /// The figures over these transcripts (those without a verdict are left out).
     pub fn of<'a>(transcripts: impl IntoIterator<Item = &'a Transcript>) -> Fairness {
         let mut debates = 0;
-        let (mut agreed, mut paired) = (0, 0);
-        let (mut first_won, mut decided_passes) = (0, 0);
+        let mut passes = PassTally::default();
         let mut a_won = 0;
         let mut records: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for t in transcripts {
             let Some(verdict) = &t.verdict else { continue };
             debates += 1;
-            if let [one, two] = verdict.passes.as_slice() {
-                paired += 1;
-                agreed += usize::from(one.winner == two.winner);
-            }
-            for pass in &verdict.passes {
-                let winner = match pass.winner {
-                    Winner::A => Speaker::A,
-                    Winner::B => Speaker::B,
-                    Winner::Tie => continue,
-                };
-                decided_passes += 1;
-                first_won += usize::from(pass.order[0] == winner);
-            }
+            passes.add(verdict);
             a_won += usize::from(verdict.winner == Winner::A);
             for (side, winner) in [(&t.personas.a, Winner::A), (&t.personas.b, Winner::B)] {
                 let record = records.entry(side.id.clone()).or_default();
@@ -71,8 +96,8 @@ impl Fairness {
         }
         Fairness {
             debates,
-            swap_agreement: share(agreed, paired),
-            first_position_wins: share(first_won, decided_passes),
+            swap_agreement: passes.swap_agreement(),
+            first_position_wins: passes.first_position_wins(),
             side_a_wins: share(a_won, debates),
             personas: records
                 .into_iter()
