@@ -697,8 +697,7 @@ async fn calibrate_judge(config: &Config, pairs: usize, seed: u64, json: bool) -
         result.judge_model, result.pairs, result.seed, result.debater_model
     )?;
     for kind in &result.kinds {
-        let name = serde_json::to_value(kind.kind)?;
-        let name = name.as_str().unwrap_or("?");
+        let name = kind.kind.as_str();
         if kind.kind == calibrate::PairKind::Padded {
             writeln!(
                 out,

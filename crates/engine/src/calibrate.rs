@@ -49,6 +49,17 @@ pub enum PairKind {
 }
 
 impl PairKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairKind::Shuffled => "shuffled",
+            PairKind::OffTopic => "off_topic",
+            PairKind::InventedFigures => "invented_figures",
+            PairKind::Anachronism => "anachronism",
+            PairKind::IgnoresOpponent => "ignores_opponent",
+            PairKind::Padded => "padded",
+        }
+    }
+
     pub const ALL: [PairKind; 6] = [
         PairKind::Shuffled,
         PairKind::OffTopic,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::bodies::{Accepted, LintProblem, Preview};
-use super::editor::Editor;
+use super::editor::{Editor, off_runtime};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::live_set::LiveSet;
 use super::runs::launch;
@@ -44,6 +44,7 @@ impl FileKind {
 }
 
 /// A file of the library, named safely: a persona id or a template's file name, never a path.
+#[derive(Clone)]
 struct LibraryFile {
     kind: FileKind,
     name: String,
@@ -54,7 +55,7 @@ impl LibraryFile {
     fn new(state: &AppState, kind: FileKind, name: &str) -> Result<LibraryFile, ApiError> {
         let (dir, file) = match kind {
             FileKind::Persona if crossfire_engine::is_valid_id(name) => {
-                (&state.library.personas_dir, format!("{name}.toml"))
+                (&state.library().personas_dir, format!("{name}.toml"))
             }
             FileKind::Template
                 if name.strip_suffix(".j2").is_some_and(|stem| {
@@ -64,7 +65,7 @@ impl LibraryFile {
                             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 }) =>
             {
-                (&state.library.prompts_dir, name.to_string())
+                (&state.library().prompts_dir, name.to_string())
             }
             _ => {
                 return Err(ApiError::NotFound(format!(
@@ -115,8 +116,9 @@ pub async fn source(
     UrlPath((kind, name)): UrlPath<(FileKind, String)>,
 ) -> Result<Json<FileSource>, ApiError> {
     let file = LibraryFile::new(&state, kind, &name)?;
-    let text = file
-        .read()?
+    let reading = file.clone();
+    let text = off_runtime(move || reading.read())
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no {} named `{name}`", kind.as_str())))?;
     let saves = state.store.saves(kind.as_str(), &name).await?;
     Ok(Json(FileSource {
@@ -166,14 +168,24 @@ enum Checked {
     Templates(Prompts),
 }
 
-/// Reads a draft the way the live reload will read the saved file.
-fn check(state: &AppState, file: &LibraryFile, text: &str) -> Result<Checked, Vec<LintProblem>> {
+/// Reads a draft the way the live reload will read the saved file, off the async runtime (a
+/// template draft is read with the other templates on disk).
+async fn check(
+    state: &AppState,
+    file: &LibraryFile,
+    text: &str,
+) -> Result<Result<Checked, Vec<LintProblem>>, ApiError> {
+    let (file, text) = (file.clone(), text.to_string());
+    let dir = state.library().prompts_dir.clone();
+    off_runtime(move || Ok(read_draft(&dir, &file, &text))).await
+}
+
+fn read_draft(dir: &Path, file: &LibraryFile, text: &str) -> Result<Checked, Vec<LintProblem>> {
     match file.kind {
         FileKind::Persona => Persona::parse(&file.path, text.as_bytes(), Some(&file.name))
             .map(Checked::Persona)
             .map_err(|problems| problems.iter().map(LintProblem::from).collect()),
         FileKind::Template => {
-            let dir = &state.library.prompts_dir;
             let mut files = Prompts::read_sources(dir)
                 .map_err(|e| vec![LintProblem::unlocated(e.to_string())])?;
             files.retain(|(name, _)| *name != file.name);
@@ -267,7 +279,7 @@ pub async fn check_draft(
 ) -> Result<Json<DraftReport>, ApiError> {
     let file = LibraryFile::new(&state, draft.kind, &draft.name)?;
     let set = state.set();
-    let report = match check(&state, &file, &draft.text) {
+    let report = match check(&state, &file, &draft.text).await? {
         Err(problems) => DraftReport {
             problems,
             version: None,
@@ -309,7 +321,7 @@ pub async fn trial(
     ApiJson(body): ApiJson<Trial>,
 ) -> Result<Response, ApiError> {
     let file = LibraryFile::new(&state, FileKind::Persona, &body.name)?;
-    let Ok(Checked::Persona(draft)) = check(&state, &file, &body.text) else {
+    let Ok(Checked::Persona(draft)) = check(&state, &file, &body.text).await? else {
         return Err(ApiError::Invalid(
             "the draft has problems: check it first".into(),
         ));
@@ -396,14 +408,15 @@ pub async fn save(
     ApiJson(body): ApiJson<SaveFile>,
 ) -> Result<Json<Saved>, ApiError> {
     let file = LibraryFile::new(&state, kind, &name)?;
-    if let Err(problems) = check(&state, &file, &body.text) {
+    if let Err(problems) = check(&state, &file, &body.text).await? {
         let texts: Vec<&str> = problems.iter().map(|p| p.text.as_str()).collect();
         return Err(ApiError::Invalid(format!(
             "the draft has problems: {}",
             texts.join("; ")
         )));
     }
-    let previous = file.read()?;
+    let reading = file.clone();
+    let previous = off_runtime(move || reading.read()).await?;
     let previous_version = previous.as_deref().map(version_of);
     if let Some(base) = &body.base_version
         && previous_version.as_ref() != Some(base)
@@ -553,7 +566,7 @@ pub async fn run_probes(
         .probe(&persona, &story)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let dir = state.library.personas_dir.clone();
+    let dir = state.library().personas_dir.clone();
     tokio::task::spawn_blocking(move || crossfire_engine::probe::record(&dir, card))
         .await
         .map_err(|_| ApiError::Internal("the probe task failed".into()))?
@@ -572,7 +585,10 @@ pub async fn latest_probes(
     if !crossfire_engine::is_valid_id(&id) {
         return Err(ApiError::NotFound(format!("no persona `{id}`")));
     }
-    crossfire_engine::probe::latest(&state.library.personas_dir, &id)
+    let dir = state.library().personas_dir.clone();
+    let wanted = id.clone();
+    off_runtime(move || Ok(crossfire_engine::probe::latest(&dir, &wanted)))
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no scorecard for `{id}` yet")))
 }

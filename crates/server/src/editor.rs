@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for Editor {
 #[utoipa::path(get, path = "/api/editor/personas", tag = "editor", security(("bearer" = [])),
     responses((status = 200, description = "The personas that pass and every problem, located", body = Lint), (status = 403, description = "Editors only", body = ErrorBody)))]
 pub async fn lint(State(state): State<AppState>, _editor: Editor) -> Result<Json<Lint>, ApiError> {
-    let dir = state.library.personas_dir.clone();
+    let dir = state.library().personas_dir.clone();
     let (personas, problems) = off_runtime(move || {
         Persona::check_dir(&dir).map_err(|e| ApiError::Internal(e.to_string()))
     })
@@ -116,14 +116,14 @@ pub async fn preview(
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<Preview>, ApiError> {
     let settings = state.set().engine.settings;
-    let library = state.library.clone();
+    let library = state.library().clone();
     off_runtime(move || render_preview(&library, &settings, &body))
         .await
         .map(Json)
 }
 
 /// Reads the files and renders: file system work, done off the async runtime.
-async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)

@@ -50,8 +50,6 @@ const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<ServerConfig>,
-    /// Where the editors' files live.
-    pub library: Arc<Library>,
     pub store: Store,
     /// The editors' files as served now, and the engine that renders their templates.
     pub live: Arc<live_set::Live>,
@@ -86,18 +84,18 @@ impl AppState {
         );
         AppState {
             config: Arc::new(config),
-            live: Arc::new(live_set::Live::start(
-                library.clone(),
-                catalog,
-                Arc::new(engine),
-            )),
-            library: Arc::new(library),
+            live: Arc::new(live_set::Live::start(library, catalog, Arc::new(engine))),
             hub: live::Hub::start(store.clone()),
             store,
             metrics,
             login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
             running: Arc::default(),
         }
+    }
+
+    /// Where the editors' files live.
+    pub fn library(&self) -> &Library {
+        self.live.paths()
     }
 
     /// The set of stories, personas and templates live now: hold it for a whole request.

@@ -65,6 +65,11 @@ impl Live {
         }
     }
 
+    /// Where the files are read from.
+    pub fn paths(&self) -> &Library {
+        &self.paths
+    }
+
     /// The set live now. Hold it for the whole of a request or run.
     pub fn current(&self) -> Arc<LiveSet> {
         self.current.load_full()

@@ -243,7 +243,6 @@ fn debate_page(
 ) -> Result<Response, ApiError> {
     let transcript: Transcript = record_of(run)?;
     let set = state.set();
-    let story = set.catalog.stories.get(&transcript.story);
     let mine = user.as_ref().is_some_and(|u| u.id == run.user_id);
     page(
         "debate.html",
@@ -256,7 +255,7 @@ fn debate_page(
             status => transcript.status.as_str(),
             motion => &transcript.motion,
             story_id => &transcript.story,
-            story_title => story.map_or(transcript.story.as_str(), |s| s.title.as_str()),
+            story_title => sharing::story_title(state, &transcript),
             a => to_value(&side_card(&set, &transcript.personas.a)),
             b => to_value(&side_card(&set, &transcript.personas.b)),
         },
@@ -348,16 +347,7 @@ pub async fn editor(
     let set = state.set();
     let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
     let personas: Vec<_> = set.catalog.personas.values().map(to_value).collect();
-    let mut templates: Vec<String> = std::fs::read_dir(&state.library.prompts_dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| name.ends_with(".j2"))
-                .collect()
-        })
-        .unwrap_or_default();
-    templates.sort();
+    let templates = set.engine.prompts.names();
     page(
         "editor.html",
         context! { page => "editor", user => viewer(&user), stories, personas, templates },

@@ -177,6 +177,13 @@ impl Prompts {
     }
 
     /// SHA-256 over the names and sources of all templates: results record it.
+    /// The templates' file names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.env.templates().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }
