@@ -103,6 +103,11 @@ async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
         assert!(exit.success(), "grace {grace_s}: {exit}");
         let refused = app.http.get(format!("{}/healthz", app.base)).send().await;
         assert!(refused.is_err(), "no longer accepting");
+        let wal = format!("{}-wal", db.trim_start_matches("sqlite://"));
+        assert!(
+            !std::path::Path::new(&wal).exists(),
+            "a clean exit folds the write-ahead log back into the database: {wal}"
+        );
 
         let store = crossfire_server::store::Store::connect(&db).await.unwrap();
         let run = store.run(&id).await.unwrap().unwrap();

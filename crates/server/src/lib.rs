@@ -320,6 +320,7 @@ pub async fn serve(
         tracing::warn!("{left} run(s) still going after the grace period");
         runs::interrupt_unfinished(&state).await?;
     }
+    state.store.close().await;
     Ok(())
 }
 

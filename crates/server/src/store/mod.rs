@@ -159,6 +159,13 @@ impl Store {
         self.dialect
     }
 
+    /// Closes its connections once the writer has nothing left to store. On the last close
+    /// SQLite folds its write-ahead log back into the file and removes it.
+    pub async fn close(&self) {
+        self.sessions.close().await;
+        self.pool.close().await;
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
