@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use config::{Config, Overrides};
 use crossfire_engine::calibrate;
-use crossfire_engine::debate::{Engine, Settings};
+use crossfire_engine::debate::{Engine, JudgeMethod, Settings};
 use crossfire_engine::event::EventSink;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::Prompts;
@@ -220,6 +220,10 @@ enum JudgeCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// How the judge scores: `auto` (by likelihood where the backend can read them,
+        /// as the embedded model can; else by rubric), `rubric` or `likelihood`.
+        #[arg(long, default_value = "auto")]
+        method: JudgeMethod,
     },
 }
 
@@ -296,8 +300,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: PersonasCommand::Probe { id, story, json },
         } => runtime()?.block_on(probe_persona(&config, &id, story.as_deref(), json)),
         Command::Judge {
-            command: JudgeCommand::Calibrate { pairs, seed, json },
-        } => runtime()?.block_on(calibrate_judge(&config, pairs, seed, json)),
+            command:
+                JudgeCommand::Calibrate {
+                    pairs,
+                    seed,
+                    json,
+                    method,
+                },
+        } => runtime()?.block_on(calibrate_judge(&config, pairs, seed, method, json)),
         Command::Prompts {
             command: PromptsCommand::Render { sides },
         } => render_prompts(&config, &sides),
@@ -394,8 +404,9 @@ fn engine(config: &Config) -> Result<Engine> {
         settings(config),
     );
     // Verdicts say how far to trust them by the judge's last calibration, if it has one.
+    let method = engine.judge_method_name();
     engine.judge_accuracy =
-        calibrate::last(&calibration_dir(), engine.judge.name()).map(|c| c.accuracy);
+        calibrate::last(&calibration_dir(), engine.judge.name(), method).map(|c| c.accuracy);
     Ok(engine)
 }
 
@@ -671,7 +682,13 @@ async fn probe_persona(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn calibrate_judge(config: &Config, pairs: usize, seed: u64, json: bool) -> Result<ExitCode> {
+async fn calibrate_judge(
+    config: &Config,
+    pairs: usize,
+    seed: u64,
+    method: JudgeMethod,
+    json: bool,
+) -> Result<ExitCode> {
     let stories: Vec<Story> =
         Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)?
             .into_iter()
@@ -682,7 +699,8 @@ async fn calibrate_judge(config: &Config, pairs: usize, seed: u64, json: bool) -
         .into_iter()
         .filter(|p| p.kind != crossfire_engine::persona::PersonaKind::Living)
         .collect();
-    let engine = engine(config)?;
+    let mut engine = engine(config)?;
+    engine.judge_method = method;
     let result = calibrate::calibrate(&engine, &stories, &personas, pairs, seed).await?;
     let path =
         calibrate::save(&calibration_dir(), &result).context("cannot keep the calibration")?;
@@ -693,8 +711,8 @@ async fn calibrate_judge(config: &Config, pairs: usize, seed: u64, json: bool) -
     }
     writeln!(
         out,
-        "Judge {} on {} pairs (seed {}), speeches by {}:",
-        result.judge_model, result.pairs, result.seed, result.debater_model
+        "Judge {} by {} on {} pairs (seed {}), speeches by {}:",
+        result.judge_model, result.judge_method, result.pairs, result.seed, result.debater_model
     )?;
     for kind in &result.kinds {
         let name = kind.kind.as_str();

@@ -50,6 +50,7 @@ fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
         },
         schema: None,
         ignore_end: true,
+        score_from: None,
     }
 }
 

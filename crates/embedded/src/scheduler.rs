@@ -20,6 +20,9 @@ pub struct Request {
     pub schema: Option<Arc<Schema>>,
     /// Keep going past the end of turn (benchmarks).
     pub ignore_end: bool,
+    /// Generate nothing: read how likely the model finds the prompt's tokens from this
+    /// position on (teacher forcing).
+    pub score_from: Option<usize>,
 }
 
 /// What a generation reports, step by step.
@@ -36,6 +39,15 @@ pub struct Finish {
     pub completion_tokens: usize,
     /// `stop` (end of turn or a complete document), `length` (max_tokens or the context).
     pub reason: &'static str,
+    /// What a scoring request read: the scored tokens' log-probabilities, summed.
+    pub score: Option<Scored>,
+}
+
+/// A scoring request's result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub logprob: f64,
+    pub tokens: usize,
 }
 
 /// Time and tokens spent, for `model bench` and metrics.
@@ -57,6 +69,9 @@ struct Sequence {
     /// Where the reply stands in its schema, if it has one.
     matcher: Option<Matcher>,
     ignore_end: bool,
+    score_from: Option<usize>,
+    /// Summed log-probabilities of the scored tokens so far.
+    logprob: f64,
     text: Utf8Stream,
     /// Whether the whole prompt is in the cache.
     prefilled: bool,
@@ -113,6 +128,8 @@ impl Scheduler {
             max_tokens: request.max_tokens,
             matcher: request.schema.as_ref().map(Schema::matcher),
             ignore_end: request.ignore_end,
+            score_from: request.score_from,
+            logprob: 0.0,
             text: Utf8Stream::default(),
             prefilled: false,
             reused: 0,
@@ -161,7 +178,7 @@ impl Scheduler {
                     seq: i,
                     token: s.tokens[pos],
                     pos,
-                    logits: pos + 1 == s.prompt_len,
+                    logits: s.needs_logits(pos),
                 });
             }
         }
@@ -193,6 +210,10 @@ impl Scheduler {
                 break;
             };
             let s = &mut self.live[row.seq];
+            if s.score_from.is_some() {
+                s.logprob += log_softmax_at(&logits, s.tokens[row.pos + 1]);
+                continue;
+            }
             s.prefilled = true;
             s.first_token.get_or_insert_with(|| s.started.elapsed());
             match self.model.next_token(s, &mut logits) {
@@ -209,6 +230,11 @@ impl Scheduler {
                     }
                 }
                 Step::End => finished.push((row.seq, "stop")),
+            }
+        }
+        for (i, s) in self.live.iter().enumerate() {
+            if s.score_from.is_some() && s.cache.len() >= s.prompt_len {
+                finished.push((i, "stop"));
             }
         }
         finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
@@ -239,9 +265,10 @@ impl Scheduler {
     }
 
     /// Copies into sequence `i` the longest prompt prefix another sequence has computed,
-    /// leaving at least its last prompt token to run (its logits are needed).
+    /// leaving to run every position whose logits are needed.
     fn reuse_prefix(&mut self, i: usize) {
         let prompt = &self.live[i].tokens[..self.live[i].prompt_len];
+        let first_needed = self.live[i].first_needed();
         let mut best: Option<(usize, &KvCache)> = None;
         let candidates = self
             .live
@@ -257,7 +284,7 @@ impl Scheduler {
                 .take(cache.len())
                 .take_while(|(a, b)| a == b)
                 .count()
-                .min(prompt.len().saturating_sub(1));
+                .min(first_needed);
             if common > best.map_or(0, |b| b.0) {
                 best = Some((common, cache));
             }
@@ -270,11 +297,42 @@ impl Scheduler {
     }
 }
 
+impl Sequence {
+    /// Whether the forward pass at `pos` must give logits: the last prompt token's, to
+    /// sample from; or, when scoring, every position whose next token is scored.
+    fn needs_logits(&self, pos: usize) -> bool {
+        match self.score_from {
+            Some(from) => pos + 1 >= from && pos + 1 < self.prompt_len,
+            None => pos + 1 == self.prompt_len,
+        }
+    }
+
+    /// The first position whose logits are needed.
+    fn first_needed(&self) -> usize {
+        self.score_from.unwrap_or(self.prompt_len).saturating_sub(1)
+    }
+}
+
+/// `log softmax(logits)[token]`.
+fn log_softmax_at(logits: &[f32], token: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let at = logits
+        .get(token as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    f64::from(at - max) - sum.ln()
+}
+
 fn finish(s: &Sequence, reason: &'static str) -> Finish {
     Finish {
         prompt_tokens: s.prompt_len,
         completion_tokens: s.tokens.len().saturating_sub(s.prompt_len),
         reason,
+        score: s.score_from.map(|from| Scored {
+            logprob: s.logprob,
+            tokens: s.prompt_len.saturating_sub(from),
+        }),
     }
 }
 

@@ -13,10 +13,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::grammar::Schema;
 use super::model::{EmbeddedError, Model};
 use super::sampler::SamplerSettings;
-use super::scheduler::{Output, Request, Scheduler};
+use super::scheduler::{Finish, Output, Request, Scheduler};
 use crate::config::EmbeddedConfig;
 use crossfire_engine::llm::{
-    ChatRequest, Completion, LanguageModel, LlmError, Message, ResponseFormat, TokenSink, Usage,
+    ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, ResponseFormat,
+    TokenSink, Usage,
 };
 
 /// Nucleus and repetition settings for every call; small models loop without a penalty.
@@ -30,6 +31,8 @@ struct Job {
     max_tokens: usize,
     sampling: SamplerSettings,
     schema: Option<Arc<Schema>>,
+    /// Score this text as the reply instead of generating one.
+    reply: Option<String>,
     updates: UnboundedSender<Update>,
 }
 
@@ -91,25 +94,26 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
                 }
             };
             let context = model.transformer.hyper.context;
-            match model.encode_chat(&job.messages) {
-                Ok(prompt) if prompt.len() < context => {
+            match encode(&model, &job) {
+                Ok((prompt, score_from)) if prompt.len() < context => {
                     let id = scheduler.add(Request {
                         prompt,
                         max_tokens: job.max_tokens,
                         sampling: job.sampling,
                         schema: job.schema,
                         ignore_end: false,
+                        score_from,
                     });
                     callers.insert(id, job.updates);
                 }
-                Ok(prompt) => {
+                Ok((prompt, _)) => {
                     let _ = job.updates.send(Update::Failed(format!(
                         "the prompt has {} tokens; the model's context holds {context}",
                         prompt.len()
                     )));
                 }
                 Err(e) => {
-                    let _ = job.updates.send(Update::Failed(e.to_string()));
+                    let _ = job.updates.send(Update::Failed(e));
                 }
             }
         }
@@ -130,6 +134,19 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
             }
         }
     }
+}
+
+/// A job's tokens: the chat's prompt, and the reply to score after it (from where it starts).
+fn encode(model: &Model, job: &Job) -> Result<(Vec<u32>, Option<usize>), String> {
+    let mut prompt = model
+        .encode_chat(&job.messages)
+        .map_err(|e| e.to_string())?;
+    let Some(reply) = &job.reply else {
+        return Ok((prompt, None));
+    };
+    let from = prompt.len();
+    prompt.extend(model.tokenizer.encode(reply).map_err(|e| e.to_string())?);
+    Ok((prompt, Some(from)))
 }
 
 fn schema_of(request: &ChatRequest) -> Result<Option<Arc<Schema>>, LlmError> {
@@ -172,24 +189,74 @@ impl LanguageModel for EmbeddedModel {
                     seed: request.seed.unwrap_or_else(rand::random),
                 },
                 schema: schema_of(request)?,
+                reply: None,
                 updates,
             };
-            match self.jobs.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    return Err(LlmError::Remote {
-                        message: "the embedded model is busy: its queue is full".into(),
-                        retryable: true,
-                    });
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(LlmError::Unavailable(
-                        "the embedded model has stopped".into(),
-                    ));
-                }
-            }
+            self.submit(job)?;
             collect(&mut receiver, request.stream, sink).await
         })
+    }
+
+    fn scores_text(&self) -> bool {
+        true
+    }
+
+    fn likelihood<'a>(
+        &'a self,
+        messages: &'a [Message],
+        reply: &'a str,
+    ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
+        Box::pin(async move {
+            let (updates, mut receiver) = unbounded_channel();
+            self.submit(Job {
+                messages: messages.to_vec(),
+                max_tokens: 0,
+                sampling: SamplerSettings {
+                    temperature: 0.0,
+                    top_p: 1.0,
+                    repetition_penalty: 1.0,
+                    penalty_window: 0,
+                    seed: 0,
+                },
+                schema: None,
+                reply: Some(reply.to_string()),
+                updates,
+            })?;
+            while let Some(update) = receiver.recv().await {
+                match update {
+                    Update::Output(Output::Done(Finish {
+                        score: Some(scored),
+                        ..
+                    })) => {
+                        return Ok(Likelihood {
+                            logprob: scored.logprob,
+                            tokens: scored.tokens,
+                        });
+                    }
+                    Update::Output(_) => {}
+                    Update::Failed(message) => return Err(LlmError::Protocol(message)),
+                }
+            }
+            Err(LlmError::Unavailable(
+                "the embedded model stopped while scoring".into(),
+            ))
+        })
+    }
+}
+
+impl EmbeddedModel {
+    /// Queues a job for the model thread.
+    fn submit(&self, job: Job) -> Result<(), LlmError> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(LlmError::Remote {
+                message: "the embedded model is busy: its queue is full".into(),
+                retryable: true,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(LlmError::Unavailable(
+                "the embedded model has stopped".into(),
+            )),
+        }
     }
 }
 

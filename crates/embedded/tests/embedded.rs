@@ -168,6 +168,7 @@ fn greedy_generation_matches_llama_cpp() {
             sampling: greedy(),
             schema: None,
             ignore_end: false,
+            score_from: None,
         }],
     );
     assert_eq!(
@@ -250,6 +251,7 @@ fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
             sampling: sampled(0.9, seed),
             schema: Some(crossfire_embedded::grammar::Schema::compile(&schema.schema).unwrap()),
             ignore_end: false,
+            score_from: None,
         })
         .collect();
     let outputs = run(model, requests);
@@ -278,6 +280,7 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
         sampling: sampled(0.8, seed),
         schema: None,
         ignore_end: false,
+        score_from: None,
     };
     let alone = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
     let again = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
@@ -506,4 +509,142 @@ async fn a_prompt_longer_than_the_context_is_a_clear_error() {
         .complete(&chat("Say hi.", 4), &crossfire_engine::llm::NoSink)
         .await;
     assert!(ok.is_ok(), "{ok:?}");
+}
+
+/// Scores `reply` after the France chat on `scheduler`: its summed log-probability and
+/// token count.
+fn score(scheduler: &mut Scheduler, model: &Model, reply: &str) -> (f64, usize) {
+    let mut prompt = model.encode_chat(&france()).unwrap();
+    let from = prompt.len();
+    prompt.extend(model.tokenizer.encode(reply).unwrap());
+    let id = scheduler.add(Request {
+        prompt,
+        max_tokens: 0,
+        sampling: greedy(),
+        schema: None,
+        ignore_end: false,
+        score_from: Some(from),
+    });
+    loop {
+        // A step gives nothing until the whole text is read, then the score alone.
+        if let Some((done, output)) = scheduler.step().into_iter().next() {
+            match output {
+                Output::Done(finish) if done == id => {
+                    let scored = finish.score.expect("a scoring request is scored");
+                    assert_eq!(finish.completion_tokens, 0, "scoring generates nothing");
+                    return (scored.logprob, scored.tokens);
+                }
+                other => panic!("scoring gave {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn scoring_reads_how_likely_a_reply_is_and_a_reused_prefix_changes_nothing() {
+    let model = model();
+    let mut scheduler = Scheduler::new(model.clone());
+    let (paris, tokens) = score(&mut scheduler, &model, "The capital of France is Paris.");
+    assert_eq!(
+        tokens,
+        model
+            .tokenizer
+            .encode("The capital of France is Paris.")
+            .unwrap()
+            .len()
+    );
+    assert!(paris < 0.0 && paris.is_finite(), "{paris}");
+    let (berlin, _) = score(&mut scheduler, &model, "The capital of France is Berlin.");
+    assert!(
+        paris > berlin + 2.0,
+        "the model's own answer is likelier: Paris {paris:.2}, Berlin {berlin:.2}"
+    );
+    // The second time the prompt comes from a kept prefix.
+    let (again, _) = score(&mut scheduler, &model, "The capital of France is Paris.");
+    assert!((again - paris).abs() < 1e-3, "{again} against {paris}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
+    use crossfire_embedded::EmbeddedModel;
+    use crossfire_engine::debate::{Engine, Settings};
+    use crossfire_engine::event::Speaker;
+    use crossfire_engine::transcript::{Round, RoundKind, ScoreMethod, Turn, Winner};
+
+    let _ = model();
+    let role = embedded_role(64, 0.0);
+    let judge = Arc::new(
+        EmbeddedModel::start(&crossfire_embedded::EmbeddedConfig::default(), &role.model).unwrap(),
+    );
+    let prompts = crossfire_engine::prompts::Prompts::load(&support::repo("prompts")).unwrap();
+    let engine = Engine::new(
+        Arc::new(prompts),
+        judge.clone(),
+        judge,
+        Settings::new(&role, &role, false),
+    );
+    assert!(
+        engine.judges_by_likelihood(),
+        "the embedded judge scores by likelihood"
+    );
+    let story = crossfire_engine::story::Story::load(
+        &support::repo("stories"),
+        "fed-rate-cuts-2024",
+        64 * 1024,
+    )
+    .unwrap();
+    let load = |id| crossfire_engine::persona::Persona::load(&support::repo("personas"), id);
+    let (a, b) = (
+        load("adam-smith").unwrap(),
+        load("john-maynard-keynes").unwrap(),
+    );
+    let turn = |speaker, text: &str| Turn {
+        speaker,
+        text: text.to_string(),
+        unsupported: Vec::new(),
+        tokens: 40,
+        ms: 0,
+        truncated: false,
+        quotes: Vec::new(),
+    };
+    let on_topic = "The Federal Reserve should not keep cutting interest rates. Cheap money \
+        feeds inflation, and savers pay for it. Let the rate rest until prices are steady.";
+    let off_topic = "The cathedral's choir sang at dawn. Its bells are cast from bronze. \
+        Pilgrims walk for weeks to hear them.";
+    for (better, text_a, text_b) in [
+        (Winner::A, on_topic, off_topic),
+        (Winner::B, off_topic, on_topic),
+    ] {
+        let rounds = vec![
+            Round {
+                round: 1,
+                kind: RoundKind::Opening,
+                turns: vec![turn(Speaker::A, text_a), turn(Speaker::B, text_b)],
+            },
+            Round {
+                round: 2,
+                kind: RoundKind::Rebuttal,
+                turns: vec![turn(Speaker::A, text_a), turn(Speaker::B, text_b)],
+            },
+        ];
+        let setup = engine
+            .settings
+            .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
+        let verdict = engine
+            .judge_rounds(&setup, &rounds, &mut Default::default())
+            .await
+            .unwrap();
+        assert_eq!(verdict.method, ScoreMethod::Likelihood);
+        assert_eq!(verdict.passes.len(), 2);
+        assert!(
+            !verdict.contested,
+            "a likelihood judge reads each side alone"
+        );
+        assert_eq!(verdict.winner, better, "{verdict:#?}");
+        let (on, off) = match better {
+            Winner::A => (&verdict.scores.a, &verdict.scores.b),
+            _ => (&verdict.scores.b, &verdict.scores.a),
+        };
+        assert!(on.criteria.argument > off.criteria.argument, "{verdict:#?}");
+    }
 }

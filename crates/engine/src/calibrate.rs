@@ -17,10 +17,10 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::debate::{Engine, RunError};
-use crate::event::EventSink;
 use crate::fairness::PassTally;
 use crate::llm::Usage;
 use crate::persona::Persona;
+use crate::speech::sentences;
 use crate::story::Story;
 use crate::transcript::{Round, Speaker, Status, Transcript, Winner};
 
@@ -84,6 +84,9 @@ pub struct KindScore {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub judge_model: String,
+    /// `rubric` or `likelihood`: a judge model's calibration holds for one method.
+    #[serde(default)]
+    pub judge_method: String,
     pub debater_model: String,
     pub seed: u64,
     pub pairs: usize,
@@ -95,11 +98,14 @@ pub struct Calibration {
     pub swap_agreement: f64,
     /// Share of decided passes won by the side read first.
     pub first_position_wins: f64,
-    /// Of the padded pairs, the share the padded side won.
+    /// Of the padded pairs, the share the padded side won, a tie counting half.
     pub length_preference: Option<f64>,
     pub seconds_per_pair: f64,
     pub created_at: String,
 }
+
+/// Pairs one debate serves: each kind twice, once with each side made worse.
+const PAIRS_PER_DEBATE: usize = 2 * PairKind::ALL.len();
 
 const FILLER: &str = " Let me say it once more, for it bears repeating, and I will say it at \
 length: what I have said is what I have said, and I stand by every word of it.";
@@ -110,22 +116,6 @@ and 58% of them never came home.";
 const ANACHRONISM: &str = " I remember it well: I watched the whole thing unfold live on my \
 smartphone, and I posted my thoughts online the same evening.";
 
-fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for c in text.chars() {
-        current.push(c);
-        if matches!(c, '.' | '!' | '?') {
-            out.push(current.trim().to_string());
-            current.clear();
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
-    out
-}
-
 /// Inserts `text` after the first sentence.
 fn insert(speech: &str, text: &str) -> String {
     let mut parts = sentences(speech);
@@ -134,13 +124,13 @@ fn insert(speech: &str, text: &str) -> String {
     parts.join(" ")
 }
 
-/// Makes side `worse` of `rounds` worse, by `kind`; `elsewhere` are speeches of the same
-/// side on another story.
+/// Makes side `worse` of `rounds` worse, by `kind`; `elsewhere` are the rounds of a debate
+/// on another story.
 fn degrade(
     rounds: &mut [Round],
     worse: Speaker,
     kind: PairKind,
-    elsewhere: Option<&[Round]>,
+    elsewhere: &[Round],
     rng: &mut StdRng,
 ) {
     let opening = rounds
@@ -159,7 +149,8 @@ fn degrade(
                     parts.join(" ")
                 }
                 PairKind::OffTopic => elsewhere
-                    .and_then(|other| other.iter().find(|r| r.round == number))
+                    .iter()
+                    .find(|r| r.round == number)
                     .and_then(|r| r.turns.iter().find(|t| t.speaker == worse))
                     .map_or_else(|| turn.text.clone(), |t| t.text.clone()),
                 PairKind::InventedFigures => insert(&turn.text, INVENTED),
@@ -196,42 +187,40 @@ pub async fn calibrate(
         })
         .collect();
     let mut passes = PassTally::default();
-    let (mut padded_won, mut padded) = (0, 0);
-    let mut debates: Vec<Transcript> = Vec::new();
+    let (mut padded_won, mut padded) = (0.0, 0);
+    // Speeches are what a calibration spends its time on: one debate serves every kind
+    // twice, once with each side made worse. Stories go round in a seeded order, so
+    // consecutive debates differ and off-topic pairs have speeches from another story.
+    let mut order: Vec<&Story> = stories.iter().collect();
+    order.shuffle(&mut rng);
+    let mut debates = Vec::new();
+    for d in 0..pairs.div_ceil(PAIRS_PER_DEBATE) {
+        debates.push(base_debate(engine, order[d % order.len()], personas, &mut rng).await?);
+    }
+    if debates.len() == 1 && pairs > 1 {
+        debates.push(base_debate(engine, order[1], personas, &mut rng).await?);
+    }
     for i in 0..pairs {
         let kind = PairKind::ALL[i % PairKind::ALL.len()];
-        let story = &stories[rng.random_range(0..stories.len())];
-        let a = rng.random_range(0..personas.len());
-        let b = (a + 1 + rng.random_range(0..personas.len() - 1)) % personas.len();
-        let (a, b) = (&personas[a], &personas[b]);
-        let motion = story.default_motion();
-        let base = engine
-            .run_debate(
-                crate::transcript::new_id(),
-                story,
-                a,
-                b,
-                &motion,
-                &EventSink::discard(),
-            )
-            .await;
-        if base.status != Status::Done {
-            let why = base.error.map_or_else(String::new, |e| e.message);
-            return Err(CalibrationError::Debate(why));
-        }
-        // The worse side alternates, so neither position is favoured by construction.
-        let worse = if rng.random_range(0..2) == 0 {
-            Speaker::A
-        } else {
-            Speaker::B
-        };
+        let base = &debates[i / PAIRS_PER_DEBATE];
+        let story = order
+            .iter()
+            .find(|s| s.id == base.story)
+            .expect("the debate's story");
         let elsewhere = debates
             .iter()
             .find(|t| t.story != story.id)
-            .map(|t| t.rounds.clone());
+            .map(|t| t.rounds.clone())
+            .unwrap_or_default();
+        let pick = |id: &str| personas.iter().find(|p| p.id == id).expect("a persona");
+        let (a, b) = (pick(&base.personas.a.id), pick(&base.personas.b.id));
+        let worse = match (i / PairKind::ALL.len()) % 2 {
+            0 => Speaker::A,
+            _ => Speaker::B,
+        };
         let mut rounds = base.rounds.clone();
-        degrade(&mut rounds, worse, kind, elsewhere.as_deref(), &mut rng);
-        debates.push(base);
+        degrade(&mut rounds, worse, kind, &elsewhere, &mut rng);
+        let motion = base.motion.clone();
         let setup = engine.settings.setup(story, a, b, &motion);
         let verdict = engine
             .judge_rounds(&setup, &rounds, &mut Usage::default())
@@ -246,7 +235,11 @@ pub async fn calibrate(
         if kind == PairKind::Padded {
             padded += 1;
             // The padded side is the "worse" one here: did it win?
-            padded_won += usize::from(verdict.winner != better && verdict.winner != Winner::Tie);
+            padded_won += match verdict.winner {
+                Winner::Tie => 0.5,
+                w if w == better => 0.0,
+                _ => 1.0,
+            };
         } else {
             score.correct += usize::from(verdict.winner == better);
         }
@@ -273,6 +266,7 @@ pub async fn calibrate(
     };
     Ok(Calibration {
         judge_model: engine.judge.name().to_string(),
+        judge_method: engine.judge_method_name().to_string(),
         debater_model: engine.debater.name().to_string(),
         seed,
         pairs,
@@ -280,14 +274,35 @@ pub async fn calibrate(
         kinds: scores,
         swap_agreement: passes.swap_agreement().unwrap_or(0.0),
         first_position_wins: passes.first_position_wins().unwrap_or(0.0),
-        length_preference: (padded > 0).then(|| share(padded_won, padded)),
+        length_preference: (padded > 0).then(|| padded_won / padded as f64),
         seconds_per_pair: started.elapsed().as_secs_f64() / pairs.max(1) as f64,
         created_at: crate::transcript::now_rfc3339(),
     })
 }
 
-/// Where a judge's last calibration is kept: `<dir>/<judge model, as a file name>.json`.
-pub fn path_for(dir: &Path, judge_model: &str) -> PathBuf {
+/// A debate of two personas picked by `rng` on `story`, unjudged.
+async fn base_debate(
+    engine: &Engine,
+    story: &Story,
+    personas: &[Persona],
+    rng: &mut StdRng,
+) -> Result<Transcript, CalibrationError> {
+    let a = rng.random_range(0..personas.len());
+    let b = (a + 1 + rng.random_range(0..personas.len() - 1)) % personas.len();
+    let motion = story.default_motion();
+    let debate = engine
+        .run_unjudged(story, &personas[a], &personas[b], &motion)
+        .await;
+    match debate.status {
+        Status::Done => Ok(debate),
+        _ => Err(CalibrationError::Debate(
+            debate.error.map_or_else(String::new, |e| e.message),
+        )),
+    }
+}
+
+/// Where a judge's last calibration is kept: `<dir>/<judge model, as a file name>.<method>.json`.
+pub fn path_for(dir: &Path, judge_model: &str, method: &str) -> PathBuf {
     let name: String = judge_model
         .chars()
         .map(|c| {
@@ -298,13 +313,13 @@ pub fn path_for(dir: &Path, judge_model: &str) -> PathBuf {
             }
         })
         .collect();
-    dir.join(format!("{name}.json"))
+    dir.join(format!("{name}.{method}.json"))
 }
 
 /// Keeps a calibration as its judge's last.
 pub fn save(dir: &Path, calibration: &Calibration) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = path_for(dir, &calibration.judge_model);
+    let path = path_for(dir, &calibration.judge_model, &calibration.judge_method);
     std::fs::write(
         &path,
         serde_json::to_string_pretty(calibration).unwrap_or_default(),
@@ -312,8 +327,8 @@ pub fn save(dir: &Path, calibration: &Calibration) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The last calibration of this judge model, if there is one.
-pub fn last(dir: &Path, judge_model: &str) -> Option<Calibration> {
-    let text = std::fs::read_to_string(path_for(dir, judge_model)).ok()?;
+/// The last calibration of this judge model by this method, if there is one.
+pub fn last(dir: &Path, judge_model: &str, method: &str) -> Option<Calibration> {
+    let text = std::fs::read_to_string(path_for(dir, judge_model, method)).ok()?;
     serde_json::from_str(&text).ok()
 }

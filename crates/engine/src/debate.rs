@@ -9,6 +9,7 @@ use crate::claims::{Checked, ClaimChecker, QuoteContext};
 use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker};
 use crate::judge::{self, JudgeError};
+use crate::likelihood;
 use crate::llm::{ChatRequest, LanguageModel, LlmError, Message, Usage};
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
@@ -123,6 +124,34 @@ pub struct Engine {
     claims: Arc<ByVersion<Arc<ClaimChecker>>>,
     /// The judge's accuracy in its last calibration (`crossfire judge calibrate`), if known.
     pub judge_accuracy: Option<f64>,
+    pub judge_method: JudgeMethod,
+    likelihoods: Arc<likelihood::Memo>,
+}
+
+/// How the judge scores a debate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JudgeMethod {
+    /// By likelihood where the judge's backend can read them (the embedded model), else by
+    /// rubric.
+    #[default]
+    Auto,
+    /// The judge model writes scores against the rubric ([`judge`]).
+    Rubric,
+    /// Scores from the judge model's likelihoods ([`likelihood`]).
+    Likelihood,
+}
+
+impl std::str::FromStr for JudgeMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<JudgeMethod, String> {
+        match s.trim() {
+            "auto" => Ok(JudgeMethod::Auto),
+            "rubric" => Ok(JudgeMethod::Rubric),
+            "likelihood" => Ok(JudgeMethod::Likelihood),
+            _ => Err("expected `auto`, `rubric` or `likelihood`".to_string()),
+        }
+    }
 }
 
 /// Below this calibrated accuracy, verdicts say they are of low confidence.
@@ -143,6 +172,8 @@ impl Engine {
             structured_output: Arc::new(judge::StructuredOutput::new(settings.judge_brief_prompts)),
             claims: Arc::default(),
             judge_accuracy: None,
+            judge_method: JudgeMethod::Auto,
+            likelihoods: Arc::default(),
         }
     }
 
@@ -158,6 +189,8 @@ impl Engine {
             structured_output: self.structured_output.clone(),
             claims: self.claims.clone(),
             judge_accuracy: self.judge_accuracy,
+            judge_method: self.judge_method,
+            likelihoods: self.likelihoods.clone(),
         }
     }
 
@@ -251,7 +284,47 @@ impl Engine {
         transcript
     }
 
+    /// A debate's two rounds without a verdict (for the judge's calibration): `done` with
+    /// both rounds, or `failed`.
+    pub async fn run_unjudged(
+        &self,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        motion: &str,
+    ) -> Transcript {
+        let mut transcript = self.new_transcript(crate::transcript::new_id(), story, a, b, motion);
+        let setup = self.settings.setup(story, a, b, motion);
+        let result = self
+            .argue(&setup, &mut transcript, &EventSink::discard())
+            .await;
+        transcript.status = match result {
+            Ok(()) => Status::Done,
+            Err(e) => {
+                transcript.error = Some(e.info());
+                Status::Failed
+            }
+        };
+        transcript
+    }
+
     async fn debate(
+        &self,
+        setup: &DebateSetup<'_>,
+        transcript: &mut Transcript,
+        events: &EventSink,
+    ) -> Result<(), RunError> {
+        self.argue(setup, transcript, events).await?;
+        let verdict = self
+            .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
+            .await?;
+        events.send(Event::Verdict(verdict.clone()));
+        transcript.verdict = Some(verdict);
+        Ok(())
+    }
+
+    /// The openings together, then the rebuttals together.
+    async fn argue(
         &self,
         setup: &DebateSetup<'_>,
         transcript: &mut Transcript,
@@ -290,13 +363,25 @@ impl Engine {
             speak(2, Speaker::B, rebuttal_b, Some(open_a.as_str())),
         );
         keep_round(transcript, RoundKind::Rebuttal, [reb_a, reb_b])?;
-
-        let verdict = self
-            .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
-            .await?;
-        events.send(Event::Verdict(verdict.clone()));
-        transcript.verdict = Some(verdict);
         Ok(())
+    }
+
+    /// Whether this engine's judge scores by likelihood.
+    pub fn judges_by_likelihood(&self) -> bool {
+        match self.judge_method {
+            JudgeMethod::Auto => self.judge.scores_text(),
+            JudgeMethod::Rubric => false,
+            JudgeMethod::Likelihood => true,
+        }
+    }
+
+    /// The judging method in words: `likelihood` or `rubric`.
+    pub fn judge_method_name(&self) -> &'static str {
+        if self.judges_by_likelihood() {
+            "likelihood"
+        } else {
+            "rubric"
+        }
     }
 
     /// Judges a debate's rounds: two passes with the order swapped, so neither side profits
@@ -307,6 +392,33 @@ impl Engine {
         rounds: &[Round],
         usage: &mut Usage,
     ) -> Result<crate::transcript::Verdict, RunError> {
+        let names = Sides {
+            a: setup.a.name.clone(),
+            b: setup.b.name.clone(),
+        };
+        let passes = if self.judges_by_likelihood() {
+            let checker = self.claim_checker(setup.story);
+            let judge = self.judge.as_ref();
+            likelihood::judge(judge, &self.likelihoods, &checker, setup, rounds)
+                .await
+                .map_err(JudgeError::Llm)?
+        } else {
+            self.rubric_passes(setup, rounds, usage).await?
+        };
+        let mut verdict = judge::combine(passes, &names);
+        verdict.low_confidence = self
+            .judge_accuracy
+            .is_some_and(|accuracy| accuracy < LOW_CONFIDENCE_BELOW);
+        Ok(verdict)
+    }
+
+    /// The rubric judge's two passes, run together.
+    async fn rubric_passes(
+        &self,
+        setup: &DebateSetup<'_>,
+        rounds: &[Round],
+        usage: &mut Usage,
+    ) -> Result<Vec<crate::transcript::JudgePass>, RunError> {
         let orders = [[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]];
         let mut used = [Usage::default(), Usage::default()];
         let [usage_1, usage_2] = &mut used;
@@ -317,15 +429,7 @@ impl Engine {
         for u in used {
             *usage += u;
         }
-        let names = Sides {
-            a: setup.a.name.clone(),
-            b: setup.b.name.clone(),
-        };
-        let mut verdict = judge::combine(vec![pass_1, pass_2], &names);
-        verdict.low_confidence = self
-            .judge_accuracy
-            .is_some_and(|accuracy| accuracy < LOW_CONFIDENCE_BELOW);
-        Ok(verdict)
+        Ok(vec![pass_1, pass_2])
     }
 
     async fn judge_pass(

@@ -540,10 +540,10 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         .filter(|r| !r.is_empty())
         .collect::<Vec<_>>()
         .join(" / ");
-    let method = if !passes.is_empty() && passes.iter().all(|p| p.method == ScoreMethod::Expected) {
-        ScoreMethod::Expected
-    } else {
-        ScoreMethod::Sampled
+    // One method when every pass used it; mixed passes are no better than sampled.
+    let method = match passes.first() {
+        Some(first) if passes.iter().all(|p| p.method == first.method) => first.method,
+        _ => ScoreMethod::Sampled,
     };
     Verdict {
         winner,

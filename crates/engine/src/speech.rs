@@ -106,6 +106,23 @@ impl TokenSink for SpeechSink<'_> {
     }
 }
 
+/// A text's sentences, split after each `.`, `!` and `?`, trimmed.
+pub(crate) fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        current.push(c);
+        if matches!(c, '.' | '!' | '?') {
+            out.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
 /// The byte just past the last complete sentence in `text`: a `.`, `!` or `?` (with any
 /// closing quotes or brackets after it) followed by whitespace or the end.
 fn sentence_end(text: &str) -> Option<usize> {

@@ -240,6 +240,9 @@ pub enum ScoreMethod {
     /// Each score the expected value over the scores the judge's model weighed at that
     /// place, by their probabilities (as in G-Eval).
     Expected,
+    /// Scores from how likely the judge's model finds each speech in different contexts,
+    /// with the claim and era checks (`likelihood`).
+    Likelihood,
 }
 
 impl ScoreMethod {
@@ -248,6 +251,9 @@ impl ScoreMethod {
         match self {
             ScoreMethod::Expected => "scores weighted by the judge model's probabilities",
             ScoreMethod::Sampled => "scores as the judge wrote them",
+            ScoreMethod::Likelihood => {
+                "scores from the judge model's likelihoods and the claim and era checks"
+            }
         }
     }
 }
@@ -271,7 +277,7 @@ pub struct Verdict {
     pub scores: Sides<Score>,
     pub rationale: String,
     pub passes: Vec<JudgePass>,
-    /// `expected` when every pass's scores are expected values, else `sampled`.
+    /// The method every pass used (`sampled` when they differ).
     #[serde(default)]
     pub method: ScoreMethod,
     /// How far apart the two sides' totals are (out of 40).

@@ -52,8 +52,13 @@ async fn calibration_scores_each_kind_and_is_the_same_for_a_seed() {
         crossfire_engine::transcript::new_id()
     ));
     calibrate::save(&dir, &one).unwrap();
-    assert_eq!(calibrate::last(&dir, &one.judge_model).unwrap(), one);
-    assert!(calibrate::last(&dir, "another-judge").is_none());
+    let method = one.judge_method.as_str();
+    assert_eq!(
+        calibrate::last(&dir, &one.judge_model, method).unwrap(),
+        one
+    );
+    assert!(calibrate::last(&dir, "another-judge", method).is_none());
+    assert!(calibrate::last(&dir, &one.judge_model, "another-method").is_none());
     assert!(matches!(
         calibrate::calibrate(&engine, &stories[..1], &personas, 1, 7).await,
         Err(calibrate::CalibrationError::TooFew)

@@ -14,7 +14,9 @@ use axum::response::Response;
 use futures::future::BoxFuture;
 
 use super::AppState;
-use crossfire_engine::llm::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink};
+use crossfire_engine::llm::{
+    ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, TokenSink,
+};
 
 /// Latency buckets, in seconds: from a fast HTTP answer to a long model call.
 const BUCKETS: [f64; 14] = [
@@ -255,6 +257,18 @@ impl LanguageModel for Metered {
 
     fn serial(&self) -> bool {
         self.inner.serial()
+    }
+
+    fn scores_text(&self) -> bool {
+        self.inner.scores_text()
+    }
+
+    fn likelihood<'a>(
+        &'a self,
+        messages: &'a [Message],
+        reply: &'a str,
+    ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
+        self.inner.likelihood(messages, reply)
     }
 }
 

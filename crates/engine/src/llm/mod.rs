@@ -118,6 +118,13 @@ pub struct TokenLogprobs {
     pub top: Vec<(String, f32)>,
 }
 
+/// How likely a model finds a text as its reply: the sum of its tokens' log-probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Likelihood {
+    pub logprob: f64,
+    pub tokens: usize,
+}
+
 /// Where a streaming call reports its progress.
 pub trait TokenSink: Send + Sync {
     /// A piece of generated text.
@@ -227,6 +234,27 @@ pub trait LanguageModel: Send + Sync {
     fn serial(&self) -> bool {
         false
     }
+
+    /// Whether [`LanguageModel::likelihood`] works: a backend that runs the model itself
+    /// can read its probabilities; a chat endpoint cannot.
+    fn scores_text(&self) -> bool {
+        false
+    }
+
+    /// How likely the model finds `reply` as its answer to `messages`, read token by token
+    /// (teacher forcing), without generating anything.
+    fn likelihood<'a>(
+        &'a self,
+        _messages: &'a [Message],
+        _reply: &'a str,
+    ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
+        Box::pin(async {
+            Err(LlmError::Unavailable(format!(
+                "{} cannot score a text's likelihood",
+                self.name()
+            )))
+        })
+    }
 }
 
 impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
@@ -236,6 +264,18 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
 
     fn serial(&self) -> bool {
         (**self).serial()
+    }
+
+    fn scores_text(&self) -> bool {
+        (**self).scores_text()
+    }
+
+    fn likelihood<'a>(
+        &'a self,
+        messages: &'a [Message],
+        reply: &'a str,
+    ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
+        (**self).likelihood(messages, reply)
     }
 
     fn complete<'a>(

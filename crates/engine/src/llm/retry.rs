@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink};
+use super::{ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, TokenSink};
 use crate::config::LlmConfig;
 
 /// How often and how patiently to retry.
@@ -108,6 +108,31 @@ impl<M: LanguageModel> LanguageModel for Retrying<M> {
 
     fn serial(&self) -> bool {
         self.inner.serial()
+    }
+
+    fn scores_text(&self) -> bool {
+        self.inner.scores_text()
+    }
+
+    fn likelihood<'a>(
+        &'a self,
+        messages: &'a [Message],
+        reply: &'a str,
+    ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
+        Box::pin(async move {
+            let mut retry = 0;
+            loop {
+                let error = match self.inner.likelihood(messages, reply).await {
+                    Ok(l) => return Ok(l),
+                    Err(e) => e,
+                };
+                if !error.is_retryable() || retry >= self.policy.max_retries {
+                    return Err(error);
+                }
+                tokio::time::sleep(self.policy.delay(retry, &error)).await;
+                retry += 1;
+            }
+        })
     }
 }
 

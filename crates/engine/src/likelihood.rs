@@ -1,0 +1,365 @@
+//! The judge for small local models: scores read from what the model computes well, how
+//! likely it finds each speech under different contexts (as BARTScore does), with the claim
+//! check for evidence and an era check for fidelity. A 135M model asked to write scores
+//! copies or guesses; asked how likely a text is, it answers with what it learnt.
+//!
+//! For each side, in nats (natural-log probability, summed over the speech's tokens):
+//! - **argument**: how much likelier its opening is with its sentences in order than
+//!   reversed (it holds together), plus how much likelier given the story and motion than
+//!   without them (it is about this story);
+//! - **evidence**: the claim check: figures and quotations nothing supports;
+//! - **rebuttal**: how much likelier its rebuttal is given the opponent's opening than
+//!   without it (it answers what was said);
+//! - **fidelity**: the era check: what the figure speaks of that came after their time.
+//!
+//! A voice measure (how much likelier the opening is under its own persona's portrait than
+//! the opponent's) was tried and dropped: on the calibration it told the figures apart no
+//! better than chance and made verdicts worse.
+//!
+//! Sums, not means: filler adds tokens that no context makes likelier, so it neither helps
+//! nor hurts, and a padded speech is judged as the speech it pads. Each side is scored on
+//! its own, so the order the sides are read in cannot change a score.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use crate::claims::{ClaimChecker, QuoteContext};
+use crate::era;
+use crate::event::Speaker;
+use crate::llm::{LanguageModel, LlmError, Message, Role};
+use crate::persona::Persona;
+use crate::prompts::DebateSetup;
+use crate::speech::sentences;
+use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod, Sides, Winner};
+
+// The weights below were chosen on `crossfire judge calibrate` runs (three seeds, 60 pairs;
+// docs/judging.md).
+/// Nats at which a criterion's score is three quarters of the way from the middle to the
+/// top (or bottom) of the scale.
+const ARGUMENT_SCALE: f64 = 60.0;
+const REBUTTAL_SCALE: f64 = 5.0;
+/// How much more being about the story weighs in the argument than holding together: the
+/// model's story likelihoods move less than its sentence-order ones.
+const RELEVANCE_WEIGHT: f64 = 3.0;
+/// Points one unsupported claim costs the evidence score, and one anachronism fidelity.
+const PER_UNSUPPORTED: f64 = 0.5;
+const PER_ANACHRONISM: f64 = 3.0;
+/// A total margin below this is a tie.
+const TIE_BELOW: f64 = 0.25;
+/// How much of the story's overview the contexts carry.
+const STORY_CHARS: usize = 700;
+
+/// Likelihoods already computed, by context and text: a calibration judges the same
+/// speeches again and again, degraded on one side only.
+#[derive(Debug, Default)]
+pub struct Memo(Mutex<HashMap<u64, f64>>);
+
+/// Entries a memo keeps before starting over.
+const MEMO_ENTRIES: usize = 4096;
+
+impl Memo {
+    async fn likelihood(
+        &self,
+        model: &dyn LanguageModel,
+        messages: &[Message],
+        text: &str,
+    ) -> Result<f64, LlmError> {
+        let mut hasher = DefaultHasher::new();
+        for m in messages {
+            m.role.as_str().hash(&mut hasher);
+            m.content.hash(&mut hasher);
+        }
+        text.hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some(&known) = self.lock().get(&key) {
+            return Ok(known);
+        }
+        let value = model.likelihood(messages, text).await?.logprob;
+        let mut memo = self.lock();
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, value);
+        Ok(value)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, f64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the model's likelihoods and the checks found for one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Findings {
+    coherence: f64,
+    relevance: f64,
+    engagement: f64,
+    unsupported: usize,
+    anachronisms: usize,
+}
+
+/// Judges `rounds` by likelihood: the two passes (sides in either order) the rubric judge
+/// would give, which here cannot disagree.
+pub async fn judge(
+    model: &dyn LanguageModel,
+    memo: &Memo,
+    checker: &ClaimChecker,
+    setup: &DebateSetup<'_>,
+    rounds: &[Round],
+) -> Result<Vec<JudgePass>, LlmError> {
+    let a = findings(model, memo, checker, setup, rounds, Speaker::A).await?;
+    let b = findings(model, memo, checker, setup, rounds, Speaker::B).await?;
+    tracing::debug!(?a, ?b, "likelihood judge findings");
+    let scores = Sides {
+        a: criteria(&a),
+        b: criteria(&b),
+    };
+    let reasons = Sides {
+        a: reasons(&a),
+        b: reasons(&b),
+    };
+    let margin = scores.a.total() - scores.b.total();
+    let winner = if margin.abs() < TIE_BELOW {
+        Winner::Tie
+    } else if margin > 0.0 {
+        Winner::A
+    } else {
+        Winner::B
+    };
+    let rationale = rationale(&scores, setup);
+    Ok([[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]]
+        .into_iter()
+        .map(|order| JudgePass {
+            order,
+            winner,
+            scores: scores.clone(),
+            reasons: reasons.clone(),
+            rationale: rationale.clone(),
+            repaired: false,
+            method: ScoreMethod::Likelihood,
+        })
+        .collect())
+}
+
+async fn findings(
+    model: &dyn LanguageModel,
+    memo: &Memo,
+    checker: &ClaimChecker,
+    setup: &DebateSetup<'_>,
+    rounds: &[Round],
+    side: Speaker,
+) -> Result<Findings, LlmError> {
+    let turn = |round: u8, speaker: Speaker| {
+        rounds
+            .iter()
+            .filter(|r| r.round == round)
+            .flat_map(|r| &r.turns)
+            .find(|t| t.speaker == speaker)
+            .map(|t| t.text.as_str())
+    };
+    let other = match side {
+        Speaker::A => Speaker::B,
+        _ => Speaker::A,
+    };
+    let (persona, opponent) = (setup.persona(side), setup.persona(other));
+    let mut found = Findings::default();
+    let likelihood = |messages: Vec<Message>, text: String| async move {
+        memo.likelihood(model, &messages, &text).await
+    };
+    if let Some(opening) = turn(1, side) {
+        let text = || opening.to_string();
+        let own = likelihood(context(setup, Some(persona), true, None), text()).await?;
+        let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
+        let reversed = likelihood(
+            context(setup, Some(persona), true, None),
+            reversed.join(" "),
+        );
+        let reversed = reversed.await?;
+        let no_story = likelihood(context(setup, Some(persona), false, None), text()).await?;
+        found.coherence = own - reversed;
+        found.relevance = own - no_story;
+    }
+    if let (Some(rebuttal), Some(answered)) = (turn(2, side), turn(1, other)) {
+        let with = context(setup, Some(persona), true, Some((opponent, answered)));
+        let with = likelihood(with, rebuttal.to_string()).await?;
+        let without = context(setup, Some(persona), true, None);
+        let without = likelihood(without, rebuttal.to_string()).await?;
+        found.engagement = with - without;
+    }
+    for (round, answering) in [(1, None), (2, turn(1, other))] {
+        if let Some(text) = turn(round, side) {
+            let context = QuoteContext {
+                speaker: Some(persona),
+                answering,
+            };
+            found.unsupported += checker.check(text, context).unsupported.len();
+            found.anachronisms += era::anachronisms(text, persona, &setup.story.full_text()).len();
+        }
+    }
+    Ok(found)
+}
+
+/// The context a speech is read in: the story and motion (or not), a persona's portrait
+/// (or none), and the opening it answers. The story comes first, so the contexts of one
+/// debate share their longest prefix and the model computes it once.
+fn context(
+    setup: &DebateSetup<'_>,
+    persona: Option<&Persona>,
+    story: bool,
+    answering: Option<(&Persona, &str)>,
+) -> Vec<Message> {
+    let mut user = String::new();
+    if story {
+        let s = setup.story;
+        user.push_str(&format!("News story: {}.", s.title));
+        if let Some(dek) = &s.dek {
+            user.push_str(&format!(" {dek}"));
+        }
+        user.push_str(&format!(
+            " {}\n\nMotion: {}\n\n",
+            clip(&s.overview, STORY_CHARS),
+            setup.motion
+        ));
+    }
+    if let Some(p) = persona {
+        user.push_str(&portrait(p));
+    }
+    if let Some((opponent, opening)) = answering {
+        user.push_str(&format!("\n\n{} said: {opening}", opponent.name));
+    }
+    let speaker = persona.map_or("the speaker", |p| p.name.as_str());
+    user.push_str(&format!("\n\nWrite {speaker}'s speech."));
+    vec![
+        Message::new(
+            Role::System,
+            "Speeches in a debate between figures of history about a news story.",
+        ),
+        Message::new(Role::User, user),
+    ]
+}
+
+/// Who a persona is and how they speak, as the likelihood contexts give it.
+fn portrait(p: &Persona) -> String {
+    let mut out = format!("The speaker: {}", p.name);
+    if let Some(lived) = &p.lived {
+        out.push_str(&format!(" ({lived})"));
+    }
+    out.push_str(&format!(", {}. Voice: {}", p.role, p.voice));
+    if let Some(line) = p.sample_lines.first() {
+        out.push_str(&format!(" For example: \"{line}\""));
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes, at a sentence end where there is one.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    head.rfind(". ").map_or(head, |at| &head[..=at])
+}
+
+/// From the middle of the 1–10 scale towards its ends as `x` grows in either direction.
+fn squash(x: f64, scale: f64) -> f64 {
+    // tanh(x / scale * atanh(0.75)): at `scale`, three quarters of the way.
+    (5.5 + 4.5 * (x / scale * 0.973).tanh()).clamp(1.0, 10.0)
+}
+
+fn criteria(f: &Findings) -> Criteria {
+    Criteria {
+        argument: squash(f.coherence + RELEVANCE_WEIGHT * f.relevance, ARGUMENT_SCALE),
+        evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
+        rebuttal: squash(f.engagement, REBUTTAL_SCALE),
+        fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),
+    }
+}
+
+fn reasons(f: &Findings) -> CriteriaReasons {
+    let claims = |n: usize, one: &str, many: &str| match n {
+        0 => format!("no {many}"),
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    CriteriaReasons {
+        argument: format!(
+            "The opening reads {:+.1} nats likelier in order than reversed and {:+.1} likelier \
+             given the story than without it.",
+            f.coherence, f.relevance
+        ),
+        evidence: format!(
+            "The claim check found {}.",
+            claims(f.unsupported, "unsupported claim", "unsupported claims")
+        ),
+        rebuttal: format!(
+            "The rebuttal reads {:+.1} nats likelier given the opponent's opening.",
+            f.engagement
+        ),
+        fidelity: format!(
+            "The era check found {}.",
+            claims(f.anachronisms, "anachronism", "anachronisms")
+        ),
+    }
+}
+
+/// Who led on what, in words.
+fn rationale(scores: &Sides<Criteria>, setup: &DebateSetup<'_>) -> String {
+    let leads = |side: Speaker| {
+        let (own, other) = match side {
+            Speaker::A => (&scores.a, &scores.b),
+            _ => (&scores.b, &scores.a),
+        };
+        own.named()
+            .into_iter()
+            .zip(other.named())
+            .filter(|((_, mine), (_, theirs))| mine - theirs >= 0.5)
+            .map(|((name, _), _)| name)
+            .collect::<Vec<_>>()
+    };
+    let mut parts = Vec::new();
+    for side in [Speaker::A, Speaker::B] {
+        let led = leads(side);
+        if !led.is_empty() {
+            parts.push(format!(
+                "{} leads on {}",
+                setup.persona(side).name,
+                led.join(", ")
+            ));
+        }
+    }
+    let summary = if parts.is_empty() {
+        "The two sides score alike on every criterion".to_string()
+    } else {
+        parts.join("; ")
+    };
+    format!(
+        "{summary}. Scored from the judge model's likelihoods and the claim and era checks, \
+         not written by the model."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squash_is_centred_monotone_and_bounded() {
+        assert_eq!(squash(0.0, 10.0), 5.5);
+        assert!((squash(10.0, 10.0) - 8.875).abs() < 0.01);
+        assert!(squash(-10.0, 10.0) < squash(-5.0, 10.0));
+        assert!(squash(1e9, 1.0) <= 10.0 && squash(-1e9, 1.0) >= 1.0);
+    }
+
+    #[test]
+    fn clip_cuts_at_a_sentence_end_on_a_char_boundary() {
+        assert_eq!(clip("One. Two. Three.", 12), "One. Two.");
+        assert_eq!(clip("short", 100), "short");
+        let accented = "é".repeat(10);
+        assert!(clip(&accented, 5).len() <= 5);
+    }
+}
