@@ -51,6 +51,7 @@ fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
         schema: None,
         ignore_end: true,
         score_from: None,
+        top_logprobs: None,
     }
 }
 

@@ -23,13 +23,28 @@ pub struct Request {
     /// Generate nothing: read how likely the model finds the prompt's tokens from this
     /// position on (teacher forcing).
     pub score_from: Option<usize>,
+    /// Report, for each generated token, this many likeliest tokens its schema allowed
+    /// there, with their log-probabilities.
+    pub top_logprobs: Option<u8>,
 }
 
 /// What a generation reports, step by step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Text(String),
+    /// A generated token and its likeliest allowed alternatives (when asked for), before
+    /// its text.
+    Choice(Choice),
     Done(Finish),
+}
+
+/// A generated token and the likeliest tokens its schema allowed at its place, with their
+/// log-probabilities over the whole vocabulary (a token of a character split across tokens
+/// shows as much of it as is whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub token: String,
+    pub top: Vec<(String, f32)>,
 }
 
 /// How a generation ended.
@@ -70,6 +85,7 @@ struct Sequence {
     matcher: Option<Matcher>,
     ignore_end: bool,
     score_from: Option<usize>,
+    top_logprobs: Option<u8>,
     /// Summed log-probabilities of the scored tokens so far.
     logprob: f64,
     text: Utf8Stream,
@@ -129,6 +145,7 @@ impl Scheduler {
             matcher: request.schema.as_ref().map(Schema::matcher),
             ignore_end: request.ignore_end,
             score_from: request.score_from,
+            top_logprobs: request.top_logprobs,
             logprob: 0.0,
             text: Utf8Stream::default(),
             prefilled: false,
@@ -217,7 +234,10 @@ impl Scheduler {
             s.prefilled = true;
             s.first_token.get_or_insert_with(|| s.started.elapsed());
             match self.model.next_token(s, &mut logits) {
-                Step::Token(text) => {
+                Step::Token(text, choice) => {
+                    if let Some(choice) = choice {
+                        out.push((s.id, Output::Choice(choice)));
+                    }
                     if !text.is_empty() {
                         out.push((s.id, Output::Text(text)));
                     }
@@ -338,7 +358,7 @@ fn finish(s: &Sequence, reason: &'static str) -> Finish {
 
 /// What sampling one position gave.
 enum Step {
-    Token(String),
+    Token(String, Option<Choice>),
     End,
 }
 
@@ -357,7 +377,7 @@ impl Model {
             Some(m) if m.shortest_completion() > budget + 1 => usize::MAX,
             _ => budget,
         };
-        let token = s.sampler.sample(logits, &s.tokens, &mut |t| {
+        let mut allowed = |t: u32| {
             if tokenizer.is_control(t) {
                 // End of turn only where the document (if any) is complete.
                 return !s.ignore_end
@@ -369,7 +389,12 @@ impl Model {
                 Some(m) => m.allows_within(bytes, budget),
                 None => !bytes.is_empty(),
             }
-        });
+        };
+        // Read before sampling, which penalises repeats in place.
+        let top = s
+            .top_logprobs
+            .map(|k| self.likeliest_allowed(logits, usize::from(k), &mut allowed));
+        let token = s.sampler.sample(logits, &s.tokens, &mut allowed);
         let Some(token) = token else {
             return Step::End;
         };
@@ -382,6 +407,56 @@ impl Model {
             // The sampler only picks tokens the matcher allows.
             m.advance(bytes);
         }
-        Step::Token(s.text.push(bytes))
+        let choice = top.map(|top| Choice {
+            token: String::from_utf8_lossy(bytes).into_owned(),
+            top,
+        });
+        Step::Token(s.text.push(bytes), choice)
+    }
+
+    /// The `k` likeliest tokens `allowed` lets through, with their log-probabilities.
+    fn likeliest_allowed(
+        &self,
+        logits: &[f32],
+        k: usize,
+        allowed: &mut dyn FnMut(u32) -> bool,
+    ) -> Vec<(String, f32)> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+        let log_total = max + sum.ln() as f32;
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        // The likeliest few hundred hold the allowed ones nearly always; else all of them.
+        const FIRST: usize = 256;
+        let mut found = Vec::new();
+        for pass in 0..2 {
+            if pass == 0 && order.len() > FIRST {
+                order.select_nth_unstable_by(FIRST, by_logit);
+                order[..FIRST].sort_unstable_by(by_logit);
+            } else {
+                order.sort_unstable_by(by_logit);
+            }
+            let tried = if pass == 0 {
+                FIRST.min(order.len())
+            } else {
+                order.len()
+            };
+            found = order[..tried]
+                .iter()
+                .copied()
+                .filter(|&t| !self.tokenizer.is_control(t) && allowed(t))
+                .take(k)
+                .collect();
+            if found.len() == k || tried == order.len() {
+                break;
+            }
+        }
+        found
+            .into_iter()
+            .map(|t| {
+                let text = String::from_utf8_lossy(self.tokenizer.token_bytes(t)).into_owned();
+                (text, logits[t as usize] - log_total)
+            })
+            .collect()
     }
 }

@@ -17,7 +17,7 @@ use super::scheduler::{Finish, Output, Request, Scheduler};
 use crate::config::EmbeddedConfig;
 use crossfire_engine::llm::{
     ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, ResponseFormat,
-    TokenSink, Usage,
+    TokenLogprobs, TokenSink, Usage,
 };
 
 /// Nucleus and repetition settings for every call; small models loop without a penalty.
@@ -33,6 +33,7 @@ struct Job {
     schema: Option<Arc<Schema>>,
     /// Score this text as the reply instead of generating one.
     reply: Option<String>,
+    top_logprobs: Option<u8>,
     updates: UnboundedSender<Update>,
 }
 
@@ -103,6 +104,7 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
                         schema: job.schema,
                         ignore_end: false,
                         score_from,
+                        top_logprobs: job.top_logprobs,
                     });
                     callers.insert(id, job.updates);
                 }
@@ -190,6 +192,7 @@ impl LanguageModel for EmbeddedModel {
                 },
                 schema: schema_of(request)?,
                 reply: None,
+                top_logprobs: request.top_logprobs,
                 updates,
             };
             self.submit(job)?;
@@ -220,6 +223,7 @@ impl LanguageModel for EmbeddedModel {
                 },
                 schema: None,
                 reply: Some(reply.to_string()),
+                top_logprobs: None,
                 updates,
             })?;
             while let Some(update) = receiver.recv().await {
@@ -267,8 +271,15 @@ async fn collect(
 ) -> Result<Completion, LlmError> {
     let mut text = String::new();
     let mut chunks = 0;
+    let mut logprobs: Option<Vec<TokenLogprobs>> = None;
     while let Some(update) = receiver.recv().await {
         match update {
+            Update::Output(Output::Choice(choice)) => {
+                logprobs.get_or_insert_with(Vec::new).push(TokenLogprobs {
+                    token: choice.token,
+                    top: choice.top,
+                });
+            }
             Update::Output(Output::Text(piece)) => {
                 if stream {
                     sink.token(&piece);
@@ -281,7 +292,7 @@ async fn collect(
                     return Err(LlmError::Empty);
                 }
                 return Ok(Completion {
-                    logprobs: None,
+                    logprobs,
                     text,
                     usage: Usage {
                         prompt_tokens: finish.prompt_tokens as u64,

@@ -42,6 +42,7 @@ fn run(model: Arc<Model>, requests: Vec<Request>) -> Vec<(String, &'static str)>
             match output {
                 Output::Text(t) => results[slot].0.push_str(&t),
                 Output::Done(finish) => results[slot].1 = finish.reason,
+                Output::Choice(_) => {}
             }
         }
     }
@@ -169,6 +170,7 @@ fn greedy_generation_matches_llama_cpp() {
             schema: None,
             ignore_end: false,
             score_from: None,
+            top_logprobs: None,
         }],
     );
     assert_eq!(
@@ -252,6 +254,7 @@ fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
             schema: Some(crossfire_embedded::grammar::Schema::compile(&schema.schema).unwrap()),
             ignore_end: false,
             score_from: None,
+            top_logprobs: None,
         })
         .collect();
     let outputs = run(model, requests);
@@ -281,6 +284,7 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
         schema: None,
         ignore_end: false,
         score_from: None,
+        top_logprobs: None,
     };
     let alone = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
     let again = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
@@ -524,6 +528,7 @@ fn score(scheduler: &mut Scheduler, model: &Model, reply: &str) -> (f64, usize) 
         schema: None,
         ignore_end: false,
         score_from: Some(from),
+        top_logprobs: None,
     });
     loop {
         // A step gives nothing until the whole text is read, then the score alone.
@@ -564,29 +569,35 @@ fn scoring_reads_how_likely_a_reply_is_and_a_reused_prefix_changes_nothing() {
     assert!((again - paris).abs() < 1e-3, "{again} against {paris}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
+/// An engine on the embedded model judging by `method`, and the story and personas of
+/// the planted pairs.
+fn planted_engine(
+    method: crossfire_engine::debate::JudgeMethod,
+) -> (
+    crossfire_engine::debate::Engine,
+    crossfire_engine::story::Story,
+    [crossfire_engine::persona::Persona; 2],
+) {
     use crossfire_embedded::EmbeddedModel;
     use crossfire_engine::debate::{Engine, Settings};
-    use crossfire_engine::event::Speaker;
-    use crossfire_engine::transcript::{Round, RoundKind, ScoreMethod, Turn, Winner};
 
     let _ = model();
-    let role = embedded_role(64, 0.0);
+    let (debaters, judging) = (embedded_role(64, 0.0), embedded_role(560, 0.0));
     let judge = Arc::new(
-        EmbeddedModel::start(&crossfire_embedded::EmbeddedConfig::default(), &role.model).unwrap(),
+        EmbeddedModel::start(
+            &crossfire_embedded::EmbeddedConfig::default(),
+            &judging.model,
+        )
+        .unwrap(),
     );
     let prompts = crossfire_engine::prompts::Prompts::load(&support::repo("prompts")).unwrap();
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         Arc::new(prompts),
         judge.clone(),
         judge,
-        Settings::new(&role, &role, false),
+        Settings::new(&debaters, &judging, false),
     );
-    assert!(
-        engine.judges_by_likelihood(),
-        "the embedded judge scores by likelihood"
-    );
+    engine.judge_method = method;
     let story = crossfire_engine::story::Story::load(
         &support::repo("stories"),
         "fed-rate-cuts-2024",
@@ -594,10 +605,22 @@ async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
     )
     .unwrap();
     let load = |id| crossfire_engine::persona::Persona::load(&support::repo("personas"), id);
-    let (a, b) = (
+    let personas = [
         load("adam-smith").unwrap(),
         load("john-maynard-keynes").unwrap(),
-    );
+    ];
+    (engine, story, personas)
+}
+
+const ON_TOPIC: &str = "The Federal Reserve should not keep cutting interest rates. Cheap \
+    money feeds inflation, and savers pay for it. Let the rate rest until prices are steady.";
+const OFF_TOPIC: &str = "The cathedral's choir sang at dawn. Its bells are cast from bronze. \
+    Pilgrims walk for weeks to hear them.";
+
+/// Both rounds of a debate in which A says `a` and B says `b`, twice.
+fn planted_rounds(a: &str, b: &str) -> Vec<crossfire_engine::transcript::Round> {
+    use crossfire_engine::event::Speaker;
+    use crossfire_engine::transcript::{Round, RoundKind, Turn};
     let turn = |speaker, text: &str| Turn {
         speaker,
         text: text.to_string(),
@@ -607,29 +630,34 @@ async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
         truncated: false,
         quotes: Vec::new(),
     };
-    let on_topic = "The Federal Reserve should not keep cutting interest rates. Cheap money \
-        feeds inflation, and savers pay for it. Let the rate rest until prices are steady.";
-    let off_topic = "The cathedral's choir sang at dawn. Its bells are cast from bronze. \
-        Pilgrims walk for weeks to hear them.";
+    [(1, RoundKind::Opening), (2, RoundKind::Rebuttal)]
+        .into_iter()
+        .map(|(round, kind)| Round {
+            round,
+            kind,
+            turns: vec![turn(Speaker::A, a), turn(Speaker::B, b)],
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
+    use crossfire_engine::debate::JudgeMethod;
+    use crossfire_engine::transcript::{ScoreMethod, Winner};
+
+    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Auto);
+    assert!(
+        engine.judges_by_likelihood(),
+        "the embedded judge scores by likelihood"
+    );
+    let setup = engine
+        .settings
+        .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
     for (better, text_a, text_b) in [
-        (Winner::A, on_topic, off_topic),
-        (Winner::B, off_topic, on_topic),
+        (Winner::A, ON_TOPIC, OFF_TOPIC),
+        (Winner::B, OFF_TOPIC, ON_TOPIC),
     ] {
-        let rounds = vec![
-            Round {
-                round: 1,
-                kind: RoundKind::Opening,
-                turns: vec![turn(Speaker::A, text_a), turn(Speaker::B, text_b)],
-            },
-            Round {
-                round: 2,
-                kind: RoundKind::Rebuttal,
-                turns: vec![turn(Speaker::A, text_a), turn(Speaker::B, text_b)],
-            },
-        ];
-        let setup = engine
-            .settings
-            .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
+        let rounds = planted_rounds(text_a, text_b);
         let verdict = engine
             .judge_rounds(&setup, &rounds, &mut Default::default())
             .await
@@ -647,4 +675,31 @@ async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
         };
         assert!(on.criteria.argument > off.criteria.argument, "{verdict:#?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rubric_judge_on_the_embedded_model_reads_expected_scores() {
+    use crossfire_engine::debate::JudgeMethod;
+    use crossfire_engine::transcript::ScoreMethod;
+
+    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Rubric);
+    let setup = engine
+        .settings
+        .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
+    let verdict = engine
+        .judge_rounds(
+            &setup,
+            &planted_rounds(ON_TOPIC, OFF_TOPIC),
+            &mut Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        verdict
+            .passes
+            .iter()
+            .all(|p| p.method == ScoreMethod::Expected),
+        "the embedded model gives the probabilities of the scores it weighed: {verdict:#?}"
+    );
+    assert_eq!(verdict.method, ScoreMethod::Expected);
 }
