@@ -33,8 +33,8 @@ use crate::prompts::DebateSetup;
 use crate::speech::sentences;
 use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod, Sides, Winner};
 
-// The weights below were chosen on `crossfire judge calibrate` runs (three seeds, 60 pairs;
-// docs/judging.md).
+// The weights below were chosen on `crossfire judge calibrate` runs (seeds 1 to 3, 60 pairs)
+// and checked on another seed (docs/events.md#verdict).
 /// Nats at which a criterion's score is three quarters of the way from the middle to the
 /// top (or bottom) of the scale.
 const ARGUMENT_SCALE: f64 = 60.0;
@@ -288,20 +288,20 @@ fn reasons(f: &Findings) -> CriteriaReasons {
     };
     CriteriaReasons {
         argument: format!(
-            "The opening reads {:+.1} nats likelier in order than reversed and {:+.1} likelier \
-             given the story than without it.",
+            "The opening reads {:+.1} nats likelier in order than reversed, and {:+.1} \
+             given the story than without it",
             f.coherence, f.relevance
         ),
         evidence: format!(
-            "The claim check found {}.",
+            "The claim check found {}",
             claims(f.unsupported, "unsupported claim", "unsupported claims")
         ),
         rebuttal: format!(
-            "The rebuttal reads {:+.1} nats likelier given the opponent's opening.",
+            "The rebuttal reads {:+.1} nats likelier given the opponent's opening",
             f.engagement
         ),
         fidelity: format!(
-            "The era check found {}.",
+            "The era check found {}",
             claims(f.anachronisms, "anachronism", "anachronisms")
         ),
     }
