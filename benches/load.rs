@@ -7,6 +7,7 @@
 //!     LOAD_DEBATES=200 cargo bench --bench load
 //!     LOAD_TOKEN_MS=0 cargo bench --bench load      # tokens at once: the per-debate cost
 //!     LOAD_RAMP_MS=0 cargo bench --bench load       # every debate starts at once
+//!     BENCH_PIN=1 cargo bench --bench load          # the server on a core of its own
 //!
 //! Debates start spread evenly over `LOAD_RAMP_MS` (1 s by default). Started in the same
 //! millisecond, every stream's tokens arrive in lockstep with the fake's 20 ms tick, and the
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossfire_engine::llm::sse::SseDecoder;
 use futures::StreamExt;
-use measure::{cpu_times, env_or};
+use measure::{cpu_times, env_or, pin};
 use serde_json::{Value, json};
 use support::process::Instance;
 use support::{FakeLlm, FakeOptions};
@@ -63,6 +64,7 @@ async fn main() {
     )
     .await;
     let pid = server.pid();
+    pin(pid);
     let base = server.base.clone();
 
     let http = reqwest::Client::builder()

@@ -6,6 +6,7 @@
 //!
 //!     cargo bench --bench relay_floor               # 2,000 streams
 //!     FLOOR_STREAMS=300 cargo bench --bench relay_floor
+//!     BENCH_PIN=1 cargo bench --bench relay_floor   # the relay on a core of its own
 //!
 //! If this alone comes near 2 ms per stream on a machine, no server can relay a debate's
 //! tokens there for less, and the load bench's numbers should be read against it.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use measure::{cpu_times, env_or};
+use measure::{cpu_times, env_or, pin};
 
 /// Tokens in a debate of the load bench (244,000 over 2,000 debates).
 const TOKENS: usize = 122;
@@ -48,6 +49,7 @@ async fn main() {
         .spawn()
         .unwrap();
     let pid = relay.id().unwrap();
+    pin(pid);
     while TcpStream::connect(relay_addr).await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -26,3 +26,23 @@ pub fn cpu_times(pid: u32) -> (f64, f64) {
     };
     (seconds(11), seconds(12))
 }
+
+/// With `BENCH_PIN` set, puts `server` (every thread) on CPU 0 and this process, the load
+/// generator with the fake model, on CPU 1, with `taskset`: on two shared cores the
+/// generator takes the CPU the server needs, and the tail latency measures the generator.
+pub fn pin(server: u32) {
+    if std::env::var_os("BENCH_PIN").is_none() {
+        return;
+    }
+    for (pid, cpu) in [(server, "0"), (std::process::id(), "1")] {
+        let pinned = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpu, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+        assert!(
+            pinned.is_ok_and(|s| s.success()),
+            "taskset could not pin process {pid} to CPU {cpu}"
+        );
+    }
+    println!("pinned (BENCH_PIN): the server on CPU 0; the generator and fake model on CPU 1");
+}

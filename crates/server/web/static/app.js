@@ -600,7 +600,11 @@ function renderVerdict(v, names, provenance) {
   $("[data-testid=contested]", card).hidden = !v.contested;
   const margin = Number(v.margin || 0);
   const call = margin < 2 ? "a narrow call" : margin < 6 ? "a clear call" : "a wide margin";
-  const method = v.method === "expected" ? "scores weighted by the judge's own probabilities" : "scores as the judge wrote them";
+  const methods = {
+    expected: "scores weighted by the judge's own probabilities",
+    likelihood: "scores from the judge model's likelihoods and the claim and era checks",
+  };
+  const method = methods[v.method] || "scores as the judge wrote them";
   $(".sureness", card).textContent = `By ${margin.toFixed(1)} of 40 points: ${call} (${method}).`;
   $(".low-confidence", card).hidden = !v.low_confidence;
   const bars = $("#bars", card);
