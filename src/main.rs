@@ -701,6 +701,7 @@ async fn calibrate_judge(
         .collect();
     let mut engine = engine(config)?;
     engine.judge_method = method;
+    engine.seed = Some(seed);
     let result = calibrate::calibrate(&engine, &stories, &personas, pairs, seed).await?;
     let path =
         calibrate::save(&calibration_dir(), &result).context("cannot keep the calibration")?;

@@ -9,7 +9,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::{LIVING_NOTICE, Persona, PersonaKind};
-use crossfire_engine::transcript::{CriteriaReasons, LOW_CONFIDENCE_NOTICE, Transcript, Winner};
+use crossfire_engine::transcript::{
+    CriteriaReasons, LOW_CONFIDENCE_NOTICE, ScoreMethod, Transcript, Winner,
+};
 
 #[derive(Default)]
 struct Held {
@@ -259,9 +261,19 @@ pub fn print_summary(transcript: &Transcript) {
         table.push_str(&format!("{LOW_CONFIDENCE_NOTICE}.\n"));
     }
     println!("{table}");
-    for (i, pass) in verdict.passes.iter().enumerate() {
+    // A likelihood judge reads each side alone: its passes are the same, shown once.
+    let by_likelihood = verdict.method == ScoreMethod::Likelihood;
+    let shown = if by_likelihood {
+        1
+    } else {
+        verdict.passes.len()
+    };
+    for (i, pass) in verdict.passes.iter().take(shown).enumerate() {
         let first = pass.order[0].as_str().to_uppercase();
-        println!("Pass {} ({first} shown first): {}", i + 1, pass.rationale);
+        match by_likelihood {
+            true => println!("How it was scored: {}", pass.rationale),
+            false => println!("Pass {} ({first} shown first): {}", i + 1, pass.rationale),
+        }
         for (side, reasons) in [("A", &pass.reasons.a), ("B", &pass.reasons.b)] {
             // Brief judging (small models) gives bare scores.
             if *reasons == CriteriaReasons::default() {

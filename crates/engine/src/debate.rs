@@ -126,6 +126,9 @@ pub struct Engine {
     pub judge_accuracy: Option<f64>,
     pub judge_method: JudgeMethod,
     likelihoods: Arc<likelihood::Memo>,
+    /// Seeds the debaters' sampling (each call its own, from this), where the backend takes
+    /// a seed: the judge's calibration is then the same for the same seed. `None`: random.
+    pub seed: Option<u64>,
 }
 
 /// How the judge scores a debate.
@@ -174,6 +177,7 @@ impl Engine {
             judge_accuracy: None,
             judge_method: JudgeMethod::Auto,
             likelihoods: Arc::default(),
+            seed: None,
         }
     }
 
@@ -191,6 +195,7 @@ impl Engine {
             judge_accuracy: self.judge_accuracy,
             judge_method: self.judge_method,
             likelihoods: self.likelihoods.clone(),
+            seed: self.seed,
         }
     }
 
@@ -476,7 +481,10 @@ impl Engine {
             messages,
             max_tokens: self.settings.turn_max_tokens,
             temperature: self.settings.temperature,
-            seed: None,
+            // Both sides of a round, and both rounds, sample differently.
+            seed: self
+                .seed
+                .map(|s| s ^ (u64::from(round) << 1 | u64::from(speaker == Speaker::B))),
             response_format: None,
             stream: true,
             top_logprobs: None,

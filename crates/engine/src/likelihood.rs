@@ -4,9 +4,9 @@
 //! copies or guesses; asked how likely a text is, it answers with what it learnt.
 //!
 //! For each side, in nats (natural-log probability, summed over the speech's tokens):
-//! - **argument**: how much likelier its opening is with its sentences in order than
-//!   reversed (it holds together), plus how much likelier given the story and motion than
-//!   without them (it is about this story);
+//! - **argument**: how much likelier its speeches are with their sentences in order than
+//!   reversed (they hold together), plus how much likelier its opening is given the story
+//!   and motion than without them (it is about this story);
 //! - **evidence**: the claim check: figures and quotations nothing supports;
 //! - **rebuttal**: how much likelier its rebuttal is given the opponent's opening than
 //!   without it (it answers what was said);
@@ -33,17 +33,16 @@ use crate::prompts::DebateSetup;
 use crate::speech::sentences;
 use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod, Sides, Winner};
 
-// The weights below were chosen on `crossfire judge calibrate` runs (seeds 1 to 3, 60 pairs)
-// and checked on another seed (docs/events.md#verdict).
+// The weights below were chosen on `crossfire judge calibrate --pairs 24` runs (seeds 7, 11
+// and 13: 60 graded pairs) and checked on others (docs/events.md#verdict).
 /// Nats at which a criterion's score is three quarters of the way from the middle to the
 /// top (or bottom) of the scale.
-const ARGUMENT_SCALE: f64 = 60.0;
-const REBUTTAL_SCALE: f64 = 5.0;
-/// How much more being about the story weighs in the argument than holding together: the
-/// model's story likelihoods move less than its sentence-order ones.
-const RELEVANCE_WEIGHT: f64 = 3.0;
+const ARGUMENT_SCALE: f64 = 100.0;
+const REBUTTAL_SCALE: f64 = 20.0;
+/// How being about the story weighs in the argument against holding together.
+const RELEVANCE_WEIGHT: f64 = 1.0;
 /// Points one unsupported claim costs the evidence score, and one anachronism fidelity.
-const PER_UNSUPPORTED: f64 = 0.5;
+const PER_UNSUPPORTED: f64 = 1.0;
 const PER_ANACHRONISM: f64 = 3.0;
 /// A total margin below this is a tie.
 const TIE_BELOW: f64 = 0.25;
@@ -92,7 +91,9 @@ impl Memo {
 /// What the model's likelihoods and the checks found for one side.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Findings {
-    coherence: f64,
+    /// Of the opening, then the rebuttal.
+    coherence: [f64; 2],
+    /// Of the opening.
     relevance: f64,
     engagement: f64,
     unsupported: usize,
@@ -167,25 +168,25 @@ async fn findings(
     let likelihood = |messages: Vec<Message>, text: String| async move {
         memo.likelihood(model, &messages, &text).await
     };
-    if let Some(opening) = turn(1, side) {
-        let text = || opening.to_string();
-        let own = likelihood(context(setup, Some(persona), true, None), text()).await?;
-        let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
-        let reversed = likelihood(
-            context(setup, Some(persona), true, None),
-            reversed.join(" "),
-        );
-        let reversed = reversed.await?;
-        let no_story = likelihood(context(setup, Some(persona), false, None), text()).await?;
-        found.coherence = own - reversed;
-        found.relevance = own - no_story;
-    }
-    if let (Some(rebuttal), Some(answered)) = (turn(2, side), turn(1, other)) {
-        let with = context(setup, Some(persona), true, Some((opponent, answered)));
-        let with = likelihood(with, rebuttal.to_string()).await?;
-        let without = context(setup, Some(persona), true, None);
-        let without = likelihood(without, rebuttal.to_string()).await?;
-        found.engagement = with - without;
+    // Each speech is read in its plain context (the story and its speaker's portrait), in
+    // order and reversed; the opening also without the story, the rebuttal after the opening
+    // it answers.
+    for (i, round) in [1u8, 2].into_iter().enumerate() {
+        let Some(speech) = turn(round, side) else {
+            continue;
+        };
+        let plain = || context(setup, Some(persona), true, None);
+        let own = likelihood(plain(), speech.to_string()).await?;
+        let reversed: Vec<String> = sentences(speech).into_iter().rev().collect();
+        let reversed = likelihood(plain(), reversed.join(" ")).await?;
+        found.coherence[i] = own - reversed;
+        if round == 1 {
+            let no_story = context(setup, Some(persona), false, None);
+            found.relevance = own - likelihood(no_story, speech.to_string()).await?;
+        } else if let Some(answered) = turn(1, other) {
+            let after = context(setup, Some(persona), true, Some((opponent, answered)));
+            found.engagement = likelihood(after, speech.to_string()).await? - own;
+        }
     }
     for (round, answering) in [(1, None), (2, turn(1, other))] {
         if let Some(text) = turn(round, side) {
@@ -273,7 +274,10 @@ fn squash(x: f64, scale: f64) -> f64 {
 
 fn criteria(f: &Findings) -> Criteria {
     Criteria {
-        argument: squash(f.coherence + RELEVANCE_WEIGHT * f.relevance, ARGUMENT_SCALE),
+        argument: squash(
+            f.coherence.iter().sum::<f64>() + RELEVANCE_WEIGHT * f.relevance,
+            ARGUMENT_SCALE,
+        ),
         evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
         rebuttal: squash(f.engagement, REBUTTAL_SCALE),
         fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),
@@ -288,9 +292,10 @@ fn reasons(f: &Findings) -> CriteriaReasons {
     };
     CriteriaReasons {
         argument: format!(
-            "The opening reads {:+.1} nats likelier in order than reversed, and {:+.1} \
+            "The speeches read {:+.1} nats likelier in order than reversed; the opening {:+.1} \
              given the story than without it",
-            f.coherence, f.relevance
+            f.coherence.iter().sum::<f64>(),
+            f.relevance
         ),
         evidence: format!(
             "The claim check found {}",
