@@ -175,16 +175,16 @@ async fn findings(
         let Some(speech) = turn(round, side) else {
             continue;
         };
-        let plain = || context(setup, Some(persona), true, None);
+        let plain = || context(setup, persona, true, None);
         let own = likelihood(plain(), speech.to_string()).await?;
         let reversed: Vec<String> = sentences(speech).into_iter().rev().collect();
         let reversed = likelihood(plain(), reversed.join(" ")).await?;
         found.coherence[i] = own - reversed;
         if round == 1 {
-            let no_story = context(setup, Some(persona), false, None);
+            let no_story = context(setup, persona, false, None);
             found.relevance = own - likelihood(no_story, speech.to_string()).await?;
         } else if let Some(answered) = turn(1, other) {
-            let after = context(setup, Some(persona), true, Some((opponent, answered)));
+            let after = context(setup, persona, true, Some((opponent, answered)));
             found.engagement = likelihood(after, speech.to_string()).await? - own;
         }
     }
@@ -201,12 +201,12 @@ async fn findings(
     Ok(found)
 }
 
-/// The context a speech is read in: the story and motion (or not), a persona's portrait
-/// (or none), and the opening it answers. The story comes first, so the contexts of one
+/// The context a speech is read in: the story and motion (or not), its speaker's portrait,
+/// and the opening it answers (if any). The story comes first, so the contexts of one
 /// debate share their longest prefix and the model computes it once.
 fn context(
     setup: &DebateSetup<'_>,
-    persona: Option<&Persona>,
+    persona: &Persona,
     story: bool,
     answering: Option<(&Persona, &str)>,
 ) -> Vec<Message> {
@@ -223,14 +223,11 @@ fn context(
             setup.motion
         ));
     }
-    if let Some(p) = persona {
-        user.push_str(&portrait(p));
-    }
+    user.push_str(&portrait(persona));
     if let Some((opponent, opening)) = answering {
         user.push_str(&format!("\n\n{} said: {opening}", opponent.name));
     }
-    let speaker = persona.map_or("the speaker", |p| p.name.as_str());
-    user.push_str(&format!("\n\nWrite {speaker}'s speech."));
+    user.push_str(&format!("\n\nWrite {}'s speech.", persona.name));
     vec![
         Message::new(
             Role::System,
