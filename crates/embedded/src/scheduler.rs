@@ -333,15 +333,20 @@ impl Sequence {
     }
 }
 
-/// `log softmax(logits)[token]`.
-fn log_softmax_at(logits: &[f32], token: u32) -> f64 {
+/// `log Σ exp(logits)`: a logit less it is a log-probability.
+fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    f64::from(max) + sum.ln()
+}
+
+/// `log softmax(logits)[token]`.
+fn log_softmax_at(logits: &[f32], token: u32) -> f64 {
     let at = logits
         .get(token as usize)
         .copied()
         .unwrap_or(f32::NEG_INFINITY);
-    f64::from(at - max) - sum.ln()
+    f64::from(at) - log_sum_exp(logits)
 }
 
 fn finish(s: &Sequence, reason: &'static str) -> Finish {
@@ -421,41 +426,35 @@ impl Model {
         k: usize,
         allowed: &mut dyn FnMut(u32) -> bool,
     ) -> Vec<(String, f32)> {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-        let log_total = max + sum.ln() as f32;
+        let log_total = log_sum_exp(logits);
         let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        // The likeliest few hundred hold the allowed ones nearly always; else all of them.
-        const FIRST: usize = 256;
-        let mut found = Vec::new();
-        for pass in 0..2 {
-            if pass == 0 && order.len() > FIRST {
-                order.select_nth_unstable_by(FIRST, by_logit);
-                order[..FIRST].sort_unstable_by(by_logit);
-            } else {
-                order.sort_unstable_by(by_logit);
-            }
-            let tried = if pass == 0 {
-                FIRST.min(order.len())
-            } else {
-                order.len()
-            };
-            found = order[..tried]
+        let mut pick = |tokens: &[u32]| -> Vec<u32> {
+            let mut wanted = |t: &u32| !self.tokenizer.is_control(*t) && allowed(*t);
+            tokens
                 .iter()
                 .copied()
-                .filter(|&t| !self.tokenizer.is_control(t) && allowed(t))
+                .filter(|t| wanted(t))
                 .take(k)
-                .collect();
-            if found.len() == k || tried == order.len() {
-                break;
-            }
+                .collect()
+        };
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        // The likeliest few hundred nearly always hold the allowed ones; else all of them.
+        const FIRST: usize = 256;
+        let mut found = Vec::new();
+        if order.len() > FIRST {
+            order.select_nth_unstable_by(FIRST, by_logit);
+            order[..FIRST].sort_unstable_by(by_logit);
+            found = pick(&order[..FIRST]);
+        }
+        if found.len() < k {
+            order.sort_unstable_by(by_logit);
+            found = pick(&order);
         }
         found
             .into_iter()
             .map(|t| {
                 let text = String::from_utf8_lossy(self.tokenizer.token_bytes(t)).into_owned();
-                (text, logits[t as usize] - log_total)
+                (text, (f64::from(logits[t as usize]) - log_total) as f32)
             })
             .collect()
     }

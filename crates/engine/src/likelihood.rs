@@ -109,8 +109,9 @@ pub async fn judge(
     setup: &DebateSetup<'_>,
     rounds: &[Round],
 ) -> Result<Vec<JudgePass>, LlmError> {
-    let a = findings(model, memo, checker, setup, rounds, Speaker::A).await?;
-    let b = findings(model, memo, checker, setup, rounds, Speaker::B).await?;
+    let story = setup.story.full_text();
+    let a = findings(model, memo, checker, &story, setup, rounds, Speaker::A).await?;
+    let b = findings(model, memo, checker, &story, setup, rounds, Speaker::B).await?;
     tracing::debug!(?a, ?b, "likelihood judge findings");
     let scores = Sides {
         a: criteria(&a),
@@ -143,10 +144,13 @@ pub async fn judge(
         .collect())
 }
 
+/// What the model's likelihoods and the checks find for `side`; `story` is the story's
+/// whole text, for the era check.
 async fn findings(
     model: &dyn LanguageModel,
     memo: &Memo,
     checker: &ClaimChecker,
+    story: &str,
     setup: &DebateSetup<'_>,
     rounds: &[Round],
     side: Speaker,
@@ -195,7 +199,7 @@ async fn findings(
                 answering,
             };
             found.unsupported += checker.check(text, context).unsupported.len();
-            found.anachronisms += era::anachronisms(text, persona, &setup.story.full_text()).len();
+            found.anachronisms += era::anachronisms(text, persona, story).len();
         }
     }
     Ok(found)

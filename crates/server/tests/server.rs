@@ -762,15 +762,7 @@ mod cases {
             app.get("/api/debates", Some(&other)).await.1["debates"],
             json!([])
         );
-        let metrics = app
-            .http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         for line in [
             "crossfire_runs_total{kind=\"debate\",status=\"done\"} 1",
             "crossfire_model_calls_total{role=\"debater\",outcome=\"ok\"} 4",
@@ -2053,15 +2045,7 @@ async fn fairness_figures_count_swap_agreement_position_side_and_persona() {
             {"id": "winston-churchill", "debates": 2, "wins": 2, "win_rate": 1.0}
         ])
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "crossfire_judge_debates 2",
         "crossfire_judge_swap_agreement 1",

@@ -47,6 +47,19 @@ impl App {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Signs up a fresh user and returns their token.
     pub async fn user(&self) -> String {
         let email = format!(
