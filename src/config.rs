@@ -104,6 +104,8 @@ section!(ServerLayer {
     perspectives_per_day: u32,
     cors_origins: Vec<String>,
     watch_files: bool,
+    instance: String,
+    run_lease_s: usize,
 });
 
 section!(LimitsLayer {
@@ -283,6 +285,10 @@ const ENV: &[(&str, Setter)] = &[
     ("CROSSFIRE_WATCH_FILES", |l, v| {
         set(&mut l.server.watch_files, v)
     }),
+    ("CROSSFIRE_INSTANCE", |l, v| set(&mut l.server.instance, v)),
+    ("CROSSFIRE_RUN_LEASE_S", |l, v| {
+        set(&mut l.server.run_lease_s, v)
+    }),
 ];
 
 /// Overrides given on the command line; they win over file and environment.
@@ -438,6 +444,11 @@ impl Config {
                 .unwrap_or(defaults.perspectives_per_day),
             cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
             watch_files: server.watch_files.unwrap_or(defaults.watch_files),
+            instance: server.instance.or(defaults.instance),
+            run_lease: match server.run_lease_s {
+                Some(s) => Duration::from_secs(at_least_one("server.run_lease_s", s)? as u64),
+                None => defaults.run_lease,
+            },
         };
 
         let library = Library {

@@ -484,10 +484,15 @@ async fn perspective(config: &Config, story: &str, persona: &str, json: bool) ->
 async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     return_large_allocations_to_the_os();
     let engine = engine(&config)?;
-    let addr = config.server.addr.clone();
-    let state = crossfire_server::prepare(config.server, config.library, engine).await?;
-    let listener = crossfire_server::bind(&addr).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let listener = crossfire_server::bind(&config.server.addr).await?;
+    let local = listener.local_addr()?;
+    let mut server = config.server;
+    // Restarted in its place (same host, same port), an instance knows its runs at once.
+    server
+        .instance
+        .get_or_insert_with(|| format!("{}:{}", hostname(), local.port()));
+    let state = crossfire_server::prepare(server, config.library, engine).await?;
+    tracing::info!("listening on http://{local}");
     crossfire_server::serve(
         listener,
         state,
@@ -496,6 +501,16 @@ async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's name, for the default instance name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Password hashing allocates 19 MiB per hash (argon2id's memory cost) on whichever blocking

@@ -145,7 +145,13 @@ fn degrade(
             turn.text = match kind {
                 PairKind::Shuffled => {
                     let mut parts = sentences(&turn.text);
+                    let original = parts.clone();
                     parts.shuffle(rng);
+                    // A shuffle that kept the order (one in two, for two sentences) would
+                    // leave no worse side.
+                    if parts == original {
+                        parts.rotate_left(1);
+                    }
                     parts.join(" ")
                 }
                 PairKind::OffTopic => elsewhere

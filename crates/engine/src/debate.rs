@@ -266,10 +266,28 @@ impl Engine {
         motion: &str,
         events: &EventSink,
     ) -> Transcript {
+        self.resume_debate(id, story, a, b, motion, &[], events)
+            .await
+    }
+
+    /// Runs a debate that an earlier attempt left unfinished (the service stopped): the
+    /// turns it `finished` (with their rounds) are kept as they were, without events, and
+    /// the rest are spoken as in [`Engine::run_debate`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn resume_debate(
+        &self,
+        id: String,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        motion: &str,
+        finished: &[(u8, Turn)],
+        events: &EventSink,
+    ) -> Transcript {
         let mut transcript = self.new_transcript(id, story, a, b, motion);
         transcript.status = Status::Running;
         let setup = self.settings.setup(story, a, b, motion);
-        let result = self.debate(&setup, &mut transcript, events).await;
+        let result = self.debate(&setup, &mut transcript, finished, events).await;
         transcript.provenance.finished_at = Some(now_rfc3339());
         transcript.status = match result {
             Ok(()) => Status::Done,
@@ -289,8 +307,6 @@ impl Engine {
         transcript
     }
 
-    /// A debate's two rounds without a verdict (for the judge's calibration): `done` with
-    /// both rounds, or `failed`.
     pub async fn run_unjudged(
         &self,
         story: &Story,
@@ -301,7 +317,7 @@ impl Engine {
         let mut transcript = self.new_transcript(crate::transcript::new_id(), story, a, b, motion);
         let setup = self.settings.setup(story, a, b, motion);
         let result = self
-            .argue(&setup, &mut transcript, &EventSink::discard())
+            .argue(&setup, &mut transcript, &[], &EventSink::discard())
             .await;
         transcript.status = match result {
             Ok(()) => Status::Done,
@@ -317,9 +333,10 @@ impl Engine {
         &self,
         setup: &DebateSetup<'_>,
         transcript: &mut Transcript,
+        finished: &[(u8, Turn)],
         events: &EventSink,
     ) -> Result<(), RunError> {
-        self.argue(setup, transcript, events).await?;
+        self.argue(setup, transcript, finished, events).await?;
         let verdict = self
             .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
             .await?;
@@ -328,11 +345,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The openings together, then the rebuttals together.
+    /// The openings together, then the rebuttals together; a turn already `finished` is
+    /// kept rather than spoken.
     async fn argue(
         &self,
         setup: &DebateSetup<'_>,
         transcript: &mut Transcript,
+        finished: &[(u8, Turn)],
         events: &EventSink,
     ) -> Result<(), RunError> {
         let checker = self.claim_checker(setup.story);
@@ -342,7 +361,20 @@ impl Engine {
                 speaker: Some(persona),
                 answering,
             };
-            self.speak(round, speaker, persona, messages, &checker, context, events)
+            let kept = finished
+                .iter()
+                .find(|(r, turn)| *r == round && turn.speaker == speaker)
+                .map(|(_, turn)| turn.clone());
+            let checker = &checker;
+            async move {
+                match kept {
+                    Some(turn) => Ok((turn, Usage::default())),
+                    None => {
+                        self.speak(round, speaker, persona, messages, checker, context, events)
+                            .await
+                    }
+                }
+            }
         };
 
         let (open_a, open_b) = futures::join!(

@@ -34,15 +34,18 @@ use crate::speech::sentences;
 use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod, Sides, Winner};
 
 // The weights below were chosen on `crossfire judge calibrate --pairs 24` runs (seeds 7, 11
-// and 13: 60 graded pairs) and checked on others (docs/events.md#verdict).
-/// Nats at which a criterion's score is three quarters of the way from the middle to the
-/// top (or bottom) of the scale.
-const ARGUMENT_SCALE: f64 = 100.0;
-const REBUTTAL_SCALE: f64 = 20.0;
-/// How being about the story weighs in the argument against holding together.
-const RELEVANCE_WEIGHT: f64 = 1.0;
+// and 13: 69 graded pairs) and checked on others (docs/events.md#verdict).
+/// Nats at which a measure's score is three quarters of the way from the middle to the
+/// top (or bottom) of the scale: small enough that a speech that reads no better in order
+/// (or with the story, or after the opponent) falls well behind one that does, large enough
+/// that among speeches that all do, the differences stay small.
+const COHERENCE_SCALE: f64 = 40.0;
+const RELEVANCE_SCALE: f64 = 10.0;
+const REBUTTAL_SCALE: f64 = 10.0;
+/// How holding together weighs in the argument against being about the story.
+const COHERENCE_WEIGHT: f64 = 0.7;
 /// Points one unsupported claim costs the evidence score, and one anachronism fidelity.
-const PER_UNSUPPORTED: f64 = 1.0;
+const PER_UNSUPPORTED: f64 = 0.5;
 const PER_ANACHRONISM: f64 = 3.0;
 /// A total margin below this is a tie.
 const TIE_BELOW: f64 = 0.25;
@@ -275,10 +278,8 @@ fn squash(x: f64, scale: f64) -> f64 {
 
 fn criteria(f: &Findings) -> Criteria {
     Criteria {
-        argument: squash(
-            f.coherence.iter().sum::<f64>() + RELEVANCE_WEIGHT * f.relevance,
-            ARGUMENT_SCALE,
-        ),
+        argument: COHERENCE_WEIGHT * squash(f.coherence.iter().sum(), COHERENCE_SCALE)
+            + (1.0 - COHERENCE_WEIGHT) * squash(f.relevance, RELEVANCE_SCALE),
         evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
         rebuttal: squash(f.engagement, REBUTTAL_SCALE),
         fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),

@@ -106,27 +106,33 @@ impl TokenSink for SpeechSink<'_> {
     }
 }
 
-/// A text's sentences, split after each `.`, `!` and `?`, trimmed.
+/// A text's sentences, trimmed: split where one ends (see [`sentence_ends`]).
 pub(crate) fn sentences(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut current = String::new();
-    for c in text.chars() {
-        current.push(c);
-        if matches!(c, '.' | '!' | '?') {
-            out.push(current.trim().to_string());
-            current.clear();
+    let mut start = 0;
+    for end in sentence_ends(text) {
+        let sentence = text[start..end].trim();
+        if !sentence.is_empty() {
+            out.push(sentence.to_string());
         }
+        start = end;
     }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
+    if !text[start..].trim().is_empty() {
+        out.push(text[start..].trim().to_string());
     }
     out
 }
 
-/// The byte just past the last complete sentence in `text`: a `.`, `!` or `?` (with any
-/// closing quotes or brackets after it) followed by whitespace or the end.
+/// The byte just past the last complete sentence in `text`.
 fn sentence_end(text: &str) -> Option<usize> {
-    let mut end = None;
+    sentence_ends(text).last().copied()
+}
+
+/// The bytes just past each complete sentence in `text`: a `.`, `!`, `?` or `…` (with any
+/// closing quotes or brackets after it) followed by whitespace or the end, so "1.5 °C" is
+/// one number, not two sentences.
+fn sentence_ends(text: &str) -> Vec<usize> {
+    let mut ends = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
         if !matches!(c, '.' | '!' | '?' | '…') {
@@ -142,12 +148,12 @@ fn sentence_end(text: &str) -> Option<usize> {
             break;
         }
         match after {
-            Some((i, next)) if next.is_whitespace() => end = Some(i),
-            None => end = Some(text.len()),
+            Some((i, next)) if next.is_whitespace() => ends.push(i),
+            None => ends.push(text.len()),
             _ => {}
         }
     }
-    end
+    ends
 }
 
 /// What is kept of a speech the token limit cut off: its complete sentences, else (a speech
@@ -183,6 +189,15 @@ mod tests {
             }
         }
         (text, streamed)
+    }
+
+    #[test]
+    fn sentences_end_at_punctuation_before_a_space_not_inside_a_number() {
+        assert_eq!(
+            sentences("It rose 1.5 °C. \"Why?\" he asked! And then"),
+            ["It rose 1.5 °C.", "\"Why?\"", "he asked!", "And then"]
+        );
+        assert_eq!(sentences("  "), Vec::<String>::new());
     }
 
     #[test]

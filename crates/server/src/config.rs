@@ -14,6 +14,12 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Reload the editors' files when they change (on by default).
     pub watch_files: bool,
+    /// This instance's name in the runs it claims; by default the host's name and the port
+    /// it listens on, so that an instance restarted in its place knows its runs at once.
+    pub instance: Option<String>,
+    /// How long an instance's claim on the runs it executes holds without renewal: after a
+    /// crash, another instance takes the runs over once it lapses.
+    pub run_lease: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +31,8 @@ impl Default for ServerConfig {
             perspectives_per_day: 50,
             cors_origins: Vec::new(),
             watch_files: true,
+            instance: None,
+            run_lease: std::time::Duration::from_secs(15),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod live;
 pub mod live_set;
 pub mod metrics;
 pub mod pages;
+pub mod recovery;
 pub mod runs;
 pub mod sharing;
 pub mod store;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub hub: Arc<live::Hub>,
     pub login_limiter: Arc<auth::LoginLimiter>,
     pub metrics: Arc<metrics::Metrics>,
+    /// This instance's name in the runs it claims (see [`recovery`]).
+    pub instance: Arc<str>,
     running: Arc<Running>,
 }
 
@@ -82,7 +85,12 @@ impl AppState {
             metrics::Metered::wrap(engine.judge.clone(), "judge", metrics.clone()),
             engine.settings,
         );
+        let instance = config
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("instance-{:016x}", rand::random::<u64>()));
         AppState {
+            instance: instance.into(),
             config: Arc::new(config),
             live: Arc::new(live_set::Live::start(library, catalog, Arc::new(engine))),
             hub: live::Hub::start(store.clone()),
@@ -266,8 +274,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Prepares the state: connects and migrates the store, loads the catalog, and marks runs
-/// a previous process left unfinished as interrupted.
+/// Prepares the state: connects and migrates the store, loads the catalog, and takes over
+/// the runs a previous process left unfinished (resumed, or marked interrupted).
 pub async fn prepare(
     config: ServerConfig,
     library: Library,
@@ -283,12 +291,7 @@ pub async fn prepare(
     if state.store.dialect() == crate::store::Dialect::Postgres {
         tokio::spawn(live::listen(database_url, state.hub.clone()));
     }
-    let interrupted = runs::interrupt_unfinished(&state).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            "{interrupted} run(s) left unfinished by a previous process marked interrupted"
-        );
-    }
+    recovery::take_over(&state, true).await?;
     Ok(state)
 }
 
@@ -312,6 +315,7 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let claims = tokio::spawn(recovery::keep_claims(state.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -320,6 +324,7 @@ pub async fn serve(
         tracing::warn!("{left} run(s) still going after the grace period");
         runs::interrupt_unfinished(&state).await?;
     }
+    claims.abort();
     state.store.close().await;
     Ok(())
 }

@@ -68,6 +68,8 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(String, u16), u64>>,
     http_latency: Mutex<Histogram>,
     streams: AtomicI64,
+    resumed: AtomicU64,
+    interrupted_at_take_over: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,6 +105,13 @@ impl Metrics {
             self.completion_tokens
                 .fetch_add(c.usage.completion_tokens, Ordering::Relaxed);
         }
+    }
+
+    /// Runs a stopped instance left unfinished were taken over: resumed, or interrupted.
+    pub fn runs_taken_over(&self, resumed: usize, interrupted: usize) {
+        self.resumed.fetch_add(resumed as u64, Ordering::Relaxed);
+        self.interrupted_at_take_over
+            .fetch_add(interrupted as u64, Ordering::Relaxed);
     }
 
     /// An SSE stream opened (+1) or closed (-1).
@@ -161,6 +170,17 @@ impl Metrics {
             "crossfire_streams_open {}",
             self.streams.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP crossfire_runs_taken_over_total Runs a stopped instance left unfinished, taken over here: resumed, or ended as interrupted.\n# TYPE crossfire_runs_taken_over_total counter\n");
+        for (outcome, n) in [
+            ("resumed", &self.resumed),
+            ("interrupted", &self.interrupted_at_take_over),
+        ] {
+            let _ = writeln!(
+                out,
+                "crossfire_runs_taken_over_total{{outcome=\"{outcome}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
         let _ = writeln!(
             out,

@@ -143,13 +143,17 @@ fn to_json(record: &impl serde::Serialize) -> Result<String, ApiError> {
     serde_json::to_string(record).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))
 }
 
-/// Stores a new run, charging today's quota (if it has one).
+/// Stores a new run claimed by this instance, charging today's quota (if it has one).
 async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result<(), ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let day = now.date().to_string();
     match state
         .store
-        .create_run(run, per_day.map(|limit| Quota { day: &day, limit }))
+        .create_run(
+            run,
+            per_day.map(|limit| Quota { day: &day, limit }),
+            state.claim(),
+        )
         .await
     {
         Err(StoreError::QuotaExceeded { limit }) => {
@@ -168,7 +172,7 @@ async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result
 }
 
 /// What a run's work returns: its status, error and result JSON.
-type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
+pub(crate) type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
 
 /// Stores a new run (charging today's quota), then executes it in its own task, which goes
 /// on whatever its clients do.
@@ -189,28 +193,40 @@ where
     };
     // Open before the client hears of the run, so a follower arriving at once finds it.
     let live = state.hub.open(&run.id, owner);
-    let task_state = state.clone();
-    state.spawn_run(async move {
-        let id = run.id.clone();
-        execute(&task_state, run.kind, &run.id, live, |sink| work(id, sink)).await;
-    });
+    let sink = live.sink();
+    start(state, &run, live, sink, work);
     Ok(())
 }
 
-/// Runs the engine for a stored run: records its events, then stores its result.
-async fn execute<F, Fut>(
+/// Executes a stored run opened in the hub as `live` in its own task, its engine reporting
+/// to `sink`.
+pub(crate) fn start<F, Fut>(
+    state: &AppState,
+    run: &Run,
+    live: Arc<live::LiveRun>,
+    sink: EventSink,
+    work: F,
+) where
+    F: FnOnce(String, EventSink) -> Fut + Send + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    let task_state = state.clone();
+    let (id, kind) = (run.id.clone(), run.kind);
+    state.spawn_run(async move {
+        execute(&task_state, kind, &id, live, work(id.clone(), sink)).await;
+    });
+}
+
+/// Waits for a run's engine work, then stores its result.
+async fn execute(
     state: &AppState,
     kind: RunKind,
     id: &str,
     live: Arc<live::LiveRun>,
-    run: F,
-) where
-    F: FnOnce(EventSink) -> Fut,
-    Fut: Future<Output = Outcome>,
-{
+    work: impl Future<Output = Outcome>,
+) {
     // The run shows as running once its first event is stored.
-    let outcome = run(live.sink()).await;
-    let finish = match outcome {
+    let finish = match work.await {
         Ok((status, error, result)) => {
             state.metrics.run_finished(kind.as_str(), status.as_str());
             Some(Finish {
@@ -239,7 +255,7 @@ pub(crate) trait Record: DeserializeOwned {
 }
 
 /// The turns a run's log shows finished, with their rounds, as their `turn_end` told them.
-fn finished_turns(events: &[StoredEvent]) -> Vec<(u8, Turn)> {
+pub(crate) fn finished_turns(events: &[StoredEvent]) -> Vec<(u8, Turn)> {
     #[derive(Deserialize)]
     struct Ended {
         round: u8,
@@ -480,8 +496,10 @@ async fn stream(
     // heard events the log never got (it goes on past a gap): it starts again from the first
     // event, told to drop what it has.
     let reset = after > 0
-        && state.hub.owner(run_id).is_none()
-        && !state.store.has_event(run_id, after).await?;
+        && match state.hub.lost(run_id, after) {
+            Some(lost) => lost,
+            None => !state.store.has_event(run_id, after).await?,
+        };
     if reset {
         after = 0;
     }
@@ -531,10 +549,10 @@ impl Drop for StreamOpen {
     }
 }
 
-/// Marks runs that no task is executing any more (left by a crash, or past the shutdown
-/// grace period) as failed with reason `interrupted`, and ends their event logs.
+/// Marks the runs this instance holds that are still unfinished past the shutdown grace
+/// period as failed with reason `interrupted`, and ends their event logs.
 pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError> {
-    let runs = state.store.unfinished_runs().await?;
+    let runs = state.store.unfinished_runs_of(&state.instance).await?;
     let count = runs.len();
     // Many at a time: their events then share commits, and a shutdown with thousands of
     // runs in flight does not wait for each in turn.
@@ -551,9 +569,18 @@ pub async fn interrupt_unfinished(state: &AppState) -> Result<usize, StoreError>
 }
 
 async fn interrupt(state: &AppState, run: &Run) -> Result<(), StoreError> {
+    interrupt_for(state, run, "the service stopped before this finished").await
+}
+
+/// Ends a run nobody executes any more as `interrupted`, saying `why`.
+pub(crate) async fn interrupt_for(
+    state: &AppState,
+    run: &Run,
+    why: &str,
+) -> Result<(), StoreError> {
     let reason = ErrorInfo {
         code: ErrorCode::Interrupted,
-        message: "the service stopped before this finished".into(),
+        message: why.into(),
     };
     // A run still executing here adds nothing more, and what it queued is stored first.
     let last = state.hub.seal(&run.id);

@@ -11,7 +11,7 @@ use crossfire_server::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::http::{App, databases, debate_body, temp_db};
-use support::{FakeLlm, FakeOptions, Target};
+use support::{FakeLlm, FakeOptions, Fault, Target};
 use tokio::sync::oneshot;
 
 /// What a test may change before the service starts.
@@ -83,7 +83,8 @@ on_every_database!(
     twenty_concurrent_requests_cannot_exceed_the_daily_quota,
     a_second_request_for_the_same_perspective_is_served_from_the_cache,
     hostile_text_is_stored_and_returned_intact_and_inert,
-    a_restart_marks_the_debate_it_interrupted_as_failed,
+    a_restart_resumes_the_debate_it_interrupted,
+    a_restart_interrupts_a_debate_it_cannot_resume,
     a_run_log_reads_back_event_by_event_from_any_point,
     readers_vote_before_and_after_and_share_and_export_a_debate
 );
@@ -935,72 +936,141 @@ mod cases {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
-    pub async fn a_restart_marks_the_debate_it_interrupted_as_failed(db: &str) {
-        let fake = FakeLlm::start(FakeOptions {
-            latency: Duration::from_secs(30),
-            ..FakeOptions::default()
-        })
-        .await;
+    /// Starts a debate on a process of its own, follows it until `until` holds of the
+    /// events heard, lets those be stored, then tears the process down as a crash would. Returns the debate's id,
+    /// its owner's token and the events heard.
+    async fn crash_mid_debate(
+        db: &str,
+        options: FakeOptions,
+        until: fn(&[(i64, String, Value)]) -> bool,
+    ) -> (String, String, Vec<(i64, String, Value)>) {
         let db = db.to_string();
-        let base_url = fake.base_url.clone();
-        let db_for_crash = db.clone();
-        // The first process runs on its own runtime, which is then torn down: a crash.
-        let (id, token) = std::thread::spawn(move || {
+        // The first process (with its model) runs on its own runtime, which is then torn
+        // down: a crash.
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             let result = runtime.block_on(async {
-                let fake_view = FakeLlm::at(&base_url);
-                let app = start(&fake_view, &db_for_crash, |_| {}).await;
+                let fake = FakeLlm::start(options).await;
+                let app = start(&fake, &db, |_| {}).await;
                 let token = app.user().await;
                 let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
                 let id = created["id"].as_str().unwrap().to_string();
-                let first = app
-                    .events(&format!("/api/debates/{id}/events"), &token, None, 1)
-                    .await;
-                assert_eq!(first[0].1, "turn_start");
-                // Queued until its first event is stored, then running.
-                let mut status = String::new();
-                for _ in 0..100 {
-                    let (_, run) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
-                    status = run["status"].as_str().unwrap_or("").to_string();
-                    if status != "queued" {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                let path = format!("/api/debates/{id}/events");
+                let mut heard: Vec<(i64, String, Value)> = Vec::new();
+                while !until(&heard) {
+                    let last = heard.last().map(|e| e.0);
+                    let next = app.events(&path, &token, last, 1).await;
+                    assert_ne!(next[0].1, "done", "the debate ended before the crash");
+                    heard.extend(next);
                 }
-                assert_eq!(status, "running");
-                (id, token)
+                // What was heard is stored within a commit (50 ms); what follows may not be.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (id, token, heard)
             });
             runtime.shutdown_background();
             result
         })
         .join()
-        .unwrap();
+        .unwrap()
+    }
 
-        let app = start(&fake, &db, |_| {}).await;
+    fn turns_ended(events: &[(i64, String, Value)], round: u64) -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e.1 == "turn_end" && e.2["round"] == round)
+            .map(|e| {
+                let speaker = e.2["speaker"].as_str().unwrap().to_string();
+                (speaker, e.2["text"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    /// A crash in the rebuttals: the restarted service resumes the debate, keeping the
+    /// openings as they were and speaking the rebuttals again, and its log goes on past a gap.
+    pub async fn a_restart_resumes_the_debate_it_interrupted(db: &str) {
+        let slow = FakeOptions {
+            token_delay: Duration::from_millis(40),
+            ..FakeOptions::default()
+        };
+        let rebutting = |heard: &[(i64, String, Value)]| {
+            heard
+                .iter()
+                .any(|e| e.1 == "turn_start" && e.2["round"] == 2)
+        };
+        let (id, token, heard) = crash_mid_debate(db, slow, rebutting).await;
+        let openings = turns_ended(&heard, 1);
+        assert_eq!(openings.len(), 2, "both openings ended before the crash");
+
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let path = format!("/api/debates/{id}/events");
+        let events = app.events(&path, &token, None, usize::MAX).await;
+        assert_eq!(events.last().unwrap().2["status"], "done", "{events:?}");
+        let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let gap = ids.windows(2).position(|w| w[1] - w[0] > 1).expect("a gap");
+        assert!(ids[gap + 1] > crossfire_server::live::CRASH_GAP, "{ids:?}");
+        // The rebuttals that had started start over; the openings are not spoken again.
+        let restarted: Vec<&Value> = events[gap + 1..]
+            .iter()
+            .filter(|e| e.1 == "turn_restart")
+            .map(|e| &e.2)
+            .collect();
+        assert!(!restarted.is_empty(), "{events:?}");
+        assert!(
+            restarted
+                .iter()
+                .all(|r| r["round"] == 2 && r["reason"] == "the service restarted"),
+            "{restarted:?}"
+        );
+        assert!(
+            fake.requests(Target::Debater)
+                .iter()
+                .all(|call| call.body["messages"][1]["content"]
+                    .as_str()
+                    .is_some_and(|user| user.starts_with("Round 2"))),
+            "only the rebuttals are asked for again"
+        );
+        assert_eq!(turns_ended(&events, 1), openings);
         let (status, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(transcript["status"], "failed");
-        assert_eq!(transcript["error"]["code"], "interrupted");
-        let events = app
-            .events(
-                &format!("/api/debates/{id}/events"),
-                &token,
-                None,
-                usize::MAX,
-            )
-            .await;
-        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-        assert_eq!(&names[names.len() - 2..], ["error", "done"], "{names:?}");
-        assert_eq!(events.last().unwrap().2["status"], "failed");
+        assert_eq!(transcript["status"], "done");
+        assert!(transcript["verdict"]["winner"].is_string(), "{transcript}");
+        let stored: Vec<(u64, String, String)> = transcript["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["turns"].as_array().unwrap().iter().map(move |t| {
+                    let round = r["round"].as_u64().unwrap();
+                    let speaker = t["speaker"].as_str().unwrap().to_string();
+                    (round, speaker, t["text"].as_str().unwrap().to_string())
+                })
+            })
+            .collect();
+        let streamed: Vec<(u64, String, String)> = [1, 2]
+            .into_iter()
+            .flat_map(|round| {
+                turns_ended(&events, round)
+                    .into_iter()
+                    .map(move |(speaker, text)| (round, speaker, text))
+            })
+            .collect();
+        assert_eq!(
+            streamed, stored,
+            "the stream tells what the transcript holds"
+        );
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("crossfire_runs_taken_over_total{outcome=\"resumed\"} 1"),
+            "{metrics}"
+        );
 
-        // The log goes on past a gap after the crash, and a client that heard events the
-        // crash kept from the log is told to start over.
-        let stored = events.last().unwrap().0;
-        assert!(stored > crossfire_server::live::CRASH_GAP, "{stored}");
-        let before_gap = events[events.len() - 3].0;
+        // A client that heard events the crash kept from the log is told to start over.
+        let before_gap = ids[gap];
         let body = app
             .http
-            .get(format!("{}/api/debates/{id}/events", app.base))
+            .get(format!("{}{path}", app.base))
             .bearer_auth(&token)
             .header("Last-Event-ID", (before_gap + 3).to_string())
             .send()
@@ -1015,21 +1085,61 @@ mod cases {
             "{body}"
         );
         // One that heard only what was stored resumes as ever.
-        let body = app
-            .http
-            .get(format!("{}/api/debates/{id}/events", app.base))
-            .bearer_auth(&token)
-            .header("Last-Event-ID", before_gap.to_string())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let rest = app
+            .events(&path, &token, Some(before_gap), usize::MAX)
+            .await;
+        assert_eq!(rest, events[gap + 1..].to_vec());
+    }
+
+    /// A crash, then a restart with one of the debate's personas edited: the debate cannot
+    /// resume as it began, so it ends as interrupted, keeping the turn that had finished.
+    pub async fn a_restart_interrupts_a_debate_it_cannot_resume(db: &str) {
+        let slow = FakeOptions {
+            token_delay: Duration::from_millis(40),
+            faults: vec![(Target::Speaker("George F. Kennan"), Fault::Hang)],
+            ..FakeOptions::default()
+        };
+        let one_ended = |heard: &[(i64, String, Value)]| heard.iter().any(|e| e.1 == "turn_end");
+        let (id, token, heard) = crash_mid_debate(db, slow, one_ended).await;
+        let finished = turns_ended(&heard, 1);
+
+        let personas = std::env::temp_dir().join(format!(
+            "crossfire-edited-{}",
+            crossfire_engine::transcript::new_id()
+        ));
+        std::fs::create_dir_all(&personas).unwrap();
+        for entry in std::fs::read_dir(support::repo("personas")).unwrap() {
+            let from = entry.unwrap().path();
+            let mut text = std::fs::read_to_string(&from).unwrap();
+            if from.file_name().unwrap() == "george-kennan.toml" {
+                text = text.replacen("voice = \"", "voice = \"Edited. ", 1);
+            }
+            std::fs::write(personas.join(from.file_name().unwrap()), text).unwrap();
+        }
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |s| s.paths.personas_dir = personas.clone()).await;
+        let (_, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        assert_eq!(transcript["status"], "failed", "{transcript}");
+        assert_eq!(transcript["error"]["code"], "interrupted");
         assert!(
-            !body.contains("reset") && body.contains("event: done"),
-            "{body}"
+            transcript["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("a persona has changed"),
+            "{transcript}"
         );
+        let kept: Vec<(String, String)> = transcript["rounds"][0]["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let speaker = t["speaker"].as_str().unwrap().to_string();
+                (speaker, t["text"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(kept, finished, "the finished turn is kept");
+        assert!(fake.log().is_empty(), "nothing is spoken again");
+        let _ = std::fs::remove_dir_all(&personas);
     }
 
     /// The writer keeps each run's events of one commit in one row; read back, from the
@@ -1040,7 +1150,11 @@ mod cases {
         let user = store.create_user("log@example.com", "-", 0).await.unwrap();
         for id in ["a", "b"] {
             let run = Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
-            store.create_run(&run, None).await.unwrap();
+            let claim = crossfire_server::store::Claim {
+                owner: "test",
+                until: i64::MAX,
+            };
+            store.create_run(&run, None, claim).await.unwrap();
         }
         let event = |id: &str, seq: i64| StoredEvent {
             seq,

@@ -37,14 +37,26 @@ impl Hub {
     /// Opens a run about to execute here. Done before the run is announced to its client,
     /// so a follower arriving at once finds it.
     pub fn open(&self, run_id: &str, owner: Owner) -> Arc<LiveRun> {
+        self.open_after(run_id, owner, Vec::new(), 0)
+    }
+
+    /// Opens a run that resumes here after a crash: its stored `log` is what followers
+    /// replay first, and its new events are numbered after `last` (past the crash gap).
+    pub fn open_after(
+        &self,
+        run_id: &str,
+        owner: Owner,
+        log: Vec<StoredEvent>,
+        last: i64,
+    ) -> Arc<LiveRun> {
         let run = Arc::new(LiveRun {
             id: run_id.to_string(),
             owner,
             store: self.store.clone(),
             due: self.due.clone(),
             state: Mutex::new(RunState {
-                events: Vec::new(),
-                last: 0,
+                events: log,
+                last,
                 tx: Some(broadcast::channel(LIVE_BUFFER).0),
                 batches: Vec::new(),
                 done: None,
@@ -67,6 +79,17 @@ impl Hub {
     /// The owner of a run executing here, if it is.
     pub fn owner(&self, run_id: &str) -> Option<Owner> {
         self.lock().get(run_id).map(|run| run.owner)
+    }
+
+    /// Whether event `seq` of a run executing here was streamed and then lost by a crash
+    /// (it falls in the gap before a resumed run's new events); `None` if the run does not
+    /// execute here.
+    pub fn lost(&self, run_id: &str, seq: i64) -> Option<bool> {
+        let run = self.live(run_id)?;
+        let state = run.state();
+        let kept = state.events.binary_search_by_key(&seq, |e| e.seq).is_ok();
+        // Numbers past the last kept event are still to come (or being stored), not lost.
+        Some(!kept && state.events.last().is_some_and(|e| e.seq > seq))
     }
 
     /// Stops a run executing here from adding events (it is being interrupted); returns

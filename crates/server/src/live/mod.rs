@@ -87,7 +87,11 @@ mod tests {
         let user = store.create_user("live@example.com", "-", 0).await.unwrap();
         for id in ["r", "cut"] {
             let row = crate::store::Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
-            store.create_run(&row, None).await.unwrap();
+            let claim = crate::store::Claim {
+                owner: "test",
+                until: i64::MAX,
+            };
+            store.create_run(&row, None, claim).await.unwrap();
         }
         let hub = Hub::start(store.clone());
         let owner = Owner {

@@ -16,7 +16,7 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
 pub use events::StoredEvent;
-pub use runs::{Quota, Run, RunKind};
+pub use runs::{Claim, Quota, Run, RunKind};
 pub use saves::Save;
 pub use users::{Credentials, Role, User};
 pub use votes::{Vote, VoteChoice, VotePhase};

@@ -106,6 +106,14 @@ impl Run {
     }
 }
 
+/// An instance's claim on the runs it executes: whose, and until when (ms since the
+/// epoch) it holds without renewal.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub until: i64,
+}
+
 /// A daily allowance to charge when creating a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Quota<'a> {
@@ -114,9 +122,14 @@ pub struct Quota<'a> {
 }
 
 impl Store {
-    /// Creates a run, charging the quota in the same transaction: concurrent requests can
-    /// never exceed it.
-    pub async fn create_run(&self, run: &Run, quota: Option<Quota<'_>>) -> Result<(), StoreError> {
+    /// Creates a run claimed by `claim`, charging the quota in the same transaction:
+    /// concurrent requests can never exceed it.
+    pub async fn create_run(
+        &self,
+        run: &Run,
+        quota: Option<Quota<'_>>,
+        claim: Claim<'_>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(quota) = quota {
             if quota.limit == 0 {
@@ -139,8 +152,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO runs (id, kind, user_id, status, cache_key, result, error_code, \
-             error_message, created_at, updated_at, trial) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+             error_message, created_at, updated_at, trial, owner, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12)",
         )
         .bind(&run.id)
         .bind(run.kind.as_str())
@@ -152,6 +165,8 @@ impl Store {
         .bind(run.error.as_ref().map(|e| e.message.as_str()))
         .bind(run.created_at)
         .bind(i64::from(run.trial))
+        .bind(claim.owner)
+        .bind(claim.until)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -239,5 +254,55 @@ impl Store {
             Store::RUN_COLUMNS
         );
         Ok(sqlx::query_as::<_, Run>(&sql).fetch_all(&self.pool).await?)
+    }
+
+    /// The unfinished runs `owner` has claimed.
+    pub async fn unfinished_runs_of(&self, owner: &str) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE status IN ('queued', 'running') AND owner = $1",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Renews `claim.owner`'s claim on every unfinished run it holds.
+    pub async fn renew_claims(&self, claim: Claim<'_>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_until = $2 \
+             WHERE owner = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(claim.owner)
+        .bind(claim.until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims the unfinished runs nobody holds any more: those without a claim, those whose
+    /// claim lapsed before `lapsed_before`, and (with `own`) those a previous process of the
+    /// same name held. One statement, so two instances never claim the same run.
+    pub async fn claim_abandoned(
+        &self,
+        claim: Claim<'_>,
+        lapsed_before: i64,
+        own: bool,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "UPDATE runs SET owner = $1, lease_until = $2 \
+             WHERE status IN ('queued', 'running') \
+             AND (lease_until IS NULL OR lease_until < $3 OR (owner = $1 AND $4 = 1)) \
+             RETURNING {}",
+            Store::RUN_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, Run>(&sql)
+            .bind(claim.owner)
+            .bind(claim.until)
+            .bind(lapsed_before)
+            .bind(i64::from(own))
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

@@ -1,0 +1,5 @@
+-- The instance executing a run, and until when its claim holds (ms since the epoch). An
+-- instance renews the claims of the runs it executes; a run whose claim has lapsed was left
+-- by an instance that stopped, and another instance takes it over and resumes it.
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until BIGINT;

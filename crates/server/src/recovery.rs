@@ -1,0 +1,198 @@
+//! Runs that outlive the process executing them. Each instance claims the runs it executes
+//! and renews its claims while it lives. After a crash, the instance restarted in its place
+//! takes its runs over at once, and any instance takes over a run whose claim has lapsed: a
+//! debate or perspective resumes, keeping the turns its log shows finished; a run that cannot
+//! resume (an editor's trial, or a persona or story that changed) ends as `interrupted`.
+
+use std::time::Duration;
+
+use crate::AppState;
+use crate::live::{CRASH_GAP, Owner};
+use crate::runs::{Outcome, finished_turns, interrupt_for, record_of, start};
+use crate::store::{Claim, Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
+use crossfire_engine::event::{Event, EventKind, EventSink, Speaker};
+use crossfire_engine::persona::Persona;
+use crossfire_engine::transcript::{PersonaRef, PerspectiveRecord, Transcript};
+
+/// The reason a resumed turn's `turn_restart` gives.
+const RESTARTED: &str = "the service restarted";
+
+/// What a take-over did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TakenOver {
+    pub resumed: usize,
+    pub interrupted: usize,
+}
+
+/// Takes over the unfinished runs nobody holds: at start-up also those a previous process
+/// of this instance's name held (on SQLite, every unfinished run: one instance serves a
+/// SQLite file). Each is resumed, or ended as interrupted.
+pub async fn take_over(state: &AppState, at_start: bool) -> Result<TakenOver, StoreError> {
+    let lapsed_before = match (at_start, state.store.dialect()) {
+        (true, Dialect::Sqlite) => i64::MAX,
+        _ => now_ms(),
+    };
+    let runs = state
+        .store
+        .claim_abandoned(state.claim(), lapsed_before, at_start)
+        .await?;
+    let mut taken = TakenOver::default();
+    for run in runs {
+        match resume(state, &run).await? {
+            Ok(()) => taken.resumed += 1,
+            Err(why) => {
+                tracing::warn!(run = run.id, "cannot resume: {why}");
+                interrupt_for(state, &run, &format!("the service stopped, and {why}")).await?;
+                taken.interrupted += 1;
+            }
+        }
+    }
+    if taken.resumed + taken.interrupted > 0 {
+        tracing::warn!(
+            resumed = taken.resumed,
+            interrupted = taken.interrupted,
+            "took over runs left unfinished by a stopped instance"
+        );
+        state
+            .metrics
+            .runs_taken_over(taken.resumed, taken.interrupted);
+    }
+    Ok(taken)
+}
+
+/// Renews this instance's claims, and takes over lapsed runs, a few times per lease, for as
+/// long as the service lives.
+pub async fn keep_claims(state: AppState) {
+    let every = state.config.run_lease / 3;
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = state.store.renew_claims(state.claim()).await {
+            tracing::error!("cannot renew this instance's claims on its runs: {e}");
+            continue;
+        }
+        if let Err(e) = take_over(&state, false).await {
+            tracing::error!("cannot take over lapsed runs: {e}");
+        }
+    }
+}
+
+/// Resumes `run` here, or says why it cannot.
+async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, StoreError> {
+    if run.trial {
+        return Ok(Err("an editor's trial run is not resumed".into()));
+    }
+    let log = state.store.events_after(&run.id, 0).await?;
+    let finished = finished_turns(&log);
+    let set = state.set();
+    let engine = set.engine.clone();
+    let unreadable = |_| "its stored record cannot be read".to_string();
+    let work: Box<dyn FnOnce(String, EventSink) -> BoxedWork + Send> = match run.kind {
+        RunKind::Debate => {
+            let transcript: Transcript = match record_of(run) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(unreadable(e))),
+            };
+            let found = (|| {
+                let story = set.catalog.story(&transcript.story).ok()?.clone();
+                let a = same_persona(&set, &transcript.personas.a)?;
+                let b = same_persona(&set, &transcript.personas.b)?;
+                Some((story, a, b))
+            })();
+            let Some((story, a, b)) = found else {
+                return Ok(Err("its story or a persona has changed".into()));
+            };
+            let motion = transcript.motion;
+            Box::new(move |id, sink| {
+                Box::pin(async move {
+                    let t = engine
+                        .resume_debate(id, &story, &a, &b, &motion, &finished, &sink)
+                        .await;
+                    serde_json::to_string(&t).map(|json| (t.status, t.error, json))
+                })
+            })
+        }
+        RunKind::Perspective => {
+            let record: PerspectiveRecord = match record_of(run) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(unreadable(e))),
+            };
+            let found = (|| {
+                let story = set.catalog.story(&record.story).ok()?.clone();
+                Some((story, same_persona(&set, &record.persona)?))
+            })();
+            let Some((story, persona)) = found else {
+                return Ok(Err("its story or persona has changed".into()));
+            };
+            // One speech: it is spoken again whole.
+            Box::new(move |id, sink| {
+                Box::pin(async move {
+                    let p = engine.run_perspective(id, &story, &persona, &sink).await;
+                    serde_json::to_string(&p).map(|json| (p.status, p.error, json))
+                })
+            })
+        }
+    };
+    let restarted = unfinished_turns(&log);
+    // New events go on past a gap: a client may have heard numbers the log never got.
+    let last = state.store.last_seq(&run.id).await? + CRASH_GAP;
+    let owner = Owner {
+        user_id: run.user_id,
+        kind: run.kind,
+    };
+    let live = state.hub.open_after(&run.id, owner, log, last);
+    let events = live.sink();
+    // A turn the log shows started is started over, as a retry would: its clients drop
+    // the text they have of it.
+    let sink = EventSink::new(move |event| match event {
+        Event::TurnStart { round, speaker, .. } if restarted.contains(&(round, speaker)) => events
+            .send(Event::TurnRestart {
+                round,
+                speaker,
+                reason: RESTARTED.into(),
+            }),
+        event => events.send(event),
+    });
+    start(state, run, live, sink, work);
+    Ok(Ok(()))
+}
+
+type BoxedWork = std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The persona a run was started with, if the catalog still has that version of it.
+fn same_persona(set: &crate::live_set::LiveSet, wanted: &PersonaRef) -> Option<Persona> {
+    let persona = set.catalog.persona(&wanted.id).ok()?;
+    (persona.version == wanted.version).then(|| persona.clone())
+}
+
+/// The turns a log shows started and not finished.
+fn unfinished_turns(log: &[StoredEvent]) -> Vec<(u8, Speaker)> {
+    #[derive(serde::Deserialize)]
+    struct TurnOf {
+        round: u8,
+        speaker: Speaker,
+    }
+    let turns = |kind: EventKind| {
+        log.iter()
+            .filter(move |e| e.name == kind.as_str())
+            .filter_map(|e| serde_json::from_str::<TurnOf>(&e.data).ok())
+            .map(|t| (t.round, t.speaker))
+    };
+    let ended: Vec<(u8, Speaker)> = turns(EventKind::TurnEnd).collect();
+    turns(EventKind::TurnStart)
+        .filter(|t| !ended.contains(t))
+        .collect()
+}
+
+impl AppState {
+    /// This instance's claim on a run, from now for one lease.
+    pub fn claim(&self) -> Claim<'_> {
+        let lease = i64::try_from(self.config.run_lease.as_millis()).unwrap_or(i64::MAX);
+        Claim {
+            owner: &self.instance,
+            until: now_ms().saturating_add(lease),
+        }
+    }
+}
