@@ -77,6 +77,73 @@ async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
     assert_eq!(replay, all, "both instances tell the same story");
 }
 
+/// Two instances on one PostgreSQL database: the second's start leaves the first's running
+/// debate alone; when the first is killed, the second takes the debate over once the first's
+/// claim lapses, and finishes it.
+#[tokio::test]
+async fn another_instance_takes_over_the_debates_of_one_that_crashed_on_postgres() {
+    // Needs a PostgreSQL server; under CI a missing one fails the test.
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("not run: CROSSFIRE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = fresh_postgres_database(&admin).await;
+    let fake = FakeLlm::start(FakeOptions {
+        random_chunks: false,
+        token_delay: Duration::from_millis(40),
+        ..FakeOptions::default()
+    })
+    .await;
+    let envs = [
+        ("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str()),
+        ("CROSSFIRE_DATABASE_URL", db.as_str()),
+        ("CROSSFIRE_RUN_LEASE_S", "1"),
+    ];
+    let spawn = || Instance::start(env!("CARGO_BIN_EXE_crossfire"), &[], &envs);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let one = spawn().await;
+    let app_one = App::at(&one.base);
+    let token = app_one.user().await;
+    let (_, created) = app_one
+        .post("/api/debates", Some(&token), debate_body())
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/api/debates/{id}/events");
+    app_one.events(&path, &token, None, 1).await;
+
+    let two = spawn().await;
+    let app_two = App::at(&two.base);
+    // Longer than a lease: the first instance renews its claim, so nothing is taken over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, running) = app_two
+        .get(&format!("/api/debates/{id}"), Some(&token))
+        .await;
+    assert_eq!(running["status"], "running", "{running}");
+    let taken = |metrics: &str, n: u32| {
+        metrics.contains(&format!(
+            "crossfire_runs_taken_over_total{{outcome=\"resumed\"}} {n}"
+        ))
+    };
+    assert!(taken(&app_two.metrics().await, 0), "left to the first");
+
+    one.signal("KILL");
+    let events = app_two.events(&path, &token, None, usize::MAX).await;
+    assert_eq!(events.last().unwrap().2["status"], "done", "{events:?}");
+    let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+    assert!(
+        ids.windows(2).any(|w| w[1] - w[0] > 1_000),
+        "the log goes on past the crash gap: {ids:?}"
+    );
+    let (_, transcript) = app_two
+        .get(&format!("/api/debates/{id}"), Some(&token))
+        .await;
+    assert_eq!(transcript["status"], "done", "{transcript}");
+    assert!(
+        taken(&app_two.metrics().await, 1),
+        "taken over by the second"
+    );
+}
+
 /// SIGTERM: the instance stops accepting, lets the running debate finish within the grace
 /// period and exits; with no grace, what is left is marked interrupted.
 #[tokio::test]

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use super::grammar::{Matcher, Schema};
 use super::model::Model;
 use super::sampler::{Sampler, SamplerSettings};
 use super::tokenizer::Utf8Stream;
 use super::transformer::{KvCache, Row};
+use super::vector::log_sum_exp;
 
 /// What a generation asks for.
 pub struct Request {
@@ -220,15 +223,30 @@ impl Scheduler {
         self.counters.decode_tokens += decoding as u64;
         self.counters.decode_time += share(decoding as u64);
 
-        let mut logits = logits.into_iter();
+        // A scoring read's rows are many and independent: their normalisers, a pass over
+        // the vocabulary each, are summed on every core.
+        let live = &self.live;
+        let scored: Vec<Option<f64>> = rows
+            .iter()
+            .filter(|r| r.logits)
+            .zip(&logits)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(row, logits)| {
+                let s = &live[row.seq];
+                s.score_from
+                    .map(|_| log_softmax_at(logits, s.tokens[row.pos + 1]))
+            })
+            .collect();
+        let mut logits = logits.into_iter().zip(scored);
         let mut finished = Vec::new();
         for row in rows.iter().filter(|r| r.logits) {
-            let Some(mut logits) = logits.next() else {
+            let Some((mut logits, scored)) = logits.next() else {
                 break;
             };
             let s = &mut self.live[row.seq];
-            if s.score_from.is_some() {
-                s.logprob += log_softmax_at(&logits, s.tokens[row.pos + 1]);
+            if let Some(logprob) = scored {
+                s.logprob += logprob;
                 continue;
             }
             s.prefilled = true;
@@ -331,13 +349,6 @@ impl Sequence {
     fn first_needed(&self) -> usize {
         self.score_from.unwrap_or(self.prompt_len).saturating_sub(1)
     }
-}
-
-/// `log Σ exp(logits)`: a logit less it is a log-probability.
-fn log_sum_exp(logits: &[f32]) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    f64::from(max) + sum.ln()
 }
 
 /// `log softmax(logits)[token]`.

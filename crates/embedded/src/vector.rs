@@ -1,6 +1,7 @@
-//! Element-wise maths every layer runs on whole rows: the SiLU-gated product of the
-//! feed-forward block, and the vector `exp` and sums the attention kernel shares. These run
-//! on one thread between the parallel products, so a scalar `expf` per element shows.
+//! Element-wise maths on whole rows: the SiLU-gated product of the feed-forward block, the
+//! vector `exp` and sums the attention kernel shares, and the log-sum-exp that turns a row of
+//! logits into log-probabilities. These run on one thread between the parallel products, so
+//! a scalar `expf` per element shows.
 
 /// `gate[i] = silu(gate[i]) · up[i]`, where `silu(g) = g / (1 + e^-g)`.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
@@ -17,6 +18,24 @@ fn silu_mul_portable(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
+}
+
+/// `log Σ exp(logits)`: a logit less it is a log-probability.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return f64::from(max);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::quant::simd_available() {
+        // SAFETY: the CPU has AVX2, FMA and F16C.
+        return f64::from(max) + unsafe { avx2::sum_exp_shifted(logits, max) }.ln();
+    }
+    f64::from(max) + sum_exp_shifted_portable(logits, max).ln()
+}
+
+fn sum_exp_shifted_portable(xs: &[f32], shift: f32) -> f64 {
+    xs.iter().map(|&x| f64::from(x - shift).exp()).sum()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -75,6 +94,27 @@ pub(crate) mod avx2 {
         _mm256_mul_ps(e, _mm256_castsi256_ps(bits))
     }
 
+    /// `Σ e^(x - shift)`, eight lanes at a time, each 256 added into an f64 total so a
+    /// vocabulary's worth of terms keeps its precision.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn sum_exp_shifted(xs: &[f32], shift: f32) -> f64 {
+        let shift_v = _mm256_set1_ps(shift);
+        let mut total = 0f64;
+        let mut blocks = xs.chunks_exact(256);
+        for block in &mut blocks {
+            let mut acc = _mm256_setzero_ps();
+            for l in (0..256).step_by(8) {
+                let x = unsafe { _mm256_loadu_ps(block.as_ptr().add(l)) };
+                acc = _mm256_add_ps(acc, exp(_mm256_sub_ps(x, shift_v)));
+            }
+            total += f64::from(hsum(acc));
+        }
+        total + super::sum_exp_shifted_portable(blocks.remainder(), shift)
+    }
+
     /// The sum of a vector's eight lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -88,6 +128,17 @@ pub(crate) mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_sum_exp_matches_the_sum_in_f64() {
+        let logits: Vec<f32> = (0..49_157)
+            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0)
+            .collect();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let expected = f64::from(max) + sum_exp_shifted_portable(&logits, max).ln();
+        assert!((log_sum_exp(&logits) - expected).abs() < 1e-5);
+        assert_eq!(log_sum_exp(&[]), f64::from(f32::NEG_INFINITY));
+    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]

@@ -5,22 +5,24 @@
 //!
 //! For each side, in nats (natural-log probability, summed over the speech's tokens):
 //! - **argument**: how much likelier its speeches are with their sentences in order than
-//!   reversed (they hold together), plus how much likelier its opening is given the story
-//!   and motion than without them (it is about this story);
+//!   reversed (they hold together), and how many of the story's names (its people, places
+//!   and bodies) its opening uses (it is about this story);
 //! - **evidence**: the claim check: figures and quotations nothing supports;
 //! - **rebuttal**: how much likelier its rebuttal is given the opponent's opening than
 //!   without it (it answers what was said);
 //! - **fidelity**: the era check: what the figure speaks of that came after their time.
 //!
-//! A voice measure (how much likelier the opening is under its own persona's portrait than
-//! the opponent's) was tried and dropped: on the calibration it told the figures apart no
-//! better than chance and made verdicts worse.
+//! Two likelihood measures were tried and dropped, as the calibration bench chose: a voice
+//! measure (how much likelier the opening is under its own persona's portrait than the
+//! opponent's) told the figures apart no better than chance; and relevance read as how much
+//! likelier the opening is given the story than without it told on-topic speeches from ones
+//! written for another story no better than the story's names do, at a read's cost.
 //!
 //! Sums, not means: filler adds tokens that no context makes likelier, so it neither helps
 //! nor hurts, and a padded speech is judged as the speech it pads. Each side is scored on
 //! its own, so the order the sides are read in cannot change a score.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
@@ -40,8 +42,11 @@ use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod
 /// (or with the story, or after the opponent) falls well behind one that does, large enough
 /// that among speeches that all do, the differences stay small.
 const COHERENCE_SCALE: f64 = 40.0;
-const RELEVANCE_SCALE: f64 = 10.0;
 const REBUTTAL_SCALE: f64 = 10.0;
+/// Story names an opening uses that put its argument at the middle of the scale, and how
+/// many more (or fewer) take it three quarters of the way to the top (or bottom).
+const NAMES_EXPECTED: f64 = 2.0;
+const NAMES_SCALE: f64 = 2.0;
 /// How holding together weighs in the argument against being about the story.
 const COHERENCE_WEIGHT: f64 = 0.7;
 /// Points one unsupported claim costs the evidence score, and one anachronism fidelity.
@@ -96,8 +101,8 @@ impl Memo {
 struct Findings {
     /// Of the opening, then the rebuttal.
     coherence: [f64; 2],
-    /// Of the opening.
-    relevance: f64,
+    /// The story's names the opening uses.
+    names: usize,
     engagement: f64,
     unsupported: usize,
     anachronisms: usize,
@@ -113,8 +118,16 @@ pub async fn judge(
     rounds: &[Round],
 ) -> Result<Vec<JudgePass>, LlmError> {
     let story = setup.story.full_text();
-    let a = findings(model, memo, checker, &story, setup, rounds, Speaker::A).await?;
-    let b = findings(model, memo, checker, &story, setup, rounds, Speaker::B).await?;
+    let names = story_names(&story);
+    let read = Reading {
+        model,
+        memo,
+        checker,
+        story: &story,
+        names: &names,
+    };
+    let a = findings(&read, setup, rounds, Speaker::A).await?;
+    let b = findings(&read, setup, rounds, Speaker::B).await?;
     tracing::debug!(?a, ?b, "likelihood judge findings");
     let scores = Sides {
         a: criteria(&a),
@@ -147,13 +160,19 @@ pub async fn judge(
         .collect())
 }
 
-/// What the model's likelihoods and the checks find for `side`; `story` is the story's
-/// whole text, for the era check.
+/// What one verdict reads with: the model, what it already read, the checks, and the
+/// story's whole text (for the era check) and names.
+struct Reading<'a> {
+    model: &'a dyn LanguageModel,
+    memo: &'a Memo,
+    checker: &'a ClaimChecker,
+    story: &'a str,
+    names: &'a HashSet<String>,
+}
+
+/// What the model's likelihoods and the checks find for `side`.
 async fn findings(
-    model: &dyn LanguageModel,
-    memo: &Memo,
-    checker: &ClaimChecker,
-    story: &str,
+    read: &Reading<'_>,
     setup: &DebateSetup<'_>,
     rounds: &[Round],
     side: Speaker,
@@ -173,25 +192,23 @@ async fn findings(
     let (persona, opponent) = (setup.persona(side), setup.persona(other));
     let mut found = Findings::default();
     let likelihood = |messages: Vec<Message>, text: String| async move {
-        memo.likelihood(model, &messages, &text).await
+        read.memo.likelihood(read.model, &messages, &text).await
     };
     // Each speech is read in its plain context (the story and its speaker's portrait), in
-    // order and reversed; the opening also without the story, the rebuttal after the opening
-    // it answers.
+    // order and reversed; the rebuttal also after the opening it answers.
     for (i, round) in [1u8, 2].into_iter().enumerate() {
         let Some(speech) = turn(round, side) else {
             continue;
         };
-        let plain = || context(setup, persona, true, None);
+        let plain = || context(setup, persona, None);
         let own = likelihood(plain(), speech.to_string()).await?;
         let reversed: Vec<String> = sentences(speech).into_iter().rev().collect();
         let reversed = likelihood(plain(), reversed.join(" ")).await?;
         found.coherence[i] = own - reversed;
         if round == 1 {
-            let no_story = context(setup, persona, false, None);
-            found.relevance = own - likelihood(no_story, speech.to_string()).await?;
+            found.names = names_used(speech, read.names);
         } else if let Some(answered) = turn(1, other) {
-            let after = context(setup, persona, true, Some((opponent, answered)));
+            let after = context(setup, persona, Some((opponent, answered)));
             found.engagement = likelihood(after, speech.to_string()).await? - own;
         }
     }
@@ -201,35 +218,31 @@ async fn findings(
                 speaker: Some(persona),
                 answering,
             };
-            found.unsupported += checker.check(text, context).unsupported.len();
-            found.anachronisms += era::anachronisms(text, persona, story).len();
+            found.unsupported += read.checker.check(text, context).unsupported.len();
+            found.anachronisms += era::anachronisms(text, persona, read.story).len();
         }
     }
     Ok(found)
 }
 
-/// The context a speech is read in: the story and motion (or not), its speaker's portrait,
-/// and the opening it answers (if any). The story comes first, so the contexts of one
-/// debate share their longest prefix and the model computes it once.
+/// The context a speech is read in: the story and motion, its speaker's portrait, and the
+/// opening it answers (if any). The story comes first, so the contexts of one debate share
+/// their longest prefix and the model computes it once.
 fn context(
     setup: &DebateSetup<'_>,
     persona: &Persona,
-    story: bool,
     answering: Option<(&Persona, &str)>,
 ) -> Vec<Message> {
-    let mut user = String::new();
-    if story {
-        let s = setup.story;
-        user.push_str(&format!("News story: {}.", s.title));
-        if let Some(dek) = &s.dek {
-            user.push_str(&format!(" {dek}"));
-        }
-        user.push_str(&format!(
-            " {}\n\nMotion: {}\n\n",
-            clip(&s.overview, STORY_CHARS),
-            setup.motion
-        ));
+    let s = setup.story;
+    let mut user = format!("News story: {}.", s.title);
+    if let Some(dek) = &s.dek {
+        user.push_str(&format!(" {dek}"));
     }
+    user.push_str(&format!(
+        " {}\n\nMotion: {}\n\n",
+        clip(&s.overview, STORY_CHARS),
+        setup.motion
+    ));
     user.push_str(&portrait(persona));
     if let Some((opponent, opening)) = answering {
         user.push_str(&format!("\n\n{} said: {opening}", opponent.name));
@@ -242,6 +255,39 @@ fn context(
         ),
         Message::new(Role::User, user),
     ]
+}
+
+/// Words that open sentences or do grammar's work: capitalised, they still name nothing.
+const NOT_NAMES: &[&str] = &[
+    "a", "after", "all", "an", "and", "as", "at", "but", "by", "for", "from", "he", "her", "his",
+    "how", "if", "in", "it", "its", "let", "mr", "mrs", "ms", "no", "not", "now", "of", "on", "or",
+    "our", "she", "so", "some", "that", "the", "their", "then", "there", "these", "they", "this",
+    "those", "to", "under", "we", "what", "when", "where", "which", "while", "who", "why", "with",
+    "yet", "you", "your",
+];
+
+/// The story's names: its capitalised words of three letters or more (people, places,
+/// bodies), lowercased.
+fn story_names(story: &str) -> HashSet<String> {
+    words(story)
+        .filter(|w| w.len() >= 3 && w.starts_with(|c: char| c.is_uppercase()))
+        .map(str::to_lowercase)
+        .filter(|w| !NOT_NAMES.contains(&w.as_str()))
+        .collect()
+}
+
+/// How many of `names` the speech uses, each once.
+fn names_used(speech: &str, names: &HashSet<String>) -> usize {
+    let used: HashSet<String> = words(speech)
+        .map(str::to_lowercase)
+        .filter(|w| names.contains(w))
+        .collect();
+    used.len()
+}
+
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 /// Who a persona is and how they speak, as the likelihood contexts give it.
@@ -279,7 +325,7 @@ fn squash(x: f64, scale: f64) -> f64 {
 fn criteria(f: &Findings) -> Criteria {
     Criteria {
         argument: COHERENCE_WEIGHT * squash(f.coherence.iter().sum(), COHERENCE_SCALE)
-            + (1.0 - COHERENCE_WEIGHT) * squash(f.relevance, RELEVANCE_SCALE),
+            + (1.0 - COHERENCE_WEIGHT) * squash(f.names as f64 - NAMES_EXPECTED, NAMES_SCALE),
         evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
         rebuttal: squash(f.engagement, REBUTTAL_SCALE),
         fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),
@@ -294,10 +340,10 @@ fn reasons(f: &Findings) -> CriteriaReasons {
     };
     CriteriaReasons {
         argument: format!(
-            "The speeches read {:+.1} nats likelier in order than reversed; the opening {:+.1} \
-             given the story than without it",
+            "The speeches read {:+.1} nats likelier in order than reversed; the opening names \
+             {} of the story's people, places and bodies",
             f.coherence.iter().sum::<f64>(),
-            f.relevance
+            f.names
         ),
         evidence: format!(
             "The claim check found {}",
@@ -360,6 +406,23 @@ mod tests {
         assert!((squash(10.0, 10.0) - 8.875).abs() < 0.01);
         assert!(squash(-10.0, 10.0) < squash(-5.0, 10.0));
         assert!(squash(1e9, 1.0) <= 10.0 && squash(-1e9, 1.0) >= 1.0);
+    }
+
+    #[test]
+    fn a_speech_uses_the_story_names_it_mentions_each_once() {
+        let names =
+            story_names("The troops of North Korea reached Kursk. When Kim spoke, they cheered.");
+        for name in ["north", "korea", "kursk", "kim"] {
+            assert!(names.contains(name), "{name}: {names:?}");
+        }
+        for not_a_name in ["the", "when", "troops"] {
+            assert!(!names.contains(not_a_name), "{not_a_name}");
+        }
+        assert_eq!(
+            names_used("Kursk, Kursk and kim: Pyongyang's war", &names),
+            2
+        );
+        assert_eq!(names_used("Nothing of the sort", &names), 0);
     }
 
     #[test]

@@ -25,6 +25,8 @@ async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App 
     let mut setup = Setup {
         server: ServerConfig {
             database_url: db.to_string(),
+            // One name for every start on a database, as for an instance restarted in place.
+            instance: Some("in-process".into()),
             ..ServerConfig::default()
         },
         paths: Library {
