@@ -175,12 +175,6 @@ async fn main() {
         debates - done,
         wall.as_secs_f64()
     );
-    let interrupted = failed.get("interrupted").map_or(0, |(n, _)| *n);
-    let survivors = debates - interrupted;
-    println!(
-        "  of the {survivors} not cut off by the kill: {done} done ({:.1}%)",
-        100.0 * done as f64 / survivors.max(1) as f64
-    );
     for (code, (n, message)) in &failed {
         println!("    failed {code}: {n}, e.g. {message}");
     }
@@ -194,6 +188,20 @@ async fn main() {
     }
     println!("  rows left queued or running: {unsettled}");
     println!("  debates done before the crash and lost by it: {lost}");
+    // What the restarted instance took over from the killed one.
+    let base = service.base.lock().unwrap().clone();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("crossfire_runs_taken_over_total{"))
+    {
+        println!("  after the kill, {line}");
+    }
     let model_calls = fake.log().len();
     let faulted = fake.log().iter().filter(|c| c.fault.is_some()).count();
     println!(

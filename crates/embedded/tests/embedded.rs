@@ -612,10 +612,12 @@ fn planted_engine(
     (engine, story, personas)
 }
 
-const ON_TOPIC: &str = "The Federal Reserve should not keep cutting interest rates. Cheap \
-    money feeds inflation, and savers pay for it. Let the rate rest until prices are steady.";
-const OFF_TOPIC: &str = "The cathedral's choir sang at dawn. Its bells are cast from bronze. \
-    Pilgrims walk for weeks to hear them.";
+const IN_ORDER: &str = "First, the Federal Reserve cut its rate by half a point in September. \
+    Then it cut again in November, and once more in December. After those three cuts, \
+    mortgages grew cheaper. Finally, the Fed said it would cut more slowly next year.";
+const SHUFFLED: &str = "Finally, the Fed said it would cut more slowly next year. Then it cut \
+    again in November, and once more in December. First, the Federal Reserve cut its rate by \
+    half a point in September. After those three cuts, mortgages grew cheaper.";
 
 /// Both rounds of a debate in which A says `a` and B says `b`, twice.
 fn planted_rounds(a: &str, b: &str) -> Vec<crossfire_engine::transcript::Round> {
@@ -641,7 +643,7 @@ fn planted_rounds(a: &str, b: &str) -> Vec<crossfire_engine::transcript::Round> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
+async fn the_likelihood_judge_prefers_a_speech_in_order_to_the_same_sentences_shuffled() {
     use crossfire_engine::debate::JudgeMethod;
     use crossfire_engine::transcript::{ScoreMethod, Winner};
 
@@ -654,8 +656,8 @@ async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
         .settings
         .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
     for (better, text_a, text_b) in [
-        (Winner::A, ON_TOPIC, OFF_TOPIC),
-        (Winner::B, OFF_TOPIC, ON_TOPIC),
+        (Winner::A, IN_ORDER, SHUFFLED),
+        (Winner::B, SHUFFLED, IN_ORDER),
     ] {
         let rounds = planted_rounds(text_a, text_b);
         let verdict = engine
@@ -669,11 +671,14 @@ async fn the_likelihood_judge_prefers_the_speech_on_the_story_to_one_off_it() {
             "a likelihood judge reads each side alone"
         );
         assert_eq!(verdict.winner, better, "{verdict:#?}");
-        let (on, off) = match better {
+        let (ordered, shuffled) = match better {
             Winner::A => (&verdict.scores.a, &verdict.scores.b),
             _ => (&verdict.scores.b, &verdict.scores.a),
         };
-        assert!(on.criteria.argument > off.criteria.argument, "{verdict:#?}");
+        assert!(
+            ordered.criteria.argument > shuffled.criteria.argument,
+            "{verdict:#?}"
+        );
     }
 }
 
@@ -689,7 +694,7 @@ async fn the_rubric_judge_on_the_embedded_model_reads_expected_scores() {
     let verdict = engine
         .judge_rounds(
             &setup,
-            &planted_rounds(ON_TOPIC, OFF_TOPIC),
+            &planted_rounds(IN_ORDER, SHUFFLED),
             &mut Default::default(),
         )
         .await

@@ -53,7 +53,7 @@ const STORY_CHARS: usize = 400;
 const ANSWERED_CHARS: usize = 400;
 /// How much of each speech is read: its opening sentences, where a small model's speech
 /// holds together or falls apart (the claim and era checks read it whole).
-const READ_CHARS: usize = 500;
+const READ_CHARS: usize = 650;
 
 /// Likelihoods already computed, by context and text: a calibration judges the same
 /// speeches again and again, degraded on one side only.
@@ -200,8 +200,16 @@ async fn findings(
         let reversed = likelihood(plain(), reversed.join(" ")).await?;
         found.coherence[i] = own - reversed;
         if let (2, Some(answered)) = (round, turn(1, other)) {
-            let after = context(setup, persona, Some((opponent, answered)));
-            found.engagement = likelihood(after, speech.to_string()).await? - own;
+            // Words copied from the opening are likelier after it without answering it.
+            let answer = uncopied(speech, answered);
+            if !answer.is_empty() {
+                let own = match answer == speech {
+                    true => own,
+                    false => likelihood(plain(), answer.clone()).await?,
+                };
+                let after = context(setup, persona, Some((opponent, answered)));
+                found.engagement = likelihood(after, answer).await? - own;
+            }
         }
     }
     for (round, answering) in [(1, None), (2, turn(1, other))] {
@@ -248,6 +256,35 @@ fn context(
         ),
         Message::new(Role::User, user),
     ]
+}
+
+/// Words in a row that make a sentence a copy when the opening it answers has them too.
+const COPIED_RUN: usize = 5;
+
+/// `speech` without its sentences that repeat `opening`: those of which more than half the
+/// runs of five words are the opening's.
+fn uncopied(speech: &str, opening: &str) -> String {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let theirs: std::collections::HashSet<Vec<String>> = words(opening)
+        .windows(COPIED_RUN)
+        .map(<[String]>::to_vec)
+        .collect();
+    let kept: Vec<String> = sentences(speech)
+        .into_iter()
+        .filter(|sentence| {
+            let words = words(sentence);
+            let runs = words.windows(COPIED_RUN);
+            let total = runs.len();
+            let copied = runs.filter(|run| theirs.contains(*run)).count();
+            copied * 2 <= total
+        })
+        .collect();
+    kept.join(" ")
 }
 
 /// Who a persona is and how they speak, as the likelihood contexts give it.
@@ -363,6 +400,18 @@ mod tests {
         assert!((squash(10.0, 10.0) - 8.875).abs() < 0.01);
         assert!(squash(-10.0, 10.0) < squash(-5.0, 10.0));
         assert!(squash(1e9, 1.0) <= 10.0 && squash(-1e9, 1.0) >= 1.0);
+    }
+
+    #[test]
+    fn a_rebuttal_is_read_without_the_sentences_it_copies() {
+        let opening = "The war is lost for the north and its soldiers. We must say so plainly.";
+        let rebuttal = "You said the war is lost for the north and its soldiers. \
+                        I say the north has gained a foothold.";
+        assert_eq!(
+            uncopied(rebuttal, opening),
+            "I say the north has gained a foothold."
+        );
+        assert_eq!(uncopied("Short. Answers.", opening), "Short. Answers.");
     }
 
     #[test]

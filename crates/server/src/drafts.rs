@@ -18,7 +18,7 @@ use super::bodies::{Accepted, LintProblem, Preview};
 use super::editor::{Editor, off_runtime};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::live_set::LiveSet;
-use super::runs::launch;
+use super::runs::{launch, outcome};
 use crate::store::{Run, RunKind, Save};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::{PromptError, Prompts};
@@ -340,7 +340,7 @@ pub async fn trial(
                 let t = engine
                     .run_debate(id, &story, &draft, &b, &motion, &sink)
                     .await;
-                serde_json::to_string(&t).map(|json| (t.status, t.error, json))
+                outcome(&t)
             })
             .await?;
             "debates"
@@ -351,7 +351,7 @@ pub async fn trial(
             let run = trial_run(&id, RunKind::Perspective, user.id, &queued)?;
             launch(&state, run, None, move |id, sink| async move {
                 let p = engine.run_perspective(id, &story, &draft, &sink).await;
-                serde_json::to_string(&p).map(|json| (p.status, p.error, json))
+                outcome(&p)
             })
             .await?;
             "perspectives"

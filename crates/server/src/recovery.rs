@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::AppState;
 use crate::live::{CRASH_GAP, Owner};
-use crate::runs::{Outcome, finished_turns, interrupt_for, record_of, start};
+use crate::runs::{Outcome, finished_turns, interrupt_for, outcome, record_of, start};
 use crate::store::{Claim, Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
 use crossfire_engine::event::{Event, EventKind, EventSink, Speaker};
 use crossfire_engine::persona::Persona;
@@ -110,7 +110,7 @@ async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, Store
                     let t = engine
                         .resume_debate(id, &story, &a, &b, &motion, &finished, &sink)
                         .await;
-                    serde_json::to_string(&t).map(|json| (t.status, t.error, json))
+                    outcome(&t)
                 })
             })
         }
@@ -130,7 +130,7 @@ async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, Store
             Box::new(move |id, sink| {
                 Box::pin(async move {
                     let p = engine.run_perspective(id, &story, &persona, &sink).await;
-                    serde_json::to_string(&p).map(|json| (p.status, p.error, json))
+                    outcome(&p)
                 })
             })
         }

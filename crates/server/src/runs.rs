@@ -67,7 +67,7 @@ pub async fn create_debate(
         Some(state.config.debates_per_day),
         move |id, sink| async move {
             let t = engine.run_debate(id, &story, &a, &b, &motion, &sink).await;
-            serde_json::to_string(&t).map(|json| (t.status, t.error, json))
+            outcome(&t)
         },
     )
     .await?;
@@ -126,7 +126,7 @@ pub async fn create_perspective(
         Some(state.config.perspectives_per_day),
         move |id, sink| async move {
             let p = engine.run_perspective(id, &story, &persona, &sink).await;
-            serde_json::to_string(&p).map(|json| (p.status, p.error, json))
+            outcome(&p)
         },
     )
     .await?;
@@ -173,6 +173,12 @@ async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result
 
 /// What a run's work returns: its status, error and result JSON.
 pub(crate) type Outcome = serde_json::Result<(Status, Option<ErrorInfo>, String)>;
+
+/// The outcome of a run whose engine work ended with `record`.
+pub(crate) fn outcome(record: &impl Record) -> Outcome {
+    let (status, error) = record.state();
+    serde_json::to_string(record).map(|json| (status, error, json))
+}
 
 /// Stores a new run (charging today's quota), then executes it in its own task, which goes
 /// on whatever its clients do.
@@ -245,10 +251,13 @@ async fn execute(
 }
 
 /// A run's stored record: a debate's transcript or a perspective.
-pub(crate) trait Record: DeserializeOwned {
+pub(crate) trait Record: DeserializeOwned + serde::Serialize {
     /// Sets what the run's row knows best: its id, status and error (which change when a run
     /// is interrupted).
     fn set_state(&mut self, run: &Run);
+
+    /// The record's status and error, for its row.
+    fn state(&self) -> (Status, Option<ErrorInfo>);
 
     /// Takes the turns an interrupted run's log shows finished (by round).
     fn keep_turns(&mut self, turns: &[(u8, Turn)]);
@@ -284,6 +293,10 @@ impl Record for Transcript {
         set_row_state(run, &mut self.id, &mut self.status, &mut self.error);
     }
 
+    fn state(&self) -> (Status, Option<ErrorInfo>) {
+        (self.status, self.error.clone())
+    }
+
     fn keep_turns(&mut self, turns: &[(u8, Turn)]) {
         for (number, kind) in [(1, RoundKind::Opening), (2, RoundKind::Rebuttal)] {
             let of_round: Vec<Turn> = turns
@@ -305,6 +318,10 @@ impl Record for Transcript {
 impl Record for PerspectiveRecord {
     fn set_state(&mut self, run: &Run) {
         set_row_state(run, &mut self.id, &mut self.status, &mut self.error);
+    }
+
+    fn state(&self) -> (Status, Option<ErrorInfo>) {
+        (self.status, self.error.clone())
     }
 
     fn keep_turns(&mut self, turns: &[(u8, Turn)]) {
@@ -610,11 +627,7 @@ pub(crate) async fn interrupt_for(
 /// A run's stored result, marked failed for `reason`. A result that cannot be read is kept
 /// as it is: the row's status and error say what happened.
 fn interrupted_result(run: &Run, reason: &ErrorInfo, turns: &[(u8, Turn)]) -> String {
-    fn failed<R: Record + serde::Serialize>(
-        run: &Run,
-        reason: &ErrorInfo,
-        turns: &[(u8, Turn)],
-    ) -> Option<String> {
+    fn failed<R: Record>(run: &Run, reason: &ErrorInfo, turns: &[(u8, Turn)]) -> Option<String> {
         let mut record: R = record_of(run).ok()?;
         record.keep_turns(turns);
         let failed = Run {

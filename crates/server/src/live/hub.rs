@@ -88,8 +88,9 @@ impl Hub {
         let run = self.live(run_id)?;
         let state = run.state();
         let kept = state.events.binary_search_by_key(&seq, |e| e.seq).is_ok();
-        // Numbers past the last kept event are still to come (or being stored), not lost.
-        Some(!kept && state.events.last().is_some_and(|e| e.seq > seq))
+        // A number not yet given is still to come. Of those given, only the held `done`
+        // is not kept, and nobody has heard it.
+        Some(!kept && seq <= state.last)
     }
 
     /// Stops a run executing here from adding events (it is being interrupted); returns
