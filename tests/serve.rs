@@ -28,20 +28,28 @@ async fn spawn_instance_with_grace(fake: &FakeLlm, db: &str, grace_s: u64) -> In
     .await
 }
 
-#[tokio::test]
-async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
-    // Needs a PostgreSQL server; under CI a missing one fails the test.
+/// A fresh PostgreSQL database and a fake model streaming a token every `token_delay`; `None`
+/// (the test does not run) without a PostgreSQL server, which under CI fails instead.
+async fn postgres_and_fake(token_delay: Duration) -> Option<(String, FakeLlm)> {
     let Some(admin) = postgres_admin_url() else {
         eprintln!("not run: CROSSFIRE_TEST_DATABASE_URL is not set");
-        return;
+        return None;
     };
     let db = fresh_postgres_database(&admin).await;
     let fake = FakeLlm::start(FakeOptions {
         random_chunks: false,
-        token_delay: Duration::from_millis(8),
+        token_delay,
         ..FakeOptions::default()
     })
     .await;
+    Some((db, fake))
+}
+
+#[tokio::test]
+async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
+    let Some((db, fake)) = postgres_and_fake(Duration::from_millis(8)).await else {
+        return;
+    };
     let (one, two) = futures::join!(spawn_instance(&fake, &db), spawn_instance(&fake, &db));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (app_one, app_two) = (App::at(&one.base), App::at(&two.base));
@@ -82,18 +90,9 @@ async fn a_client_of_another_instance_follows_a_debate_live_on_postgres() {
 /// claim lapses, and finishes it.
 #[tokio::test]
 async fn another_instance_takes_over_the_debates_of_one_that_crashed_on_postgres() {
-    // Needs a PostgreSQL server; under CI a missing one fails the test.
-    let Some(admin) = postgres_admin_url() else {
-        eprintln!("not run: CROSSFIRE_TEST_DATABASE_URL is not set");
+    let Some((db, fake)) = postgres_and_fake(Duration::from_millis(40)).await else {
         return;
     };
-    let db = fresh_postgres_database(&admin).await;
-    let fake = FakeLlm::start(FakeOptions {
-        random_chunks: false,
-        token_delay: Duration::from_millis(40),
-        ..FakeOptions::default()
-    })
-    .await;
     let envs = [
         ("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str()),
         ("CROSSFIRE_DATABASE_URL", db.as_str()),

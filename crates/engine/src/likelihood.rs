@@ -7,8 +7,8 @@
 //! - **argument**: how much likelier its speeches are with their sentences in order than
 //!   reversed: they hold together;
 //! - **evidence**: the claim check: figures and quotations nothing supports;
-//! - **rebuttal**: how much likelier its rebuttal is given the opponent's opening than
-//!   without it (it answers what was said);
+//! - **rebuttal**: how much likelier its rebuttal, less the sentences it copies from the
+//!   opponent's opening, is given that opening than without it (it answers what was said);
 //! - **fidelity**: the era check: what the figure speaks of that came after their time.
 //!
 //! Measures tried and dropped, as the calibration bench chose (docs/events.md#verdict): a
@@ -274,7 +274,9 @@ fn uncopied(speech: &str, opening: &str) -> String {
         .windows(COPIED_RUN)
         .map(<[String]>::to_vec)
         .collect();
-    let kept: Vec<String> = sentences(speech)
+    let all = sentences(speech);
+    let count = all.len();
+    let kept: Vec<String> = all
         .into_iter()
         .filter(|sentence| {
             let words = words(sentence);
@@ -284,7 +286,10 @@ fn uncopied(speech: &str, opening: &str) -> String {
             copied * 2 <= total
         })
         .collect();
-    kept.join(" ")
+    match kept.len() == count {
+        true => speech.to_string(),
+        false => kept.join(" "),
+    }
 }
 
 /// Who a persona is and how they speak, as the likelihood contexts give it.
