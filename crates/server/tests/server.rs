@@ -87,6 +87,7 @@ on_every_database!(
     hostile_text_is_stored_and_returned_intact_and_inert,
     a_restart_resumes_the_debate_it_interrupted,
     a_restart_interrupts_a_debate_it_cannot_resume,
+    a_restart_speaks_again_the_perspective_it_cut_off,
     a_run_log_reads_back_event_by_event_from_any_point,
     readers_vote_before_and_after_and_share_and_export_a_debate
 );
@@ -938,12 +939,13 @@ mod cases {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
-    /// Starts a debate on a process of its own, follows it until `until` holds of the
-    /// events heard, lets those be stored, then tears the process down as a crash would. Returns the debate's id,
-    /// its owner's token and the events heard.
-    async fn crash_mid_debate(
+    /// Starts a run (`POST` of `body` to `route`) on a process of its own, follows it until
+    /// `until` holds of the events heard, lets those be stored, then tears the process down
+    /// as a crash would. Returns the run's id, its owner's token and the events heard.
+    async fn crash_mid_run(
         db: &str,
         options: FakeOptions,
+        (route, body): (&'static str, Value),
         until: fn(&[(i64, String, Value)]) -> bool,
     ) -> (String, String, Vec<(i64, String, Value)>) {
         let db = db.to_string();
@@ -955,14 +957,14 @@ mod cases {
                 let fake = FakeLlm::start(options).await;
                 let app = start(&fake, &db, |_| {}).await;
                 let token = app.user().await;
-                let (_, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+                let (_, created) = app.post(route, Some(&token), body).await;
                 let id = created["id"].as_str().unwrap().to_string();
-                let path = format!("/api/debates/{id}/events");
+                let path = created["events"].as_str().unwrap().to_string();
                 let mut heard: Vec<(i64, String, Value)> = Vec::new();
                 while !until(&heard) {
                     let last = heard.last().map(|e| e.0);
                     let next = app.events(&path, &token, last, 1).await;
-                    assert_ne!(next[0].1, "done", "the debate ended before the crash");
+                    assert_ne!(next[0].1, "done", "the run ended before the crash");
                     heard.extend(next);
                 }
                 // What was heard is stored within a commit (50 ms); what follows may not be.
@@ -999,7 +1001,8 @@ mod cases {
                 .iter()
                 .any(|e| e.1 == "turn_start" && e.2["round"] == 2)
         };
-        let (id, token, heard) = crash_mid_debate(db, slow, rebutting).await;
+        let (id, token, heard) =
+            crash_mid_run(db, slow, ("/api/debates", debate_body()), rebutting).await;
         let openings = turns_ended(&heard, 1);
         assert_eq!(openings.len(), 2, "both openings ended before the crash");
 
@@ -1093,6 +1096,37 @@ mod cases {
         assert_eq!(rest, events[gap + 1..].to_vec());
     }
 
+    /// A crash in the middle of a perspective: the restarted service speaks it again, the
+    /// turn started over with `turn_restart`, past the crash gap.
+    pub async fn a_restart_speaks_again_the_perspective_it_cut_off(db: &str) {
+        let slow = FakeOptions {
+            token_delay: Duration::from_millis(40),
+            ..FakeOptions::default()
+        };
+        let ask = json!({"story": "global-temperature-1-5c", "persona": "rachel-carson"});
+        let speaking = |heard: &[(i64, String, Value)]| heard.iter().any(|e| e.1 == "token");
+        let (id, token, _) = crash_mid_run(db, slow, ("/api/perspectives", ask), speaking).await;
+
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let path = format!("/api/perspectives/{id}/events");
+        let events = app.events(&path, &token, None, usize::MAX).await;
+        assert_eq!(events.last().unwrap().2["status"], "done", "{events:?}");
+        let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(names.iter().filter(|n| **n == "turn_start").count(), 1);
+        let restart = events.iter().position(|e| e.1 == "turn_restart");
+        let restart = restart.expect("the perspective starts over");
+        assert_eq!(events[restart].2["reason"], "the service restarted");
+        assert!(events[restart].0 > crossfire_server::live::CRASH_GAP);
+        let (_, record) = app
+            .get(&format!("/api/perspectives/{id}"), Some(&token))
+            .await;
+        assert_eq!(record["status"], "done", "{record}");
+        let ended = events.iter().find(|e| e.1 == "turn_end").unwrap();
+        assert_eq!(record["text"], ended.2["text"]);
+        assert_eq!(fake.requests(Target::Debater).len(), 1, "spoken once more");
+    }
+
     /// A crash, then a restart with one of the debate's personas edited: the debate cannot
     /// resume as it began, so it ends as interrupted, keeping the turn that had finished.
     pub async fn a_restart_interrupts_a_debate_it_cannot_resume(db: &str) {
@@ -1102,7 +1136,8 @@ mod cases {
             ..FakeOptions::default()
         };
         let one_ended = |heard: &[(i64, String, Value)]| heard.iter().any(|e| e.1 == "turn_end");
-        let (id, token, heard) = crash_mid_debate(db, slow, one_ended).await;
+        let (id, token, heard) =
+            crash_mid_run(db, slow, ("/api/debates", debate_body()), one_ended).await;
         let finished = turns_ended(&heard, 1);
 
         let personas = std::env::temp_dir().join(format!(
