@@ -652,6 +652,10 @@ mod tests {
                 "[judge]\nmax_in_flight = 0\n",
                 "judge.max_in_flight: must be at least 1",
             ),
+            (
+                "[server]\nrun_lease_s = 0\n",
+                "server.run_lease_s: must be at least 1",
+            ),
         ];
         for (text, expected) in cases {
             let path = file("bad.toml", text);

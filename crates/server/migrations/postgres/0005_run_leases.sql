@@ -3,3 +3,6 @@
 -- by an instance that stopped, and another instance takes it over and resumes it.
 ALTER TABLE runs ADD COLUMN owner TEXT;
 ALTER TABLE runs ADD COLUMN lease_until BIGINT;
+-- Renewing claims and looking for lapsed ones runs every few seconds on every instance:
+-- it reads the unfinished runs only.
+CREATE INDEX runs_by_status ON runs (status, owner);

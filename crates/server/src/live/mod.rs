@@ -77,6 +77,33 @@ mod tests {
         events.iter().map(|e| e.seq).collect()
     }
 
+    /// A resumed run's numbers in the gap after its stored log were heard and lost; the
+    /// kept ones, and those still to come, were not.
+    #[tokio::test]
+    async fn only_numbers_in_a_resumed_runs_gap_are_lost() {
+        let path = std::env::temp_dir().join(format!("crossfire-lost-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let hub = Hub::start(store);
+        let owner = Owner {
+            user_id: 1,
+            kind: RunKind::Debate,
+        };
+        let log = vec![
+            numbered(1, &start(1)),
+            numbered(2, &token(Speaker::A, "We")),
+        ];
+        hub.open_after("r", owner, log, 2 + CRASH_GAP);
+        assert_eq!(hub.lost("r", 2), Some(false), "kept");
+        assert_eq!(hub.lost("r", 3), Some(true), "in the gap");
+        assert_eq!(hub.lost("r", 2 + CRASH_GAP), Some(true), "the gap's last");
+        assert_eq!(hub.lost("r", 3 + CRASH_GAP), Some(false), "still to come");
+        assert_eq!(hub.lost("elsewhere", 3), None, "not executing here");
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[tokio::test]
     async fn followers_here_miss_nothing_and_see_nothing_twice() {
         let path = std::env::temp_dir().join(format!("crossfire-live-{}.db", std::process::id()));
