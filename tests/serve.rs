@@ -186,3 +186,55 @@ async fn sigterm_lets_running_debates_finish_within_the_grace_period() {
         assert_eq!(events.last().unwrap().name, "done", "the log always ends");
     }
 }
+
+#[tokio::test]
+async fn the_service_says_low_confidence_when_the_judges_last_calibration_fell_short() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (accuracy, expected) in [(0.55, true), (0.95, false)] {
+        let cache = std::env::temp_dir().join(format!(
+            "crossfire-test-cache-{}-{}",
+            std::process::id(),
+            crossfire_engine::transcript::new_id()
+        ));
+        let calibrations = cache.join("crossfire/calibration");
+        std::fs::create_dir_all(&calibrations).unwrap();
+        let calibration = serde_json::json!({
+            "judge_model": "gpt-4o-mini", "judge_method": "rubric",
+            "debater_model": "gpt-4o-mini", "seed": 7, "pairs": 12, "kinds": [],
+            "accuracy": accuracy, "swap_agreement": 1.0, "first_position_wins": 0.5,
+            "length_preference": 0.5, "seconds_per_pair": 1.0,
+            "created_at": "2026-12-01T00:00:00Z"
+        });
+        std::fs::write(
+            calibrations.join("gpt-4o-mini.rubric.json"),
+            calibration.to_string(),
+        )
+        .unwrap();
+        let db = temp_db();
+        let cache_home = cache.to_str().unwrap();
+        let instance = Instance::start(
+            env!("CARGO_BIN_EXE_crossfire"),
+            &[],
+            &[
+                ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
+                ("CROSSFIRE_DATABASE_URL", &db),
+                ("XDG_CACHE_HOME", cache_home),
+            ],
+        )
+        .await;
+        let app = App::at(&instance.base);
+        let token = app.user().await;
+        let transcript = app.debate_to_the_end(&token, debate_body()).await;
+        assert_eq!(transcript["status"], "done", "{transcript}");
+        assert_eq!(
+            transcript["verdict"]["low_confidence"]
+                .as_bool()
+                .unwrap_or(false),
+            expected,
+            "accuracy {accuracy}: {}",
+            transcript["verdict"]
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+}

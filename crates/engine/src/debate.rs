@@ -187,8 +187,22 @@ impl Engine {
     pub fn with_prompts(&self, prompts: Arc<Prompts>) -> Engine {
         Engine {
             prompts,
-            debater: self.debater.clone(),
-            judge: self.judge.clone(),
+            ..self.with_models(self.debater.clone(), self.judge.clone())
+        }
+    }
+
+    /// The same engine (templates, settings, the judge's calibration and what it learnt of
+    /// its endpoints) speaking through other handles on its models: how the service meters
+    /// every call.
+    pub fn with_models(
+        &self,
+        debater: Arc<dyn LanguageModel>,
+        judge: Arc<dyn LanguageModel>,
+    ) -> Engine {
+        Engine {
+            prompts: self.prompts.clone(),
+            debater,
+            judge,
             settings: self.settings,
             structured_output: self.structured_output.clone(),
             claims: self.claims.clone(),

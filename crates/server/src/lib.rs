@@ -79,11 +79,9 @@ impl AppState {
     ) -> AppState {
         let metrics = Arc::new(metrics::Metrics::default());
         // Every model call is counted and timed.
-        let engine = Engine::new(
-            engine.prompts.clone(),
+        let engine = engine.with_models(
             metrics::Metered::wrap(engine.debater.clone(), "debater", metrics.clone()),
             metrics::Metered::wrap(engine.judge.clone(), "judge", metrics.clone()),
-            engine.settings,
         );
         let instance = config
             .instance
