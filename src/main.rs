@@ -403,6 +403,10 @@ fn engine(config: &Config) -> Result<Engine> {
         models.judge,
         settings(config),
     );
+    // The likelihood judge reads how much a speech is about its story against the others.
+    engine.stories = Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)
+        .map(|loaded| loaded.into_iter().filter_map(Result::ok).collect())
+        .unwrap_or_default();
     // Verdicts say how far to trust them by the judge's last calibration, if it has one.
     let method = engine.judge_method_name();
     engine.judge_accuracy =

@@ -598,6 +598,11 @@ fn planted_engine(
         Settings::new(&debaters, &judging, false),
     );
     engine.judge_method = method;
+    engine.stories = crossfire_engine::story::Story::load_dir(&support::repo("stories"), 64 * 1024)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let story = crossfire_engine::story::Story::load(
         &support::repo("stories"),
         "fed-rate-cuts-2024",
@@ -618,6 +623,11 @@ const IN_ORDER: &str = "First, the Federal Reserve cut its rate by half a point 
 const SHUFFLED: &str = "Finally, the Fed said it would cut more slowly next year. Then it cut \
     again in November, and once more in December. First, the Federal Reserve cut its rate by \
     half a point in September. After those three cuts, mortgages grew cheaper.";
+
+/// A speech as ordered as [`IN_ORDER`], about another story of the library.
+const ELSEWHERE: &str = "First, North Korea sent its soldiers to fight for Russia in Kursk. \
+    Then they took heavy losses in the winter, and more troops came in the spring. After those \
+    battles, Pyongyang gained weapons and money. Finally, Moscow said it would keep them there.";
 
 /// Both rounds of a debate in which A says `a` and B says `b`, twice.
 fn planted_rounds(a: &str, b: &str) -> Vec<crossfire_engine::transcript::Round> {
@@ -679,6 +689,35 @@ async fn the_likelihood_judge_prefers_a_speech_in_order_to_the_same_sentences_sh
             ordered.criteria.argument > shuffled.criteria.argument,
             "{verdict:#?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_judge_scores_a_speech_about_its_story_above_one_about_another() {
+    use crossfire_engine::debate::JudgeMethod;
+    use crossfire_engine::transcript::Winner;
+
+    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Likelihood);
+    let setup = engine
+        .settings
+        .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
+    for (about, text_a, text_b) in [
+        (Winner::A, IN_ORDER, ELSEWHERE),
+        (Winner::B, ELSEWHERE, IN_ORDER),
+    ] {
+        let verdict = engine
+            .judge_rounds(
+                &setup,
+                &planted_rounds(text_a, text_b),
+                &mut Default::default(),
+            )
+            .await
+            .unwrap();
+        let (on, off) = match about {
+            Winner::A => (&verdict.scores.a, &verdict.scores.b),
+            _ => (&verdict.scores.b, &verdict.scores.a),
+        };
+        assert!(on.criteria.argument > off.criteria.argument, "{verdict:#?}");
     }
 }
 

@@ -126,6 +126,9 @@ pub struct Engine {
     pub judge_accuracy: Option<f64>,
     pub judge_method: JudgeMethod,
     likelihoods: Arc<likelihood::Memo>,
+    /// The library's stories: the likelihood judge reads whether a speech is about its own
+    /// story by how much likelier it is there than under the others.
+    pub stories: Arc<[Story]>,
     /// Seeds the debaters' sampling (each call its own, from this), where the backend takes
     /// a seed: the judge's calibration is then the same for the same seed. `None`: random.
     pub seed: Option<u64>,
@@ -177,6 +180,7 @@ impl Engine {
             judge_accuracy: None,
             judge_method: JudgeMethod::Auto,
             likelihoods: Arc::default(),
+            stories: Arc::new([]),
             seed: None,
         }
     }
@@ -209,6 +213,7 @@ impl Engine {
             judge_accuracy: self.judge_accuracy,
             judge_method: self.judge_method,
             likelihoods: self.likelihoods.clone(),
+            stories: self.stories.clone(),
             seed: self.seed,
         }
     }
@@ -448,9 +453,13 @@ impl Engine {
             b: setup.b.name.clone(),
         };
         let passes = if self.judges_by_likelihood() {
-            let checker = self.claim_checker(setup.story);
-            let judge = self.judge.as_ref();
-            likelihood::judge(judge, &self.likelihoods, &checker, setup, rounds)
+            let read = likelihood::Reading {
+                model: self.judge.as_ref(),
+                memo: &self.likelihoods,
+                checker: &self.claim_checker(setup.story),
+                library: &self.stories,
+            };
+            likelihood::judge(&read, setup, rounds)
                 .await
                 .map_err(JudgeError::Llm)?
         } else {

@@ -4,8 +4,9 @@
 //! copies or guesses; asked how likely a text is, it answers with what it learnt.
 //!
 //! For each side, in nats (natural-log probability, summed over the speech's tokens):
-//! - **argument**: how much likelier its speeches are with their sentences in order than
-//!   reversed: they hold together;
+//! - **argument**: how much likelier its opening is with its sentences in order than
+//!   reversed (it holds together), and under its own story than under the library's other
+//!   stories (it is about this story, not any);
 //! - **evidence**: the claim check: figures and quotations nothing supports;
 //! - **rebuttal**: how much likelier its rebuttal, less the sentences it copies from the
 //!   opponent's opening, is given that opening than without it (it answers what was said);
@@ -13,9 +14,9 @@
 //!
 //! Measures tried and dropped, as the calibration bench chose (docs/events.md#verdict): a
 //! voice measure (how much likelier the opening is under its own persona's portrait than the
-//! opponent's), and two of being about the story (how much likelier the opening is given the
-//! story than without it; how many of the story's names it uses). On held-out seeds each made
-//! verdicts worse: a small model's speeches on the story are seldom measurably about it.
+//! opponent's); two of being about the story against no story (how much likelier the opening
+//! is given the story than without it; how many of the story's names it uses), which a small
+//! model's speeches seldom show; and the rebuttal's order, which added time and no accuracy.
 //!
 //! Sums, not means: filler adds tokens that no context makes likelier, so it neither helps
 //! nor hurts, and a padded speech is judged as the speech it pads. Each side is scored on
@@ -32,16 +33,24 @@ use crate::llm::{LanguageModel, LlmError, Message, Role};
 use crate::persona::Persona;
 use crate::prompts::DebateSetup;
 use crate::speech::sentences;
+use crate::story::Story;
 use crate::transcript::{Criteria, CriteriaReasons, JudgePass, Round, ScoreMethod, Sides, Winner};
 
-// The weights below were chosen on `crossfire judge calibrate` runs of seeds 7, 11, 13, 17,
-// 19, 23 and 29 and checked on others (docs/events.md#verdict).
+// The weights below were chosen on `crossfire judge calibrate` runs (seeds 7 to 53) and
+// checked on others (docs/benchmarks.md).
 /// Nats at which a measure's score is three quarters of the way from the middle to the
 /// top (or bottom) of the scale: small enough that a speech that reads no better in order
 /// (or after the opponent) falls well behind one that does, large enough that among
 /// speeches that all do, the differences stay small.
 const COHERENCE_SCALE: f64 = 40.0;
 const REBUTTAL_SCALE: f64 = 20.0;
+/// Nats of coherence one nat of being about the story is worth: an opening's first
+/// sentences differ in likelihood between stories by a few nats, in order and reversed by
+/// tens.
+const TOPIC_WEIGHT: f64 = 2.0;
+/// Nats past which an opening is about its story beyond doubt: more would let a speech
+/// about its story outweigh every fault it has.
+const TOPIC_CAP: f64 = 8.0;
 /// Points one unsupported claim costs the evidence score, and one anachronism fidelity.
 const PER_UNSUPPORTED: f64 = 1.0;
 const PER_ANACHRONISM: f64 = 3.0;
@@ -54,6 +63,8 @@ const ANSWERED_CHARS: usize = 400;
 /// How much of each speech is read: its opening sentences, where a small model's speech
 /// holds together or falls apart (the claim and era checks read it whole).
 const READ_CHARS: usize = 650;
+/// How much of the opening is read for whether it is about its story.
+const TOPIC_CHARS: usize = 400;
 
 /// Likelihoods already computed, by context and text: a calibration judges the same
 /// speeches again and again, degraded on one side only.
@@ -97,8 +108,8 @@ impl Memo {
 /// What the model's likelihoods and the checks found for one side.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Findings {
-    /// Of the opening, then the rebuttal.
-    coherence: [f64; 2],
+    coherence: f64,
+    topicality: f64,
     engagement: f64,
     unsupported: usize,
     anachronisms: usize,
@@ -107,21 +118,12 @@ struct Findings {
 /// Judges `rounds` by likelihood: the two passes (sides in either order) the rubric judge
 /// would give, which here cannot disagree.
 pub async fn judge(
-    model: &dyn LanguageModel,
-    memo: &Memo,
-    checker: &ClaimChecker,
+    read: &Reading<'_>,
     setup: &DebateSetup<'_>,
     rounds: &[Round],
 ) -> Result<Vec<JudgePass>, LlmError> {
-    let story = setup.story.full_text();
-    let read = Reading {
-        model,
-        memo,
-        checker,
-        story: &story,
-    };
-    let a = findings(&read, setup, rounds, Speaker::A).await?;
-    let b = findings(&read, setup, rounds, Speaker::B).await?;
+    let a = findings(read, setup, rounds, Speaker::A).await?;
+    let b = findings(read, setup, rounds, Speaker::B).await?;
     tracing::debug!(?a, ?b, "likelihood judge findings");
     let scores = Sides {
         a: criteria(&a),
@@ -154,13 +156,13 @@ pub async fn judge(
         .collect())
 }
 
-/// What one verdict reads with: the model, what it already read, the checks, and the
-/// story's whole text (for the era check).
-struct Reading<'a> {
-    model: &'a dyn LanguageModel,
-    memo: &'a Memo,
-    checker: &'a ClaimChecker,
-    story: &'a str,
+/// What a verdict reads with: the model, what it already read, the claim check, and the
+/// library's stories (the debate's own among them or not).
+pub struct Reading<'a> {
+    pub model: &'a dyn LanguageModel,
+    pub memo: &'a Memo,
+    pub checker: &'a ClaimChecker,
+    pub library: &'a [Story],
 }
 
 /// What the model's likelihoods and the checks find for `side`.
@@ -187,31 +189,38 @@ async fn findings(
     let likelihood = |messages: Vec<Message>, text: String| async move {
         read.memo.likelihood(read.model, &messages, &text).await
     };
-    // Each speech's opening sentences are read in its plain context (the story and its
-    // speaker's portrait), in order and reversed; the rebuttal's also after the opening it
-    // answers.
-    for (i, round) in [1u8, 2].into_iter().enumerate() {
-        let Some(speech) = turn(round, side).map(|s| clip(s, READ_CHARS)) else {
-            continue;
-        };
-        let plain = || context(setup, persona, None);
-        let own = likelihood(plain(), speech.to_string()).await?;
-        let reversed: Vec<String> = sentences(speech).into_iter().rev().collect();
-        let reversed = likelihood(plain(), reversed.join(" ")).await?;
-        found.coherence[i] = own - reversed;
-        if let (2, Some(answered)) = (round, turn(1, other)) {
-            // Words copied from the opening are likelier after it without answering it.
-            let answer = uncopied(speech, answered);
-            if !answer.is_empty() {
-                let own = match answer == speech {
-                    true => own,
-                    false => likelihood(plain(), answer.clone()).await?,
-                };
-                let after = context(setup, persona, Some((opponent, answered)));
-                found.engagement = likelihood(after, answer).await? - own;
+    let (story, motion) = (setup.story, setup.motion);
+    let others: Vec<&Story> = read.library.iter().filter(|s| s.id != story.id).collect();
+    let plain = || context(story, motion, persona, None);
+    // The opening's first sentences are read in its plain context (the story and its
+    // speaker's portrait), in order and reversed; then under the story alone and under each
+    // of the library's other stories.
+    if let Some(opening) = turn(1, side).map(|s| clip(s, READ_CHARS)) {
+        let own = likelihood(plain(), opening.to_string()).await?;
+        let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
+        found.coherence = own - likelihood(plain(), reversed.join(" ")).await?;
+        if !others.is_empty() {
+            let head = clip(opening, TOPIC_CHARS).to_string();
+            let here = likelihood(topic_context(story), head.clone()).await?;
+            let mut elsewhere = Vec::with_capacity(others.len());
+            for other in &others {
+                elsewhere.push(likelihood(topic_context(other), head.clone()).await?);
             }
+            found.topicality = here - log_mean_exp(&elsewhere);
+            tracing::debug!(here, ?elsewhere, "likelihood judge topic reads");
         }
     }
+    // The rebuttal's, less what it copies, in its plain context and after the opening it
+    // answers: words copied from the opening are likelier after it without answering it.
+    if let (Some(rebuttal), Some(answered)) = (turn(2, side), turn(1, other)) {
+        let answer = uncopied(clip(rebuttal, READ_CHARS), answered);
+        if !answer.is_empty() {
+            let own = likelihood(plain(), answer.clone()).await?;
+            let after = context(story, motion, persona, Some((opponent, answered)));
+            found.engagement = likelihood(after, answer).await? - own;
+        }
+    }
+    let story_text = story.full_text();
     for (round, answering) in [(1, None), (2, turn(1, other))] {
         if let Some(text) = turn(round, side) {
             let context = QuoteContext {
@@ -219,7 +228,7 @@ async fn findings(
                 answering,
             };
             found.unsupported += read.checker.check(text, context).unsupported.len();
-            found.anachronisms += era::anachronisms(text, persona, read.story).len();
+            found.anachronisms += era::anachronisms(text, persona, &story_text).len();
         }
     }
     Ok(found)
@@ -229,34 +238,46 @@ async fn findings(
 /// opening it answers (if any). The story comes first, so the contexts of one debate share
 /// their longest prefix and the model computes it once.
 fn context(
-    setup: &DebateSetup<'_>,
+    story: &Story,
+    motion: &str,
     persona: &Persona,
     answering: Option<(&Persona, &str)>,
 ) -> Vec<Message> {
-    let s = setup.story;
-    let mut user = format!("News story: {}.", s.title);
-    if let Some(dek) = &s.dek {
-        user.push_str(&format!(" {dek}"));
-    }
-    user.push_str(&format!(
-        " {}\n\nMotion: {}\n\n",
-        clip(&s.overview, STORY_CHARS),
-        setup.motion
-    ));
+    let mut user = format!("{}\n\nMotion: {motion}\n\n", about(story));
     user.push_str(&portrait(persona));
     if let Some((opponent, opening)) = answering {
         let opening = clip(opening, ANSWERED_CHARS);
         user.push_str(&format!("\n\n{} said: {opening}", opponent.name));
     }
     user.push_str(&format!("\n\nWrite {}'s speech.", persona.name));
+    messages(user)
+}
+
+/// The context in which a speech is read for how much it is about `story`: the story alone,
+/// so that under another story only the story differs.
+fn topic_context(story: &Story) -> Vec<Message> {
+    messages(format!("{}\n\nWrite a speech about it.", about(story)))
+}
+
+/// The story as the contexts give it: title, dek and the start of its overview.
+fn about(story: &Story) -> String {
+    let mut out = format!("News story: {}.", story.title);
+    if let Some(dek) = &story.dek {
+        out.push_str(&format!(" {dek}"));
+    }
+    out.push_str(&format!(" {}", clip(&story.overview, STORY_CHARS)));
+    out
+}
+
+fn messages(user: String) -> Vec<Message> {
     vec![
-        Message::new(
-            Role::System,
-            "Speeches in a debate between figures of history about a news story.",
-        ),
+        Message::new(Role::System, SYSTEM),
         Message::new(Role::User, user),
     ]
 }
+
+/// What every context's system message says.
+const SYSTEM: &str = "Speeches in a debate between figures of history about a news story.";
 
 /// Words in a row that make a sentence a copy when the opening it answers has them too.
 const COPIED_RUN: usize = 5;
@@ -318,6 +339,13 @@ fn clip(text: &str, max: usize) -> &str {
     head.rfind(". ").map_or(head, |at| &head[..=at])
 }
 
+/// The log of the mean of `exp(x)` over `xs`, without overflow.
+fn log_mean_exp(xs: &[f64]) -> f64 {
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = xs.iter().map(|x| (x - max).exp()).sum();
+    max + (sum / xs.len() as f64).ln()
+}
+
 /// From the middle of the 1–10 scale towards its ends as `x` grows in either direction.
 fn squash(x: f64, scale: f64) -> f64 {
     // tanh(x / scale * atanh(0.75)): at `scale`, three quarters of the way.
@@ -326,7 +354,10 @@ fn squash(x: f64, scale: f64) -> f64 {
 
 fn criteria(f: &Findings) -> Criteria {
     Criteria {
-        argument: squash(f.coherence.iter().sum(), COHERENCE_SCALE),
+        argument: squash(
+            f.coherence + TOPIC_WEIGHT * f.topicality.min(TOPIC_CAP),
+            COHERENCE_SCALE,
+        ),
         evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
         rebuttal: squash(f.engagement, REBUTTAL_SCALE),
         fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),
@@ -341,8 +372,9 @@ fn reasons(f: &Findings) -> CriteriaReasons {
     };
     CriteriaReasons {
         argument: format!(
-            "The speeches read {:+.1} nats likelier in order than reversed",
-            f.coherence.iter().sum::<f64>()
+            "The opening reads {:+.1} nats likelier in order than reversed, and {:+.1} \
+             likelier under its story than under the library's others",
+            f.coherence, f.topicality
         ),
         evidence: format!(
             "The claim check found {}",

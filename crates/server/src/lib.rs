@@ -90,7 +90,7 @@ impl AppState {
         AppState {
             instance: instance.into(),
             config: Arc::new(config),
-            live: Arc::new(live_set::Live::start(library, catalog, Arc::new(engine))),
+            live: Arc::new(live_set::Live::start(library, catalog, engine)),
             hub: live::Hub::start(store.clone()),
             store,
             metrics,

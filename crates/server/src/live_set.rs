@@ -48,19 +48,26 @@ pub struct Live {
     rejected: Mutex<Option<Rejected>>,
 }
 
+impl LiveSet {
+    /// The set of `catalog`, with `engine` judging against its stories.
+    fn new(catalog: Catalog, mut engine: Engine) -> LiveSet {
+        engine.stories = catalog.stories.values().cloned().collect();
+        LiveSet {
+            version: version_of(&catalog, &engine.prompts),
+            catalog,
+            engine: Arc::new(engine),
+            loaded_at: crossfire_engine::transcript::now_rfc3339(),
+        }
+    }
+}
+
 impl Live {
     /// The set as the service starts with it: a bad file is left out (and reported), so one
     /// typo cannot keep the service from starting.
-    pub fn start(paths: Library, catalog: Catalog, engine: Arc<Engine>) -> Live {
-        let set = LiveSet {
-            version: version_of(&catalog, &engine.prompts),
-            catalog,
-            engine,
-            loaded_at: crossfire_engine::transcript::now_rfc3339(),
-        };
+    pub fn start(paths: Library, catalog: Catalog, engine: Engine) -> Live {
         Live {
             paths,
-            current: ArcSwap::from_pointee(set),
+            current: ArcSwap::from_pointee(LiveSet::new(catalog, engine)),
             rejected: Mutex::new(None),
         }
     }
@@ -98,15 +105,10 @@ impl Live {
                 at: crossfire_engine::transcript::now_rfc3339(),
                 problems: catalog.problems,
             }),
-            (Ok(catalog), Ok(prompts)) => {
-                let engine = Arc::new(old.engine.with_prompts(Arc::new(prompts)));
-                Ok(Arc::new(LiveSet {
-                    version: version_of(&catalog, &engine.prompts),
-                    catalog,
-                    engine,
-                    loaded_at: crossfire_engine::transcript::now_rfc3339(),
-                }))
-            }
+            (Ok(catalog), Ok(prompts)) => Ok(Arc::new(LiveSet::new(
+                catalog,
+                old.engine.with_prompts(Arc::new(prompts)),
+            ))),
         };
         match outcome {
             Ok(set) => {
