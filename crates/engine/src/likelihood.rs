@@ -192,25 +192,16 @@ async fn findings(
     let (story, motion) = (setup.story, setup.motion);
     let others: Vec<&Story> = read.library.iter().filter(|s| s.id != story.id).collect();
     let plain = || context(story, motion, persona, None);
-    // The opening's first sentences are read in its plain context (the story and its
-    // speaker's portrait), in order and reversed; then under the story alone and under each
-    // of the library's other stories.
-    if let Some(opening) = turn(1, side).map(|s| clip(s, READ_CHARS)) {
+    let opening = turn(1, side).map(|s| clip(s, READ_CHARS));
+    // Every read in the plain context (the story and the speaker's portrait) comes first,
+    // while the model still holds that context's prefix. The opening's first sentences, in
+    // order and reversed:
+    if let Some(opening) = opening {
         let own = likelihood(plain(), opening.to_string()).await?;
         let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
         found.coherence = own - likelihood(plain(), reversed.join(" ")).await?;
-        if !others.is_empty() {
-            let head = clip(opening, TOPIC_CHARS).to_string();
-            let here = likelihood(topic_context(story), head.clone()).await?;
-            let mut elsewhere = Vec::with_capacity(others.len());
-            for other in &others {
-                elsewhere.push(likelihood(topic_context(other), head.clone()).await?);
-            }
-            found.topicality = here - log_mean_exp(&elsewhere);
-            tracing::debug!(here, ?elsewhere, "likelihood judge topic reads");
-        }
     }
-    // The rebuttal's, less what it copies, in its plain context and after the opening it
+    // The rebuttal's, less what it copies, in the plain context and after the opening it
     // answers: words copied from the opening are likelier after it without answering it.
     if let (Some(rebuttal), Some(answered)) = (turn(2, side), turn(1, other)) {
         let answer = uncopied(clip(rebuttal, READ_CHARS), answered);
@@ -219,6 +210,17 @@ async fn findings(
             let after = context(story, motion, persona, Some((opponent, answered)));
             found.engagement = likelihood(after, answer).await? - own;
         }
+    }
+    // The opening's start under the story alone and under each of the library's others.
+    if let Some(opening) = opening.filter(|_| !others.is_empty()) {
+        let head = clip(opening, TOPIC_CHARS).to_string();
+        let here = likelihood(topic_context(story), head.clone()).await?;
+        let mut elsewhere = Vec::with_capacity(others.len());
+        for other in &others {
+            elsewhere.push(likelihood(topic_context(other), head.clone()).await?);
+        }
+        found.topicality = here - log_mean_exp(&elsewhere);
+        tracing::debug!(here, ?elsewhere, "likelihood judge topic reads");
     }
     let story_text = story.full_text();
     for (round, answering) in [(1, None), (2, turn(1, other))] {
