@@ -454,6 +454,13 @@ mod tests {
     }
 
     #[test]
+    fn log_mean_exp_is_the_log_of_the_mean_likelihood_without_overflow() {
+        assert!((log_mean_exp(&[0.0, 3f64.ln()]) - 2f64.ln()).abs() < 1e-12);
+        assert!((log_mean_exp(&[-5.0]) + 5.0).abs() < 1e-12);
+        assert!((log_mean_exp(&[-2000.0, -2000.0]) + 2000.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn clip_cuts_at_a_sentence_end_on_a_char_boundary() {
         assert_eq!(clip("One. Two. Three.", 12), "One. Two.");
         assert_eq!(clip("short", 100), "short");
