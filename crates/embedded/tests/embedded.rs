@@ -8,6 +8,7 @@ use crossfire_embedded::sampler::SamplerSettings;
 use crossfire_embedded::scheduler::{Output, Request, Scheduler};
 use crossfire_engine::config::{Backend, LlmConfig};
 use crossfire_engine::llm::{Message, Role};
+use crossfire_engine::transcript::{Criteria, Verdict, Winner};
 use crossfire_testkit as support;
 
 fn model() -> Arc<Model> {
@@ -652,59 +653,18 @@ fn planted_rounds(a: &str, b: &str) -> Vec<crossfire_engine::transcript::Round> 
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_likelihood_judge_prefers_a_speech_in_order_to_the_same_sentences_shuffled() {
-    use crossfire_engine::debate::JudgeMethod;
-    use crossfire_engine::transcript::{ScoreMethod, Winner};
-
-    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Auto);
-    assert!(
-        engine.judges_by_likelihood(),
-        "the embedded judge scores by likelihood"
-    );
+/// The verdicts by `method` on planted debates, each given as the side that should lead,
+/// A's speech and B's, with that side's scores and the other's.
+async fn planted_verdicts(
+    method: crossfire_engine::debate::JudgeMethod,
+    cases: &[(Winner, &str, &str)],
+) -> Vec<(Verdict, Criteria, Criteria)> {
+    let (engine, story, [a, b]) = planted_engine(method);
     let setup = engine
         .settings
         .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
-    for (better, text_a, text_b) in [
-        (Winner::A, IN_ORDER, SHUFFLED),
-        (Winner::B, SHUFFLED, IN_ORDER),
-    ] {
-        let rounds = planted_rounds(text_a, text_b);
-        let verdict = engine
-            .judge_rounds(&setup, &rounds, &mut Default::default())
-            .await
-            .unwrap();
-        assert_eq!(verdict.method, ScoreMethod::Likelihood);
-        assert_eq!(verdict.passes.len(), 2);
-        assert!(
-            !verdict.contested,
-            "a likelihood judge reads each side alone"
-        );
-        assert_eq!(verdict.winner, better, "{verdict:#?}");
-        let (ordered, shuffled) = match better {
-            Winner::A => (&verdict.scores.a, &verdict.scores.b),
-            _ => (&verdict.scores.b, &verdict.scores.a),
-        };
-        assert!(
-            ordered.criteria.argument > shuffled.criteria.argument,
-            "{verdict:#?}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_likelihood_judge_scores_a_speech_about_its_story_above_one_about_another() {
-    use crossfire_engine::debate::JudgeMethod;
-    use crossfire_engine::transcript::Winner;
-
-    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Likelihood);
-    let setup = engine
-        .settings
-        .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
-    for (about, text_a, text_b) in [
-        (Winner::A, IN_ORDER, ELSEWHERE),
-        (Winner::B, ELSEWHERE, IN_ORDER),
-    ] {
+    let mut out = Vec::new();
+    for &(leader, text_a, text_b) in cases {
         let verdict = engine
             .judge_rounds(
                 &setup,
@@ -713,11 +673,49 @@ async fn the_likelihood_judge_scores_a_speech_about_its_story_above_one_about_an
             )
             .await
             .unwrap();
-        let (on, off) = match about {
-            Winner::A => (&verdict.scores.a, &verdict.scores.b),
-            _ => (&verdict.scores.b, &verdict.scores.a),
-        };
-        assert!(on.criteria.argument > off.criteria.argument, "{verdict:#?}");
+        let (a, b) = (verdict.scores.a.criteria, verdict.scores.b.criteria);
+        let (leads, trails) = if leader == Winner::A { (a, b) } else { (b, a) };
+        out.push((verdict, leads, trails));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_judge_prefers_a_speech_in_order_to_the_same_sentences_shuffled() {
+    use crossfire_engine::debate::JudgeMethod;
+    use crossfire_engine::transcript::ScoreMethod;
+
+    let (engine, _, _) = planted_engine(JudgeMethod::Auto);
+    assert!(
+        engine.judges_by_likelihood(),
+        "the embedded judge scores by likelihood"
+    );
+    let cases = [
+        (Winner::A, IN_ORDER, SHUFFLED),
+        (Winner::B, SHUFFLED, IN_ORDER),
+    ];
+    let verdicts = planted_verdicts(JudgeMethod::Auto, &cases).await;
+    for ((verdict, ordered, shuffled), (better, _, _)) in verdicts.into_iter().zip(cases) {
+        assert_eq!(verdict.method, ScoreMethod::Likelihood);
+        assert_eq!(verdict.passes.len(), 2);
+        assert!(
+            !verdict.contested,
+            "a likelihood judge reads each side alone"
+        );
+        assert_eq!(verdict.winner, better, "{verdict:#?}");
+        assert!(ordered.argument > shuffled.argument, "{verdict:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_judge_scores_a_speech_about_its_story_above_one_about_another() {
+    let cases = [
+        (Winner::A, IN_ORDER, ELSEWHERE),
+        (Winner::B, ELSEWHERE, IN_ORDER),
+    ];
+    let method = crossfire_engine::debate::JudgeMethod::Likelihood;
+    for (verdict, on, off) in planted_verdicts(method, &cases).await {
+        assert!(on.argument > off.argument, "{verdict:#?}");
     }
 }
 
@@ -726,18 +724,9 @@ async fn the_rubric_judge_on_the_embedded_model_reads_expected_scores() {
     use crossfire_engine::debate::JudgeMethod;
     use crossfire_engine::transcript::ScoreMethod;
 
-    let (engine, story, [a, b]) = planted_engine(JudgeMethod::Rubric);
-    let setup = engine
-        .settings
-        .setup(&story, &a, &b, "Should the Fed keep cutting rates?");
-    let verdict = engine
-        .judge_rounds(
-            &setup,
-            &planted_rounds(IN_ORDER, SHUFFLED),
-            &mut Default::default(),
-        )
-        .await
-        .unwrap();
+    let cases = [(Winner::A, IN_ORDER, SHUFFLED)];
+    let verdicts = planted_verdicts(JudgeMethod::Rubric, &cases).await;
+    let (verdict, _, _) = &verdicts[0];
     assert!(
         verdict
             .passes
