@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::AppState;
 use crate::live::{CRASH_GAP, Owner};
+use crate::live_set::LiveSet;
 use crate::runs::{Outcome, finished_turns, interrupt_for, outcome, record_of, start};
 use crate::store::{Claim, Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
 use crossfire_engine::event::{Event, EventKind, EventSink, Speaker};
@@ -38,8 +39,12 @@ pub async fn take_over(state: &AppState, at_start: bool) -> Result<TakenOver, St
         .await?;
     let mut taken = TakenOver::default();
     for run in runs {
-        match resume(state, &run).await? {
-            Ok(()) => taken.resumed += 1,
+        let log = state.store.events_after(&run.id, 0).await?;
+        match work_for(&state.set(), &run, &log) {
+            Ok(work) => {
+                resume(state, &run, log, work).await?;
+                taken.resumed += 1;
+            }
             Err(why) => {
                 tracing::warn!(run = run.id, "cannot resume: {why}");
                 interrupt_for(state, &run, &format!("the service stopped, and {why}")).await?;
@@ -79,31 +84,28 @@ pub async fn keep_claims(state: AppState) {
     }
 }
 
-/// Resumes `run` here, or says why it cannot.
-async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, StoreError> {
+/// What resuming a run does: given its id and where its events go, the run's work.
+type Work = Box<dyn FnOnce(String, EventSink) -> BoxedWork + Send>;
+
+/// The work that resumes `run` with the live `set`, keeping the turns its `log` shows
+/// finished; or why it cannot be resumed.
+fn work_for(set: &LiveSet, run: &Run, log: &[StoredEvent]) -> Result<Work, String> {
     if run.trial {
-        return Ok(Err("an editor's trial run is not resumed".into()));
+        return Err("an editor's trial run is not resumed".into());
     }
-    let log = state.store.events_after(&run.id, 0).await?;
-    let finished = finished_turns(&log);
-    let set = state.set();
+    let finished = finished_turns(log);
     let engine = set.engine.clone();
     let unreadable = |_| "its stored record cannot be read".to_string();
-    let work: Box<dyn FnOnce(String, EventSink) -> BoxedWork + Send> = match run.kind {
+    let work: Work = match run.kind {
         RunKind::Debate => {
-            let transcript: Transcript = match record_of(run) {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(unreadable(e))),
-            };
+            let transcript: Transcript = record_of(run).map_err(unreadable)?;
             let found = (|| {
                 let story = set.catalog.story(&transcript.story).ok()?.clone();
-                let a = same_persona(&set, &transcript.personas.a)?;
-                let b = same_persona(&set, &transcript.personas.b)?;
+                let a = same_persona(set, &transcript.personas.a)?;
+                let b = same_persona(set, &transcript.personas.b)?;
                 Some((story, a, b))
             })();
-            let Some((story, a, b)) = found else {
-                return Ok(Err("its story or a persona has changed".into()));
-            };
+            let (story, a, b) = found.ok_or("its story or a persona has changed")?;
             let motion = transcript.motion;
             Box::new(move |id, sink| {
                 Box::pin(async move {
@@ -115,17 +117,12 @@ async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, Store
             })
         }
         RunKind::Perspective => {
-            let record: PerspectiveRecord = match record_of(run) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(unreadable(e))),
-            };
+            let record: PerspectiveRecord = record_of(run).map_err(unreadable)?;
             let found = (|| {
                 let story = set.catalog.story(&record.story).ok()?.clone();
-                Some((story, same_persona(&set, &record.persona)?))
+                Some((story, same_persona(set, &record.persona)?))
             })();
-            let Some((story, persona)) = found else {
-                return Ok(Err("its story or persona has changed".into()));
-            };
+            let (story, persona) = found.ok_or("its story or persona has changed")?;
             // One speech: it is spoken again whole.
             Box::new(move |id, sink| {
                 Box::pin(async move {
@@ -135,6 +132,16 @@ async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, Store
             })
         }
     };
+    Ok(work)
+}
+
+/// Resumes `run` here with `work`, its log continuing past a gap after the stored `log`.
+async fn resume(
+    state: &AppState,
+    run: &Run,
+    log: Vec<StoredEvent>,
+    work: Work,
+) -> Result<(), StoreError> {
     let restarted = unfinished_turns(&log);
     // New events go on past a gap: a client may have heard numbers the log never got.
     let last = state.store.last_seq(&run.id).await? + CRASH_GAP;
@@ -156,13 +163,13 @@ async fn resume(state: &AppState, run: &Run) -> Result<Result<(), String>, Store
         event => events.send(event),
     });
     start(state, run, live, sink, work);
-    Ok(Ok(()))
+    Ok(())
 }
 
 type BoxedWork = std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// The persona a run was started with, if the catalog still has that version of it.
-fn same_persona(set: &crate::live_set::LiveSet, wanted: &PersonaRef) -> Option<Persona> {
+fn same_persona(set: &LiveSet, wanted: &PersonaRef) -> Option<Persona> {
     let persona = set.catalog.persona(&wanted.id).ok()?;
     (persona.version == wanted.version).then(|| persona.clone())
 }

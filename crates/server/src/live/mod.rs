@@ -73,6 +73,17 @@ mod tests {
         events
     }
 
+    /// A store in a new SQLite file named after `name`, and the file's path.
+    async fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
+        let file = format!("crossfire-{name}-{}.db", std::process::id());
+        let path = std::env::temp_dir().join(file);
+        let _ = std::fs::remove_file(&path);
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        (store, path)
+    }
+
     fn seqs(events: &[StoredEvent]) -> Vec<i64> {
         events.iter().map(|e| e.seq).collect()
     }
@@ -81,11 +92,7 @@ mod tests {
     /// kept ones, and those still to come, were not.
     #[tokio::test]
     async fn only_numbers_in_a_resumed_runs_gap_are_lost() {
-        let path = std::env::temp_dir().join(format!("crossfire-lost-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let store = Store::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
+        let (store, path) = fresh_store("lost").await;
         let hub = Hub::start(store);
         let owner = Owner {
             user_id: 1,
@@ -106,11 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_here_miss_nothing_and_see_nothing_twice() {
-        let path = std::env::temp_dir().join(format!("crossfire-live-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let store = Store::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
+        let (store, path) = fresh_store("live").await;
         let user = store.create_user("live@example.com", "-", 0).await.unwrap();
         for id in ["r", "cut"] {
             let row = crate::store::Run::queued(id, RunKind::Debate, user.id, None, "{}".into());
