@@ -122,8 +122,10 @@ pub async fn judge(
     setup: &DebateSetup<'_>,
     rounds: &[Round],
 ) -> Result<Vec<JudgePass>, LlmError> {
-    let a = findings(read, setup, rounds, Speaker::A).await?;
-    let b = findings(read, setup, rounds, Speaker::B).await?;
+    // The era check reads the story whole.
+    let story_text = setup.story.full_text();
+    let a = findings(read, setup, rounds, Speaker::A, &story_text).await?;
+    let b = findings(read, setup, rounds, Speaker::B, &story_text).await?;
     tracing::debug!(?a, ?b, "likelihood judge findings");
     let scores = Sides {
         a: criteria(&a),
@@ -171,6 +173,7 @@ async fn findings(
     setup: &DebateSetup<'_>,
     rounds: &[Round],
     side: Speaker,
+    story_text: &str,
 ) -> Result<Findings, LlmError> {
     let turn = |round: u8, speaker: Speaker| {
         rounds
@@ -222,7 +225,6 @@ async fn findings(
         found.topicality = here - log_mean_exp(&elsewhere);
         tracing::debug!(here, ?elsewhere, "likelihood judge topic reads");
     }
-    let story_text = story.full_text();
     for (round, answering) in [(1, None), (2, turn(1, other))] {
         if let Some(text) = turn(round, side) {
             let context = QuoteContext {
@@ -230,7 +232,7 @@ async fn findings(
                 answering,
             };
             found.unsupported += read.checker.check(text, context).unsupported.len();
-            found.anachronisms += era::anachronisms(text, persona, &story_text).len();
+            found.anachronisms += era::anachronisms(text, persona, story_text).len();
         }
     }
     Ok(found)
