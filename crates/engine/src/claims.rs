@@ -300,35 +300,30 @@ fn digit_figures(text: &str) -> Vec<Figure> {
             end += 1;
         }
         // A suffix: "%", "percent", or a scale word, possibly after one space.
-        let rest: String = chars[end.min(chars.len())..]
-            .iter()
-            .take(12)
-            .map(|&(_, c)| c)
-            .collect();
-        let lower = rest.to_lowercase();
-        let after_space = lower.strip_prefix(' ').unwrap_or(&lower);
-        let skipped = lower.len() - after_space.len();
+        let rest = &text[byte_at(end)..];
+        let after_space = rest.strip_prefix(' ').unwrap_or(rest);
+        let skipped = rest.len() - after_space.len();
         let mut scale = None;
-        if lower.starts_with('%') {
+        if rest.starts_with('%') {
             end += 1;
             marked = true;
         } else if let Some(word) = ["percent", "per cent"]
             .iter()
-            .find(|w| after_space.starts_with(**w) && !word_continues(after_space, w.len()))
+            .find(|w| starts_with_word(after_space, w))
         {
-            end += skipped + word.chars().count();
+            end += skipped + word.len();
             marked = true;
-        } else if let Some(&(word, factor)) = SCALES.iter().find(|(w, _)| {
-            let spaced_ok = skipped == 0 || w.len() > 2;
-            spaced_ok && after_space.starts_with(w) && !word_continues(after_space, w.len())
-        }) {
+        } else if let Some(&(word, factor)) = SCALES
+            .iter()
+            .find(|(w, _)| (skipped == 0 || w.len() > 2) && starts_with_word(after_space, w))
+        {
             end += skipped + word.len();
             value *= factor;
             marked = true;
             scale = Some(factor);
-        } else if lower.starts_with('s') && !word_continues(&lower, 1) {
+        } else if starts_with_word(rest, "s") {
             end += 1; // a decade: "1990s"
-        } else if lower.chars().next().is_some_and(|c| c.is_alphabetic()) {
+        } else if rest.chars().next().is_some_and(|c| c.is_alphabetic()) {
             // "3rd", "15th": ordinals are not figures.
             i = j;
             continue;
@@ -403,7 +398,13 @@ fn word_figures(text: &str) -> Vec<Figure> {
             out.push((figure, scale));
         }
     };
-    let mut words = Vec::new();
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    // A break (an empty word): punctuation or a digit ends a number. One stands for a run.
+    let brk = |words: &mut Vec<(usize, usize)>, i: usize| {
+        if words.last().is_none_or(|&(s, e)| s != e) {
+            words.push((i, i));
+        }
+    };
     let mut start = None;
     for (i, c) in text.char_indices() {
         if c.is_alphabetic() {
@@ -411,38 +412,42 @@ fn word_figures(text: &str) -> Vec<Figure> {
         } else if let Some(s) = start.take() {
             words.push((s, i));
             if c != '-' && c != ' ' {
-                words.push((i, i)); // a break: punctuation ends a number
+                brk(&mut words, i);
             }
         } else if c != ' ' && c != '-' {
-            words.push((i, i));
+            brk(&mut words, i);
         }
     }
     if let Some(s) = start {
         words.push((s, text.len()));
     }
+    // Number words are ASCII: compared without case, no word needs lowercasing.
+    let is = |word: &str, w: &str| word.eq_ignore_ascii_case(w);
     for (k, &(s, e)) in words.iter().enumerate() {
-        let word = text[s..e].to_lowercase();
-        let unit = UNITS.iter().position(|w| *w == word).map(|v| v as f64);
+        let word = &text[s..e];
+        if word.is_empty() {
+            flush(&mut run);
+            continue;
+        }
+        let unit = UNITS.iter().position(|w| is(word, w)).map(|v| v as f64);
         let tens = TENS
             .iter()
-            .position(|w| *w == word)
+            .position(|w| is(word, w))
             .map(|v| (v as f64 + 2.0) * 10.0);
         let scale = SCALES[..4]
             .iter()
-            .find(|(w, _)| *w == word)
+            .find(|(w, _)| is(word, w))
             .map(|&(_, f)| f);
-        let next_is_scale = words.get(k + 1).is_some_and(|&(s, e)| {
-            SCALES[..4]
-                .iter()
-                .any(|(w, _)| text[s..e].eq_ignore_ascii_case(w))
-        });
+        let next_is_scale = words
+            .get(k + 1)
+            .is_some_and(|&(s, e)| SCALES[..4].iter().any(|(w, _)| is(&text[s..e], w)));
         match (unit.or(tens), scale, &mut run) {
             (Some(v), _, Some((_, end, _, current, _))) => {
                 *current += v;
                 *end = e;
             }
             (Some(v), _, None) => run = Some((s, e, 0.0, v, None)),
-            (None, _, Some((_, end, _, current, _))) if word == "hundred" => {
+            (None, _, Some((_, end, _, current, _))) if is(word, "hundred") => {
                 *current *= 100.0;
                 *end = e;
             }
@@ -455,19 +460,19 @@ fn word_figures(text: &str) -> Vec<Figure> {
             (None, Some(f), None)
                 if k > 0 && {
                     let (ps, pe) = words[k - 1];
-                    matches!(text[ps..pe].to_lowercase().as_str(), "a" | "one")
+                    is(&text[ps..pe], "a") || is(&text[ps..pe], "one")
                 } =>
             {
                 let (ps, _) = words[k - 1];
                 run = Some((ps, e, f, 0.0, Some(f)));
             }
             (None, _, Some(_))
-                if word == "and"
+                if is(word, "and")
                     && words.get(k + 1).is_some_and(|&(s, e)| {
-                        let w = text[s..e].to_lowercase();
-                        UNITS.contains(&w.as_str()) || TENS.contains(&w.as_str())
+                        let next = &text[s..e];
+                        UNITS.iter().chain(&TENS).any(|w| is(next, w))
                     }) => {}
-            _ if word == "a" && next_is_scale => {}
+            _ if is(word, "a") && next_is_scale => {}
             _ => flush(&mut run),
         }
     }
@@ -555,6 +560,14 @@ fn word_continues(s: &str, at: usize) -> bool {
     s[at..].chars().next().is_some_and(|c| c.is_alphanumeric())
 }
 
+/// Whether `s` starts with the ASCII word `word`, in any case, as a whole word.
+fn starts_with_word(s: &str, word: &str) -> bool {
+    s.as_bytes()
+        .get(..word.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(word.as_bytes()))
+        && !word_continues(s, word.len())
+}
+
 /// Quoted phrases of two words or more, in straight or curly double quotes.
 fn quotations(text: &str) -> Vec<String> {
     quotation_spans(text)
@@ -635,6 +648,17 @@ mod tests {
                 "1943",
                 "\"war of liberation\""
             ]
+        );
+    }
+
+    #[test]
+    fn number_words_and_suffixes_are_read_in_any_case() {
+        let checker = ClaimChecker::new(STORY);
+        let speech = "SIX THOUSAND fell, 40 Percent more, $5.5 Billion in arms; \
+            Twenty-Five Thousand marched, 13 THOUSAND stayed.";
+        assert_eq!(
+            checker.unsupported(speech),
+            vec!["13 THOUSAND", "Twenty-Five Thousand"]
         );
     }
 
