@@ -111,6 +111,34 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A side's tokens that start while the other side's batch waits go out with that
+    /// batch: followers get both in one write, and the later side waits less.
+    #[tokio::test]
+    async fn a_batch_opened_while_the_other_sides_waits_goes_out_with_it() {
+        let (store, path) = fresh_store("together").await;
+        let hub = Hub::start(store);
+        let owner = Owner {
+            user_id: 1,
+            kind: RunKind::Debate,
+        };
+        let run = hub.open("t", owner);
+        let mut follower = Follower::start(&hub, "t", 0, true).await.unwrap();
+        let sink = run.sink();
+        sink.send(token(Speaker::A, "to "));
+        tokio::time::sleep(TOKEN_BATCH / 2).await;
+        sink.send(token(Speaker::B, "or "));
+        let first = tokio::time::timeout(Duration::from_secs(5), follower.next())
+            .await
+            .expect("the batch is published")
+            .unwrap();
+        assert!(first.data.contains(r#""speaker":"a""#), "{first:?}");
+        // Published in one flush, under the run's lock: whoever hears the first hears both.
+        let published: Vec<String> = run.state().events.iter().map(|e| e.data.clone()).collect();
+        assert_eq!(published.len(), 2, "{published:?}");
+        assert!(published[1].contains(r#""speaker":"b","text":"or ""#));
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[tokio::test]
     async fn followers_here_miss_nothing_and_see_nothing_twice() {
         let (store, path) = fresh_store("live").await;

@@ -91,14 +91,22 @@ impl LiveRun {
                 {
                     Some(batch) => batch.text.push_str(&text),
                     None => {
-                        let due = Instant::now() + TOKEN_BATCH;
+                        // A turn's batch opened while the other side's waits goes out with
+                        // it: one write to each follower for both.
+                        let due = match state.batches.first() {
+                            Some(waiting) => waiting.due,
+                            None => {
+                                let due = Instant::now() + TOKEN_BATCH;
+                                self.due.schedule(due, Arc::downgrade(self));
+                                due
+                            }
+                        };
                         state.batches.push(Batch {
                             round,
                             speaker,
                             text,
                             due,
                         });
-                        self.due.schedule(due, Arc::downgrade(self));
                     }
                 }
             }
