@@ -8,6 +8,7 @@
 //!     LOAD_TOKEN_MS=0 cargo bench --bench load      # tokens at once: the per-debate cost
 //!     LOAD_RAMP_MS=0 cargo bench --bench load       # every debate starts at once
 //!     BENCH_PIN=1 cargo bench --bench load          # the server on a core of its own
+//!     LOAD_SERVER=/tmp/old/crossfire cargo bench --bench load   # another build's server
 //!
 //! Debates start spread evenly over `LOAD_RAMP_MS` (1 s by default). Started in the same
 //! millisecond, every stream's tokens arrive in lockstep with the fake's 20 ms tick, and the
@@ -55,8 +56,11 @@ async fn main() {
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.join("load.db").display());
+    // Two builds compare best in alternating runs, one window: the VM's speed drifts.
+    let binary = std::env::var("LOAD_SERVER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_crossfire").to_string());
     let mut server = Instance::start(
-        env!("CARGO_BIN_EXE_crossfire"),
+        &binary,
         &["--config", config.to_str().unwrap(), "--"],
         &[
             ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
