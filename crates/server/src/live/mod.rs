@@ -123,6 +123,9 @@ mod tests {
         };
         let run = hub.open("t", owner);
         let mut follower = Follower::start(&hub, "t", 0, true).await.unwrap();
+        // From here on the clock moves only when every task waits: B's token comes half a
+        // batch after A's, however loaded the machine.
+        tokio::time::pause();
         let sink = run.sink();
         sink.send(token(Speaker::A, "to "));
         tokio::time::sleep(TOKEN_BATCH / 2).await;
