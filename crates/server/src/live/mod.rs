@@ -84,6 +84,14 @@ mod tests {
         (store, path)
     }
 
+    /// The owner of a debate by user `user_id`.
+    fn debater(user_id: i64) -> Owner {
+        Owner {
+            user_id,
+            kind: RunKind::Debate,
+        }
+    }
+
     fn seqs(events: &[StoredEvent]) -> Vec<i64> {
         events.iter().map(|e| e.seq).collect()
     }
@@ -94,10 +102,7 @@ mod tests {
     async fn only_numbers_in_a_resumed_runs_gap_are_lost() {
         let (store, path) = fresh_store("lost").await;
         let hub = Hub::start(store);
-        let owner = Owner {
-            user_id: 1,
-            kind: RunKind::Debate,
-        };
+        let owner = debater(1);
         let log = vec![
             numbered(1, &start(1)),
             numbered(2, &token(Speaker::A, "We")),
@@ -117,10 +122,7 @@ mod tests {
     async fn a_batch_opened_while_the_other_sides_waits_goes_out_with_it() {
         let (store, path) = fresh_store("together").await;
         let hub = Hub::start(store);
-        let owner = Owner {
-            user_id: 1,
-            kind: RunKind::Debate,
-        };
+        let owner = debater(1);
         let run = hub.open("t", owner);
         let mut follower = Follower::start(&hub, "t", 0, true).await.unwrap();
         // From here on the clock moves only when every task waits: B's token comes half a
@@ -155,10 +157,7 @@ mod tests {
             store.create_run(&row, None, claim).await.unwrap();
         }
         let hub = Hub::start(store.clone());
-        let owner = Owner {
-            user_id: user.id,
-            kind: RunKind::Debate,
-        };
+        let owner = debater(user.id);
         let run = hub.open("r", owner);
         assert_eq!(hub.owner("r"), Some(owner));
         let sink = run.sink();
