@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use super::*;
 
-/// Token batches waiting to be published, in the order they come due. Every batch waits
-/// the same [`TOKEN_BATCH`], so the order they are opened in is the order they are due.
+/// Token batches waiting to be published, in the order they come due. An entry is a run's
+/// batch that opened with none waiting (one opened beside it shares its due), due
+/// [`TOKEN_BATCH`] later: the order they are opened in is the order they are due.
 #[derive(Default)]
 pub(super) struct DueBatches {
     pub(super) queue: Mutex<VecDeque<(Instant, Weak<LiveRun>)>>,
