@@ -1,5 +1,6 @@
 //! Bounded fuzzing of every parser that reads what others wrote: persona TOML, story JSON,
-//! the model's SSE stream, the judge's reply and Character Cards (JSON, PNG and CHARX). Arbitrary bytes, and the seed corpus
+//! the model's SSE stream, the judge's reply and Character Cards (JSON, PNG and CHARX), and
+//! the claim check of a speech the model wrote. Arbitrary bytes, and the seed corpus
 //! (`tests/corpus/`, the shipped personas and stories) with bytes overwritten, inserted and
 //! cut, must give a value or an error — never a panic. `PROPTEST_CASES` sets the cases.
 
@@ -115,6 +116,20 @@ proptest! {
     ) {
         let reply = String::from_utf8_lossy(&bytes);
         let _ = crossfire_engine::judge::parse_lenient(&reply);
+    }
+
+    #[test]
+    fn the_claim_check_never_panics_on_a_speech(
+        speech in "([0-9]{1,5}|[ ,.%$€£+\\-–—\"“”'’sé⟦⟧]|[a-zA-Z]{1,3}|thousand|Million|percent|twenty|one|and|a|hundred|October|Oct\\.){0,60}",
+    ) {
+        // A model writes the speech: whatever it writes, what is flagged is written in it.
+        let checker = crossfire_engine::claims::ClaimChecker::new(
+            "About 12,000 troops in October 2024; 40% more; $5.5B; \"a sacred fight\".",
+        );
+        for item in checker.unsupported(&speech) {
+            let shown = item.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(&item);
+            prop_assert!(speech.contains(shown), "{item:?} is not in {speech:?}");
+        }
     }
 }
 
