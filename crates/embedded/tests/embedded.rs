@@ -604,12 +604,12 @@ fn planted_engine(
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let story = crossfire_engine::story::Story::load(
-        &support::repo("stories"),
-        "fed-rate-cuts-2024",
-        64 * 1024,
-    )
-    .unwrap();
+    let story = engine
+        .stories
+        .iter()
+        .find(|s| s.id == "fed-rate-cuts-2024")
+        .cloned()
+        .unwrap();
     let load = |id| crossfire_engine::persona::Persona::load(&support::repo("personas"), id);
     let personas = [
         load("adam-smith").unwrap(),
@@ -685,17 +685,13 @@ async fn the_likelihood_judge_prefers_a_speech_in_order_to_the_same_sentences_sh
     use crossfire_engine::debate::JudgeMethod;
     use crossfire_engine::transcript::ScoreMethod;
 
-    let (engine, _, _) = planted_engine(JudgeMethod::Auto);
-    assert!(
-        engine.judges_by_likelihood(),
-        "the embedded judge scores by likelihood"
-    );
     let cases = [
         (Winner::A, IN_ORDER, SHUFFLED),
         (Winner::B, SHUFFLED, IN_ORDER),
     ];
     let verdicts = planted_verdicts(JudgeMethod::Auto, &cases).await;
     for ((verdict, ordered, shuffled), (better, _, _)) in verdicts.into_iter().zip(cases) {
+        // Asked for no method (`Auto`), the embedded judge scores by likelihood.
         assert_eq!(verdict.method, ScoreMethod::Likelihood);
         assert_eq!(verdict.passes.len(), 2);
         assert!(
