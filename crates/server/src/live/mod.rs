@@ -85,7 +85,7 @@ mod tests {
     }
 
     /// The owner of a debate by user `user_id`.
-    fn debater(user_id: i64) -> Owner {
+    fn debate_owner(user_id: i64) -> Owner {
         Owner {
             user_id,
             kind: RunKind::Debate,
@@ -102,7 +102,7 @@ mod tests {
     async fn only_numbers_in_a_resumed_runs_gap_are_lost() {
         let (store, path) = fresh_store("lost").await;
         let hub = Hub::start(store);
-        let owner = debater(1);
+        let owner = debate_owner(1);
         let log = vec![
             numbered(1, &start(1)),
             numbered(2, &token(Speaker::A, "We")),
@@ -122,7 +122,7 @@ mod tests {
     async fn a_batch_opened_while_the_other_sides_waits_goes_out_with_it() {
         let (store, path) = fresh_store("together").await;
         let hub = Hub::start(store);
-        let owner = debater(1);
+        let owner = debate_owner(1);
         let run = hub.open("t", owner);
         let mut follower = Follower::start(&hub, "t", 0, true).await.unwrap();
         // From here on the clock moves only when every task waits: B's token comes half a
@@ -157,7 +157,7 @@ mod tests {
             store.create_run(&row, None, claim).await.unwrap();
         }
         let hub = Hub::start(store.clone());
-        let owner = debater(user.id);
+        let owner = debate_owner(user.id);
         let run = hub.open("r", owner);
         assert_eq!(hub.owner("r"), Some(owner));
         let sink = run.sink();
