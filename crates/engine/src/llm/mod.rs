@@ -3,6 +3,7 @@
 //! embedded model in its own crate.
 
 pub mod endpoint;
+mod json_string;
 pub mod openai;
 pub mod retry;
 pub mod sse;

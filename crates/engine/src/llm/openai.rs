@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::endpoint::{Endpoint, endpoint};
+use super::json_string;
 use super::sse::SseDecoder;
 use super::{
     ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenLogprobs, TokenSink,
@@ -59,12 +60,35 @@ impl OpenAiClient {
         })
     }
 
-    /// The request body, borrowing the messages: prompts run to tens of kilobytes, and a
-    /// copy into a `serde_json::Value` per call showed up in profiles.
-    fn body<'a>(&'a self, request: &'a ChatRequest) -> WireRequest<'a> {
-        WireRequest {
+    /// The request body. serde_json writes the settings; the messages, nearly all of the
+    /// bytes, are written by [`json_string`], which escapes them several times faster.
+    fn body(&self, request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
+        let settings = serde_json::to_vec(&self.settings(request))
+            .map_err(|e| LlmError::Protocol(format!("cannot encode the request: {e}")))?;
+        let size: usize = request.messages.iter().map(|m| m.content.len() + 40).sum();
+        let mut body = Vec::with_capacity(size + settings.len() + 16);
+        body.extend_from_slice(b"{\"messages\":[");
+        for (i, message) in request.messages.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{\"role\":\"");
+            body.extend_from_slice(message.role.as_str().as_bytes());
+            body.extend_from_slice(b"\",\"content\":");
+            json_string::write(&mut body, &message.content);
+            body.push(b'}');
+        }
+        body.push(b']');
+        // The settings are an object that starts `{"model":`; their members follow.
+        body.push(b',');
+        body.extend_from_slice(settings.get(1..).unwrap_or_default());
+        Ok(body)
+    }
+
+    /// Every member of the request but its messages.
+    fn settings<'a>(&'a self, request: &'a ChatRequest) -> WireSettings<'a> {
+        WireSettings {
             model: &self.model,
-            messages: &request.messages,
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream: request.stream,
@@ -112,12 +136,7 @@ impl OpenAiClient {
         request: &ChatRequest,
         sink: &dyn TokenSink,
     ) -> Result<Completion, LlmError> {
-        // Serialized into a buffer sized for the prompts: growing one by doubling copied
-        // each prompt several times.
-        let size: usize = request.messages.iter().map(|m| m.content.len() + 32).sum();
-        let mut body = Vec::with_capacity(size + 512);
-        serde_json::to_writer(&mut body, &self.body(request))
-            .map_err(|e| LlmError::Protocol(format!("cannot encode the request: {e}")))?;
+        let body = self.body(request)?;
         let mut builder = self
             .http
             .post(self.url.clone())
@@ -231,11 +250,10 @@ impl LanguageModel for OpenAiClient {
     }
 }
 
-/// `POST /chat/completions` as sent.
+/// `POST /chat/completions` as sent, but for its messages (written by `OpenAiClient::body`).
 #[derive(Serialize)]
-struct WireRequest<'a> {
+struct WireSettings<'a> {
     model: &'a str,
-    messages: &'a [super::Message],
     max_tokens: u32,
     temperature: f32,
     stream: bool,
@@ -604,4 +622,63 @@ pub fn decode_stream<'a>(
         }
     }
     state.end(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Backend;
+    use crate::llm::{JsonSchema, Message, Role};
+    use serde_json::json;
+
+    #[test]
+    fn the_body_holds_the_messages_and_every_setting() {
+        let client = OpenAiClient::new(&LlmConfig {
+            backend: Backend::Openai,
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            model: "m\"1".into(),
+            api_key: None,
+            timeout: Duration::from_secs(5),
+            max_in_flight: 1,
+            max_retries: 0,
+            retry_base: Duration::from_millis(10),
+            max_tokens: 100,
+            temperature: 0.7,
+            brief_prompts: false,
+        })
+        .unwrap();
+        let schema = Arc::new(JsonSchema {
+            name: "verdict".into(),
+            schema: json!({"type": "object"}),
+        });
+        let request = ChatRequest {
+            messages: vec![
+                Message::new(Role::System, "You are \"Churchill\".\n\tSpeak."),
+                Message::new(Role::User, "The motion: ⟦1940⟧ \\ war."),
+            ],
+            max_tokens: 300,
+            temperature: 0.5,
+            seed: Some(7),
+            response_format: Some(ResponseFormat::JsonSchema(schema)),
+            stream: true,
+            top_logprobs: Some(3),
+        };
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.body(&request).unwrap()).expect("the body is JSON");
+        assert_eq!(
+            body,
+            json!({
+                "model": "m\"1",
+                "messages": request.messages,
+                "max_tokens": 300,
+                "temperature": 0.5,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "seed": 7,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}, "strict": true}},
+                "logprobs": true,
+                "top_logprobs": 3,
+            })
+        );
+    }
 }
