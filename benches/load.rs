@@ -93,9 +93,25 @@ async fn main() {
 
     let cpu_before = cpu_times(pid);
     let own_cpu_before = cpu_times(std::process::id());
-    let delays = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let delays = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
     let streams = Arc::new(Mutex::new(Vec::<(Instant, Instant)>::new()));
     let started = Instant::now();
+    let samples = Arc::new(Mutex::new(Vec::<(u64, f64, f64)>::new()));
+    {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            loop {
+                let (u, s) = cpu_times(pid);
+                let (gu, gs) = cpu_times(std::process::id());
+                samples.lock().unwrap().push((
+                    support::epoch().elapsed().as_micros() as u64,
+                    u + s,
+                    gu + gs,
+                ));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
     let runs = (0..debates).map(|i| {
         let (http, base, token, delays, streams) = (
             http.clone(),
@@ -137,7 +153,11 @@ async fn main() {
         .take(3)
         .collect();
 
-    let mut delays = delays.lock().unwrap().clone();
+    let timed = delays.lock().unwrap().clone();
+    if std::env::var_os("LOAD_TIMELINE").is_some() {
+        timeline(&timed, &samples.lock().unwrap());
+    }
+    let mut delays: Vec<u64> = timed.iter().map(|&(_, d)| d).collect();
     delays.sort_unstable();
     let pct = |p: f64| {
         delays
@@ -202,7 +222,7 @@ async fn one_debate(
     http: &reqwest::Client,
     base: &str,
     token: &str,
-    delays: &Mutex<Vec<u64>>,
+    delays: &Mutex<Vec<(u64, u64)>>,
     streams: &Mutex<Vec<(Instant, Instant)>>,
 ) -> Result<String, String> {
     let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan"});
@@ -236,8 +256,8 @@ async fn one_debate(
                 "token" => {
                     let mut found = Vec::new();
                     for part in event.data.split('⟦').skip(1) {
-                        if let Some(Ok(sent)) = part.split('⟧').next().map(str::parse::<u64>) {
-                            found.push(now.saturating_sub(sent));
+                        if let Some(sent) = part.split('⟧').next().and_then(support::read_stamp) {
+                            found.push((sent, now.saturating_sub(sent)));
                         }
                     }
                     delays.lock().unwrap().extend(found);
@@ -297,4 +317,43 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Per 250 ms of emission time: tokens, p50/p99 delay, and server/generator CPU use.
+fn timeline(timed: &[(u64, u64)], samples: &[(u64, f64, f64)]) {
+    let first = timed.iter().map(|t| t.0).min().unwrap_or(0);
+    let mut buckets: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for &(sent, delay) in timed {
+        buckets
+            .entry((sent - first) / 250_000)
+            .or_default()
+            .push(delay);
+    }
+    for (b, mut d) in buckets {
+        d.sort_unstable();
+        let at = |q: f64| d[((d.len() as f64 * q) as usize).min(d.len() - 1)] as f64 / 1e3;
+        let from = first + b * 250_000;
+        let cpu = |col: usize| {
+            let pick = |t: u64| {
+                samples
+                    .iter()
+                    .rev()
+                    .find(|s| s.0 <= t)
+                    .map(|s| if col == 1 { s.1 } else { s.2 })
+            };
+            match (pick(from), pick(from + 250_000)) {
+                (Some(a), Some(z)) => (z - a) / 0.25 * 100.0,
+                _ => f64::NAN,
+            }
+        };
+        println!(
+            "  t={:5.2}s tokens {:6} p50 {:6.1} p99 {:6.1} server {:4.0}% generator {:4.0}%",
+            b as f64 / 4.0,
+            d.len(),
+            at(0.5),
+            at(0.99),
+            cpu(1),
+            cpu(2)
+        );
+    }
 }

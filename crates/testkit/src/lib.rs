@@ -599,8 +599,31 @@ fn stamp_now(chunk: Vec<u8>) -> Vec<u8> {
     if !text.contains(STAMP) {
         return chunk;
     }
-    let micros = epoch().elapsed().as_micros();
-    text.replace(STAMP, &format!("⟦{micros}⟧")).into_bytes()
+    let micros = epoch().elapsed().as_micros() as u64;
+    text.replace(STAMP, &format!("⟦{}⟧", stamp_letters(micros)))
+        .into_bytes()
+}
+
+/// The letters a stamp writes its microseconds in, one per hexadecimal digit: consonants,
+/// so that no stamp reads as a figure or a number word to the claim check, as a real
+/// speech's words would not.
+const STAMP_DIGITS: &[u8; 16] = b"bcdfghjklmnpqrvz";
+
+fn stamp_letters(micros: u64) -> String {
+    let digits = (64 - micros.leading_zeros()).div_ceil(4).max(1);
+    (0..digits)
+        .rev()
+        .map(|i| STAMP_DIGITS[((micros >> (4 * i)) & 0xf) as usize] as char)
+        .collect()
+}
+
+/// The microseconds (since [`epoch`]) a token was stamped with, read from the text between
+/// a stamp's brackets.
+pub fn read_stamp(letters: &str) -> Option<u64> {
+    letters.bytes().try_fold(0u64, |micros, letter| {
+        let digit = STAMP_DIGITS.iter().position(|&d| d == letter)?;
+        micros.checked_mul(16)?.checked_add(digit as u64)
+    })
 }
 
 /// Splits text into word-sized deltas, keeping the spaces.
@@ -747,4 +770,21 @@ pub fn story(id: &str) -> Story {
 
 pub fn persona(id: &str) -> Persona {
     Persona::load(&repo("personas"), id).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stamp_reads_back_as_its_microseconds() {
+        for micros in [0, 1, 15, 16, 1_234_567, u64::MAX] {
+            let letters = super::stamp_letters(micros);
+            assert!(
+                !letters
+                    .bytes()
+                    .any(|b| b.is_ascii_digit() || b"aeiouy".contains(&b))
+            );
+            assert_eq!(super::read_stamp(&letters), Some(micros), "{letters}");
+        }
+        assert_eq!(super::read_stamp("T"), None);
+    }
 }
