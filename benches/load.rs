@@ -8,6 +8,7 @@
 //!     LOAD_TOKEN_MS=0 cargo bench --bench load      # tokens at once: the per-debate cost
 //!     LOAD_RAMP_MS=0 cargo bench --bench load       # every debate starts at once
 //!     BENCH_PIN=1 cargo bench --bench load          # the server on a core of its own
+//!     LOAD_TIMELINE=1 cargo bench --bench load      # delays and CPU per 250 ms
 //!     LOAD_SERVER=/tmp/old/crossfire cargo bench --bench load   # another build's server
 //!
 //! Debates start spread evenly over `LOAD_RAMP_MS` (1 s by default). Started in the same
@@ -96,21 +97,9 @@ async fn main() {
     let delays = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
     let streams = Arc::new(Mutex::new(Vec::<(Instant, Instant)>::new()));
     let started = Instant::now();
-    let samples = Arc::new(Mutex::new(Vec::<(u64, f64, f64)>::new()));
-    {
-        let samples = samples.clone();
-        tokio::spawn(async move {
-            loop {
-                let (u, s) = cpu_times(pid);
-                let (gu, gs) = cpu_times(std::process::id());
-                samples.lock().unwrap().push((
-                    support::epoch().elapsed().as_micros() as u64,
-                    u + s,
-                    gu + gs,
-                ));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    if std::env::var_os("LOAD_TIMELINE").is_some() {
+        tokio::spawn(sample_cpu(pid, samples.clone()));
     }
     let runs = (0..debates).map(|i| {
         let (http, base, token, delays, streams) = (
@@ -153,19 +142,11 @@ async fn main() {
         .take(3)
         .collect();
 
+    // Each token's (emission time, delay), in µs.
     let timed = delays.lock().unwrap().clone();
-    if std::env::var_os("LOAD_TIMELINE").is_some() {
-        timeline(&timed, &samples.lock().unwrap());
-    }
     let mut delays: Vec<u64> = timed.iter().map(|&(_, d)| d).collect();
     delays.sort_unstable();
-    let pct = |p: f64| {
-        delays
-            .get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
+    let pct = |q: f64| percentile_ms(&delays, q);
     println!(
         "{debates} concurrent debates through `crossfire serve` (SQLite), started over {} ms, fake model 30 ms TTFT + {} ms/token",
         ramp.as_millis(),
@@ -212,6 +193,9 @@ async fn main() {
         100.0 * (cpu + own_cpu) / wall.as_secs_f64() / cores as f64,
         cores
     );
+    if std::env::var_os("LOAD_TIMELINE").is_some() {
+        print_timeline(&timed, &samples.lock().unwrap());
+    }
     let _ = server.child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -319,41 +303,59 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Per 250 ms of emission time: tokens, p50/p99 delay, and server/generator CPU use.
-fn timeline(timed: &[(u64, u64)], samples: &[(u64, f64, f64)]) {
-    let first = timed.iter().map(|t| t.0).min().unwrap_or(0);
-    let mut buckets: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
-    for &(sent, delay) in timed {
-        buckets
-            .entry((sent - first) / 250_000)
-            .or_default()
-            .push(delay);
+/// The `q` quantile of sorted µs, in ms.
+fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// CPU seconds the server and this process (the generator) had used at a moment, in µs
+/// since the stamps' epoch.
+struct Sample {
+    at: u64,
+    server: f64,
+    generator: f64,
+}
+
+/// Samples both processes' CPU time every 250 ms.
+async fn sample_cpu(server: u32, samples: Arc<Mutex<Vec<Sample>>>) {
+    loop {
+        let ((su, ss), (gu, gs)) = (cpu_times(server), cpu_times(std::process::id()));
+        samples.lock().unwrap().push(Sample {
+            at: support::epoch().elapsed().as_micros() as u64,
+            server: su + ss,
+            generator: gu + gs,
+        });
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    for (b, mut d) in buckets {
-        d.sort_unstable();
-        let at = |q: f64| d[((d.len() as f64 * q) as usize).min(d.len() - 1)] as f64 / 1e3;
-        let from = first + b * 250_000;
-        let cpu = |col: usize| {
-            let pick = |t: u64| {
-                samples
-                    .iter()
-                    .rev()
-                    .find(|s| s.0 <= t)
-                    .map(|s| if col == 1 { s.1 } else { s.2 })
-            };
-            match (pick(from), pick(from + 250_000)) {
-                (Some(a), Some(z)) => (z - a) / 0.25 * 100.0,
-                _ => f64::NAN,
-            }
-        };
+}
+
+/// `LOAD_TIMELINE`: for each sampling interval, the tokens sent in it, their delay, and how
+/// busy each process kept its core. While the generator's core is full, the delays are in
+/// part its own.
+fn print_timeline(timed: &[(u64, u64)], samples: &[Sample]) {
+    println!("  timeline (token emission time, from the first sample):");
+    let first = samples.first().map_or(0, |s| s.at);
+    for pair in samples.windows(2) {
+        let (from, to) = (&pair[0], &pair[1]);
+        let mut delays: Vec<u64> = timed
+            .iter()
+            .filter(|(sent, _)| (from.at..to.at).contains(sent))
+            .map(|&(_, delay)| delay)
+            .collect();
+        if delays.is_empty() {
+            continue;
+        }
+        delays.sort_unstable();
+        let seconds = (to.at - from.at) as f64 / 1e6;
         println!(
-            "  t={:5.2}s tokens {:6} p50 {:6.1} p99 {:6.1} server {:4.0}% generator {:4.0}%",
-            b as f64 / 4.0,
-            d.len(),
-            at(0.5),
-            at(0.99),
-            cpu(1),
-            cpu(2)
+            "    {:5.2} s: {:6} tokens, p50 {:6.1} ms, p99 {:6.1} ms; server {:4.0}%, generator {:4.0}% of a core",
+            (from.at - first) as f64 / 1e6,
+            delays.len(),
+            percentile_ms(&delays, 0.5),
+            percentile_ms(&delays, 0.99),
+            100.0 * (to.server - from.server) / seconds,
+            100.0 * (to.generator - from.generator) / seconds,
         );
     }
 }
