@@ -388,10 +388,11 @@ impl StreamState {
     }
 }
 
+/// One chunk of a stream; the delta's text is borrowed from the chunk unless it has escapes.
 #[derive(Deserialize)]
-struct StreamChunk {
-    #[serde(default)]
-    choices: Vec<StreamChoice>,
+struct StreamChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<StreamChoice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(default)]
@@ -399,17 +400,17 @@ struct StreamChunk {
 }
 
 #[derive(Deserialize)]
-struct StreamChoice {
-    #[serde(default)]
-    delta: Delta,
+struct StreamChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Delta<'a>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]

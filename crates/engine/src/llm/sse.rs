@@ -34,18 +34,22 @@ impl SseDecoder {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         let mut rest = chunk;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..pos]);
-            rest = &rest[pos + 1..];
-            if self.line.last() == Some(&b'\r') {
-                self.line.pop();
-            }
-            let line = std::mem::take(&mut self.line);
-            if let Some(event) = self.process_line(&line) {
-                events.push(event);
-            }
-            self.line = line;
-            self.line.clear();
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            let (head, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            // A line begun in an earlier chunk is gathered first; one wholly in this chunk is
+            // read where it lies.
+            let event = if self.line.is_empty() {
+                self.process_line(without_cr(head))
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                let event = self.process_line(without_cr(&line));
+                line.clear();
+                self.line = line;
+                event
+            };
+            events.extend(event);
         }
         self.line.extend_from_slice(rest);
         events
@@ -57,7 +61,7 @@ impl SseDecoder {
         let from_line = if line.is_empty() {
             None
         } else {
-            self.process_line(&line)
+            self.process_line(without_cr(&line))
         };
         from_line.or_else(|| self.dispatch())
     }
@@ -69,7 +73,11 @@ impl SseDecoder {
         if line[0] == b':' {
             return None; // a comment, e.g. a keep-alive
         }
-        let line = String::from_utf8_lossy(line);
+        // Checked as UTF-8 first: much faster than the lossy decoding of a valid line.
+        let line = std::str::from_utf8(line).map_or_else(
+            |_| String::from_utf8_lossy(line),
+            std::borrow::Cow::Borrowed,
+        );
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (line.as_ref(), ""),
@@ -100,6 +108,11 @@ impl SseDecoder {
             id: self.id.clone(),
         })
     }
+}
+
+/// A line without the `\r` of a `\r\n` ending.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]
