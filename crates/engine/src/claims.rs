@@ -496,51 +496,66 @@ fn word_figures(text: &str) -> Vec<Figure> {
 
 /// Months of years: "October 2024", "Oct. 2024", "2024-10" (and "2024-10-28").
 fn months(text: &str) -> Vec<Figure> {
+    // Read in bytes, names compared without case: lowercasing the text would move the
+    // offsets of letters that lowercase to more bytes ("İ"), and the spans with them.
+    let bytes = text.as_bytes();
+    let digits = |b: &[u8]| b.iter().all(u8::is_ascii_digit);
+    let number = |b: &[u8]| b.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
     let mut out = Vec::new();
-    let lower = text.to_lowercase();
-    let bytes = lower.as_bytes();
     // "2024-10": four digits, a hyphen, two digits from 01 to 12, not part of a longer number.
-    for (at, _) in lower.match_indices('-') {
-        let year = at.checked_sub(4).and_then(|s| lower.get(s..at));
-        let month = lower.get(at + 1..at + 3);
+    for at in memchr::memchr_iter(b'-', bytes) {
+        let year = at.checked_sub(4).and_then(|s| bytes.get(s..at));
+        let month = bytes.get(at + 1..at + 3);
         let before_ok = at < 5 || !bytes[at - 5].is_ascii_alphanumeric();
         let after_ok = bytes.get(at + 3).is_none_or(|b| !b.is_ascii_digit());
         if let (Some(year), Some(month)) = (year, month)
             && before_ok
             && after_ok
-            && year.bytes().all(|b| b.is_ascii_digit())
-            && month.bytes().all(|b| b.is_ascii_digit())
-            && let (Ok(y), Ok(m)) = (year.parse::<u32>(), month.parse::<u32>())
-            && (1..=12).contains(&m)
+            && digits(year)
+            && digits(month)
+            && (1..=12).contains(&number(month))
         {
             // Shown as written, with its day if it has one.
-            let day = lower
+            let day = bytes
                 .get(at + 3..at + 6)
-                .filter(|d| d.starts_with('-') && d[1..].bytes().all(|b| b.is_ascii_digit()));
-            let end = at + 3 + day.map_or(0, str::len);
-            out.push(month_figure(text, (at - 4, end), y, m));
+                .filter(|d| d[0] == b'-' && digits(&d[1..]));
+            let end = at + 3 + day.map_or(0, <[u8]>::len);
+            out.push(month_figure(
+                text,
+                (at - 4, end),
+                number(year),
+                number(month),
+            ));
         }
     }
     // "October 2024": a month's name (or its first three letters), then a year.
-    for (m, name) in MONTHS.iter().enumerate() {
-        for (at, _) in lower.match_indices(&name[..3]) {
-            if at > 0 && bytes[at - 1].is_ascii_alphabetic() {
-                continue;
-            }
-            let rest = &lower[at..];
-            let word_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            if word_len != 3 && !name.starts_with(&rest[..word_len]) {
-                continue;
-            }
-            let after = rest[word_len..].trim_start_matches(['.', ',']).trim_start();
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 4
-                && let Ok(y) = after[..4].parse::<u32>()
+    let mut at = 0;
+    while at < bytes.len() {
+        let word_len = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        if word_len == 0 {
+            at += 1;
+            continue;
+        }
+        // A name's first three letters or more.
+        let word = &text[at..at + word_len];
+        let month = MONTHS.iter().position(|name| {
+            (3..=name.len()).contains(&word.len()) && name[..word.len()].eq_ignore_ascii_case(word)
+        });
+        if let Some(m) = month {
+            let rest = &text[at + word_len..];
+            let after = rest.trim_start_matches(['.', ',']).trim_start();
+            let year = after.as_bytes().get(..4).filter(|y| digits(y));
+            if let Some(year) = year
+                && !after.as_bytes().get(4).is_some_and(u8::is_ascii_digit)
             {
-                let end = lower.len() - after.len() + 4;
-                out.push(month_figure(text, (at, end), y, m as u32 + 1));
+                let end = text.len() - after.len() + 4;
+                out.push(month_figure(text, (at, end), number(year), m as u32 + 1));
             }
         }
+        at += word_len;
     }
     out
 }
@@ -649,6 +664,15 @@ mod tests {
                 "\"war of liberation\""
             ]
         );
+    }
+
+    #[test]
+    fn months_are_found_where_they_are_written_after_any_letters() {
+        // "İ" lowercases to three bytes from two: spans come from the text as written.
+        let checker = ClaimChecker::new(STORY);
+        let speech =
+            "İstanbul, İzmir: in NOV. 2023 and 2023-11-05, not in October 2024 or oct 2024.";
+        assert_eq!(checker.unsupported(speech), vec!["2023-11-05", "NOV. 2023"]);
     }
 
     #[test]
