@@ -2,7 +2,8 @@
 //!
 //! A debate sends about 120 KB of prompts. serde_json escapes a string one byte at a time,
 //! which made escaping them a sixth of the instructions the service spends on a debate; here
-//! eight bytes are checked at once, and runs without anything to escape are copied whole.
+//! 32 bytes are checked at once (and eight to find the byte to escape), and runs without
+//! anything to escape are copied whole.
 //! The output is byte for byte what `serde_json::to_writer` writes for a `&str`.
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -16,6 +17,12 @@ pub fn write(out: &mut Vec<u8>, text: &str) {
     // `written` is where the bytes not yet copied to `out` start.
     let (mut written, mut at) = (0, 0);
     while at < bytes.len() {
+        if let Some(block) = bytes.get(at..at + 32)
+            && is_clean(block)
+        {
+            at += 32;
+            continue;
+        }
         if let Some(word) = bytes.get(at..at + 8) {
             let flagged = to_escape(u64::from_le_bytes(word.try_into().unwrap_or_default()));
             if flagged == 0 {
@@ -58,6 +65,14 @@ pub fn write(out: &mut Vec<u8>, text: &str) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Whether a block has nothing to escape: checked without branches, so that the compiler can
+/// check many bytes an instruction.
+fn is_clean(block: &[u8]) -> bool {
+    !block.iter().fold(false, |flagged, &b| {
+        flagged | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 /// The bytes of `word` that must be escaped (a control character, `"` or `\`), each
 /// flagged by its high bit; bytes above a flagged one may be flagged falsely. (Bytes of
 /// multi-byte characters are all 0x80 or above, so never match.)
@@ -90,9 +105,9 @@ mod tests {
     }
 
     #[test]
-    fn a_byte_to_escape_is_found_at_every_place_in_a_word() {
-        for at in 0..20 {
-            let mut text = "abcdefghijklmnopqrstuvwxyz".to_string();
+    fn a_byte_to_escape_is_found_at_every_place_in_a_block_and_a_word() {
+        for at in 0..78 {
+            let mut text = "abcdefghijklmnopqrstuvwxyz".repeat(3);
             text.replace_range(at..at + 1, "\"");
             assert_eq!(
                 written(&text),
