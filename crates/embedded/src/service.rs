@@ -156,7 +156,7 @@ fn schema_of(request: &ChatRequest) -> Result<Option<Arc<Schema>>, LlmError> {
         None => return Ok(None),
         Some(ResponseFormat::JsonSchema(s) | ResponseFormat::JsonObject(s)) => s,
     };
-    Schema::compile(&schema.schema)
+    Schema::compile(schema.schema())
         .map(Some)
         // Phrased as a refusal of `response_format`, so the caller steps down as it would
         // with a server that lacks structured output.

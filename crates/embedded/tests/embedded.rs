@@ -252,7 +252,7 @@ fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
             prompt: prompt.clone(),
             max_tokens: 900,
             sampling: sampled(0.9, seed),
-            schema: Some(crossfire_embedded::grammar::Schema::compile(&schema.schema).unwrap()),
+            schema: Some(crossfire_embedded::grammar::Schema::compile(schema.schema()).unwrap()),
             ignore_end: false,
             score_from: None,
             top_logprobs: None,

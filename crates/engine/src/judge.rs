@@ -64,9 +64,9 @@ fn build_schema(brief: bool) -> JsonSchema {
         "required": CRITERIA,
         "additionalProperties": false,
     });
-    JsonSchema {
-        name: "debate_verdict".to_string(),
-        schema: json!({
+    JsonSchema::new(
+        "debate_verdict",
+        json!({
             "type": "object",
             "properties": {
                 "speaker_1": card,
@@ -77,7 +77,7 @@ fn build_schema(brief: bool) -> JsonSchema {
             "required": ["speaker_1", "speaker_2", "winner", "rationale"],
             "additionalProperties": false,
         }),
-    }
+    )
 }
 
 /// A pass as the judge wrote it, in its own labels.

@@ -212,9 +212,9 @@ struct Judgement {
 }
 
 fn judgement_schema() -> Arc<JsonSchema> {
-    Arc::new(JsonSchema {
-        name: "probe_judgement".into(),
-        schema: serde_json::json!({
+    Arc::new(JsonSchema::new(
+        "probe_judgement",
+        serde_json::json!({
             "type": "object",
             "properties": {
                 "pass": {"type": "boolean"},
@@ -223,7 +223,7 @@ fn judgement_schema() -> Arc<JsonSchema> {
             "required": ["pass", "reason"],
             "additionalProperties": false,
         }),
-    })
+    ))
 }
 
 /// The persona's portrait, as the probes put it to the model.

@@ -53,10 +53,43 @@ impl Message {
 }
 
 /// A JSON schema the reply must follow.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JsonSchema {
-    pub name: String,
-    pub schema: serde_json::Value,
+    name: String,
+    schema: serde_json::Value,
+    /// The schema as JSON text, written once: each judge call sends it.
+    text: Box<serde_json::value::RawValue>,
+}
+
+impl JsonSchema {
+    pub fn new(name: impl Into<String>, schema: serde_json::Value) -> JsonSchema {
+        let text = serde_json::value::to_raw_value(&schema)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+        JsonSchema {
+            name: name.into(),
+            schema,
+            text,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn schema(&self) -> &serde_json::Value {
+        &self.schema
+    }
+
+    /// The schema as JSON text.
+    pub fn text(&self) -> &serde_json::value::RawValue {
+        &self.text
+    }
+}
+
+impl PartialEq for JsonSchema {
+    fn eq(&self, other: &JsonSchema) -> bool {
+        self.name == other.name && self.schema == other.schema
+    }
 }
 
 /// How a request asks for structured output. Servers differ: OpenAI, vLLM and Ollama take

@@ -99,12 +99,12 @@ impl OpenAiClient {
             response_format: request.response_format.as_ref().map(|format| match format {
                 ResponseFormat::JsonSchema(f) => WireFormat::JsonSchema {
                     json_schema: WireSchema {
-                        name: &f.name,
-                        schema: &f.schema,
+                        name: f.name(),
+                        schema: f.text(),
                         strict: true,
                     },
                 },
-                ResponseFormat::JsonObject(f) => WireFormat::JsonObject { schema: &f.schema },
+                ResponseFormat::JsonObject(f) => WireFormat::JsonObject { schema: f.text() },
             }),
             logprobs: request.top_logprobs.is_some(),
             top_logprobs: request.top_logprobs,
@@ -281,13 +281,15 @@ enum WireFormat<'a> {
     /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
     JsonSchema { json_schema: WireSchema<'a> },
     /// `{"type": "json_object", "schema": …}`
-    JsonObject { schema: &'a serde_json::Value },
+    JsonObject {
+        schema: &'a serde_json::value::RawValue,
+    },
 }
 
 #[derive(Serialize)]
 struct WireSchema<'a> {
     name: &'a str,
-    schema: &'a serde_json::Value,
+    schema: &'a serde_json::value::RawValue,
     strict: bool,
 }
 
@@ -648,10 +650,7 @@ mod tests {
             brief_prompts: false,
         })
         .unwrap();
-        let schema = Arc::new(JsonSchema {
-            name: "verdict".into(),
-            schema: json!({"type": "object"}),
-        });
+        let schema = Arc::new(JsonSchema::new("verdict", json!({"type": "object"})));
         let request = ChatRequest {
             messages: vec![
                 Message::new(Role::System, "You are \"Churchill\".\n\tSpeak."),
