@@ -605,8 +605,8 @@ fn stamp_now(chunk: Vec<u8>) -> Vec<u8> {
 }
 
 /// The letters a stamp writes its microseconds in, one per hexadecimal digit: consonants,
-/// so that no stamp reads as a figure or a number word to the claim check, as a real
-/// speech's words would not.
+/// so that the claim check reads no stamp as a figure or a number word (a real speech has no
+/// stamps for it to check).
 const STAMP_DIGITS: &[u8; 16] = b"bcdfghjklmnpqrvz";
 
 fn stamp_letters(micros: u64) -> String {

@@ -62,6 +62,7 @@ pub struct JsonSchema {
 }
 
 impl JsonSchema {
+    /// A schema named `name` (as `json_schema.name` sends it).
     pub fn new(name: impl Into<String>, schema: serde_json::Value) -> JsonSchema {
         let text = serde_json::value::to_raw_value(&schema)
             .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
@@ -72,10 +73,12 @@ impl JsonSchema {
         }
     }
 
+    /// The schema's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The schema, as a JSON value (the embedded model compiles it to a grammar).
     pub fn schema(&self) -> &serde_json::Value {
         &self.schema
     }
