@@ -2,14 +2,21 @@
 //! the model's SSE stream, the judge's reply and Character Cards (JSON, PNG and CHARX), and
 //! the claim check of a speech the model wrote. Arbitrary bytes, and the seed corpus
 //! (`tests/corpus/`, the shipped personas and stories) with bytes overwritten, inserted and
-//! cut, must give a value or an error — never a panic. `PROPTEST_CASES` sets the cases.
+//! cut, must give a value or an error — never a panic. A whole debate on arbitrary speeches
+//! and verdicts must end `done` or `failed` with a reason. `PROPTEST_CASES` sets the cases.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
+use crossfire_engine::event::EventSink;
 use crossfire_engine::llm::sse::SseDecoder;
+use crossfire_engine::llm::{ChatRequest, Completion, LanguageModel, LlmError, TokenSink, Usage};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::story::Story;
+use crossfire_engine::transcript::Status;
 use crossfire_testkit as support;
+use futures::future::BoxFuture;
 use proptest::prelude::*;
 
 /// The seeds of one target: the files of `dir` under the repository whose name ends so.
@@ -129,6 +136,96 @@ proptest! {
         for item in checker.unsupported(&speech) {
             let shown = item.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap_or(&item);
             prop_assert!(speech.contains(shown), "{item:?} is not in {speech:?}");
+        }
+    }
+}
+
+/// A model that answers each call with its next scripted reply, streamed word by word when
+/// the call asks for a stream, and with nothing once the script is spent.
+struct Scripted(Mutex<VecDeque<String>>);
+
+impl LanguageModel for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sink: &'a dyn TokenSink,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        let text = self.0.lock().unwrap().pop_front().unwrap_or_default();
+        Box::pin(async move {
+            let mut chunks = 0;
+            if request.stream {
+                for piece in text.split_inclusive(' ') {
+                    sink.token(piece);
+                    chunks += 1;
+                }
+            }
+            Ok(Completion {
+                text,
+                usage: Usage::default(),
+                chunks,
+                finish_reason: Some("stop".into()),
+                logprobs: None,
+            })
+        })
+    }
+}
+
+/// What a small model might write for a speech: figures, dates, quotes, markdown, letters
+/// whose lowercase is longer, and the judge's own labels.
+fn speech() -> impl Strategy<Value = String> {
+    "([0-9]{1,5}|[ ,.%$€£+\\-–—\"“”'’é⟦⟧İẞΣ\n*#_:]|[a-zA-Z]{1,8}|thousand|percent|October|2024-10|Speaker 1|speaker_2|Churchill|\\{|\\}){0,80}"
+}
+
+proptest! {
+    #![proptest_config(crossfire_testkit::fuzz_config(150))]
+
+    #[test]
+    fn a_debate_on_whatever_the_models_write_ends_done_or_failed_with_a_reason(
+        speeches in proptest::collection::vec(speech(), 4),
+        verdicts in proptest::collection::vec(
+            prop_oneof![
+                // Whole verdicts too, so that debates also end judged.
+                4 => proptest::sample::select(
+                    [seeds("crates/engine/tests/corpus", ".json"), seeds("crates/engine/tests/corpus", ".txt")].concat(),
+                ),
+                1 => any_bytes(),
+                1 => mutated(seeds("crates/engine/tests/corpus", ".json")),
+                1 => mutated(seeds("crates/engine/tests/corpus", ".txt")),
+            ],
+            4,
+        ),
+    ) {
+        let scripted = |replies: Vec<String>| -> Arc<dyn LanguageModel> {
+            Arc::new(Scripted(Mutex::new(replies.into())))
+        };
+        let verdicts = verdicts.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        let config = support::config_for("http://127.0.0.1:9");
+        let engine = crossfire_engine::debate::Engine::new(
+            Arc::new(crossfire_engine::prompts::Prompts::load(&support::repo("prompts")).unwrap()),
+            scripted(speeches),
+            scripted(verdicts),
+            crossfire_engine::debate::Settings::new(&config.llm, &config.judge, false),
+        );
+        let (story, a, b) = (
+            support::story("nk-troops-russia"),
+            support::persona("winston-churchill"),
+            support::persona("george-kennan"),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let transcript = runtime.block_on(engine.run_debate(
+            "t".into(), &story, &a, &b, "Is Pyongyang winning?", &EventSink::discard(),
+        ));
+        match transcript.status {
+            Status::Done => prop_assert!(transcript.verdict.is_some()),
+            Status::Failed => prop_assert!(
+                transcript.error.as_ref().is_some_and(|e| !e.message.is_empty()),
+                "failed without a reason"
+            ),
+            other => prop_assert!(false, "ended {other:?}"),
         }
     }
 }
