@@ -844,7 +844,7 @@ mod tests {
 
     #[test]
     fn judge_schema_accepts_a_verdict_and_rejects_what_breaks_it() {
-        let schema = Schema::compile(&crossfire_engine::judge::schema(false).schema()).unwrap();
+        let schema = Schema::compile(crossfire_engine::judge::schema(false).schema()).unwrap();
         let card = |s: u8| {
             crossfire_engine::judge::CRITERIA
                 .iter()
@@ -934,7 +934,7 @@ mod tests {
 
     #[test]
     fn the_brief_judge_schema_wants_bare_scores_and_a_short_rationale() {
-        let schema = Schema::compile(&crossfire_engine::judge::schema(true).schema()).unwrap();
+        let schema = Schema::compile(crossfire_engine::judge::schema(true).schema()).unwrap();
         let verdict = |card: &str, rationale: &str| {
             format!(
                 r#"{{"speaker_1": {card}, "speaker_2": {card}, "winner": "tie", "rationale": "{rationale}"}}"#
@@ -949,13 +949,13 @@ mod tests {
         let parsed = crossfire_engine::judge::parse_lenient(&verdict(bare, why)).unwrap();
         assert_eq!(parsed.scores[0].fidelity, 8.0);
         // The shortest brief verdict is well under half the full one.
-        let full = Schema::compile(&crossfire_engine::judge::schema(false).schema()).unwrap();
+        let full = Schema::compile(crossfire_engine::judge::schema(false).schema()).unwrap();
         assert!(schema.matcher().shortest_completion() * 2 < full.matcher().shortest_completion());
     }
 
     #[test]
     fn a_budget_always_leaves_room_to_finish() {
-        let schema = Schema::compile(&crossfire_engine::judge::schema(false).schema()).unwrap();
+        let schema = Schema::compile(crossfire_engine::judge::schema(false).schema()).unwrap();
         let start = schema.matcher();
         let least = start.shortest_completion();
         // Writing the shortest document byte by byte takes exactly that many bytes.
@@ -1010,7 +1010,7 @@ mod tests {
 
     #[test]
     fn a_matcher_keeps_its_place_between_tokens() {
-        let schema = Schema::compile(&crossfire_engine::judge::schema(true).schema()).unwrap();
+        let schema = Schema::compile(crossfire_engine::judge::schema(true).schema()).unwrap();
         let text = br#"{"speaker_1":{"argument":7"#;
         let mut piecewise = schema.matcher();
         for piece in text.chunks(3) {
@@ -1028,7 +1028,7 @@ mod tests {
         /// given them in one piece, and what it calls complete is JSON.
         #[test]
         fn what_the_matcher_takes_is_consistent_and_complete_documents_parse(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
-            let schema = Schema::compile(&crossfire_engine::judge::schema(false).schema()).unwrap();
+            let schema = Schema::compile(crossfire_engine::judge::schema(false).schema()).unwrap();
             let mut m = schema.matcher();
             let mut taken = Vec::new();
             for b in bytes {
