@@ -34,7 +34,7 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
         let _ = writeln!(out, "## Round {} · {kind}\n", round.round);
         for turn in &round.turns {
             let _ = writeln!(out, "### {}\n", name(turn.speaker));
-            let _ = writeln!(out, "{}\n", escape(turn.text.trim()));
+            let _ = writeln!(out, "{}\n", escape_block(turn.text.trim()));
             if turn.truncated {
                 let _ = writeln!(out, "*(The speech reached its length limit.)*\n");
             }
@@ -79,7 +79,7 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
                 "| **Total** | **{:.1}** | **{:.1}** |\n",
                 v.scores.a.total, v.scores.b.total
             );
-            let _ = writeln!(out, "{}\n", escape(v.rationale.trim()));
+            let _ = writeln!(out, "{}\n", escape_block(v.rationale.trim()));
             let _ = writeln!(out, "Judged by {}.", escape(&t.provenance.judge_model));
         }
         None => {
@@ -93,11 +93,13 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
     out
 }
 
-/// Text with Markdown's and HTML's markup characters escaped.
+/// Text with Markdown's and HTML's markup characters escaped, on one line: a line break in a
+/// name, a motion or a message would let what follows start a block of its own.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\n' | '\r' => out.push(' '),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
@@ -111,9 +113,34 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Generated text of several lines (a speech, a rationale), escaped as [`escape`] does, and
+/// each line's start too: no line becomes a list item, a code block, a fence, or, under a
+/// line of `=` or `-`, a heading.
+fn escape_block(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        // Indentation would make a code block; prose loses nothing without it.
+        let line = escape(line.trim_start());
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, rest) = line.split_at(digits);
+        out.push_str(number);
+        if matches!(
+            (digits, rest.bytes().next()),
+            (0, Some(b'-' | b'+' | b'=' | b'~')) | (1.., Some(b'.' | b')'))
+        ) {
+            out.push('\\');
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, escape_block};
 
     #[test]
     fn markup_in_generated_text_is_escaped() {
@@ -122,5 +149,18 @@ mod tests {
             "&lt;script&gt;\\[x\\](javascript:1) \\*b\\* \\# h \\| &amp;"
         );
         assert_eq!(escape("Plain words, 1.5%."), "Plain words, 1.5%.");
+        assert_eq!(escape("Is it?\n- a list"), "Is it? - a list");
+    }
+
+    #[test]
+    fn no_line_of_generated_text_starts_a_block() {
+        assert_eq!(
+            escape_block("A title\n===\n- one\n+ two\n1. three\n12) four\n    code\n~~~\n---"),
+            "A title\n\\===\n\\- one\n\\+ two\n1\\. three\n12\\) four\ncode\n\\~~~\n\\---"
+        );
+        assert_eq!(
+            escape_block("In 1940, 12 ships - and more - sailed.\nThen 3 more."),
+            "In 1940, 12 ships - and more - sailed.\nThen 3 more."
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! the claim check of a speech the model wrote. Arbitrary bytes, and the seed corpus
 //! (`tests/corpus/`, the shipped personas and stories) with bytes overwritten, inserted and
 //! cut, must give a value or an error — never a panic. A whole debate on arbitrary speeches
-//! and verdicts must end `done` or `failed` with a reason. `PROPTEST_CASES` sets the cases.
+//! and verdicts must end `done` or `failed` with a reason, and its Markdown must hold no
+//! markup the model wrote. `PROPTEST_CASES` sets the cases.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -177,7 +178,7 @@ impl LanguageModel for Scripted {
 /// What a small model might write for a speech: figures, dates, quotes, markdown, letters
 /// whose lowercase is longer, and the judge's own labels.
 fn speech() -> impl Strategy<Value = String> {
-    "([0-9]{1,5}|[ ,.%$€£+\\-–—\"“”'’é⟦⟧İẞΣ\n*#_:]|[a-zA-Z]{1,8}|thousand|percent|October|2024-10|Speaker 1|speaker_2|Churchill|\\{|\\}){0,80}"
+    "([0-9]{1,5}|[ ,.%$€£+\\-–—\"“”'’é⟦⟧İẞΣ\n*#_:<>\\[\\]()=~`|&]|\n    |[a-zA-Z]{1,8}|thousand|percent|October|2024-10|Speaker 1|speaker_2|Churchill|\\{|\\}){0,80}"
 }
 
 proptest! {
@@ -219,6 +220,15 @@ proptest! {
         let transcript = runtime.block_on(engine.run_debate(
             "t".into(), &story, &a, &b, "Is Pyongyang winning?", &EventSink::discard(),
         ));
+        // What readers download: no generated text in it is markup.
+        let markdown = crossfire_engine::markdown::debate(&transcript, &story.title);
+        prop_assert!(!markdown.contains('<'), "a tag in {markdown}");
+        for line in markdown.lines() {
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            let block = line.starts_with([' ', '-', '+', '=', '~', '`'])
+                || (digits > 0 && line[digits..].starts_with(['.', ')']));
+            prop_assert!(!block, "a line that starts a block: {line:?}");
+        }
         match transcript.status {
             Status::Done => prop_assert!(transcript.verdict.is_some()),
             Status::Failed => prop_assert!(
