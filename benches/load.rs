@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossfire_engine::llm::sse::SseDecoder;
 use futures::StreamExt;
-use measure::{cpu_times, env_or, pin};
+use measure::{cpu_times, env_or, percentile_ms, pin};
 use serde_json::{Value, json};
 use support::process::Instance;
 use support::{FakeLlm, FakeOptions};
@@ -301,12 +301,6 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The `q` quantile of sorted µs, in ms.
-fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
-    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted.get(at).copied().unwrap_or(0) as f64 / 1000.0
 }
 
 /// CPU seconds the server and this process (the generator) had used at a moment, in µs

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use measure::{cpu_times, env_or, pin};
+use measure::{cpu_times, env_or, percentile_ms, pin};
 
 /// Tokens in a debate of the load bench (244,000 over 2,000 debates).
 const TOKENS: usize = 122;
@@ -68,17 +68,21 @@ async fn main() {
     let (user, system) = cpu_times(pid);
     let _ = relay.kill().await;
 
+    let mut delays: Vec<u64> = delays
+        .iter()
+        .map(|d: &Duration| d.as_micros() as u64)
+        .collect();
     delays.sort_unstable();
-    let at = |q: f64| delays[((delays.len() as f64 * q) as usize).min(delays.len() - 1)];
+    let at = |q: f64| percentile_ms(&delays, q);
     println!(
         "{streams} streams relayed over loopback TCP, fake model 30 ms TTFT + 20 ms/token, {TOKENS} tokens a stream"
     );
     println!(
         "  token → client delay over {} tokens: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         delays.len(),
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        at(1.0).as_secs_f64() * 1e3,
+        at(0.5),
+        at(0.99),
+        at(1.0),
     );
     println!(
         "  relay CPU: {:.2} s ({user:.2} user, {system:.2} system), {:.2} ms per stream",

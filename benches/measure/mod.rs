@@ -46,3 +46,9 @@ pub fn pin(server: u32) {
     }
     println!("pinned (BENCH_PIN): the server on CPU 0; the generator and fake model on CPU 1");
 }
+
+/// The `q` quantile of sorted µs, in ms (0 if there are none).
+pub fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(0) as f64 / 1000.0
+}
