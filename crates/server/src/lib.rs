@@ -1,260 +1,37 @@
 //! The Crossfire service: the HTTP API and pages of `crossfire serve` on axum, live event
 //! streams, metrics, and the store they keep runs in (SQLite or PostgreSQL). It runs the
-//! engine's debates; it is handed a ready [`Engine`] and never builds a model itself
-//! (docs/architecture.md, docs/http-api.md).
+//! engine's debates; it is handed a ready [`Engine`] and never builds a model itself.
+//!
+//! The layers, bottom up (docs/architecture.md): [`config`], [`error`], [`store`] and
+//! [`metrics`]; [`state`]; [`library`] (the editors' files live now) and [`live`] (running
+//! runs and their followers); [`runs`] (access, records, launching, streaming, recovery);
+//! [`http`] (one module per resource, each with its routes and bodies). Nothing imports a
+//! layer above its own.
 
-pub mod auth;
-pub mod bodies;
-pub mod catalog;
 pub mod config;
-pub mod drafts;
-pub mod editor;
 pub mod error;
+pub mod http;
+pub mod library;
+pub mod limits;
 pub mod live;
-pub mod live_set;
 pub mod metrics;
-pub mod pages;
-pub mod recovery;
 pub mod runs;
-pub mod sharing;
+pub mod state;
 pub mod store;
-pub mod votes;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, header};
-use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::config::ServerConfig;
+use crate::library::Catalog;
 use crate::store::Store;
-use catalog::Catalog;
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
-use error::ApiError;
 
-/// Largest request body accepted.
-const BODY_LIMIT: usize = 64 * 1024;
-
-/// Everything a request handler may need.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<ServerConfig>,
-    pub store: Store,
-    /// The editors' files as served now, and the engine that renders their templates.
-    pub live: Arc<live_set::Live>,
-    pub hub: Arc<live::Hub>,
-    pub login_limiter: Arc<auth::LoginLimiter>,
-    pub metrics: Arc<metrics::Metrics>,
-    /// This instance's name in the runs it claims (see [`recovery`]).
-    pub instance: Arc<str>,
-    running: Arc<Running>,
-}
-
-/// Counts runs in flight, so a shutdown can wait for them.
-#[derive(Default)]
-struct Running {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-impl AppState {
-    pub fn new(
-        config: ServerConfig,
-        library: Library,
-        store: Store,
-        engine: Engine,
-        catalog: Catalog,
-    ) -> AppState {
-        let metrics = Arc::new(metrics::Metrics::default());
-        // Every model call is counted and timed.
-        let engine = engine.with_models(
-            metrics::Metered::wrap(engine.debater.clone(), "debater", metrics.clone()),
-            metrics::Metered::wrap(engine.judge.clone(), "judge", metrics.clone()),
-        );
-        let instance = config
-            .instance
-            .clone()
-            .unwrap_or_else(|| format!("instance-{:016x}", rand::random::<u64>()));
-        AppState {
-            instance: instance.into(),
-            config: Arc::new(config),
-            live: Arc::new(live_set::Live::start(library, catalog, engine)),
-            hub: live::Hub::start(store.clone()),
-            store,
-            metrics,
-            login_limiter: Arc::new(auth::LoginLimiter::new(10, Duration::from_secs(15 * 60))),
-            running: Arc::default(),
-        }
-    }
-
-    /// Where the editors' files live.
-    pub fn library(&self) -> &Library {
-        self.live.paths()
-    }
-
-    /// The set of stories, personas and templates live now: hold it for a whole request.
-    pub fn set(&self) -> Arc<live_set::LiveSet> {
-        self.live.current()
-    }
-
-    /// Runs work in its own task: it goes on whether or not any client listens.
-    fn spawn_run(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let running = self.running.clone();
-        running.count.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            work.await;
-            if running.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-                running.idle.notify_waiters();
-            }
-        });
-    }
-
-    /// Waits until no run is in flight, or `grace` has passed; returns how many are left.
-    pub async fn drain(&self, grace: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let idle = self.running.idle.notified();
-            let left = self.running.count.load(Ordering::SeqCst);
-            if left == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return self.running.count.load(Ordering::SeqCst);
-            }
-        }
-    }
-}
-
-/// The API's description; the paths are collected from the handlers as they are routed.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(title = "Crossfire", description = "Debates and perspectives of historical figures on today's news (docs/http-api.md)."),
-    modifiers(&BearerAuth)
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
-
-/// The routes of the service.
-pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(auth::signup))
-        .routes(routes!(auth::login))
-        .routes(routes!(auth::logout))
-        .routes(routes!(auth::me))
-        .routes(routes!(catalog::stories))
-        .routes(routes!(catalog::story))
-        .routes(routes!(catalog::personas))
-        .routes(routes!(catalog::persona))
-        .routes(routes!(runs::create_debate, runs::list_debates))
-        .routes(routes!(runs::get_debate))
-        .routes(routes!(runs::debate_events))
-        .routes(routes!(runs::create_perspective))
-        .routes(routes!(runs::get_perspective))
-        .routes(routes!(runs::perspective_events))
-        .routes(routes!(votes::cast))
-        .routes(routes!(sharing::share, sharing::unshare))
-        .routes(routes!(sharing::export))
-        .routes(routes!(sharing::shared))
-        .routes(routes!(sharing::export_shared))
-        .routes(routes!(editor::lint))
-        .routes(routes!(editor::live_lint))
-        .routes(routes!(editor::fairness_figures))
-        .routes(routes!(drafts::source, drafts::save))
-        .routes(routes!(drafts::check_draft))
-        .routes(routes!(drafts::trial))
-        .routes(routes!(drafts::import_card))
-        .routes(routes!(drafts::run_probes, drafts::latest_probes))
-        .routes(routes!(editor::preview))
-        .split_for_parts();
-    let openapi = Arc::new(openapi);
-    api.route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
-        .route("/metrics", get(|State(state): State<AppState>| async move {
-                let mut text = state
-                    .metrics
-                    .render(&metrics::EngineGauges::of(&state.set().engine));
-                match editor::fairness(&state).await {
-                    Ok(fairness) => metrics::render_fairness(&mut text, &fairness),
-                    Err(e) => tracing::warn!("fairness figures: {e}"),
-                }
-                text
-            }))
-        .route("/", get(pages::index))
-        .route("/stories/{id}", get(pages::story))
-        .route("/debates", get(pages::debates))
-        .route("/debates/{id}", get(pages::debate))
-        .route("/shared/{token}", get(pages::shared))
-        .route("/login", get(pages::login))
-        .route("/signup", get(pages::signup))
-        .route("/editor", get(pages::editor))
-        .route("/static/{file}", get(pages::asset))
-        .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::MethodNotAllowed
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(cors(&state.config.cors_origins))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
-}
-
-/// Cross-origin access for the app's own origins only (none by default).
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            "last-event-id".parse().unwrap_or(header::ACCEPT),
-        ])
-        .allow_credentials(true)
-}
-
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The service and its database answer", body = bodies::Health),
-              (status = 503, description = "The database does not answer", body = error::ErrorBody)))]
-async fn healthz(State(state): State<AppState>) -> Result<axum::Json<bodies::Health>, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("health check: {e}")))?;
-    Ok(axum::Json(bodies::Health { status: "ok" }))
-}
+pub use http::router;
+pub use state::AppState;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +66,7 @@ pub async fn prepare(
     if state.store.dialect() == crate::store::Dialect::Postgres {
         tokio::spawn(live::listen(database_url, state.hub.clone()));
     }
-    recovery::take_over(&state, true).await?;
+    runs::recovery::take_over(&state, true).await?;
     Ok(state)
 }
 
@@ -313,7 +90,7 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let claims = tokio::spawn(recovery::keep_claims(state.clone()));
+    let claims = tokio::spawn(runs::recovery::keep_claims(state.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

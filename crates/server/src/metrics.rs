@@ -8,12 +8,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use futures::future::BoxFuture;
 
-use super::AppState;
 use crossfire_engine::llm::{
     ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, TokenSink,
 };
@@ -220,19 +216,12 @@ impl EngineGauges {
     }
 }
 
-/// Counts every request by its route pattern (not its path: ids would explode the labels).
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    *lock(&state.metrics.http)
-        .entry((route, response.status().as_u16()))
-        .or_default() += 1;
-    lock(&state.metrics.http_latency).observe(started.elapsed());
-    response
+impl Metrics {
+    /// Counts a request by its route pattern (not its path: ids would explode the labels).
+    pub fn request_served(&self, route: String, status: u16, took: Duration) {
+        *lock(&self.http).entry((route, status)).or_default() += 1;
+        lock(&self.http_latency).observe(took);
+    }
 }
 
 /// A model whose calls are counted and timed.

@@ -1320,10 +1320,38 @@ async fn every_page_renders_with_its_text_escaped() {
                 .contains("default-src 'self'")
         );
         let html = response.text().await.unwrap();
-        assert!(
-            html.contains("<script src=\"/static/app.js\"></script>"),
-            "{path}"
-        );
+        // Each page loads its own module and the stylesheet, by content-hashed names that
+        // are served and cached for good.
+        for (start, kind) in [
+            ("<script type=\"module\" src=\"", "text/javascript"),
+            ("<link rel=\"stylesheet\" href=\"", "text/css"),
+        ] {
+            let url = html
+                .split_once(start)
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(url, _)| url)
+                .unwrap_or_else(|| panic!("{path} links no {kind}"));
+            assert!(url.starts_with("/static/"), "{path}: {url}");
+            let asset = app
+                .http
+                .get(format!("{}{url}", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(asset.status(), StatusCode::OK, "{url}");
+            assert!(
+                asset.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(kind)
+            );
+            assert!(
+                asset.headers()["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .contains("immutable")
+            );
+        }
         assert!(!html.contains("<script>alert"), "{path} let markup through");
     }
     let story = app
@@ -1341,7 +1369,10 @@ async fn every_page_renders_with_its_text_escaped() {
     );
     assert!(story.contains("<p>Second &lt;img src=x onerror=alert(1)&gt;.</p>"));
     assert!(story.contains("data-persona=\"winston-churchill\""));
-    for (file, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
+    for (file, kind) in [
+        ("js/debate.js", "text/javascript"),
+        ("style.css", "text/css"),
+    ] {
         let response = app
             .http
             .get(format!("{}/static/{file}", app.base))

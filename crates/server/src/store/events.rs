@@ -12,6 +12,13 @@ pub struct StoredEvent {
     pub data: String,
 }
 
+impl StoredEvent {
+    /// The event as the engine sent it; `None` for a row this version cannot read.
+    pub fn event(&self) -> Option<crossfire_engine::event::Event> {
+        serde_json::from_str(&self.data).ok()
+    }
+}
+
 /// A run's consecutive events `seq` to `last_seq` in one row of the log. A row of several holds
 /// their names separated by spaces and their data one JSON object a line (compact JSON has no
 /// raw newline); a row of one holds it as it is.

@@ -21,6 +21,11 @@ impl RunKind {
             RunKind::Perspective => "perspective",
         }
     }
+
+    /// The path of a run's event stream.
+    pub fn events_path(self, id: &str) -> String {
+        format!("/api/{}s/{id}/events", self.as_str())
+    }
 }
 
 impl std::str::FromStr for RunKind {

@@ -7,16 +7,42 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
 use super::auth::CurrentUser;
-use super::bodies::{Share, SharedDebate};
-use super::error::{ApiError, ApiQuery, ErrorBody};
-use super::runs::{readable, record_of};
-use super::votes;
+use super::votes::{self, VoteTally};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crate::runs::{readable, record_of};
+use crate::state::AppState;
 use crate::store::{Run, RunKind};
 use crossfire_engine::transcript::Transcript;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(share, unshare))
+        .routes(routes!(export))
+        .routes(routes!(shared))
+        .routes(routes!(export_shared))
+}
+
+/// A shared debate, as anyone with its link reads it.
+#[derive(Serialize, ToSchema)]
+pub struct SharedDebate {
+    #[serde(flatten)]
+    pub transcript: Transcript,
+    pub votes: VoteTally,
+    pub story_title: String,
+}
+
+/// A shared debate's link.
+#[derive(Serialize, ToSchema)]
+pub struct Share {
+    /// The replay page's path: anyone with it may read the debate.
+    pub url: String,
+}
 
 /// The replay page's path for a share token.
 pub fn link(token: &str) -> String {

@@ -1,62 +1,54 @@
-//! Stories and personas, loaded once at start-up and served read-only.
-
-use std::collections::BTreeMap;
+//! The catalog's routes: the stories and personas live now, read-only.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
-use super::bodies::{LintProblem, PersonaList, PersonaSummary, StoryList, StorySummary};
-use super::error::{ApiError, ErrorBody};
-use crossfire_engine::config::Library;
-use crossfire_engine::persona::Persona;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crossfire_engine::persona::{Persona, PersonaKind};
 use crossfire_engine::story::Story;
 
-/// The validated stories and personas of this instance.
-pub struct Catalog {
-    pub stories: BTreeMap<String, Story>,
-    pub personas: BTreeMap<String, Persona>,
-    /// Problems of files left out, located, for editors.
-    pub problems: Vec<LintProblem>,
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stories))
+        .routes(routes!(story))
+        .routes(routes!(personas))
+        .routes(routes!(persona))
 }
 
-impl Catalog {
-    /// Loads the configured folders; bad files are left out and their problems kept.
-    pub fn load(library: &Library) -> Result<Catalog, String> {
-        let mut problems = Vec::new();
-        let mut stories = BTreeMap::new();
-        let loaded = Story::load_dir(&library.stories_dir, library.story_max_bytes)
-            .map_err(|e| e.to_string())?;
-        for story in loaded {
-            match story {
-                Ok(s) => {
-                    stories.insert(s.id.clone(), s);
-                }
-                Err(e) => problems.push(LintProblem::from(&e)),
-            }
-        }
-        let (found, persona_problems) =
-            Persona::check_dir(&library.personas_dir).map_err(|e| e.to_string())?;
-        problems.extend(persona_problems.iter().map(LintProblem::from));
-        let personas = found.into_iter().map(|p| (p.id.clone(), p)).collect();
-        Ok(Catalog {
-            stories,
-            personas,
-            problems,
-        })
-    }
+/// One story in the catalog's list.
+#[derive(Serialize, ToSchema)]
+pub struct StorySummary {
+    pub id: String,
+    pub title: String,
+    pub dek: Option<String>,
+    pub updated: Option<String>,
+}
 
-    pub fn story(&self, id: &str) -> Result<&Story, ApiError> {
-        self.stories
-            .get(id)
-            .ok_or_else(|| ApiError::NotFound(format!("unknown story `{id}`")))
-    }
+#[derive(Serialize, ToSchema)]
+pub struct StoryList {
+    pub stories: Vec<StorySummary>,
+}
 
-    pub fn persona(&self, id: &str) -> Result<&Persona, ApiError> {
-        self.personas
-            .get(id)
-            .ok_or_else(|| ApiError::NotFound(format!("unknown persona `{id}`")))
-    }
+/// One persona in the catalog's list.
+#[derive(Serialize, ToSchema)]
+pub struct PersonaSummary {
+    pub id: String,
+    pub name: String,
+    pub kind: PersonaKind,
+    pub lived: Option<String>,
+    pub role: String,
+    pub tags: Vec<String>,
+    pub version: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PersonaList {
+    pub personas: Vec<PersonaSummary>,
 }
 
 /// `GET /api/stories`

@@ -6,12 +6,15 @@
 
 use std::time::Duration;
 
-use crate::AppState;
+use super::interrupt::interrupt_for;
+use super::launch::start;
+use super::record::{finished_turns, record_of};
+use super::spec::RunSpec;
+use crate::library::LiveSet;
 use crate::live::{CRASH_GAP, Owner};
-use crate::live_set::LiveSet;
-use crate::runs::{Outcome, finished_turns, interrupt_for, outcome, record_of, start};
-use crate::store::{Claim, Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
-use crossfire_engine::event::{Event, EventKind, EventSink, Speaker};
+use crate::state::AppState;
+use crate::store::{Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
+use crossfire_engine::event::{Event, EventSink, Speaker};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::transcript::{PersonaRef, PerspectiveRecord, Transcript};
 
@@ -39,10 +42,11 @@ pub async fn take_over(state: &AppState, at_start: bool) -> Result<TakenOver, St
         .await?;
     let mut taken = TakenOver::default();
     for run in runs {
-        let log = state.store.events_after(&run.id, 0).await?;
-        match work_for(&state.set(), &run, &log) {
-            Ok(work) => {
-                resume(state, &run, log, work).await?;
+        let set = state.set();
+        match spec_for(&set, &run) {
+            Ok(spec) => {
+                let log = state.store.events_after(&run.id, 0).await?;
+                resume(state, &run, log, spec, set.engine.clone()).await?;
                 taken.resumed += 1;
             }
             Err(why) => {
@@ -84,19 +88,13 @@ pub async fn keep_claims(state: AppState) {
     }
 }
 
-/// What resuming a run does: given its id and where its events go, the run's work.
-type Work = Box<dyn FnOnce(String, EventSink) -> BoxedWork + Send>;
-
-/// The work that resumes `run` with the live `set`, keeping the turns its `log` shows
-/// finished; or why it cannot be resumed.
-fn work_for(set: &LiveSet, run: &Run, log: &[StoredEvent]) -> Result<Work, String> {
+/// What `run` executes when resumed with the live `set`, or why it cannot be resumed.
+fn spec_for(set: &LiveSet, run: &Run) -> Result<RunSpec, String> {
     if run.trial {
         return Err("an editor's trial run is not resumed".into());
     }
-    let finished = finished_turns(log);
-    let engine = set.engine.clone();
     let unreadable = |_| "its stored record cannot be read".to_string();
-    let work: Work = match run.kind {
+    match run.kind {
         RunKind::Debate => {
             let transcript: Transcript = record_of(run).map_err(unreadable)?;
             let found = (|| {
@@ -106,14 +104,11 @@ fn work_for(set: &LiveSet, run: &Run, log: &[StoredEvent]) -> Result<Work, Strin
                 Some((story, a, b))
             })();
             let (story, a, b) = found.ok_or("its story or a persona has changed")?;
-            let motion = transcript.motion;
-            Box::new(move |id, sink| {
-                Box::pin(async move {
-                    let t = engine
-                        .resume_debate(id, &story, &a, &b, &motion, &finished, &sink)
-                        .await;
-                    outcome(&t)
-                })
+            Ok(RunSpec::Debate {
+                story,
+                a,
+                b,
+                motion: transcript.motion,
             })
         }
         RunKind::Perspective => {
@@ -123,26 +118,22 @@ fn work_for(set: &LiveSet, run: &Run, log: &[StoredEvent]) -> Result<Work, Strin
                 Some((story, same_persona(set, &record.persona)?))
             })();
             let (story, persona) = found.ok_or("its story or persona has changed")?;
-            // One speech: it is spoken again whole.
-            Box::new(move |id, sink| {
-                Box::pin(async move {
-                    let p = engine.run_perspective(id, &story, &persona, &sink).await;
-                    outcome(&p)
-                })
-            })
+            Ok(RunSpec::Perspective { story, persona })
         }
-    };
-    Ok(work)
+    }
 }
 
-/// Resumes `run` here with `work`, its log continuing past a gap after the stored `log`.
+/// Resumes `run` here as `spec` on `engine`, keeping the turns its stored `log` shows
+/// finished; the log continues past a gap.
 async fn resume(
     state: &AppState,
     run: &Run,
     log: Vec<StoredEvent>,
-    work: Work,
+    spec: RunSpec,
+    engine: std::sync::Arc<crossfire_engine::debate::Engine>,
 ) -> Result<(), StoreError> {
     let restarted = unfinished_turns(&log);
+    let finished = finished_turns(&log);
     // New events go on past a gap: a client may have heard numbers the log never got.
     let last = state.store.last_seq(&run.id).await? + CRASH_GAP;
     let owner = Owner {
@@ -162,11 +153,9 @@ async fn resume(
             }),
         event => events.send(event),
     });
-    start(state, run, live, sink, work);
+    start(state, run, live, sink, spec, engine, finished);
     Ok(())
 }
-
-type BoxedWork = std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// The persona a run was started with, if the catalog still has that version of it.
 fn same_persona(set: &LiveSet, wanted: &PersonaRef) -> Option<Persona> {
@@ -176,30 +165,15 @@ fn same_persona(set: &LiveSet, wanted: &PersonaRef) -> Option<Persona> {
 
 /// The turns a log shows started and not finished.
 fn unfinished_turns(log: &[StoredEvent]) -> Vec<(u8, Speaker)> {
-    #[derive(serde::Deserialize)]
-    struct TurnOf {
-        round: u8,
-        speaker: Speaker,
-    }
-    let turns = |kind: EventKind| {
-        log.iter()
-            .filter(move |e| e.name == kind.as_str())
-            .filter_map(|e| serde_json::from_str::<TurnOf>(&e.data).ok())
-            .map(|t| (t.round, t.speaker))
-    };
-    let ended: Vec<(u8, Speaker)> = turns(EventKind::TurnEnd).collect();
-    turns(EventKind::TurnStart)
-        .filter(|t| !ended.contains(t))
-        .collect()
-}
-
-impl AppState {
-    /// This instance's claim on a run, from now for one lease.
-    pub fn claim(&self) -> Claim<'_> {
-        let lease = i64::try_from(self.config.run_lease.as_millis()).unwrap_or(i64::MAX);
-        Claim {
-            owner: &self.instance,
-            until: now_ms().saturating_add(lease),
+    let mut started = Vec::new();
+    let mut ended = Vec::new();
+    for event in log.iter().filter_map(StoredEvent::event) {
+        match event {
+            Event::TurnStart { round, speaker, .. } => started.push((round, speaker)),
+            Event::TurnEnd { round, speaker, .. } => ended.push((round, speaker)),
+            _ => {}
         }
     }
+    started.retain(|turn| !ended.contains(turn));
+    started
 }

@@ -11,12 +11,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use super::auth::MaybeUser;
-use super::error::ApiError;
-use super::live_set::LiveSet;
-use super::runs::record_of;
-use super::sharing;
+use super::{assets, sharing};
+use crate::error::ApiError;
+use crate::library::LiveSet;
+use crate::runs::record_of;
+use crate::state::AppState;
 use crate::store::{Role, Run, RunKind, User};
 use crossfire_engine::persona::{Persona, PersonaKind};
 use crossfire_engine::transcript::{PersonaRef, Transcript};
@@ -25,20 +25,26 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, source) in [
-        ("base.html", include_str!("../web/templates/base.html")),
-        ("cards.html", include_str!("../web/templates/cards.html")),
-        ("index.html", include_str!("../web/templates/index.html")),
-        ("story.html", include_str!("../web/templates/story.html")),
-        ("debate.html", include_str!("../web/templates/debate.html")),
+        ("base.html", include_str!("../../web/templates/base.html")),
+        ("cards.html", include_str!("../../web/templates/cards.html")),
+        ("index.html", include_str!("../../web/templates/index.html")),
+        ("story.html", include_str!("../../web/templates/story.html")),
+        (
+            "debate.html",
+            include_str!("../../web/templates/debate.html"),
+        ),
         (
             "debates.html",
-            include_str!("../web/templates/debates.html"),
+            include_str!("../../web/templates/debates.html"),
         ),
-        ("login.html", include_str!("../web/templates/login.html")),
-        ("editor.html", include_str!("../web/templates/editor.html")),
+        ("login.html", include_str!("../../web/templates/login.html")),
+        (
+            "editor.html",
+            include_str!("../../web/templates/editor.html"),
+        ),
         (
             "missing.html",
-            include_str!("../web/templates/missing.html"),
+            include_str!("../../web/templates/missing.html"),
         ),
     ] {
         if let Err(e) = env.add_template(name, source) {
@@ -78,6 +84,15 @@ fn page_with_status(
     name: &str,
     ctx: minijinja::Value,
 ) -> Result<Response, ApiError> {
+    // Every page links the stylesheet and its own script by their hashed names.
+    // Our own constant URLs: marked safe, so `/` is not escaped.
+    let link =
+        |path: &str| assets::url(path).map(|url| minijinja::Value::from_safe_string(url.into()));
+    let script = ctx
+        .get_attr("page")
+        .ok()
+        .and_then(|page| link(&format!("js/{page}.js")));
+    let ctx = context! { stylesheet => link("style.css"), page_script => script, ..ctx };
     let html = TEMPLATES
         .get_template(name)
         .and_then(|t| t.render(ctx))
@@ -352,29 +367,6 @@ pub async fn editor(
         "editor.html",
         context! { page => "editor", user => viewer(&user), stories, personas, templates },
     )
-}
-
-/// `GET /static/{file}`
-pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
-    let (body, kind) = match file.as_str() {
-        "app.js" => (
-            include_str!("../web/static/app.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "style.css" => (
-            include_str!("../web/static/style.css"),
-            "text/css; charset=utf-8",
-        ),
-        _ => return Err(ApiError::NotFound("no such file".to_string())),
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        body,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

@@ -3,15 +3,50 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
 use super::auth::CurrentUser;
-use super::bodies::{MyVotes, VoteCounts, VoteTally};
-use super::error::{ApiError, ApiJson, ErrorBody};
-use super::runs::{not_found, record_of};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::runs::{not_found, record_of};
+use crate::state::AppState;
 use crate::store::{Run, RunKind, Vote, VoteChoice, VotePhase};
 use crossfire_engine::transcript::{Sides, Status, Transcript};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(cast))
+}
+
+/// How many readers chose each side in one phase.
+#[derive(Serialize, ToSchema, Default, Clone, Copy, PartialEq, Debug)]
+pub struct VoteCounts {
+    pub a: u32,
+    pub b: u32,
+    pub undecided: u32,
+}
+
+/// The room's votes on the motion, before and after the verdict.
+#[derive(Serialize, ToSchema)]
+pub struct VoteTally {
+    pub before: VoteCounts,
+    pub after: VoteCounts,
+    /// The phase readers may vote in now, if any: `before` until the verdict, then `after`.
+    pub open: Option<VotePhase>,
+    /// The signed-in reader's own votes.
+    pub mine: MyVotes,
+    /// Each side's share of the room after, less its share before, in percentage points
+    /// (when both phases have votes).
+    pub swing: Option<Sides<f64>>,
+}
+
+/// One reader's votes.
+#[derive(Serialize, ToSchema, Default)]
+pub struct MyVotes {
+    pub before: Option<VoteChoice>,
+    pub after: Option<VoteChoice>,
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,11 +13,14 @@ use arc_swap::ArcSwap;
 use notify_debouncer_full::notify::RecursiveMode;
 use serde::Serialize;
 
-use super::bodies::LintProblem;
-use super::catalog::Catalog;
+mod catalog;
+mod problem;
+
+pub use catalog::Catalog;
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
 use crossfire_engine::prompts::Prompts;
+pub use problem::LintProblem;
 
 /// How long the files must be still before a change is read: an editor's save is often
 /// several writes (a temporary file, then a rename).

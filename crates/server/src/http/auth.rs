@@ -2,10 +2,8 @@
 //! `Authorization: Bearer`). Passwords are hashed with argon2id off the async runtime;
 //! session tokens are 256 random bits, stored only as SHA-256 hashes.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -15,11 +13,13 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
-use super::bodies::Session;
-use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 use crate::store::{User, now_ms};
 
 /// The session cookie's name.
@@ -27,6 +27,21 @@ pub const COOKIE: &str = "crossfire_session";
 const SESSION_DAYS: i64 = 30;
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+}
+
+/// A new session: its token (also set as a cookie) and who it is for.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    pub token: String,
+    pub user: User,
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -258,42 +273,4 @@ fn dummy_hash() -> &'static str {
             .map(|h| h.to_string())
             .unwrap_or_default()
     })
-}
-
-/// Login attempts allowed per account and per address in a window.
-pub struct LoginLimiter {
-    max: usize,
-    window: Duration,
-    attempts: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl LoginLimiter {
-    pub fn new(max: usize, window: Duration) -> LoginLimiter {
-        LoginLimiter {
-            max,
-            window,
-            attempts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn check(&self, email: &str, ip: IpAddr) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        if attempts.len() > 100_000 {
-            attempts.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < self.window));
-        }
-        for key in [format!("email:{email}"), format!("ip:{ip}")] {
-            let times = attempts.entry(key).or_default();
-            times.retain(|t| now.duration_since(*t) < self.window);
-            if times.len() >= self.max {
-                let wait = self.window.saturating_sub(now.duration_since(times[0]));
-                return Err(ApiError::TooMany {
-                    message: "too many login attempts; try again later".to_string(),
-                    retry_after: wait.as_secs().max(1),
-                });
-            }
-            times.push(now);
-        }
-        Ok(())
-    }
 }

@@ -1,0 +1,19 @@
+//! Runs — debates and perspectives — as the service keeps them: who may read one
+//! ([`access`]), its stored record ([`record`]), what it executes ([`spec`]), launching it in
+//! its own task ([`launch`]), following its events as SSE ([`stream`]), ending it when
+//! nobody can finish it ([`interrupt`]) and taking it over after a crash ([`recovery`]).
+//! HTTP handlers in [`crate::http`] call these; nothing here knows a route.
+
+pub mod access;
+pub mod interrupt;
+pub mod launch;
+pub mod record;
+pub mod recovery;
+pub mod spec;
+pub mod stream;
+
+pub use access::{not_found, readable};
+pub use interrupt::interrupt_unfinished;
+pub use launch::{Accepted, Launch, launch};
+pub use record::{Record, record_of};
+pub use spec::RunSpec;
