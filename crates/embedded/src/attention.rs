@@ -23,7 +23,7 @@ pub struct Query<'a> {
 /// Attends every query over its span of `cache`. `scratch` is reused between calls.
 pub fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
-    if super::quant::simd_available() {
+    if crate::cpu::simd_available() {
         let width = queries.first().map_or(0, |q| q.vector.len());
         if queries.iter().all(|q| q.vector.len() == width) {
             // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
@@ -96,7 +96,8 @@ mod avx2 {
     //! keeps a running maximum and sum (an online softmax) so no score row outlives its tile.
 
     use super::{HeadCache, Query};
-    use crate::vector::avx2::{exp, hsum};
+    use crate::cpu::avx2::hsum;
+    use crate::vector::avx2::exp;
     use half::f16;
     use std::arch::x86_64::*;
 

@@ -12,6 +12,7 @@ pub mod attention;
 pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod cpu;
 pub mod fetch;
 pub mod gguf;
 pub mod grammar;

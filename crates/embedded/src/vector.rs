@@ -6,7 +6,7 @@
 /// `gate[i] = silu(gate[i]) · up[i]`, where `silu(g) = g / (1 + e^-g)`.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::quant::simd_available() {
+    if crate::cpu::simd_available() {
         // SAFETY: the CPU has AVX2, FMA and F16C.
         unsafe { avx2::silu_mul(gate, up) };
         return;
@@ -27,7 +27,7 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
         return f64::from(max);
     }
     #[cfg(target_arch = "x86_64")]
-    if super::quant::simd_available() {
+    if crate::cpu::simd_available() {
         // SAFETY: the CPU has AVX2, FMA and F16C.
         return f64::from(max) + unsafe { avx2::sum_exp_shifted(logits, max) }.ln();
     }
@@ -41,6 +41,8 @@ fn sum_exp_shifted_portable(xs: &[f32], shift: f32) -> f64 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
+
+    use crate::cpu::avx2::hsum;
 
     /// # Safety
     /// The CPU has AVX2, FMA and F16C.
@@ -114,15 +116,6 @@ pub(crate) mod avx2 {
         }
         total + super::sum_exp_shifted_portable(blocks.remainder(), shift)
     }
-
-    /// The sum of a vector's eight lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
 }
 
 #[cfg(test)]
@@ -144,7 +137,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn vector_exp_matches_the_library() {
         use std::arch::x86_64::*;
-        if !crate::quant::simd_available() {
+        if !crate::cpu::simd_available() {
             return;
         }
         let xs: Vec<f32> = (0..8000).map(|i| 88.0 - i as f32 * 0.0251).collect();

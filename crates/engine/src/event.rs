@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::claims::Quote;
 pub use crate::transcript::Speaker;
-use crate::transcript::{ErrorCode, Status, Verdict};
+use crate::transcript::{ErrorCode, Status, Turn, Verdict};
 
-/// One step of a debate or perspective.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One step of a debate or perspective, as streamed and as stored (the `type` field names it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     TurnStart {
@@ -30,11 +30,11 @@ pub enum Event {
         text: String,
         unsupported: Vec<String>,
         /// Supported quotations, with their source.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         quotes: Vec<Quote>,
         tokens: u64,
         /// Cut at its last complete sentence by the token limit.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
     },
     /// The turn is being generated again: drop the partial text received so far.
@@ -89,6 +89,33 @@ impl Event {
             Event::Verdict(_) => EventKind::Verdict,
             Event::Error { .. } => EventKind::Error,
             Event::Done { .. } => EventKind::Done,
+        }
+    }
+
+    /// The turn a `turn_end` finished, with its round (its duration is not in the event).
+    pub fn finished_turn(self) -> Option<(u8, Turn)> {
+        match self {
+            Event::TurnEnd {
+                round,
+                speaker,
+                text,
+                unsupported,
+                quotes,
+                tokens,
+                truncated,
+            } => Some((
+                round,
+                Turn {
+                    speaker,
+                    text,
+                    unsupported,
+                    tokens,
+                    ms: 0,
+                    truncated,
+                    quotes,
+                },
+            )),
+            _ => None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! interleaved Q4_1 kernels (`tile_q4_1x8*`) instead give each 32-bit lane one weight
 //! row, so eight outputs advance per instruction and need no horizontal sums.
 use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1x8, BlockQ8, BlockQ8_0};
-use crate::vector::avx2::hsum;
+use crate::cpu::avx2::hsum;
 use half::f16;
 use std::arch::x86_64::*;
 

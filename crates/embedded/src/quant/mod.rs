@@ -11,6 +11,8 @@ mod portable;
 use half::f16;
 use rayon::prelude::*;
 
+use crate::cpu;
+
 use portable::{dequantize_q4_1, dot_q4_0, dot_q4_1, dot_q8_0, quantize, tile_f32, tile_portable};
 
 /// Values per quantization block in every format here.
@@ -132,32 +134,6 @@ fn read_blocks<T: Copy>(bytes: &[u8], n: usize, name: &str) -> Result<Vec<T>, Qu
     Ok(out)
 }
 
-/// Whether the CPU has 8-bit dot products (AVX-512 VNNI, on 256-bit vectors too).
-fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether this CPU runs the AVX2 kernels (with FMA and F16C).
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Reads a vector of floats (norm weights) stored as F32 or F16.
 pub fn read_vector(
     bytes: &[u8],
@@ -197,7 +173,7 @@ impl Matrix {
             3 => {
                 let blocks: Vec<BlockQ4_1> = read_blocks(bytes, n / BLOCK, name)?;
                 // Interleaved rows let one vector instruction serve eight outputs.
-                if simd_available() && rows.is_multiple_of(8) {
+                if cpu::simd_available() && rows.is_multiple_of(8) {
                     let bpr = cols / BLOCK;
                     let group = |g: usize, b: usize| {
                         BlockQ4_1x8::interleave(std::array::from_fn(|j| {
@@ -226,8 +202,8 @@ impl Matrix {
             rows,
             cols,
             data,
-            simd: simd_available(),
-            vnni: simd_available() && vnni_available(),
+            simd: cpu::simd_available(),
+            vnni: cpu::simd_available() && cpu::vnni_available(),
         })
     }
 
@@ -358,7 +334,7 @@ impl<'a> Activations<'a> {
         assert_eq!(floats.len() % cols, 0, "activation shape");
         let chunks = floats.chunks_exact(BLOCK);
         #[cfg(target_arch = "x86_64")]
-        if simd_available() {
+        if cpu::simd_available() {
             // SAFETY: the CPU has AVX2, FMA and F16C; chunks are BLOCK long.
             let blocks = chunks.map(|c| unsafe { avx2::quantize(c) }).collect();
             return Activations {
@@ -481,7 +457,7 @@ mod tests {
     #[test]
     fn fast_quantization_agrees_with_the_portable_one() {
         #[cfg(target_arch = "x86_64")]
-        if simd_available() {
+        if cpu::simd_available() {
             // Values across magnitudes, signs and exact halves of the grid; a zero block.
             let mut x: Vec<f32> = bytes(32 * 40, 3)
                 .iter()

@@ -7,11 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::files::{FileKind, LibraryFile, version_of};
-use super::preview::{Preview, preview_of};
+use super::library_file::{FileKind, LibraryFile, version_of};
+use super::preview::Preview;
 use super::{Editor, off_runtime};
 use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::library::LintProblem;
+use crate::library::{LintProblem, LiveSet};
 use crate::state::AppState;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::{PromptError, Prompts};
@@ -104,6 +104,55 @@ fn template_problem(path: &Path, text: &str, error: &PromptError) -> LintProblem
         }
         other => LintProblem::unlocated(other.to_string()),
     }
+}
+
+/// The six calls of a debate on `story` with this draft in it.
+fn preview_of(set: &LiveSet, checked: &Checked, draft: &Draft) -> Result<Preview, ApiError> {
+    let story = set
+        .catalog
+        .story(draft.story.as_deref().unwrap_or_default())?;
+    let other = |not: &str| {
+        set.catalog
+            .personas
+            .keys()
+            .find(|id| id.as_str() != not)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let invalid = |e: &dyn std::fmt::Display| ApiError::Invalid(e.to_string());
+    let motion = match &draft.motion {
+        Some(m) => crossfire_engine::motion::check_motion(m)?.to_string(),
+        None => story.default_motion(),
+    };
+    let settings = set.engine.settings;
+    let (prompts, a, b) = match checked {
+        Checked::Persona(persona) => {
+            let opponent = draft.opponent.clone().unwrap_or_else(|| other(&persona.id));
+            let b = set.catalog.persona(&opponent)?;
+            (set.engine.prompts.as_ref(), persona, b)
+        }
+        Checked::Templates(prompts) => {
+            let first = set
+                .catalog
+                .personas
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_default();
+            let a = set
+                .catalog
+                .persona(draft.persona.as_deref().unwrap_or(&first))?;
+            let b_id = draft.opponent.clone().unwrap_or_else(|| other(&a.id));
+            (prompts, a, set.catalog.persona(&b_id)?)
+        }
+    };
+    let setup = settings.setup(story, a, b, &motion);
+    let calls = prompts.preview(&setup).map_err(|e| invalid(&e))?;
+    Ok(Preview {
+        templates: prompts.version().to_string(),
+        motion,
+        calls,
+    })
 }
 
 /// `POST /api/editor/drafts/check`: a draft's problems, located, and the prompts it makes.

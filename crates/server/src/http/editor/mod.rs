@@ -8,6 +8,7 @@ pub mod cards;
 pub mod drafts;
 pub mod fairness;
 pub mod files;
+pub mod library_file;
 pub mod lint;
 pub mod preview;
 pub mod probes;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::Editor;
 use super::drafts::{Checked, check};
-use super::files::{FileKind, LibraryFile};
+use super::library_file::{FileKind, LibraryFile};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::runs::{self, Accepted, Launch, RunSpec};
 use crate::state::AppState;

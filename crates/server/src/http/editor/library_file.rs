@@ -1,0 +1,81 @@
+//! The editors' files named safely: a persona id or a template's file name, never a path,
+//! resolved inside the configured folders.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Which kind of editor's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// `personas/{id}.toml`
+    Persona,
+    /// `prompts/{name}.j2`
+    Template,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Persona => "persona",
+            FileKind::Template => "template",
+        }
+    }
+}
+
+/// A file of the library, named safely: a persona id or a template's file name, never a path.
+#[derive(Clone)]
+pub struct LibraryFile {
+    pub kind: FileKind,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl LibraryFile {
+    pub fn new(state: &AppState, kind: FileKind, name: &str) -> Result<LibraryFile, ApiError> {
+        let (dir, file) = match kind {
+            FileKind::Persona if crossfire_engine::is_valid_id(name) => {
+                (&state.library().personas_dir, format!("{name}.toml"))
+            }
+            FileKind::Template
+                if name.strip_suffix(".j2").is_some_and(|stem| {
+                    !stem.is_empty()
+                        && stem
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                }) =>
+            {
+                (&state.library().prompts_dir, name.to_string())
+            }
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "no {} named `{name}`",
+                    kind.as_str()
+                )));
+            }
+        };
+        Ok(LibraryFile {
+            kind,
+            name: name.to_string(),
+            path: dir.join(file),
+        })
+    }
+
+    /// The file's text as saved now, if it exists.
+    pub fn read(&self) -> Result<Option<String>, ApiError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ApiError::Internal(format!("{}: {e}", self.path.display()))),
+        }
+    }
+}
+
+/// A file's version: the hash of its bytes, as personas and runs record it.
+pub fn version_of(text: &str) -> String {
+    crossfire_engine::sha256_hex(text.as_bytes())
+}
