@@ -16,8 +16,8 @@ use super::sampler::SamplerSettings;
 use super::scheduler::{Finish, Output, Request, Scheduler};
 use crate::config::EmbeddedConfig;
 use crossfire_engine::llm::{
-    ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, ResponseFormat,
-    TokenLogprobs, TokenSink, Usage,
+    ChatRequest, Completion, FinishReason, LanguageModel, Likelihood, LlmError, Message,
+    ResponseFormat, TokenLogprobs, TokenSink, Usage,
 };
 
 /// Nucleus and repetition settings for every call; small models loop without a penalty.
@@ -299,7 +299,7 @@ async fn collect(
                         completion_tokens: finish.completion_tokens as u64,
                     },
                     chunks,
-                    finish_reason: Some(finish.reason.to_string()),
+                    finish_reason: Some(FinishReason::from(finish.reason)),
                 });
             }
             Update::Failed(message) => return Err(LlmError::Protocol(message)),

@@ -35,39 +35,18 @@ pub enum CalibrationError {
     Judge(#[from] RunError),
 }
 
-/// How a pair's worse side was made worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PairKind {
-    Shuffled,
-    OffTopic,
-    InventedFigures,
-    Anachronism,
-    IgnoresOpponent,
-    /// Equal quality, one side padded: counts towards the length preference only.
-    Padded,
-}
-
-impl PairKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PairKind::Shuffled => "shuffled",
-            PairKind::OffTopic => "off_topic",
-            PairKind::InventedFigures => "invented_figures",
-            PairKind::Anachronism => "anachronism",
-            PairKind::IgnoresOpponent => "ignores_opponent",
-            PairKind::Padded => "padded",
-        }
+crate::named_enum! {
+    /// How a pair's worse side was made worse.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum PairKind("pair kind") {
+        Shuffled = "shuffled",
+        OffTopic = "off_topic",
+        InventedFigures = "invented_figures",
+        Anachronism = "anachronism",
+        IgnoresOpponent = "ignores_opponent",
+        /// Equal quality, one side padded: counts towards the length preference only.
+        Padded = "padded",
     }
-
-    pub const ALL: [PairKind; 6] = [
-        PairKind::Shuffled,
-        PairKind::OffTopic,
-        PairKind::InventedFigures,
-        PairKind::Anachronism,
-        PairKind::IgnoresOpponent,
-        PairKind::Padded,
-    ];
 }
 
 /// Accuracy on one kind of pair.

@@ -10,7 +10,7 @@ use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker};
 use crate::judge::{self, JudgeError};
 use crate::likelihood;
-use crate::llm::{ChatRequest, LanguageModel, LlmError, Message, Usage};
+use crate::llm::{ChatRequest, FinishReason, LanguageModel, LlmError, Message, Usage};
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
@@ -546,7 +546,7 @@ impl Engine {
         };
         let sink = SpeechSink::new(round, speaker, events, self.settings.turn_max_tokens);
         let completion = self.debater.complete(&request, &sink).await?;
-        let truncated = completion.finish_reason.as_deref() == Some("length");
+        let truncated = completion.finish_reason == Some(FinishReason::Length);
         let text = sink.finish(&completion.text, truncated);
         let Checked {
             unsupported,

@@ -53,29 +53,18 @@ pub enum Event {
     },
 }
 
-/// What kind of step an event is: its name in the SSE `event:` field and in stored logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    TurnStart,
-    Token,
-    TurnEnd,
-    TurnRestart,
-    Verdict,
-    Error,
-    Done,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::TurnStart => "turn_start",
-            EventKind::Token => "token",
-            EventKind::TurnEnd => "turn_end",
-            EventKind::TurnRestart => "turn_restart",
-            EventKind::Verdict => "verdict",
-            EventKind::Error => "error",
-            EventKind::Done => "done",
-        }
+crate::named_enum! {
+    /// What kind of step an event is: its name in the SSE `event:` field and in stored logs
+    /// (the same as the [`Event`]'s `type`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum EventKind("event") {
+        TurnStart = "turn_start",
+        Token = "token",
+        TurnEnd = "turn_end",
+        TurnRestart = "turn_restart",
+        Verdict = "verdict",
+        Error = "error",
+        Done = "done",
     }
 }
 
@@ -155,5 +144,67 @@ impl EventSink {
         if let Some(take) = &self.0 {
             take(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::Turn;
+
+    #[test]
+    fn an_event_reads_back_as_written_and_its_name_is_its_type() {
+        let events = [
+            Event::TurnStart {
+                round: 1,
+                speaker: Speaker::A,
+                persona: "winston-churchill".into(),
+            },
+            Event::TurnEnd {
+                round: 2,
+                speaker: Speaker::B,
+                text: "We shall not flag.".into(),
+                unsupported: vec!["40%".into()],
+                quotes: Vec::new(),
+                tokens: 5,
+                truncated: true,
+            },
+            Event::Error {
+                code: ErrorCode::Interrupted,
+                message: "stopped".into(),
+            },
+            Event::Done {
+                status: Status::Failed,
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.name());
+            assert_eq!(event.name().parse::<EventKind>(), Ok(event.kind()));
+            let back: Event = serde_json::from_value(json).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn a_turn_end_is_the_turn_it_finished() {
+        let end = Event::TurnEnd {
+            round: 2,
+            speaker: Speaker::B,
+            text: "Fine words.".into(),
+            unsupported: Vec::new(),
+            quotes: Vec::new(),
+            tokens: 3,
+            truncated: false,
+        };
+        let (round, turn): (u8, Turn) = end.finished_turn().unwrap();
+        assert_eq!(
+            (round, turn.speaker, turn.text.as_str()),
+            (2, Speaker::B, "Fine words.")
+        );
+        let done = Event::Done {
+            status: Status::Done,
+        };
+        assert_eq!(done.finished_turn(), None);
     }
 }

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod location;
 pub mod markdown;
 pub mod motion;
+pub mod names;
 pub mod persona;
 pub mod perspective;
 pub mod probe;

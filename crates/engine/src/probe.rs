@@ -23,36 +23,19 @@ use crate::transcript::PersonaRef;
 /// The probe set's version: scorecards of different sets are not compared probe by probe.
 pub const PROBE_SET: &str = "1";
 
-/// What a probe tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    /// The knowledge horizon: later events are new to the figure, not memories.
-    Horizon,
-    /// One temptation for each entry of the `avoid` list.
-    Avoid,
-    /// One question for each documented position, judged against its stance.
-    Positions,
-    /// One open question, judged against `voice` and `sample_lines`.
-    Voice,
-}
-
-impl Category {
-    pub const ALL: [Category; 4] = [
-        Category::Horizon,
-        Category::Avoid,
-        Category::Positions,
-        Category::Voice,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Horizon => "horizon",
-            Category::Avoid => "avoid",
-            Category::Positions => "positions",
-            Category::Voice => "voice",
-        }
+crate::named_enum! {
+    /// What a probe tests.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum Category("probe category") {
+        /// The knowledge horizon: later events are new to the figure, not memories.
+        Horizon = "horizon",
+        /// One temptation for each entry of the `avoid` list.
+        Avoid = "avoid",
+        /// One question for each documented position, judged against its stance.
+        Positions = "positions",
+        /// One open question, judged against `voice` and `sample_lines`.
+        Voice = "voice",
     }
 }
 

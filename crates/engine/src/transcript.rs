@@ -5,14 +5,15 @@ use serde::{Deserialize, Serialize};
 use crate::claims::Quote;
 use crate::llm::Usage;
 
-/// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Speaker {
-    A,
-    B,
-    Solo,
+crate::named_enum! {
+    /// Who is speaking: a debate's side `a` or `b`, or the one voice of a perspective.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum Speaker("speaker") {
+        A = "a",
+        B = "b",
+        Solo = "solo",
+    }
 }
 
 impl Speaker {
@@ -24,40 +25,17 @@ impl Speaker {
             Speaker::Solo => Speaker::Solo,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Speaker::A => "a",
-            Speaker::B => "b",
-            Speaker::Solo => "solo",
-        }
-    }
 }
 
-/// Where a debate or perspective stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Queued,
-    Running,
-    Done,
-    Failed,
-}
-
-impl std::str::FromStr for Status {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Status, UnknownName> {
-        [
-            Status::Queued,
-            Status::Running,
-            Status::Done,
-            Status::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-        .ok_or_else(|| UnknownName::new("status", name))
+crate::named_enum! {
+    /// Where a debate or perspective stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum Status("status") {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
     }
 }
 
@@ -69,37 +47,12 @@ impl TryFrom<String> for Status {
     }
 }
 
-/// A stored or received name that matches no variant of an enum: the data was written by
-/// something else.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} `{name}`")]
-pub struct UnknownName {
-    pub kind: &'static str,
-    pub name: String,
-}
-
-impl UnknownName {
-    pub fn new(kind: &'static str, name: &str) -> UnknownName {
-        UnknownName {
-            kind,
-            name: name.to_string(),
-        }
-    }
-}
+pub use crate::names::UnknownName;
 
 impl Status {
     /// Whether the run may still produce events.
     pub fn is_unfinished(self) -> bool {
         matches!(self, Status::Queued | Status::Running)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Done => "done",
-            Status::Failed => "failed",
-        }
     }
 }
 
@@ -312,49 +265,21 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
-/// Why a run failed, as a stable code in results and `error` events (docs/events.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// A debater's model call failed after its retries.
-    ModelFailed,
-    /// The judge's model call failed after its retries.
-    JudgeFailed,
-    /// The judge answered, but not with a verdict that could be read.
-    JudgeUnreadable,
-    /// A prompt template failed to render.
-    TemplateError,
-    /// The service stopped (or crashed) while the run was in flight.
-    Interrupted,
-}
-
-impl std::str::FromStr for ErrorCode {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<ErrorCode, UnknownName> {
-        [
-            ErrorCode::ModelFailed,
-            ErrorCode::JudgeFailed,
-            ErrorCode::JudgeUnreadable,
-            ErrorCode::TemplateError,
-            ErrorCode::Interrupted,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == name)
-        .ok_or_else(|| UnknownName::new("error code", name))
-    }
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::ModelFailed => "model_failed",
-            ErrorCode::JudgeFailed => "judge_failed",
-            ErrorCode::JudgeUnreadable => "judge_unreadable",
-            ErrorCode::TemplateError => "template_error",
-            ErrorCode::Interrupted => "interrupted",
-        }
+crate::named_enum! {
+    /// Why a run failed, as a stable code in results and `error` events (docs/events.md).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum ErrorCode("error code") {
+        /// A debater's model call failed after its retries.
+        ModelFailed = "model_failed",
+        /// The judge's model call failed after its retries.
+        JudgeFailed = "judge_failed",
+        /// The judge answered, but not with a verdict that could be read.
+        JudgeUnreadable = "judge_unreadable",
+        /// A prompt template failed to render.
+        TemplateError = "template_error",
+        /// The service stopped (or crashed) while the run was in flight.
+        Interrupted = "interrupted",
     }
 }
 

@@ -5,8 +5,8 @@ use crossfire_testkit as support;
 
 use std::sync::Mutex;
 
-use crossfire_engine::llm::TokenSink;
 use crossfire_engine::llm::openai::decode_stream;
+use crossfire_engine::llm::{FinishReason, TokenSink};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -49,7 +49,7 @@ proptest! {
         prop_assert_eq!(completion.text, tokens.concat());
         prop_assert_eq!(completion.usage.completion_tokens, tokens.len() as u64);
         prop_assert_eq!(completion.usage.prompt_tokens, 11);
-        prop_assert_eq!(completion.finish_reason.as_deref(), Some("stop"));
+        prop_assert_eq!(completion.finish_reason, Some(FinishReason::Stop));
     }
 
     #[test]

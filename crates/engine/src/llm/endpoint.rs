@@ -123,13 +123,14 @@ impl Drop for Call<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::FinishReason;
 
     fn done() -> Result<Completion, LlmError> {
         Ok(Completion {
             text: "fine".into(),
             usage: Default::default(),
             chunks: 1,
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(FinishReason::Stop),
             logprobs: None,
         })
     }

@@ -14,14 +14,15 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-/// Who speaks a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
+crate::named_enum! {
+    /// Who speaks a chat message.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum Role("chat role") {
+        System = "system",
+        User = "user",
+        Assistant = "assistant",
+    }
 }
 
 /// One chat message.
@@ -30,17 +31,6 @@ pub enum Role {
 pub struct Message {
     pub role: Role,
     pub content: String,
-}
-
-impl Role {
-    /// The role's name in chat formats.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
 }
 
 impl Message {
@@ -135,6 +125,31 @@ impl std::ops::AddAssign for Usage {
     }
 }
 
+/// Why a model stopped writing: the `finish_reason` of the OpenAI wire format.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// It ended its answer, or met a stop sequence.
+    Stop,
+    /// It reached `max_tokens`.
+    Length,
+    ContentFilter,
+    ToolCalls,
+    /// Anything else a server says, kept as written.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl From<&str> for FinishReason {
+    fn from(reason: &str) -> FinishReason {
+        use serde::Deserialize;
+        use serde::de::IntoDeserializer;
+        let wire: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            reason.into_deserializer();
+        FinishReason::deserialize(wire).unwrap_or_else(|_| FinishReason::Other(reason.into()))
+    }
+}
+
 /// A finished call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
@@ -142,7 +157,7 @@ pub struct Completion {
     pub usage: Usage,
     /// Text pieces streamed (a token count when the server reports no usage).
     pub chunks: u64,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     /// Per token, when asked for and the backend gives them.
     pub logprobs: Option<Vec<TokenLogprobs>>,
 }

@@ -15,8 +15,8 @@ use super::endpoint::{Endpoint, endpoint};
 use super::json_string;
 use super::sse::SseDecoder;
 use super::{
-    ChatRequest, Completion, LanguageModel, LlmError, ResponseFormat, TokenLogprobs, TokenSink,
-    Usage,
+    ChatRequest, Completion, FinishReason, LanguageModel, LlmError, ResponseFormat, TokenLogprobs,
+    TokenSink, Usage,
 };
 use crate::config::{LlmConfig, Secret};
 
@@ -300,7 +300,7 @@ struct StreamState {
     text: String,
     chunks: u64,
     usage: Usage,
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishReason>,
 }
 
 impl StreamState {
@@ -406,7 +406,7 @@ struct StreamChoice<'a> {
     #[serde(default, borrow)]
     delta: Delta<'a>,
     #[serde(default)]
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishReason>,
 }
 
 #[derive(Deserialize, Default)]
@@ -484,7 +484,7 @@ struct WholeChoice {
     #[serde(default)]
     message: WholeMessage,
     #[serde(default)]
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishReason>,
     #[serde(default)]
     logprobs: Option<WireLogprobs>,
 }

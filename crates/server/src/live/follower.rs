@@ -73,7 +73,7 @@ impl Follower {
                     continue; // seen both in the log and live
                 }
                 self.last = event.seq;
-                self.finished = event.name == EventKind::Done.as_str();
+                self.finished = event.kind() == Some(EventKind::Done);
                 return Some(event);
             }
             match self.live.as_mut()? {

@@ -41,7 +41,7 @@ mod tests {
 
     use super::*;
     use crate::store::{Finish, RunKind, Store};
-    use crossfire_engine::event::Speaker;
+    use crossfire_engine::event::{EventKind, Speaker};
     use crossfire_engine::transcript::Status;
 
     fn start(round: u8) -> Event {
@@ -208,7 +208,7 @@ mod tests {
                 let mut heard = Vec::new();
                 let mut status = None;
                 while let Some(event) = slow.next().await {
-                    if event.name == "done" {
+                    if event.kind() == Some(EventKind::Done) {
                         status = store.run("r").await.unwrap().map(|r| r.status);
                     }
                     heard.push(event);

@@ -13,6 +13,11 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// What kind of event it is, by its name.
+    pub fn kind(&self) -> Option<crossfire_engine::event::EventKind> {
+        self.name.parse().ok()
+    }
+
     /// The event as the engine sent it; `None` for a row this version cannot read.
     pub fn event(&self) -> Option<crossfire_engine::event::Event> {
         serde_json::from_str(&self.data).ok()

@@ -4,38 +4,21 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now_ms};
-use crossfire_engine::transcript::{ErrorInfo, Status, UnknownName};
+use crossfire_engine::transcript::{ErrorInfo, Status};
 
-/// What kind of engine run a row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    Debate,
-    Perspective,
+crossfire_engine::named_enum! {
+    /// What kind of engine run a row holds.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RunKind("run kind") {
+        Debate = "debate",
+        Perspective = "perspective",
+    }
 }
 
 impl RunKind {
-    /// The kind's name, as stored and as shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunKind::Debate => "debate",
-            RunKind::Perspective => "perspective",
-        }
-    }
-
     /// The path of a run's event stream.
     pub fn events_path(self, id: &str) -> String {
         format!("/api/{}s/{id}/events", self.as_str())
-    }
-}
-
-impl std::str::FromStr for RunKind {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<RunKind, UnknownName> {
-        [RunKind::Debate, RunKind::Perspective]
-            .into_iter()
-            .find(|k| k.as_str() == name)
-            .ok_or_else(|| UnknownName::new("run kind", name))
     }
 }
 

@@ -5,36 +5,15 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError};
-use crossfire_engine::transcript::UnknownName;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A reader: debates and perspectives of their own.
-    User,
-    /// An editor: also the persona and template tools.
-    Editor,
-}
-
-impl Role {
-    /// The role's name, as stored and as shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Editor => "editor",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Role, UnknownName> {
-        [Role::User, Role::Editor]
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .ok_or_else(|| UnknownName::new("role", name))
+crossfire_engine::named_enum! {
+    /// What a user may do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum Role("role") {
+        /// A reader: debates and perspectives of their own.
+        User = "user",
+        /// An editor: also the persona and template tools.
+        Editor = "editor",
     }
 }
 

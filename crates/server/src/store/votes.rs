@@ -1,66 +1,25 @@
 //! Readers' votes on a debate's motion (Oxford style), and the links that share a debate.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Store, StoreError, now_ms};
-use crossfire_engine::transcript::UnknownName;
 
-/// When a vote is cast: before the verdict, or after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VotePhase {
-    Before,
-    After,
-}
-
-/// What a reader votes for: side A, side B, or neither yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VoteChoice {
-    A,
-    B,
-    Undecided,
-}
-
-impl VotePhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VotePhase::Before => "before",
-            VotePhase::After => "after",
-        }
+crossfire_engine::named_enum! {
+    /// When a vote is cast: before the verdict, or after it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum VotePhase("vote phase") {
+        Before = "before",
+        After = "after",
     }
 }
 
-impl VoteChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VoteChoice::A => "a",
-            VoteChoice::B => "b",
-            VoteChoice::Undecided => "undecided",
-        }
-    }
-}
-
-impl std::str::FromStr for VotePhase {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<VotePhase, UnknownName> {
-        [VotePhase::Before, VotePhase::After]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| UnknownName::new("vote phase", name))
-    }
-}
-
-impl std::str::FromStr for VoteChoice {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<VoteChoice, UnknownName> {
-        [VoteChoice::A, VoteChoice::B, VoteChoice::Undecided]
-            .into_iter()
-            .find(|c| c.as_str() == name)
-            .ok_or_else(|| UnknownName::new("vote choice", name))
+crossfire_engine::named_enum! {
+    /// What a reader votes for: side A, side B, or neither yet.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum VoteChoice("vote choice") {
+        A = "a",
+        B = "b",
+        Undecided = "undecided",
     }
 }
 

@@ -3,27 +3,17 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Which kind of editor's file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FileKind {
-    /// `personas/{id}.toml`
-    Persona,
-    /// `prompts/{name}.j2`
-    Template,
-}
-
-impl FileKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::Persona => "persona",
-            FileKind::Template => "template",
-        }
+crossfire_engine::named_enum! {
+    /// Which kind of editor's file.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum FileKind("file kind") {
+        /// `personas/{id}.toml`
+        Persona = "persona",
+        /// `prompts/{name}.j2`
+        Template = "template",
     }
 }
 
