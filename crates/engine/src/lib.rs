@@ -14,6 +14,7 @@ pub mod debate;
 pub mod era;
 pub mod event;
 pub mod fairness;
+pub mod id;
 pub mod judge;
 pub mod likelihood;
 pub mod llm;
@@ -28,14 +29,6 @@ pub mod prompts;
 mod speech;
 pub mod story;
 pub mod transcript;
-
-/// Whether `id` is a valid story or persona id: `[a-z0-9-]{1,64}`.
-pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
 
 /// Hex SHA-256 of some bytes: the version of a persona, the hash of a story or template set.
 pub fn sha256_hex(bytes: &[u8]) -> String {

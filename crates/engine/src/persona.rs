@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::LibraryId;
 use crate::location::{find_key, line_col};
 
 /// A persona, as an editor wrote it.
@@ -108,10 +109,8 @@ const MAX_WORLDVIEW: usize = 8;
 impl Persona {
     /// Loads the persona with this id from `dir`.
     pub fn load(dir: &Path, id: &str) -> Result<Persona, PersonaError> {
-        if !crate::is_valid_id(id) {
-            return Err(PersonaError::BadId(id.to_string()));
-        }
-        let path = dir.join(format!("{id}.toml"));
+        let valid = LibraryId::parse(id).map_err(|_| PersonaError::BadId(id.to_string()))?;
+        let path = valid.file_in(dir, "toml");
         if !path.exists() {
             return Err(PersonaError::NotFound {
                 id: id.to_string(),
@@ -169,7 +168,7 @@ impl Persona {
             }
         };
         check(
-            crate::is_valid_id(&persona.id),
+            LibraryId::parse(&persona.id).is_ok(),
             "id",
             format!("`id`: `{}` is not [a-z0-9-]{{1,64}}", persona.id),
         );

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::debate::Engine;
 use crate::debate::persona_ref;
+use crate::id::{BadId, LibraryId};
 use crate::llm::{ChatRequest, JsonSchema, LlmError, Message, NoSink, ResponseFormat, Role};
 use crate::persona::Persona;
 use crate::story::Story;
@@ -179,6 +180,8 @@ pub struct Scorecard {
 pub enum ProbeError {
     #[error("the model failed on probe `{id}`: {source}")]
     Model { id: String, source: LlmError },
+    #[error("scorecards: {0}")]
+    BadId(#[from] BadId),
     #[error("scorecards in {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -374,12 +377,12 @@ pub fn compare(previous: &Scorecard, now: &Scorecard) -> Comparison {
 }
 
 /// Where a persona's scorecards are kept: `<personas>/.probes/<id>.json`, the latest.
-fn scorecard_path(personas_dir: &Path, id: &str) -> PathBuf {
-    personas_dir.join(".probes").join(format!("{id}.json"))
+fn scorecard_path(personas_dir: &Path, id: &LibraryId) -> PathBuf {
+    id.file_in(&personas_dir.join(".probes"), "json")
 }
 
 /// The persona's latest scorecard, if any.
-pub fn latest(personas_dir: &Path, id: &str) -> Option<Scorecard> {
+pub fn latest(personas_dir: &Path, id: &LibraryId) -> Option<Scorecard> {
     let text = std::fs::read_to_string(scorecard_path(personas_dir, id)).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -387,7 +390,7 @@ pub fn latest(personas_dir: &Path, id: &str) -> Option<Scorecard> {
 /// Compares with the latest scorecard of the same set (if any), then keeps this one as the
 /// latest, the one before it beside it.
 pub fn record(personas_dir: &Path, mut card: Scorecard) -> Result<Scorecard, ProbeError> {
-    let id = card.persona.id.clone();
+    let id = LibraryId::parse(&card.persona.id).map_err(ProbeError::BadId)?;
     let path = scorecard_path(personas_dir, &id);
     let io = |source| ProbeError::Io {
         path: path.clone(),

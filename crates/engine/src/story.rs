@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::LibraryId;
 use crate::location::{find_key, line_col};
 
 /// Default size limit of a story file.
@@ -155,8 +156,8 @@ impl Story {
     pub fn load(dir: &Path, reference: &str, max_bytes: usize) -> Result<Story, StoryError> {
         let path = if reference.contains('/') || reference.ends_with(".json") {
             PathBuf::from(reference)
-        } else if crate::is_valid_id(reference) {
-            let path = dir.join(format!("{reference}.json"));
+        } else if let Ok(id) = LibraryId::parse(reference) {
+            let path = id.file_in(dir, "json");
             if !path.exists() {
                 return Err(StoryError::NotFound {
                     id: reference.to_string(),
@@ -210,7 +211,7 @@ impl Story {
             invalid(line, column, message.to_string())
         })?;
         let at = |key: &str| line_col(text, find_key(text, key).unwrap_or(0));
-        if !crate::is_valid_id(&story.id) {
+        if LibraryId::parse(&story.id).is_err() {
             let (line, column) = at("id");
             return Err(invalid(
                 line,

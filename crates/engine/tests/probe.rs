@@ -40,7 +40,10 @@ async fn probes_make_a_scorecard_and_a_lost_position_is_a_regression() {
     );
     let first = probe::record(&dir, first).unwrap();
     assert!(first.comparison.is_none());
-    assert_eq!(probe::latest(&dir, "george-orwell").unwrap(), first);
+    assert_eq!(
+        probe::latest(&dir, &"george-orwell".parse().unwrap()).unwrap(),
+        first
+    );
 
     // The planted regression: an edit drops a documented position.
     let mut edited = orwell.clone();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Editor;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crossfire_engine::id::LibraryId;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct CardQuery {
@@ -44,7 +45,7 @@ pub async fn import_card(
             message: format!("a card may be up to {limit} bytes"),
         })?;
     if let Some(id) = &query.id
-        && !crossfire_engine::is_valid_id(id)
+        && LibraryId::parse(id).is_err()
     {
         return Err(ApiError::Invalid(format!(
             "`{id}` is not a persona id ([a-z0-9-]{{1,64}})"

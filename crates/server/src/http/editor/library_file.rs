@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crossfire_engine::id::LibraryId;
 
 crossfire_engine::named_enum! {
     /// Which kind of editor's file.
@@ -27,10 +28,10 @@ pub struct LibraryFile {
 
 impl LibraryFile {
     pub fn new(state: &AppState, kind: FileKind, name: &str) -> Result<LibraryFile, ApiError> {
-        let (dir, file) = match kind {
-            FileKind::Persona if crossfire_engine::is_valid_id(name) => {
-                (&state.library().personas_dir, format!("{name}.toml"))
-            }
+        let path = match kind {
+            FileKind::Persona => LibraryId::parse(name)
+                .ok()
+                .map(|id| id.file_in(&state.library().personas_dir, "toml")),
             FileKind::Template
                 if name.strip_suffix(".j2").is_some_and(|stem| {
                     !stem.is_empty()
@@ -39,19 +40,16 @@ impl LibraryFile {
                             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 }) =>
             {
-                (&state.library().prompts_dir, name.to_string())
+                Some(state.library().prompts_dir.join(name))
             }
-            _ => {
-                return Err(ApiError::NotFound(format!(
-                    "no {} named `{name}`",
-                    kind.as_str()
-                )));
-            }
+            FileKind::Template => None,
         };
+        let path =
+            path.ok_or_else(|| ApiError::NotFound(format!("no {} named `{name}`", kind.as_str())))?;
         Ok(LibraryFile {
             kind,
             name: name.to_string(),
-            path: dir.join(file),
+            path,
         })
     }
 

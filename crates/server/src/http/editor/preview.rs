@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::{Editor, off_runtime};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
+use crossfire_engine::id::LibraryId;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::{PreviewCall, Prompts};
 use crossfire_engine::story::Story;
@@ -52,21 +53,18 @@ fn render_preview(
 ) -> Result<Preview, ApiError> {
     let editor_error = |e: &dyn std::fmt::Display| ApiError::Invalid(e.to_string());
     // Ids only: `Story::load` also takes paths, which must not reach files outside the folder.
-    if !crossfire_engine::is_valid_id(&body.story) {
-        return Err(ApiError::NotFound(format!(
-            "unknown story `{}`",
-            body.story
-        )));
-    }
-    let story = Story::load(&paths.stories_dir, &body.story, paths.story_max_bytes).map_err(
-        |e| match e {
-            crossfire_engine::story::StoryError::NotFound { .. }
-            | crossfire_engine::story::StoryError::BadReference(_) => {
-                ApiError::NotFound(e.to_string())
+    let story_id = LibraryId::parse(&body.story)
+        .map_err(|_| ApiError::NotFound(format!("unknown story `{}`", body.story)))?;
+    let story =
+        Story::load(&paths.stories_dir, story_id.as_str(), paths.story_max_bytes).map_err(|e| {
+            match e {
+                crossfire_engine::story::StoryError::NotFound { .. }
+                | crossfire_engine::story::StoryError::BadReference(_) => {
+                    ApiError::NotFound(e.to_string())
+                }
+                e => editor_error(&e),
             }
-            e => editor_error(&e),
-        },
-    )?;
+        })?;
     let load = |id: &str| {
         Persona::load(&paths.personas_dir, id).map_err(|e| match e {
             crossfire_engine::persona::PersonaError::NotFound { .. }

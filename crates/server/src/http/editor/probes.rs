@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{Editor, off_runtime};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
+use crossfire_engine::id::LibraryId;
 
 #[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -60,11 +61,9 @@ pub async fn latest_probes(
     _editor: Editor,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<crossfire_engine::probe::Scorecard>, ApiError> {
-    if !crossfire_engine::is_valid_id(&id) {
-        return Err(ApiError::NotFound(format!("no persona `{id}`")));
-    }
+    let wanted =
+        LibraryId::parse(&id).map_err(|_| ApiError::NotFound(format!("no persona `{id}`")))?;
     let dir = state.library().personas_dir.clone();
-    let wanted = id.clone();
     off_runtime(move || Ok(crossfire_engine::probe::latest(&dir, &wanted)))
         .await?
         .map(Json)
