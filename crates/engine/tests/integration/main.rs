@@ -1,0 +1,12 @@
+//! The engine's integration tests, one binary (as ripgrep's): each module a part of the
+//! engine driven through its public API, most against the fake OpenAI-compatible server of
+//! `crossfire-testkit`.
+
+mod calibrate;
+mod cards;
+mod claims;
+mod debate;
+mod files;
+mod fuzz;
+mod probe;
+mod sse;
