@@ -324,7 +324,8 @@ impl Config {
         Config::load(path.as_deref(), |name| std::env::var(name).ok(), flags)
     }
 
-    /// Fills in the defaults and checks every value.
+    /// Fills in the defaults and checks every value, a section at a time; the first bad
+    /// value found is the error.
     fn resolve(layer: Layer) -> Result<Config, ConfigError> {
         let Layer {
             llm,
@@ -334,134 +335,13 @@ impl Config {
             server,
             limits,
         } = layer;
-
         let brief_set_for_debaters = llm.brief_prompts;
-        let backend = llm.backend.unwrap_or(if llm.base_url.is_some() {
-            Backend::Openai
-        } else {
-            Backend::Embedded
-        });
-        let timeout_s = positive_seconds("llm.timeout_s", llm.timeout_s.unwrap_or(120.0))?;
-        let llm = LlmConfig {
-            backend,
-            base_url: llm.base_url,
-            model: llm.model.unwrap_or_else(|| match backend {
-                Backend::Embedded => "SmolLM2-135M-Instruct".to_string(),
-                Backend::Openai => "gpt-4o-mini".to_string(),
-            }),
-            api_key: llm.api_key,
-            timeout: Duration::from_secs_f64(timeout_s),
-            max_in_flight: at_least_one("llm.max_in_flight", llm.max_in_flight.unwrap_or(8))?,
-            max_retries: llm.max_retries.unwrap_or(4),
-            retry_base: Duration::from_millis(llm.retry_base_ms.unwrap_or(500)),
-            // Short speeches where a small CPU model writes them.
-            max_tokens: llm.max_tokens.unwrap_or(match backend {
-                Backend::Embedded => 160,
-                Backend::Openai => 400,
-            }),
-            temperature: temperature("llm.temperature", llm.temperature.unwrap_or(0.8))?,
-            brief_prompts: llm.brief_prompts.unwrap_or(backend == Backend::Embedded),
-        };
-
-        // The judge inherits the debaters' endpoint, key and limits unless told otherwise.
-        let judge_base_url = judge.base_url.or(llm.base_url.clone());
-        let judge_backend = judge.backend.unwrap_or(if judge_base_url.is_some() {
-            Backend::Openai
-        } else {
-            llm.backend
-        });
-        let judge = LlmConfig {
-            backend: judge_backend,
-            base_url: judge_base_url,
-            model: judge.model.unwrap_or_else(|| llm.model.clone()),
-            api_key: judge.api_key.or(llm.api_key.clone()),
-            timeout: match judge.timeout_s {
-                Some(s) => Duration::from_secs_f64(positive_seconds("judge.timeout_s", s)?),
-                None => llm.timeout,
-            },
-            max_in_flight: at_least_one(
-                "judge.max_in_flight",
-                judge.max_in_flight.unwrap_or(llm.max_in_flight),
-            )?,
-            max_retries: judge.max_retries.unwrap_or(llm.max_retries),
-            retry_base: judge
-                .retry_base_ms
-                .map_or(llm.retry_base, Duration::from_millis),
-            // The embedded model fits the verdict into max_tokens (counting a byte a token, the
-            // shortest full verdict is about 420), so a tighter budget gives shorter reasons.
-            max_tokens: judge.max_tokens.unwrap_or(match judge_backend {
-                Backend::Embedded => 560,
-                Backend::Openai => 700,
-            }),
-            temperature: temperature("judge.temperature", judge.temperature.unwrap_or(0.0))?,
-            // As set for the judge, else as set for the debaters, else by its own backend.
-            brief_prompts: judge
-                .brief_prompts
-                .or(brief_set_for_debaters)
-                .unwrap_or(judge_backend == Backend::Embedded),
-        };
-        for (key, role) in [("llm.base_url", &llm), ("judge.base_url", &judge)] {
-            match (&role.base_url, role.backend) {
-                (None, Backend::Openai) => {
-                    return Err(ConfigError::Invalid {
-                        key,
-                        message: "the openai backend needs a base URL \
-                                  (CROSSFIRE_LLM_BASE_URL or [llm] base_url)"
-                            .to_string(),
-                    });
-                }
-                (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    return Err(ConfigError::Invalid {
-                        key,
-                        message: format!("`{url}` is not an http:// or https:// URL"),
-                    });
-                }
-                _ => {}
-            }
-        }
-
-        let defaults = EmbeddedConfig::default();
-        let embedded = EmbeddedConfig {
-            model_path: embedded.model_path.unwrap_or(defaults.model_path),
-            threads: at_least_one(
-                "embedded.threads",
-                embedded.threads.unwrap_or(defaults.threads),
-            )?,
-            max_streams: at_least_one(
-                "embedded.max_streams",
-                embedded.max_streams.unwrap_or(defaults.max_streams),
-            )?,
-            queue: embedded.queue.unwrap_or(defaults.queue),
-        };
-
-        let defaults = ServerConfig::default();
-        let server = ServerConfig {
-            addr: server.addr.unwrap_or(defaults.addr),
-            database_url: server.database_url.unwrap_or(defaults.database_url),
-            debates_per_day: server.debates_per_day.unwrap_or(defaults.debates_per_day),
-            perspectives_per_day: server
-                .perspectives_per_day
-                .unwrap_or(defaults.perspectives_per_day),
-            cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
-            watch_files: server.watch_files.unwrap_or(defaults.watch_files),
-            instance: server.instance.or(defaults.instance),
-            run_lease: match server.run_lease_s {
-                Some(s) => Duration::from_secs(at_least_one("server.run_lease_s", s)? as u64),
-                None => defaults.run_lease,
-            },
-        };
-
-        let library = Library {
-            personas_dir: paths.personas_dir.unwrap_or_else(|| "personas".into()),
-            prompts_dir: paths.prompts_dir.unwrap_or_else(|| "prompts".into()),
-            stories_dir: paths.stories_dir.unwrap_or_else(|| "stories".into()),
-            story_max_bytes: at_least_one(
-                "limits.story_max_bytes",
-                limits
-                    .story_max_bytes
-                    .unwrap_or(crossfire_engine::story::DEFAULT_MAX_BYTES),
-            )?,
-        };
+        let llm = resolve_llm(llm)?;
+        let judge = resolve_judge(judge, &llm, brief_set_for_debaters)?;
+        check_base_urls(&llm, &judge)?;
+        let embedded = resolve_embedded(embedded)?;
+        let server = resolve_server(server)?;
+        let library = resolve_library(paths, limits.story_max_bytes)?;
         Ok(Config {
             llm,
             judge,
@@ -471,6 +351,159 @@ impl Config {
             server,
         })
     }
+}
+
+/// `[llm]`, the debaters' model: the embedded backend unless a base URL is given.
+fn resolve_llm(llm: LlmLayer) -> Result<LlmConfig, ConfigError> {
+    let backend = llm.backend.unwrap_or(if llm.base_url.is_some() {
+        Backend::Openai
+    } else {
+        Backend::Embedded
+    });
+    let timeout_s = positive_seconds("llm.timeout_s", llm.timeout_s.unwrap_or(120.0))?;
+    Ok(LlmConfig {
+        backend,
+        base_url: llm.base_url,
+        model: llm.model.unwrap_or_else(|| match backend {
+            Backend::Embedded => "SmolLM2-135M-Instruct".to_string(),
+            Backend::Openai => "gpt-4o-mini".to_string(),
+        }),
+        api_key: llm.api_key,
+        timeout: Duration::from_secs_f64(timeout_s),
+        max_in_flight: at_least_one("llm.max_in_flight", llm.max_in_flight.unwrap_or(8))?,
+        max_retries: llm.max_retries.unwrap_or(4),
+        retry_base: Duration::from_millis(llm.retry_base_ms.unwrap_or(500)),
+        // Short speeches where a small CPU model writes them.
+        max_tokens: llm.max_tokens.unwrap_or(match backend {
+            Backend::Embedded => 160,
+            Backend::Openai => 400,
+        }),
+        temperature: temperature("llm.temperature", llm.temperature.unwrap_or(0.8))?,
+        brief_prompts: llm.brief_prompts.unwrap_or(backend == Backend::Embedded),
+    })
+}
+
+/// `[judge]`: inherits the debaters' endpoint, key and limits (`llm`) unless told otherwise;
+/// `brief_set_for_debaters` is `[llm] brief_prompts` as the layers set it, not its default.
+fn resolve_judge(
+    judge: LlmLayer,
+    llm: &LlmConfig,
+    brief_set_for_debaters: Option<bool>,
+) -> Result<LlmConfig, ConfigError> {
+    let judge_base_url = judge.base_url.or(llm.base_url.clone());
+    let judge_backend = judge.backend.unwrap_or(if judge_base_url.is_some() {
+        Backend::Openai
+    } else {
+        llm.backend
+    });
+    Ok(LlmConfig {
+        backend: judge_backend,
+        base_url: judge_base_url,
+        model: judge.model.unwrap_or_else(|| llm.model.clone()),
+        api_key: judge.api_key.or(llm.api_key.clone()),
+        timeout: match judge.timeout_s {
+            Some(s) => Duration::from_secs_f64(positive_seconds("judge.timeout_s", s)?),
+            None => llm.timeout,
+        },
+        max_in_flight: at_least_one(
+            "judge.max_in_flight",
+            judge.max_in_flight.unwrap_or(llm.max_in_flight),
+        )?,
+        max_retries: judge.max_retries.unwrap_or(llm.max_retries),
+        retry_base: judge
+            .retry_base_ms
+            .map_or(llm.retry_base, Duration::from_millis),
+        // The embedded model fits the verdict into max_tokens (counting a byte a token, the
+        // shortest full verdict is about 420), so a tighter budget gives shorter reasons.
+        max_tokens: judge.max_tokens.unwrap_or(match judge_backend {
+            Backend::Embedded => 560,
+            Backend::Openai => 700,
+        }),
+        temperature: temperature("judge.temperature", judge.temperature.unwrap_or(0.0))?,
+        // As set for the judge, else as set for the debaters, else by its own backend.
+        brief_prompts: judge
+            .brief_prompts
+            .or(brief_set_for_debaters)
+            .unwrap_or(judge_backend == Backend::Embedded),
+    })
+}
+
+/// Both roles' endpoints: the openai backend needs one, and it must be an http(s) URL.
+fn check_base_urls(llm: &LlmConfig, judge: &LlmConfig) -> Result<(), ConfigError> {
+    for (key, role) in [("llm.base_url", llm), ("judge.base_url", judge)] {
+        match (&role.base_url, role.backend) {
+            (None, Backend::Openai) => {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "the openai backend needs a base URL \
+                              (CROSSFIRE_LLM_BASE_URL or [llm] base_url)"
+                        .to_string(),
+                });
+            }
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("`{url}` is not an http:// or https:// URL"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `[embedded]`, the in-process model.
+fn resolve_embedded(embedded: EmbeddedLayer) -> Result<EmbeddedConfig, ConfigError> {
+    let defaults = EmbeddedConfig::default();
+    Ok(EmbeddedConfig {
+        model_path: embedded.model_path.unwrap_or(defaults.model_path),
+        threads: at_least_one(
+            "embedded.threads",
+            embedded.threads.unwrap_or(defaults.threads),
+        )?,
+        max_streams: at_least_one(
+            "embedded.max_streams",
+            embedded.max_streams.unwrap_or(defaults.max_streams),
+        )?,
+        queue: embedded.queue.unwrap_or(defaults.queue),
+    })
+}
+
+/// `[server]`, the HTTP service.
+fn resolve_server(server: ServerLayer) -> Result<ServerConfig, ConfigError> {
+    let defaults = ServerConfig::default();
+    Ok(ServerConfig {
+        addr: server.addr.unwrap_or(defaults.addr),
+        database_url: server.database_url.unwrap_or(defaults.database_url),
+        debates_per_day: server.debates_per_day.unwrap_or(defaults.debates_per_day),
+        perspectives_per_day: server
+            .perspectives_per_day
+            .unwrap_or(defaults.perspectives_per_day),
+        cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
+        watch_files: server.watch_files.unwrap_or(defaults.watch_files),
+        instance: server.instance.or(defaults.instance),
+        run_lease: match server.run_lease_s {
+            Some(s) => Duration::from_secs(at_least_one("server.run_lease_s", s)? as u64),
+            None => defaults.run_lease,
+        },
+    })
+}
+
+/// `[paths]` and `[limits] story_max_bytes`: where the library's files are, and how large a
+/// story may be.
+fn resolve_library(
+    paths: PathsLayer,
+    story_max_bytes: Option<usize>,
+) -> Result<Library, ConfigError> {
+    Ok(Library {
+        personas_dir: paths.personas_dir.unwrap_or_else(|| "personas".into()),
+        prompts_dir: paths.prompts_dir.unwrap_or_else(|| "prompts".into()),
+        stories_dir: paths.stories_dir.unwrap_or_else(|| "stories".into()),
+        story_max_bytes: at_least_one(
+            "limits.story_max_bytes",
+            story_max_bytes.unwrap_or(crossfire_engine::story::DEFAULT_MAX_BYTES),
+        )?,
+    })
 }
 
 fn positive_seconds(key: &'static str, seconds: f64) -> Result<f64, ConfigError> {
