@@ -11,7 +11,8 @@ use crossfire_engine::config::Library;
 use crossfire_server::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::http::{App, databases, debate_body, temp_db};
+use support::database::{databases, temp_db};
+use support::http::{App, debate_body};
 use support::{FakeLlm, FakeOptions, Fault, Target};
 use tokio::sync::oneshot;
 
