@@ -1,6 +1,7 @@
 // A reader's session on Crossfire's pages, in Debian's Chromium through playwright-core.
-// Run by tests/browser.rs against a real `crossfire serve` and the fake model; every check
-// throws on failure, so the process exits non-zero and the Rust test fails with the message.
+// Run by tests/integration/browser.rs against a real `crossfire serve` and the fake model;
+// every check throws on failure, so the process exits non-zero and the Rust test fails with
+// the message.
 import { chromium } from "playwright-core";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crossfire_testkit::http::{App, temp_db};
+use crossfire_testkit::database::temp_db;
+use crossfire_testkit::http::App;
 use crossfire_testkit::process::Instance;
 use crossfire_testkit::{FakeLlm, FakeOptions, Fault, Target, repo};
 

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use crossfire_engine::transcript::{ErrorCode, Status};
-use crossfire_testkit::http::{
-    App, debate_body, fresh_postgres_database, postgres_admin_url, temp_db,
-};
+use crossfire_testkit::database::{fresh_postgres_database, postgres_admin_url, temp_db};
+use crossfire_testkit::http::{App, debate_body};
 use crossfire_testkit::process::Instance;
 use crossfire_testkit::{FakeLlm, FakeOptions};
 use reqwest::StatusCode;
