@@ -136,7 +136,3 @@ pub fn debate_body() -> Value {
     json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan",
            "motion": "Is Pyongyang winning more than it is losing?"})
 }
-
-// Until every test imports them from `database`.
-#[cfg(feature = "database")]
-pub use crate::database::{databases, temp_db};
