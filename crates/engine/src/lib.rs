@@ -26,6 +26,7 @@ pub mod persona;
 pub mod perspective;
 pub mod probe;
 pub mod prompts;
+pub mod screen;
 mod speech;
 pub mod story;
 pub mod transcript;

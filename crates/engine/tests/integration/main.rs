@@ -9,4 +9,5 @@ mod debate;
 mod files;
 mod fuzz;
 mod probe;
+mod screening;
 mod sse;

@@ -1,0 +1,291 @@
+//! Running a policy's rules over a text: which categories' rules find something in it.
+
+use super::Stage;
+use super::normalize::{Word, squeeze, words};
+use super::policy::{Applies, Category, Pattern, Policy, Rule, Term};
+
+/// A rule that found something.
+#[derive(Debug, Clone, Copy)]
+pub struct Finding<'p> {
+    pub category: &'p Category,
+    /// The rule's name: for editors and logs, never for readers.
+    pub rule: &'p str,
+}
+
+/// Where a list's term occurs: words `start..end`.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    start: usize,
+    end: usize,
+    quoted: bool,
+    negated: bool,
+}
+
+/// Words that turn what follows them around.
+const NEGATIONS: &[&str] = &[
+    "not", "no", "never", "nor", "neither", "cannot", "without", "dont", "doesnt", "didnt", "isnt",
+    "arent", "wasnt", "werent", "cant", "wont", "shouldnt", "nobody", "none",
+];
+
+/// How many words before a term a negation reaches.
+const NEGATION_REACH: usize = 3;
+
+impl Policy {
+    /// What the rules for `stage` find in `text`, a finding per category at most.
+    pub fn screen(&self, text: &str, stage: Stage) -> Vec<Finding<'_>> {
+        let mut words = self.split_run_together(words(text));
+        // Text that is all one quotation is said, not mentioned.
+        if words.iter().all(|w| w.quoted) {
+            for word in &mut words {
+                word.quoted = false;
+            }
+        }
+        let mut found: Vec<Option<Vec<Occurrence>>> = vec![None; self.lists.len()];
+        let mut occurrences = |list: usize| -> Vec<Occurrence> {
+            found[list]
+                .get_or_insert_with(|| occurrences_of(&self.lists[list], &words))
+                .clone()
+        };
+        let mut findings = Vec::new();
+        for category in &self.categories {
+            let hit = category.rules.iter().find(|rule| {
+                let applies = matches!(
+                    (rule.applies, stage),
+                    (Applies::Both, _)
+                        | (Applies::Motion, Stage::Motion)
+                        | (Applies::Output, Stage::Output)
+                );
+                applies && fires(rule, &mut occurrences)
+            });
+            if let Some(rule) = hit {
+                findings.push(Finding {
+                    category,
+                    rule: &rule.name,
+                });
+            }
+        }
+        findings
+    }
+
+    /// Words written without spaces between them (`muslimsarevermin`), split where every
+    /// piece is a word the policy names.
+    fn split_run_together(&self, words: Vec<Word>) -> Vec<Word> {
+        let mut out = Vec::with_capacity(words.len());
+        for word in words {
+            let pieces = match word.text.len() >= 10 && !self.dictionary.contains(&word.text) {
+                true => self.word_break(&word.text),
+                false => None,
+            };
+            match pieces {
+                Some(pieces) => out.extend(pieces.into_iter().map(|text| Word {
+                    text,
+                    quoted: word.quoted,
+                    number: false,
+                })),
+                None => out.push(word),
+            }
+        }
+        out
+    }
+
+    /// `text` as two or more words of the dictionary, if it is that.
+    fn word_break(&self, text: &str) -> Option<Vec<String>> {
+        let bytes = text.len();
+        // best[i]: where the last word of a split of text[..i] starts.
+        let mut best: Vec<Option<usize>> = vec![None; bytes + 1];
+        best[0] = Some(0);
+        for end in 1..=bytes {
+            if !text.is_char_boundary(end) {
+                continue;
+            }
+            // The longest word that ends here, so `yourself` is not `your self`.
+            for start in 0..end {
+                if best[start].is_none() || !text.is_char_boundary(start) {
+                    continue;
+                }
+                let piece = &text[start..end];
+                let known = self.dictionary.contains(piece)
+                    || piece
+                        .strip_suffix('s')
+                        .is_some_and(|p| self.dictionary.contains(p));
+                if known && (piece.len() > 1 || piece == "a" || piece == "i") {
+                    best[end] = Some(start);
+                    break;
+                }
+            }
+        }
+        best[bytes]?;
+        let mut pieces = Vec::new();
+        let mut end = bytes;
+        while end > 0 {
+            let start = best[end]?;
+            pieces.push(squeeze(&text[start..end]));
+            end = start;
+        }
+        pieces.reverse();
+        (pieces.len() >= 2).then_some(pieces)
+    }
+}
+
+/// Whether `rule` fires, given the occurrences of its lists.
+fn fires(rule: &Rule, occurrences: &mut impl FnMut(usize) -> Vec<Occurrence>) -> bool {
+    if rule
+        .unless
+        .iter()
+        .any(|&list| !occurrences(list).is_empty())
+    {
+        return false;
+    }
+    let said = |o: &Occurrence| !o.quoted;
+    if rule
+        .also
+        .iter()
+        .any(|&list| !occurrences(list).iter().any(said))
+    {
+        return false;
+    }
+    // The first list names who or what; a negation before any other list's term turns the
+    // statement around ("immigrants are not vermin").
+    let candidates: Vec<Vec<Occurrence>> = rule
+        .all
+        .iter()
+        .enumerate()
+        .map(|(i, &list)| {
+            occurrences(list)
+                .into_iter()
+                .filter(|o| said(o) && (i == 0 || rule.negated || !o.negated))
+                .collect()
+        })
+        .collect();
+    if candidates.iter().any(Vec::is_empty) {
+        return false;
+    }
+    within_reach(&candidates, 0, None, usize::MAX, 0, rule)
+}
+
+/// Whether one occurrence of each remaining list (from `index`) fits the rule's window
+/// together with those chosen so far (spanning `first..last`).
+fn within_reach(
+    candidates: &[Vec<Occurrence>],
+    index: usize,
+    previous: Option<Occurrence>,
+    first: usize,
+    last: usize,
+    rule: &Rule,
+) -> bool {
+    let Some(options) = candidates.get(index) else {
+        return true;
+    };
+    options.iter().any(|o| {
+        if rule.ordered && previous.is_some_and(|p| o.start < p.end) {
+            return false;
+        }
+        let (first, last) = (first.min(o.start), last.max(o.end));
+        last - first <= rule.within + 1
+            && within_reach(candidates, index + 1, Some(*o), first, last, rule)
+    })
+}
+
+/// Every place a term of `list` occurs in `words`.
+fn occurrences_of(list: &[Term], words: &[Word]) -> Vec<Occurrence> {
+    let mut found = Vec::new();
+    for start in 0..words.len() {
+        for term in list {
+            let end = start + term.len();
+            let Some(span) = words.get(start..end) else {
+                continue;
+            };
+            if term
+                .iter()
+                .zip(span)
+                .all(|(pattern, word)| matches(pattern, word))
+            {
+                let negated = words[start.saturating_sub(NEGATION_REACH)..start]
+                    .iter()
+                    .any(|w| NEGATIONS.contains(&w.text.as_str()));
+                found.push(Occurrence {
+                    start,
+                    end,
+                    quoted: span.iter().any(|w| w.quoted),
+                    negated,
+                });
+                break;
+            }
+        }
+    }
+    found
+}
+
+fn matches(pattern: &Pattern, word: &Word) -> bool {
+    let text = word.text.as_str();
+    match pattern {
+        Pattern::Number => word.number,
+        Pattern::Any => true,
+        Pattern::Prefix(stem) => {
+            text.starts_with(stem.as_str())
+                || masked(text, stem, true)
+                || slipped_prefix(text, stem)
+        }
+        Pattern::Word(term) => {
+            text == term
+                || text
+                    .strip_prefix(term.as_str())
+                    .is_some_and(|rest| rest == "s" || rest == "es")
+                || (term.ends_with('y') && text.strip_suffix("ies") == term.strip_suffix('y'))
+                || term.strip_suffix('s') == Some(text)
+                || masked(text, term, false)
+                || one_slip(text, term)
+        }
+    }
+}
+
+/// A word with letters masked (`f*ggot`) that otherwise spells `term` (or starts with it).
+fn masked(text: &str, term: &str, prefix: bool) -> bool {
+    if !text.contains('*') {
+        return false;
+    }
+    let (t, w): (Vec<char>, Vec<char>) = (text.chars().collect(), term.chars().collect());
+    let same_length = t.len() == w.len() || (prefix && t.len() > w.len());
+    same_length && w.iter().zip(&t).all(|(a, b)| *b == '*' || a == b)
+        || (!prefix
+            && t.len() == w.len() + 1
+            && t.last() == Some(&'s')
+            && w.iter().zip(&t).all(|(a, b)| *b == '*' || a == b))
+}
+
+/// A word that starts with `stem` but for one slip (`extrminated` for `exterminat*`).
+fn slipped_prefix(text: &str, stem: &str) -> bool {
+    let length = stem.chars().count();
+    (length.saturating_sub(1)..=length + 1).any(|n| {
+        let start: String = text.chars().take(n).collect();
+        start.chars().count() == n && one_slip(&start, stem)
+    })
+}
+
+/// A long word one slip away from `term`: a letter missing, added, changed or two swapped
+/// (`extrminated`). Short words are left alone: too many are one letter from another.
+fn one_slip(text: &str, term: &str) -> bool {
+    const LONG: usize = 8;
+    let (a, b): (Vec<char>, Vec<char>) = (text.chars().collect(), term.chars().collect());
+    if a.len() < LONG || b.len() < LONG || a.len().abs_diff(b.len()) > 1 || word_is_number(&a) {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (rest_a, rest_b) = (a.len() - prefix - suffix, b.len() - prefix - suffix);
+    match (rest_a, rest_b) {
+        (0, 0) => true,
+        (1, 0) | (0, 1) | (1, 1) => true,
+        (2, 2) => a[prefix] == b[prefix + 1] && a[prefix + 1] == b[prefix],
+        _ => false,
+    }
+}
+
+fn word_is_number(chars: &[char]) -> bool {
+    chars.iter().any(char::is_ascii_digit)
+}
