@@ -9,12 +9,15 @@
 //! appears, and name the frames that defuse them: history, policy, counter-speech, quotation,
 //! negation. Text is folded first ([`normalize`]), so disguised spellings read plainly.
 
+pub mod endpoint;
 mod matcher;
 pub mod normalize;
 mod policy;
+mod screener;
 
 pub use matcher::Finding;
 pub use policy::{Action, Applies, Category, Policy};
+pub use screener::{Refusal, ScreenError, ScreenObserver, Screener, Verdict};
 
 /// Whose text is screened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -134,8 +134,11 @@ const DEFAULT_WITHIN: usize = 12;
 
 /// Words the dictionary also holds, so that run-together text splits at them.
 const GLUE: &[&str] = &[
-    "a", "all", "an", "and", "are", "be", "do", "go", "i", "is", "it", "me", "my", "of", "on",
-    "our", "so", "the", "them", "they", "to", "we", "you", "your",
+    "a", "all", "an", "and", "are", "at", "be", "by", "do", "for", "from", "go", "has", "have",
+    "he", "her", "here", "him", "his", "i", "if", "in", "is", "it", "just", "me", "my", "no",
+    "not", "now", "of", "on", "our", "out", "she", "so", "that", "the", "their", "them", "then",
+    "there", "these", "they", "this", "those", "to", "up", "us", "was", "we", "were", "who",
+    "will", "with", "you", "your",
 ];
 
 impl Policy {
@@ -200,7 +203,7 @@ impl Policy {
                     match compile_term(term) {
                         Ok(t) => {
                             for pattern in &t {
-                                if let Pattern::Word(w) = pattern {
+                                if let Pattern::Word(w) | Pattern::Prefix(w) = pattern {
                                     dictionary.insert(w.clone());
                                 }
                             }

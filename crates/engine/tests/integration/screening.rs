@@ -38,15 +38,17 @@ fn refused(policy: &Policy, text: &str) -> Option<String> {
         .map(|f| format!("{} ({})", f.category.id, f.rule))
 }
 
-#[test]
-fn the_default_policy_refuses_abuse_and_lets_hard_news_through() {
+/// Both rates on a set: (abusive refused, legitimate refused), printing every miss.
+fn rates(file: &str) -> (f64, f64) {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/integration/screening/labelled.toml"),
+            .join("tests/integration/screening")
+            .join(file),
     )
     .unwrap();
     let set: Labelled = toml::from_str(&text).unwrap();
     let policy = policy();
+    println!("== {file}");
     let (mut abusive, mut caught, mut legitimate, mut wrongly) = (0, 0, 0, 0);
     let mut by_category: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut category_right = 0;
@@ -89,14 +91,22 @@ fn the_default_policy_refuses_abuse_and_lets_hard_news_through() {
         100.0 * wrong_rate
     );
     assert!(abusive >= 100 && legitimate >= 100);
-    assert!(
-        caught_rate >= 0.90,
-        "{:.1} % of abusive motions refused",
-        100.0 * caught_rate
-    );
-    assert!(
-        wrong_rate <= 0.02,
-        "{:.1} % of legitimate motions refused",
-        100.0 * wrong_rate
-    );
+    (caught_rate, wrong_rate)
+}
+
+#[test]
+fn the_default_policy_refuses_abuse_and_lets_hard_news_through() {
+    for file in ["labelled.toml", "heldout.toml"] {
+        let (caught, wrong) = rates(file);
+        assert!(
+            caught >= 0.90,
+            "{file}: {:.1} % of abusive motions refused",
+            100.0 * caught
+        );
+        assert!(
+            wrong <= 0.02,
+            "{file}: {:.1} % of legitimate motions refused",
+            100.0 * wrong
+        );
+    }
 }
