@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crossfire_engine::event::EventSink;
 use crossfire_engine::transcript::new_id;
 
-use super::{engine, finish, load_persona, load_story, runtime};
+use super::{engine, finish, load_persona, load_story, runtime, screen_motion};
 use crate::cli::DebateArgs;
 use crate::config::Config;
 use crate::terminal;
@@ -29,6 +29,9 @@ async fn run_debate(config: &Config, args: &DebateArgs, json: bool) -> Result<Ex
     let b = load_persona(config, &args.b)?;
     let engine = engine(config)?;
     let motion = engine.check_debate(&story, &a, &b, args.motion.as_deref())?;
+    if args.motion.is_some() {
+        screen_motion(&engine, &motion).await?;
+    }
     let transcript = if json {
         engine
             .run_debate(new_id(), &story, &a, &b, &motion, &EventSink::discard())

@@ -20,6 +20,7 @@ use crossfire_engine::calibrate;
 use crossfire_engine::debate::{Engine, Settings};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::Prompts;
+use crossfire_engine::screen::{Policy, Screener, Verdict};
 use crossfire_engine::story::Story;
 use crossfire_engine::transcript::Status;
 
@@ -49,13 +50,18 @@ fn load_persona(config: &Config, id: &str) -> Result<Persona> {
 /// The engine with the configured prompts, debaters' and judge's models, and settings.
 fn engine(config: &Config) -> Result<Engine> {
     let prompts = Prompts::load(&config.library.prompts_dir)?;
+    let policy = Policy::load_dir(&config.library.policy_dir).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the screening policy has problems: {}", lines.join("; "))
+    })?;
     let models = backends::models(config)?;
     let mut engine = Engine::new(
         Arc::new(prompts),
         models.debater,
         models.judge,
         settings(config),
-    );
+    )
+    .with_screener(Screener::new(Arc::new(policy)));
     // The likelihood judge reads how much a speech is about its story against the others.
     engine.stories = Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)
         .map(|loaded| loaded.into_iter().filter_map(Result::ok).collect())
@@ -65,6 +71,17 @@ fn engine(config: &Config) -> Result<Engine> {
     engine.judge_accuracy =
         calibrate::last(&calibration_dir(), engine.judge.name(), method).map(|c| c.accuracy);
     Ok(engine)
+}
+
+/// A reader's motion screened: a refused one ends the command before anything runs, with
+/// one line naming the category.
+async fn screen_motion(engine: &Engine, motion: &str) -> Result<()> {
+    match engine.screen_motion(motion).await? {
+        Verdict::Refused(refusal) => {
+            bail!("motion refused ({}): {}", refusal.category, refusal.message)
+        }
+        Verdict::Flagged { .. } | Verdict::Allowed => Ok(()),
+    }
 }
 
 /// Where judges' calibrations are kept.

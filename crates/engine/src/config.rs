@@ -83,12 +83,15 @@ pub struct LlmConfig {
     pub brief_prompts: bool,
 }
 
-/// Where the editors' files live, and how large a story file may be.
+/// Where the editors' files live (stories, personas, templates, the screening policy), and how
+/// large a story file may be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Library {
     pub personas_dir: PathBuf,
     pub prompts_dir: PathBuf,
     pub stories_dir: PathBuf,
+    /// The screening policy's files (`policy/*.toml`).
+    pub policy_dir: PathBuf,
     pub story_max_bytes: usize,
 }
 

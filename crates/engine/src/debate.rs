@@ -14,6 +14,7 @@ use crate::llm::{ChatRequest, FinishReason, LanguageModel, LlmError, Message, Us
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
+use crate::screen::{ScreenError, Screener, Stage, Verdict};
 use crate::speech::SpeechSink;
 use crate::story::Story;
 use crate::transcript::{
@@ -126,6 +127,8 @@ pub struct Engine {
     pub judge_accuracy: Option<f64>,
     pub judge_method: JudgeMethod,
     likelihoods: Arc<likelihood::Memo>,
+    /// What every motion and every sentence a model writes is screened against.
+    pub screener: Screener,
     /// The library's stories: the likelihood judge reads whether a speech is about its own
     /// story by how much likelier it is there than under the others.
     pub stories: Arc<[Story]>,
@@ -180,9 +183,21 @@ impl Engine {
             judge_accuracy: None,
             judge_method: JudgeMethod::Auto,
             likelihoods: Arc::default(),
+            screener: Screener::default(),
             stories: Arc::new([]),
             seed: None,
         }
+    }
+
+    /// The same engine screening with `screener`.
+    pub fn with_screener(mut self, screener: Screener) -> Engine {
+        self.screener = screener;
+        self
+    }
+
+    /// A reader's motion, screened: refused, or let through (perhaps flagged for editors).
+    pub async fn screen_motion(&self, motion: &str) -> Result<Verdict, ScreenError> {
+        self.screener.screen_one(motion, Stage::Motion).await
     }
 
     /// The same engine (models, settings and what it learnt of its endpoints) with another
@@ -213,6 +228,7 @@ impl Engine {
             judge_accuracy: self.judge_accuracy,
             judge_method: self.judge_method,
             likelihoods: self.likelihoods.clone(),
+            screener: self.screener.clone(),
             stories: self.stories.clone(),
             seed: self.seed,
         }

@@ -13,6 +13,10 @@ use serde::de::DeserializeOwned;
 use crate::store::StoreError;
 use crossfire_engine::debate::RequestError;
 use crossfire_engine::motion::MotionError;
+use crossfire_engine::screen::ScreenError;
+
+/// When to try a motion again while the moderation endpoint does not answer.
+const MODERATION_RETRY_S: u64 = 30;
 
 /// The shape of every error body: `{"error": {"code", "message"}}`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -24,6 +28,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// For `motion_refused`: the policy category (`hate`, `self_harm`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// The `code` of an error body: what a client can branch on.
@@ -42,6 +49,11 @@ pub enum ErrorCode {
     Conflict,
     TooManyRequests,
     Unavailable,
+    /// The motion breaks the screening policy (422).
+    MotionRefused,
+    /// The moderation endpoint does not answer and the deployment refuses what it cannot
+    /// screen (503, with `Retry-After`).
+    ModerationUnavailable,
     Internal,
 }
 
@@ -77,6 +89,12 @@ pub enum ApiError {
     /// A dependency does not answer; the detail is logged, not sent.
     #[error("the service is unavailable")]
     Unavailable(String),
+    /// The screening policy refuses the motion: the category's message, never the rule.
+    #[error("{message}")]
+    MotionRefused { category: String, message: String },
+    /// The moderation endpoint does not answer; the detail is logged, not sent.
+    #[error("motions cannot be checked right now: try again in a minute")]
+    ModerationUnavailable(String),
     /// Anything else; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -93,7 +111,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::ModerationUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::MotionRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,6 +131,8 @@ impl ApiError {
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::TooMany { .. } => ErrorCode::TooManyRequests,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::MotionRefused { .. } => ErrorCode::MotionRefused,
+            ApiError::ModerationUnavailable(_) => ErrorCode::ModerationUnavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -120,6 +143,10 @@ impl ApiError {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),
+                category: match self {
+                    ApiError::MotionRefused { category, .. } => Some(category.clone()),
+                    _ => None,
+                },
             },
         }
     }
@@ -130,13 +157,21 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(detail) => tracing::error!("{detail}"),
             ApiError::Unavailable(detail) => tracing::warn!("unavailable: {detail}"),
+            ApiError::ModerationUnavailable(detail) => {
+                tracing::warn!("moderation unavailable: {detail}")
+            }
             _ => {}
         }
         let mut response = (self.status_code(), axum::Json(self.body())).into_response();
-        if let ApiError::TooMany { retry_after, .. } = self {
+        let retry_after = match self {
+            ApiError::TooMany { retry_after, .. } => Some(retry_after),
+            ApiError::ModerationUnavailable(_) => Some(MODERATION_RETRY_S),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -174,6 +209,12 @@ impl From<RequestError> for ApiError {
             RequestError::LivingPersona(_) => ApiError::Forbidden(e.to_string()),
             _ => ApiError::Invalid(e.to_string()),
         }
+    }
+}
+
+impl From<ScreenError> for ApiError {
+    fn from(e: ScreenError) -> ApiError {
+        ApiError::ModerationUnavailable(e.to_string())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod state;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -29,6 +30,7 @@ use crate::library::Catalog;
 use crate::store::Store;
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
+use crossfire_engine::screen::Policy;
 
 pub use http::router;
 pub use state::AppState;
@@ -45,6 +47,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Catalog(String),
+    #[error("the screening policy has problems:\n{0}")]
+    Policy(String),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -56,6 +60,13 @@ pub async fn prepare(
     library: Library,
     engine: Engine,
 ) -> Result<AppState, ServeError> {
+    // A policy with a problem would leave something unscreened: the service does not start.
+    let policy = Policy::load_dir(&library.policy_dir).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        ServeError::Policy(lines.join("\n"))
+    })?;
+    let screener = engine.screener.with_policy(Arc::new(policy));
+    let engine = engine.with_screener(screener);
     let store = Store::connect(&config.database_url).await?;
     let catalog = Catalog::load(&library).map_err(ServeError::Catalog)?;
     for problem in &catalog.problems {

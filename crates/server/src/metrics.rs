@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use crossfire_engine::llm::{
     ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, TokenSink,
 };
+use crossfire_engine::screen::{ScreenObserver, Stage, Verdict};
 
 /// Latency buckets, in seconds: from a fast HTTP answer to a long model call.
 const BUCKETS: [f64; 14] = [
@@ -66,6 +67,8 @@ pub struct Metrics {
     streams: AtomicI64,
     resumed: AtomicU64,
     interrupted_at_take_over: AtomicU64,
+    /// Screened texts by stage, verdict and category (empty when allowed).
+    moderation: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,6 +111,18 @@ impl Metrics {
         self.resumed.fetch_add(resumed as u64, Ordering::Relaxed);
         self.interrupted_at_take_over
             .fetch_add(interrupted as u64, Ordering::Relaxed);
+    }
+
+    /// A text screened.
+    pub fn screened(&self, stage: Stage, verdict: &Verdict) {
+        let (label, category) = match verdict {
+            Verdict::Allowed => ("allowed", String::new()),
+            Verdict::Flagged { category, .. } => ("flagged", category.clone()),
+            Verdict::Refused(refusal) => ("refused", refusal.category.clone()),
+        };
+        *lock(&self.moderation)
+            .entry((stage.as_str(), label, category))
+            .or_default() += 1;
     }
 
     /// An SSE stream opened (+1) or closed (-1).
@@ -166,6 +181,13 @@ impl Metrics {
             "crossfire_streams_open {}",
             self.streams.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP crossfire_moderation_total Texts screened, by stage (motion or output), verdict and category.\n# TYPE crossfire_moderation_total counter\n");
+        for ((stage, verdict, category), n) in lock(&self.moderation).iter() {
+            let _ = writeln!(
+                out,
+                "crossfire_moderation_total{{stage=\"{stage}\",verdict=\"{verdict}\",category=\"{category}\"}} {n}"
+            );
+        }
         out.push_str("# HELP crossfire_runs_taken_over_total Runs a stopped instance left unfinished, taken over here: resumed, or ended as interrupted.\n# TYPE crossfire_runs_taken_over_total counter\n");
         for (outcome, n) in [
             ("resumed", &self.resumed),
@@ -322,5 +344,14 @@ pub fn render_fairness(out: &mut String, f: &crossfire_engine::fairness::Fairnes
                 p.id, p.win_rate
             );
         }
+    }
+}
+
+/// Screening's verdicts, counted.
+pub struct ScreenCounter(pub Arc<Metrics>);
+
+impl ScreenObserver for ScreenCounter {
+    fn screened(&self, stage: Stage, verdict: &Verdict) {
+        self.0.screened(stage, verdict);
     }
 }

@@ -11,7 +11,7 @@ use crate::config::ServerConfig;
 use crate::library::{Catalog, Live, LiveSet};
 use crate::limits::LoginLimiter;
 use crate::live::Hub;
-use crate::metrics::{Metered, Metrics};
+use crate::metrics::{Metered, Metrics, ScreenCounter};
 use crate::store::{Claim, Store, now_ms};
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
@@ -52,6 +52,10 @@ impl AppState {
             Metered::wrap(engine.debater.clone(), "debater", metrics.clone()),
             Metered::wrap(engine.judge.clone(), "judge", metrics.clone()),
         );
+        let screener = engine
+            .screener
+            .observed(Arc::new(ScreenCounter(metrics.clone())));
+        let engine = engine.with_screener(screener);
         let instance = config
             .instance
             .clone()

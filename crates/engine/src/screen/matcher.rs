@@ -79,6 +79,7 @@ impl Policy {
             match pieces {
                 Some(pieces) => out.extend(pieces.into_iter().map(|text| Word {
                     text,
+                    stretched: word.stretched,
                     quoted: word.quoted,
                     number: false,
                 })),
@@ -105,9 +106,11 @@ impl Policy {
                 }
                 let piece = &text[start..end];
                 let known = self.dictionary.contains(piece)
-                    || piece
-                        .strip_suffix('s')
-                        .is_some_and(|p| self.dictionary.contains(p));
+                    || ["s", "es", "ed", "d", "ing"].iter().any(|ending| {
+                        piece
+                            .strip_suffix(ending)
+                            .is_some_and(|p| self.dictionary.contains(p))
+                    });
                 if known && (piece.len() > 1 || piece == "a" || piece == "i") {
                     best[end] = Some(start);
                     break;
@@ -119,7 +122,7 @@ impl Policy {
         let mut end = bytes;
         while end > 0 {
             let start = best[end]?;
-            pieces.push(squeeze(&text[start..end]));
+            pieces.push(text[start..end].to_string());
             end = start;
         }
         pieces.reverse();
@@ -223,11 +226,13 @@ fn matches(pattern: &Pattern, word: &Word) -> bool {
         Pattern::Any => true,
         Pattern::Prefix(stem) => {
             text.starts_with(stem.as_str())
+                || (word.stretched && squeeze(text).starts_with(&squeeze(stem)))
                 || masked(text, stem, true)
                 || slipped_prefix(text, stem)
         }
         Pattern::Word(term) => {
             text == term
+                || (word.stretched && squeeze(text) == squeeze(term))
                 || text
                     .strip_prefix(term.as_str())
                     .is_some_and(|rest| rest == "s" || rest == "es")
@@ -253,9 +258,16 @@ fn masked(text: &str, term: &str, prefix: bool) -> bool {
             && w.iter().zip(&t).all(|(a, b)| *b == '*' || a == b))
 }
 
+/// Words shorter than this are left alone by the one-slip match: too many are one letter
+/// from another (`nigeria`).
+const LONG: usize = 8;
+
 /// A word that starts with `stem` but for one slip (`extrminated` for `exterminat*`).
 fn slipped_prefix(text: &str, stem: &str) -> bool {
     let length = stem.chars().count();
+    if length < LONG {
+        return false;
+    }
     (length.saturating_sub(1)..=length + 1).any(|n| {
         let start: String = text.chars().take(n).collect();
         start.chars().count() == n && one_slip(&start, stem)
@@ -265,7 +277,6 @@ fn slipped_prefix(text: &str, stem: &str) -> bool {
 /// A long word one slip away from `term`: a letter missing, added, changed or two swapped
 /// (`extrminated`). Short words are left alone: too many are one letter from another.
 fn one_slip(text: &str, term: &str) -> bool {
-    const LONG: usize = 8;
     let (a, b): (Vec<char>, Vec<char>) = (text.chars().collect(), term.chars().collect());
     if a.len() < LONG || b.len() < LONG || a.len().abs_diff(b.len()) > 1 || word_is_number(&a) {
         return false;

@@ -15,8 +15,10 @@ use unicode_normalization::char::is_combining_mark;
 /// One word of a text, as the rules compare it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
-    /// Folded and squeezed (see [`fold_word`]).
+    /// Folded (see [`fold_word`]).
     pub text: String,
+    /// Written with a letter stretched (`verrrmin`): compared with repeated letters squeezed.
+    pub stretched: bool,
     /// Inside quotation marks: mentioned, not used.
     pub quoted: bool,
     /// Written in digits only (`12`, `1945`).
@@ -97,7 +99,7 @@ fn fold_chars(text: &str) -> String {
 }
 
 /// A word's own spelling, folded: symbols read as letters where the word mixes them with
-/// letters, other punctuation dropped, repeated letters squeezed.
+/// letters, other punctuation dropped, a letter written three or more times in a row once.
 pub fn fold_word(raw: &str) -> String {
     let has_letter = raw.chars().any(char::is_alphabetic);
     let mut out = String::with_capacity(raw.len());
@@ -111,11 +113,35 @@ pub fn fold_word(raw: &str) -> String {
             out.push('*');
         }
     }
-    squeeze(&out)
+    unstretch(&out)
 }
 
-/// Runs of one letter as a single letter: `verrrmin` and `vermin`, `immigrants` and
-/// `imigrants` compare equal.
+/// A letter written three or more times in a row, once (`verrrmin`); doubled letters stay, so
+/// `Niger` and a slur it resembles stay apart.
+fn unstretch(word: &str) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = String::with_capacity(word.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..].iter().take_while(|c| **c == chars[i]).count();
+        let keep = if run >= 3 && !chars[i].is_ascii_digit() {
+            1
+        } else {
+            run
+        };
+        out.extend(std::iter::repeat_n(chars[i], keep));
+        i += run;
+    }
+    out
+}
+
+/// Whether a word as written stretches a letter (three or more in a row).
+fn stretched(raw: &str) -> bool {
+    let chars: Vec<char> = raw.chars().filter(|c| c.is_alphabetic()).collect();
+    chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2])
+}
+
+/// Runs of one letter as a single letter: how a stretched word (`killll`) is compared.
 pub fn squeeze(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     let mut last = None;
@@ -156,6 +182,7 @@ pub fn words(text: &str) -> Vec<Word> {
         if !text.is_empty() {
             let number = text.chars().all(|c| c.is_ascii_digit());
             words.push(Word {
+                stretched: stretched(token),
                 text,
                 quoted,
                 number,
@@ -177,7 +204,8 @@ fn join_single_letters(words: Vec<Word>) -> Vec<Word> {
         if run.len() >= 3 {
             let joined: String = run.iter().map(|w| w.text.as_str()).collect();
             out.push(Word {
-                text: squeeze(&joined),
+                text: unstretch(&joined),
+                stretched: stretched(&joined),
                 quoted: run.iter().any(|w| w.quoted),
                 number: false,
             });
@@ -245,6 +273,10 @@ mod tests {
             .map(|w| w.text.as_str())
             .collect();
         assert_eq!(quoted, ["vermin", "rats"]);
+        let plain = words("Niger nigger immigrants killll");
+        let texts: Vec<&str> = plain.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["niger", "nigger", "immigrants", "kil"]);
+        assert!(!plain[0].stretched && plain[3].stretched);
         let plural = words("the migrants' tents are vermin");
         assert!(plural.iter().all(|w| !w.quoted), "{plural:?}");
     }

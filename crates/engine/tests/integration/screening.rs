@@ -96,7 +96,7 @@ fn rates(file: &str) -> (f64, f64) {
 
 #[test]
 fn the_default_policy_refuses_abuse_and_lets_hard_news_through() {
-    for file in ["labelled.toml", "heldout.toml"] {
+    for file in ["labelled.toml", "heldout.toml", "final.toml"] {
         let (caught, wrong) = rates(file);
         assert!(
             caught >= 0.90,

@@ -14,6 +14,7 @@ use super::auth::CurrentUser;
 use super::sharing;
 use super::votes::{self, VoteTally};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::runs::screening::screen_motion;
 use crate::runs::{self, Accepted, Launch, RunSpec, readable, record_of, stream};
 use crate::state::AppState;
 use crate::store::RunKind;
@@ -73,7 +74,7 @@ pub struct DebateBody {
 
 /// `POST /api/debates`: 202 at once; the debate runs in the background.
 #[utoipa::path(post, path = "/api/debates", tag = "debates", request_body = NewDebate, security(("bearer" = [])),
-    responses((status = 202, description = "Accepted: the debate runs in the background", body = Accepted), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: the debate runs in the background", body = Accepted), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion, or a motion the screening policy refuses (`motion_refused`, with its `category`)", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody), (status = 503, description = "The moderation endpoint does not answer (`moderation_unavailable`, Retry-After)", body = ErrorBody)))]
 pub async fn create_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -87,6 +88,10 @@ pub async fn create_debate(
     let motion = set
         .engine
         .check_debate(&story, &a, &b, body.motion.as_deref())?;
+    // The story's own motion is the editors'; a reader's is screened.
+    if body.motion.is_some() {
+        screen_motion(&set.engine, &motion, user.id).await?;
+    }
     let launch = Launch {
         spec: RunSpec::Debate {
             story,

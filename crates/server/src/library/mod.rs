@@ -20,6 +20,7 @@ pub use catalog::Catalog;
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
 use crossfire_engine::prompts::Prompts;
+use crossfire_engine::screen::Policy;
 pub use problem::LintProblem;
 
 /// How long the files must be still before a change is read: an editor's save is often
@@ -56,7 +57,7 @@ impl LiveSet {
     fn new(catalog: Catalog, mut engine: Engine) -> LiveSet {
         engine.stories = catalog.stories.values().cloned().collect();
         LiveSet {
-            version: version_of(&catalog, &engine.prompts),
+            version: version_of(&catalog, &engine.prompts, engine.screener.policy()),
             catalog,
             engine: Arc::new(engine),
             loaded_at: crossfire_engine::transcript::now_rfc3339(),
@@ -101,17 +102,26 @@ impl Live {
         let outcome = match (
             Catalog::load(&self.paths),
             Prompts::load(&self.paths.prompts_dir),
+            Policy::load_dir(&self.paths.policy_dir),
         ) {
-            (Err(e), _) => Err(problems_of(e)),
-            (_, Err(e)) => Err(problems_of(e.to_string())),
-            (Ok(catalog), Ok(_)) if !catalog.problems.is_empty() => Err(Rejected {
+            (Err(e), _, _) => Err(problems_of(e)),
+            (_, Err(e), _) => Err(problems_of(e.to_string())),
+            (_, _, Err(problems)) => Err(Rejected {
+                at: crossfire_engine::transcript::now_rfc3339(),
+                problems: problems.iter().map(LintProblem::from).collect(),
+            }),
+            (Ok(catalog), _, _) if !catalog.problems.is_empty() => Err(Rejected {
                 at: crossfire_engine::transcript::now_rfc3339(),
                 problems: catalog.problems,
             }),
-            (Ok(catalog), Ok(prompts)) => Ok(Arc::new(LiveSet::new(
-                catalog,
-                old.engine.with_prompts(Arc::new(prompts)),
-            ))),
+            (Ok(catalog), Ok(prompts), Ok(policy)) => {
+                let engine = old.engine.with_prompts(Arc::new(prompts));
+                let screener = engine.screener.with_policy(Arc::new(policy));
+                Ok(Arc::new(LiveSet::new(
+                    catalog,
+                    engine.with_screener(screener),
+                )))
+            }
         };
         match outcome {
             Ok(set) => {
@@ -130,7 +140,7 @@ impl Live {
         }
     }
 
-    /// Watches the three folders and reloads on every settled change, for as long as the
+    /// Watches the four folders and reloads on every settled change, for as long as the
     /// returned watcher lives.
     pub fn watch(self: &Arc<Self>) -> Result<impl Drop + use<>, String> {
         let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<Instant>();
@@ -148,6 +158,7 @@ impl Live {
             &self.paths.personas_dir,
             &self.paths.prompts_dir,
             &self.paths.stories_dir,
+            &self.paths.policy_dir,
         ] {
             debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
@@ -182,8 +193,9 @@ impl Live {
     }
 }
 
-/// The set's version: a hash over its stories', personas' and templates' own versions.
-fn version_of(catalog: &Catalog, prompts: &Prompts) -> String {
+/// The set's version: a hash over its stories', personas', templates' and policy's own
+/// versions.
+fn version_of(catalog: &Catalog, prompts: &Prompts, policy: &Policy) -> String {
     let mut parts: Vec<String> = Vec::new();
     parts.extend(
         catalog
@@ -198,6 +210,7 @@ fn version_of(catalog: &Catalog, prompts: &Prompts) -> String {
             .map(|p| format!("p {} {}", p.id, p.version)),
     );
     parts.push(format!("t {}", prompts.version()));
+    parts.push(format!("r {}", policy.version));
     let hash = crossfire_engine::sha256_hex(parts.join("\n").as_bytes());
     hash.chars().take(16).collect()
 }

@@ -2,13 +2,15 @@
 //! ([`access`]), its stored record ([`record`]), what it executes ([`spec`]), launching it in
 //! its own task ([`launch`]), following its events as SSE ([`stream`]), ending it when
 //! nobody can finish it ([`interrupt`]) and taking it over after a crash ([`recovery`]).
-//! HTTP handlers in [`crate::http`] call these; nothing here knows a route.
+//! A reader's motion is screened first ([`screening`]). HTTP handlers in [`crate::http`]
+//! call these; nothing here knows a route.
 
 pub mod access;
 pub mod interrupt;
 pub mod launch;
 pub mod record;
 pub mod recovery;
+pub mod screening;
 pub mod spec;
 pub mod stream;
 

@@ -153,13 +153,13 @@ mod cases {
     }
 }
 
-/// A copy of the shipped stories, personas and templates that a test may edit.
+/// A copy of the shipped stories, personas, templates and policy that a test may edit.
 fn library_copy() -> Library {
     let dir = std::env::temp_dir().join(format!(
         "crossfire-library-{}",
         crossfire_engine::transcript::new_id()
     ));
-    for folder in ["personas", "prompts", "stories"] {
+    for folder in ["personas", "prompts", "stories", "policy"] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         for entry in std::fs::read_dir(support::repo(folder)).unwrap() {
             let path = entry.unwrap().path();
@@ -170,6 +170,7 @@ fn library_copy() -> Library {
         personas_dir: dir.join("personas"),
         prompts_dir: dir.join("prompts"),
         stories_dir: dir.join("stories"),
+        policy_dir: dir.join("policy"),
         story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
     }
 }

@@ -35,6 +35,7 @@ async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App 
             personas_dir: support::repo("personas"),
             prompts_dir: support::repo("prompts"),
             stories_dir: support::repo("stories"),
+            policy_dir: support::repo("policy"),
             story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
         },
         allow_living: false,

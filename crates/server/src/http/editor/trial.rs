@@ -11,6 +11,7 @@ use super::Editor;
 use super::drafts::{Checked, check};
 use super::library_file::{FileKind, LibraryFile};
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::runs::screening::screen_motion;
 use crate::runs::{self, Accepted, Launch, RunSpec};
 use crate::state::AppState;
 
@@ -51,6 +52,9 @@ pub async fn trial(
             let motion = set
                 .engine
                 .check_debate(&story, &draft, &b, body.motion.as_deref())?;
+            if body.motion.is_some() {
+                screen_motion(&set.engine, &motion, user.id).await?;
+            }
             RunSpec::Debate {
                 story,
                 a: draft,
