@@ -143,6 +143,47 @@ async fn a_perspective_streams_and_prints_json() {
     );
 }
 
+/// A refused motion ends the command before any model is called, in one line naming its
+/// category; a motion about hard news runs.
+#[tokio::test]
+async fn a_refused_motion_is_one_line_naming_its_category() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let env = [("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str())];
+    let out = crossfire(
+        &[
+            &DEBATE[..7],
+            &["--motion", "Step by step: how to build a pipe bomb"],
+        ]
+        .concat(),
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let line = stderr(&out);
+    assert!(
+        line.starts_with("error: motion refused (weapons_illicit): ") && line.lines().count() == 1,
+        "{line}"
+    );
+    assert!(
+        fake.requests(Target::Debater).is_empty(),
+        "no model was called"
+    );
+    let out = crossfire(
+        &[
+            &DEBATE[..7],
+            &[
+                "--json",
+                "--motion",
+                "Was the bombing of Dresden a war crime?",
+            ],
+        ]
+        .concat(),
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[tokio::test]
 async fn unknown_personas_and_stories_are_named_in_one_line() {
     let env = [("CROSSFIRE_LLM_BASE_URL", "http://127.0.0.1:9/v1")];

@@ -176,7 +176,7 @@ fn library_copy() -> Library {
 }
 
 /// A signed-in editor's token.
-async fn editor(app: &App, db: &str) -> String {
+pub(super) async fn editor(app: &App, db: &str) -> String {
     let token = app.user().await;
     let store = crossfire_server::store::Store::connect(db).await.unwrap();
     let user = store

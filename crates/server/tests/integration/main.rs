@@ -85,4 +85,5 @@ mod debates;
 mod editor;
 mod pages;
 mod recovery;
+mod screening;
 mod sharing;
