@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crossfire_embedded::EmbeddedConfig;
 use crossfire_engine::config::{Backend, Library, LlmConfig, Secret};
+use crossfire_engine::screen::endpoint::{
+    DEFAULT_OPENAI_MODEL, DEFAULT_TIMEOUT, ModerationBackend, ModerationConfig, OnError,
+};
 use crossfire_server::config::ServerConfig;
 
 /// Everything Crossfire reads at start-up.
@@ -22,6 +25,9 @@ pub struct Config {
     pub allow_living_personas: bool,
     pub embedded: EmbeddedConfig,
     pub server: ServerConfig,
+    /// The moderation endpoint asked in addition to the policy; `None` when no base URL is
+    /// configured.
+    pub moderation: Option<ModerationConfig>,
 }
 
 /// Why the configuration could not be read.
@@ -108,6 +114,15 @@ section!(ServerLayer {
     run_lease_s: usize,
 });
 
+section!(ModerationLayer {
+    backend: ModerationBackend,
+    base_url: String,
+    model: String,
+    api_key: Secret,
+    timeout_s: f64,
+    on_error: OnError,
+});
+
 section!(LimitsLayer {
     story_max_bytes: usize,
     allow_living_personas: bool,
@@ -129,6 +144,8 @@ struct Layer {
     server: ServerLayer,
     #[serde(default)]
     limits: LimitsLayer,
+    #[serde(default)]
+    moderation: ModerationLayer,
 }
 
 impl Layer {
@@ -139,6 +156,7 @@ impl Layer {
         self.embedded.merge(over.embedded);
         self.server.merge(over.server);
         self.limits.merge(over.limits);
+        self.moderation.merge(over.moderation);
     }
 
     fn from_file(path: &Path) -> Result<Layer, ConfigError> {
@@ -200,7 +218,7 @@ macro_rules! env_value_from_str {
     };
 }
 
-env_value_from_str!(f64, u32, usize, bool, Backend);
+env_value_from_str!(f64, u32, usize, bool, Backend, ModerationBackend);
 
 impl EnvValue for String {
     fn parse_env(raw: &str) -> Result<String, String> {
@@ -253,6 +271,18 @@ const ENV: &[(&str, Setter)] = &[
     ("CROSSFIRE_JUDGE_MODEL", |l, v| set(&mut l.judge.model, v)),
     ("CROSSFIRE_JUDGE_API_KEY", |l, v| {
         set(&mut l.judge.api_key, v)
+    }),
+    ("CROSSFIRE_MODERATION_BACKEND", |l, v| {
+        set(&mut l.moderation.backend, v)
+    }),
+    ("CROSSFIRE_MODERATION_BASE_URL", |l, v| {
+        set(&mut l.moderation.base_url, v)
+    }),
+    ("CROSSFIRE_MODERATION_MODEL", |l, v| {
+        set(&mut l.moderation.model, v)
+    }),
+    ("CROSSFIRE_MODERATION_API_KEY", |l, v| {
+        set(&mut l.moderation.api_key, v)
     }),
     ("CROSSFIRE_PERSONAS_DIR", |l, v| {
         set(&mut l.paths.personas_dir, v)
@@ -334,6 +364,7 @@ impl Config {
             embedded,
             server,
             limits,
+            moderation,
         } = layer;
         let brief_set_for_debaters = llm.brief_prompts;
         let llm = resolve_llm(llm)?;
@@ -342,6 +373,7 @@ impl Config {
         let embedded = resolve_embedded(embedded)?;
         let server = resolve_server(server)?;
         let library = resolve_library(paths, limits.story_max_bytes)?;
+        let moderation = resolve_moderation(moderation)?;
         Ok(Config {
             llm,
             judge,
@@ -349,6 +381,7 @@ impl Config {
             allow_living_personas: limits.allow_living_personas.unwrap_or(false),
             embedded,
             server,
+            moderation,
         })
     }
 }
@@ -506,6 +539,50 @@ fn resolve_library(
     })
 }
 
+/// `[moderation]`, the endpoint asked in addition to the policy: none without a base URL;
+/// the `openai` backend unless another is set, its model `omni-moderation-latest` unless
+/// named; the `guard` backend needs its model named.
+fn resolve_moderation(
+    moderation: ModerationLayer,
+) -> Result<Option<ModerationConfig>, ConfigError> {
+    let Some(base_url) = moderation.base_url else {
+        return Ok(None);
+    };
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            key: "moderation.base_url",
+            message: format!("`{base_url}` is not an http:// or https:// URL"),
+        });
+    }
+    let backend = moderation.backend.unwrap_or_default();
+    let model = match (moderation.model.filter(|m| !m.trim().is_empty()), backend) {
+        (Some(model), _) => model,
+        (None, ModerationBackend::Openai) => DEFAULT_OPENAI_MODEL.to_string(),
+        (None, ModerationBackend::Guard) => {
+            return Err(ConfigError::Invalid {
+                key: "moderation.model",
+                message: "the guard backend needs a model \
+                          (CROSSFIRE_MODERATION_MODEL or [moderation] model)"
+                    .to_string(),
+            });
+        }
+    };
+    let timeout_s = positive_seconds(
+        "moderation.timeout_s",
+        moderation
+            .timeout_s
+            .unwrap_or(DEFAULT_TIMEOUT.as_secs_f64()),
+    )?;
+    Ok(Some(ModerationConfig {
+        backend,
+        base_url,
+        model,
+        api_key: moderation.api_key,
+        timeout: Duration::from_secs_f64(timeout_s),
+        on_error: moderation.on_error.unwrap_or_default(),
+    }))
+}
+
 fn positive_seconds(key: &'static str, seconds: f64) -> Result<f64, ConfigError> {
     if seconds.is_finite() && seconds > 0.0 {
         Ok(seconds)
@@ -648,6 +725,102 @@ mod tests {
     }
 
     #[test]
+    fn no_moderation_endpoint_without_a_base_url() {
+        assert_eq!(load(&[], None).unwrap().moderation, None);
+        let path = file(
+            "moderation-no-url.toml",
+            "[moderation]\nbackend = \"guard\"\n",
+        );
+        assert_eq!(load(&[], Some(&path)).unwrap().moderation, None);
+    }
+
+    #[test]
+    fn a_moderation_url_in_the_environment_selects_openai() {
+        let config = load(
+            &[
+                ("CROSSFIRE_MODERATION_BASE_URL", "https://api.openai.com/v1"),
+                ("CROSSFIRE_MODERATION_API_KEY", "sk-mod"),
+            ],
+            None,
+        )
+        .unwrap();
+        let moderation = config.moderation.unwrap();
+        assert_eq!(moderation.backend, ModerationBackend::Openai);
+        assert_eq!(moderation.base_url, "https://api.openai.com/v1");
+        assert_eq!(moderation.model, "omni-moderation-latest");
+        assert_eq!(moderation.timeout, Duration::from_secs(5));
+        assert_eq!(moderation.on_error, OnError::Refuse);
+        assert_eq!(
+            moderation.api_key.as_ref().map(Secret::expose),
+            Some("sk-mod")
+        );
+        assert_eq!(config.llm.api_key, None, "the key is the endpoint's own");
+    }
+
+    #[test]
+    fn a_guard_moderation_endpoint_from_file_and_environment() {
+        let path = file(
+            "moderation-guard.toml",
+            "[moderation]\nbackend = \"openai\"\nmodel = \"llama-guard3:8b\"\ntimeout_s = 2.5\non_error = \"allow\"\n",
+        );
+        let config = load(
+            &[
+                ("CROSSFIRE_MODERATION_BASE_URL", "http://guard:8000/v1"),
+                ("CROSSFIRE_MODERATION_BACKEND", "guard"),
+            ],
+            Some(&path),
+        )
+        .unwrap();
+        let moderation = config.moderation.unwrap();
+        assert_eq!(
+            moderation.backend,
+            ModerationBackend::Guard,
+            "environment over file"
+        );
+        assert_eq!(moderation.model, "llama-guard3:8b");
+        assert_eq!(moderation.timeout, Duration::from_millis(2500));
+        assert_eq!(moderation.on_error, OnError::Allow);
+        assert_eq!(moderation.api_key, None);
+    }
+
+    #[test]
+    fn a_guard_moderation_endpoint_needs_a_model() {
+        let err = load(
+            &[
+                ("CROSSFIRE_MODERATION_BASE_URL", "http://guard:8000/v1"),
+                ("CROSSFIRE_MODERATION_BACKEND", "guard"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "moderation.model: the guard backend needs a model \
+             (CROSSFIRE_MODERATION_MODEL or [moderation] model)"
+        );
+        let err = load(&[("CROSSFIRE_MODERATION_BACKEND", "llama")], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CROSSFIRE_MODERATION_BACKEND=\"llama\": expected `openai` or `guard`"
+        );
+    }
+
+    #[test]
+    fn the_moderation_key_never_prints() {
+        let config = load(
+            &[
+                ("CROSSFIRE_MODERATION_BASE_URL", "https://api.openai.com/v1"),
+                ("CROSSFIRE_MODERATION_API_KEY", "sk-mod-very-secret"),
+            ],
+            None,
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk-mod-very-secret"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+    }
+
+    #[test]
     fn bad_environment_values_name_the_variable() {
         let err = load(&[("CROSSFIRE_LLM_TIMEOUT_S", "soon")], None).unwrap_err();
         assert!(
@@ -688,6 +861,14 @@ mod tests {
             (
                 "[server]\nrun_lease_s = 0\n",
                 "server.run_lease_s: must be at least 1",
+            ),
+            (
+                "[moderation]\nbase_url = \"localhost:1\"\n",
+                "moderation.base_url: `localhost:1` is not",
+            ),
+            (
+                "[moderation]\nbase_url = \"http://m/v1\"\ntimeout_s = 0\n",
+                "moderation.timeout_s: must be a positive",
             ),
         ];
         for (text, expected) in cases {

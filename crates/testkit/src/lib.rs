@@ -1,15 +1,16 @@
 //! Test support: a fake OpenAI-compatible server (real HTTP on a random port) that streams
 //! with arbitrary chunk splits, comments, a role-only first delta and usage chunks, and can be
-//! told to fail in the ways real servers do; plus helpers to build an engine against it and
-//! to find the repository's shipped files. Helpers for testing the service are behind
-//! features, so crates below it do not build their dependencies: `database` (SQLite and
-//! PostgreSQL test databases) and `service` (an HTTP client of a running service, and the
-//! binary run as a process).
+//! told to fail in the ways real servers do; a fake moderation endpoint ([`moderation`]); plus
+//! helpers to build an engine against the fake server and to find the repository's shipped
+//! files. Helpers for testing the service are behind features, so crates below it do not build
+//! their dependencies: `database` (SQLite and PostgreSQL test databases) and `service` (an HTTP
+//! client of a running service, and the binary run as a process).
 
 #[cfg(feature = "database")]
 pub mod database;
 #[cfg(feature = "service")]
 pub mod http;
+pub mod moderation;
 #[cfg(feature = "service")]
 pub mod process;
 

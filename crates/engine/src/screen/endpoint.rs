@@ -205,9 +205,9 @@ impl OpenAiModeration {
         let results = reply.results.unwrap_or_default();
         if results.len() != texts.len() {
             return Err(self.caller.unavailable(format!(
-                "it answered {} results for {} texts",
-                results.len(),
-                texts.len()
+                "expected {} results (one per text), got {}",
+                texts.len(),
+                results.len()
             )));
         }
         Ok(results.iter().map(openai_verdict).collect())
@@ -496,7 +496,8 @@ fn transport_error(e: reqwest::Error) -> String {
 
 /// `url` without user, password, query or fragment, and without a trailing `/`.
 fn without_credentials(url: &str) -> String {
-    if let Ok(mut parsed) = reqwest::Url::parse(url) {
+    // (`user:pw@host` parses too, as a URL of scheme `user` with no host.)
+    if let Some(mut parsed) = reqwest::Url::parse(url).ok().filter(|u| u.has_host()) {
         let _ = parsed.set_username("");
         let _ = parsed.set_password(None);
         parsed.set_query(None);

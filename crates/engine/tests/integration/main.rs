@@ -8,6 +8,7 @@ mod claims;
 mod debate;
 mod files;
 mod fuzz;
+mod moderation;
 mod probe;
 mod screening;
 mod sse;
