@@ -94,6 +94,7 @@ section!(PathsLayer {
     personas_dir: PathBuf,
     prompts_dir: PathBuf,
     stories_dir: PathBuf,
+    policy_dir: PathBuf,
 });
 
 section!(EmbeddedLayer {
@@ -197,6 +198,7 @@ impl Layer {
                 personas_dir: flags.personas_dir.clone(),
                 prompts_dir: flags.prompts_dir.clone(),
                 stories_dir: flags.stories_dir.clone(),
+                policy_dir: None,
             },
             ..Layer::default()
         }
@@ -292,6 +294,9 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("CROSSFIRE_STORIES_DIR", |l, v| {
         set(&mut l.paths.stories_dir, v)
+    }),
+    ("CROSSFIRE_POLICY_DIR", |l, v| {
+        set(&mut l.paths.policy_dir, v)
     }),
     ("CROSSFIRE_MODEL_PATH", |l, v| {
         set(&mut l.embedded.model_path, v)
@@ -532,6 +537,7 @@ fn resolve_library(
         personas_dir: paths.personas_dir.unwrap_or_else(|| "personas".into()),
         prompts_dir: paths.prompts_dir.unwrap_or_else(|| "prompts".into()),
         stories_dir: paths.stories_dir.unwrap_or_else(|| "stories".into()),
+        policy_dir: paths.policy_dir.unwrap_or_else(|| "policy".into()),
         story_max_bytes: at_least_one(
             "limits.story_max_bytes",
             story_max_bytes.unwrap_or(crossfire_engine::story::DEFAULT_MAX_BYTES),
