@@ -10,17 +10,18 @@ use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker};
 use crate::judge::{self, JudgeError};
 use crate::likelihood;
-use crate::llm::{ChatRequest, FinishReason, LanguageModel, LlmError, Message, Usage};
+use crate::llm::{ChatRequest, Completion, FinishReason, LanguageModel, LlmError, Message, Usage};
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
-use crate::screen::{ScreenError, Screener, Stage, Verdict};
-use crate::speech::SpeechSink;
+use crate::screen::{Refusal, ScreenError, Screener, Stage, Verdict};
+use crate::speech::{SpeechSink, Stopped, stream_screened};
 use crate::story::Story;
 use crate::transcript::{
     ErrorCode, ErrorInfo, PersonaRef, Provenance, Round, RoundKind, Sides, Status, Transcript,
     Turn, now_rfc3339,
 };
+use futures::future::Either;
 
 /// How the engine calls its models.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +88,29 @@ pub enum RequestError {
     LivingPersona(String),
 }
 
+/// How many times a speech is written again after a sentence of it broke the policy.
+pub const UNSAFE_RETRIES: u8 = 2;
+
+/// Why a turn could not be spoken.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakError {
+    #[error(transparent)]
+    Model(#[from] LlmError),
+    /// Every attempt wrote something the policy refuses.
+    #[error("the model kept writing text the content policy does not allow ({}), so this debate was stopped", .0.category)]
+    Unsafe(Refusal),
+    /// The moderation endpoint did not answer, so the speech could not be screened.
+    #[error(transparent)]
+    Unscreened(#[from] ScreenError),
+}
+
+fn stopped_by(stopped: Stopped) -> Result<Result<(Completion, String), Refusal>, SpeakError> {
+    match stopped {
+        Stopped::Refused(refusal) => Ok(Err(refusal)),
+        Stopped::Unscreened(e) => Err(SpeakError::Unscreened(e)),
+    }
+}
+
 /// Why a run failed, as the transcript and the `error` event report it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -96,6 +120,8 @@ pub enum RunError {
     Judge(#[from] JudgeError),
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Speech(#[from] SpeakError),
 }
 
 impl RunError {
@@ -105,6 +131,10 @@ impl RunError {
             RunError::Judge(JudgeError::Llm(_)) => ErrorCode::JudgeFailed,
             RunError::Judge(JudgeError::Unreadable { .. }) => ErrorCode::JudgeUnreadable,
             RunError::Prompt(_) => ErrorCode::TemplateError,
+            RunError::Speech(SpeakError::Model(_)) => ErrorCode::ModelFailed,
+            RunError::Speech(SpeakError::Unsafe(_) | SpeakError::Unscreened(_)) => {
+                ErrorCode::UnsafeOutput
+            }
         };
         ErrorInfo {
             code,
@@ -529,8 +559,9 @@ impl Engine {
         Ok(pass)
     }
 
-    /// One speech, streamed as events, its claims checked at the end (its quotations also
-    /// against `context`).
+    /// One speech, streamed as events a sentence at a time, each sentence screened first; a
+    /// speech with a sentence the policy refuses is written again (at most [`UNSAFE_RETRIES`]
+    /// times). Its claims are checked at the end (its quotations also against `context`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn speak(
         &self,
@@ -541,29 +572,43 @@ impl Engine {
         checker: &ClaimChecker,
         context: QuoteContext<'_>,
         events: &EventSink,
-    ) -> Result<(Turn, Usage), LlmError> {
+    ) -> Result<(Turn, Usage), SpeakError> {
         let started = Instant::now();
         events.send(Event::TurnStart {
             round,
             speaker,
             persona: persona.id.clone(),
         });
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             messages,
             max_tokens: self.settings.turn_max_tokens,
             temperature: self.settings.temperature,
-            // Both sides of a round, and both rounds, sample differently.
-            seed: self
-                .seed
-                .map(|s| s ^ (u64::from(round) << 1 | u64::from(speaker == Speaker::B))),
+            seed: None,
             response_format: None,
             stream: true,
             top_logprobs: None,
         };
-        let sink = SpeechSink::new(round, speaker, events, self.settings.turn_max_tokens);
-        let completion = self.debater.complete(&request, &sink).await?;
+        let mut attempt: u64 = 0;
+        let (completion, text) = loop {
+            // Both sides of a round, both rounds and each new attempt sample differently.
+            request.seed = self.seed.map(|s| {
+                s ^ (u64::from(round) << 1 | u64::from(speaker == Speaker::B)) ^ (attempt << 8)
+            });
+            match self.speak_once(&request, round, speaker, events).await? {
+                Ok(spoken) => break spoken,
+                Err(refusal) if attempt < u64::from(UNSAFE_RETRIES) => {
+                    attempt += 1;
+                    tracing::info!(round, ?speaker, category = %refusal.category, "a sentence was withheld: the speech is written again");
+                    events.send(Event::TurnRestart {
+                        round,
+                        speaker,
+                        reason: "a sentence broke the content policy: speaking again".into(),
+                    });
+                }
+                Err(refusal) => return Err(SpeakError::Unsafe(refusal)),
+            }
+        };
         let truncated = completion.finish_reason == Some(FinishReason::Length);
-        let text = sink.finish(&completion.text, truncated);
         let Checked {
             unsupported,
             quotes,
@@ -591,6 +636,41 @@ impl Engine {
             quotes,
         };
         Ok((turn, completion.usage))
+    }
+
+    /// One attempt at a speech: streamed a sentence at a time, each screened; a refused
+    /// sentence stops the call at once. The completion and the speech as streamed, or the
+    /// refusal.
+    async fn speak_once(
+        &self,
+        request: &ChatRequest,
+        round: u8,
+        speaker: Speaker,
+        events: &EventSink,
+    ) -> Result<Result<(Completion, String), Refusal>, SpeakError> {
+        let (sink, pieces) = SpeechSink::new();
+        let call = async move {
+            let completion = self.debater.complete(request, &sink).await?;
+            let truncated = completion.finish_reason == Some(FinishReason::Length);
+            let text = sink.finish(&completion.text, truncated);
+            // The sink goes with this block: the stream below ends when it has released all.
+            Ok::<_, LlmError>((completion, text))
+        };
+        let stream = stream_screened(pieces, &self.screener, events, round, speaker);
+        let (call, stream) = (std::pin::pin!(call), std::pin::pin!(stream));
+        let (called, streamed) = match futures::future::select(call, stream).await {
+            Either::Left((called, stream)) => (called, stream.await),
+            // The stream ends early only when it stopped: the call is dropped, cut short.
+            Either::Right((streamed, call)) => match streamed {
+                Ok(()) => (call.await, Ok(())),
+                Err(stopped) => return stopped_by(stopped),
+            },
+        };
+        let spoken = called?;
+        match streamed {
+            Ok(()) => Ok(Ok(spoken)),
+            Err(stopped) => stopped_by(stopped),
+        }
     }
 
     /// What checks speeches against a story: made once for each version of the story.
@@ -626,7 +706,7 @@ pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {
 fn keep_round(
     transcript: &mut Transcript,
     kind: RoundKind,
-    results: [Result<(Turn, Usage), LlmError>; 2],
+    results: [Result<(Turn, Usage), SpeakError>; 2],
 ) -> Result<[String; 2], RunError> {
     let mut turns = Vec::with_capacity(2);
     let mut failure = None;

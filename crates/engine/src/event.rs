@@ -114,16 +114,63 @@ impl Event {
     }
 }
 
+/// Text a model wrote that screening kept from readers: never an [`Event`], so it cannot
+/// reach a stream, a log, a transcript or an export; it goes to editors only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    pub round: u8,
+    pub speaker: Speaker,
+    /// The sentence as the model wrote it.
+    pub text: String,
+    /// The policy category that refused or flagged it.
+    pub category: String,
+    /// The rule, or the moderation endpoint, that found it.
+    pub rule: String,
+    /// Refused (and never shown), or only flagged (shown, and kept for editors).
+    pub refused: bool,
+}
+
+type Take<T> = Option<Arc<dyn Fn(T) + Send + Sync>>;
+
 /// Where the engine sends events. Sending never blocks generation; a receiver that went
-/// away just stops listening.
+/// away just stops listening. Withheld text goes to its own receiver, if the sink has one.
 #[derive(Clone)]
-pub struct EventSink(Option<Arc<dyn Fn(Event) + Send + Sync>>);
+pub struct EventSink {
+    events: Take<Event>,
+    withheld: Take<Withheld>,
+}
 
 impl EventSink {
     /// A sink that hands each event to `take`, at once and on the engine's task: cheaper than
     /// a channel for a receiver that only files events away.
     pub fn new(take: impl Fn(Event) + Send + Sync + 'static) -> EventSink {
-        EventSink(Some(Arc::new(take)))
+        EventSink {
+            events: Some(Arc::new(take)),
+            withheld: None,
+        }
+    }
+
+    /// The same sink, handing text screening withheld to `keep`.
+    pub fn with_quarantine(mut self, keep: impl Fn(Withheld) + Send + Sync + 'static) -> EventSink {
+        self.withheld = Some(Arc::new(keep));
+        self
+    }
+
+    /// A sink that passes each event through `map` into this one; withheld text goes where
+    /// this sink's goes.
+    pub fn mapped(&self, map: impl Fn(Event) -> Event + Send + Sync + 'static) -> EventSink {
+        let inner = self.clone();
+        EventSink {
+            events: Some(Arc::new(move |event| inner.send(map(event)))),
+            withheld: self.withheld.clone(),
+        }
+    }
+
+    /// Files text screening kept from readers.
+    pub fn withhold(&self, item: Withheld) {
+        if let Some(keep) = &self.withheld {
+            keep(item);
+        }
     }
 
     /// A sink and the receiver of its events.
@@ -137,11 +184,14 @@ impl EventSink {
 
     /// A sink nobody listens to.
     pub fn discard() -> EventSink {
-        EventSink(None)
+        EventSink {
+            events: None,
+            withheld: None,
+        }
     }
 
     pub fn send(&self, event: Event) {
-        if let Some(take) = &self.0 {
+        if let Some(take) = &self.events {
             take(event);
         }
     }

@@ -1,7 +1,7 @@
 //! A persona's perspective on a story: "what would Lincoln say about this?"
 
 use crate::claims::QuoteContext;
-use crate::debate::{Engine, persona_ref};
+use crate::debate::{Engine, RunError, persona_ref};
 use crate::event::{Event, EventSink, Speaker};
 use crate::persona::Persona;
 use crate::story::Story;
@@ -67,10 +67,7 @@ impl Engine {
                     events,
                 )
                 .await
-                .map_err(|e| ErrorInfo {
-                    code: ErrorCode::ModelFailed,
-                    message: e.to_string(),
-                })
+                .map_err(|e| RunError::from(e).info())
             }
         };
         record.provenance.finished_at = Some(now_rfc3339());

@@ -1,109 +1,166 @@
-//! One speech as it streams: tokens become events, and a speech that reaches its token limit
-//! ends at its last complete sentence instead of mid-word (docs/events.md, `truncated`).
+//! One speech as it streams: the model's tokens are released to readers a sentence at a
+//! time, each sentence screened first (docs/events.md), and a speech that reaches its token
+//! limit ends at its last complete sentence instead of mid-word (`truncated`).
 //!
-//! Near the limit the stream holds back what follows the last sentence end, so nothing a
-//! reader saw is taken back: a speech that then finishes on its own releases the held text,
-//! and one cut off by the limit drops it.
+//! The stream holds back what follows the last sentence end, so nothing a reader saw is taken
+//! back: a sentence is shown whole once it has passed screening, a speech that finishes on its
+//! own releases its last words, and one cut off by the limit drops its unfinished sentence.
 
 use std::sync::Mutex;
 
-use crate::event::{Event, EventSink, Speaker};
-use crate::llm::TokenSink;
+use tokio::sync::mpsc;
 
-/// Streams one speech's tokens as events, holding back its unfinished last sentence once the
-/// speech nears `max_tokens`.
-pub(crate) struct SpeechSink<'a> {
-    round: u8,
-    speaker: Speaker,
-    events: &'a EventSink,
-    /// Pieces and bytes past which text waits for a sentence end before it is sent.
-    hold_pieces: u64,
-    hold_bytes: usize,
+use crate::event::{Event, EventSink, Speaker, Withheld};
+use crate::llm::TokenSink;
+use crate::screen::{Refusal, ScreenError, Screener, Stage, Verdict};
+
+/// What the sink releases, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// One or more complete sentences, as written (with their spaces).
+    Text(String),
+    /// The call is being retried: what was released of this attempt is dropped.
+    Restart(String),
+}
+
+/// Collects one speech's tokens and releases them a sentence at a time.
+pub(crate) struct SpeechSink {
+    out: mpsc::UnboundedSender<Piece>,
     state: Mutex<Streamed>,
 }
 
 #[derive(Default)]
 struct Streamed {
-    pieces: u64,
-    /// Text sent so far.
+    /// Text released so far.
     shown: String,
-    /// Text received but not sent: it follows the last sentence end.
+    /// Text received but not released: it follows the last sentence end.
     held: String,
 }
 
-impl<'a> SpeechSink<'a> {
-    pub(crate) fn new(round: u8, speaker: Speaker, events: &'a EventSink, max_tokens: u32) -> Self {
-        let max = u64::from(max_tokens);
-        SpeechSink {
-            round,
-            speaker,
-            events,
-            hold_pieces: max * 3 / 4,
-            // About three bytes a token: servers may send several tokens a piece.
-            hold_bytes: max_tokens as usize * 3,
+impl SpeechSink {
+    /// A sink, and the receiver of what it releases.
+    pub(crate) fn new() -> (SpeechSink, mpsc::UnboundedReceiver<Piece>) {
+        let (out, pieces) = mpsc::unbounded_channel();
+        let sink = SpeechSink {
+            out,
             state: Mutex::new(Streamed::default()),
-        }
+        };
+        (sink, pieces)
     }
 
-    fn send(&self, text: String) {
-        self.events.send(Event::Token {
-            round: self.round,
-            speaker: self.speaker,
-            text,
-        });
+    fn release(&self, text: String) {
+        let _ = self.out.send(Piece::Text(text));
     }
 
-    /// Ends the stream and returns the speech as shown. A speech cut off by the token limit
-    /// (`truncated`) loses its unfinished sentence; otherwise the held text is sent.
+    /// Ends the stream and returns the speech as released. A speech cut off by the token limit
+    /// (`truncated`) loses its unfinished sentence; otherwise the held text is released.
     pub(crate) fn finish(&self, text: &str, truncated: bool) -> String {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let held = std::mem::take(&mut state.held);
         if !truncated {
             if !held.is_empty() {
-                self.send(held);
+                self.release(held);
             }
             return text.trim().to_string();
         }
         let shown = std::mem::take(&mut state.shown);
         let kept = clean_cut(&(shown.clone() + &held));
-        // Held text after the last sentence end is dropped; a speech too short to have held
-        // anything was shown whole, and its `turn_end` text is the one to keep.
+        // Held text after the last sentence end is dropped; a speech of one unfinished
+        // sentence keeps its whole words.
         if let Some(tail) = kept.strip_prefix(shown.as_str()).filter(|t| !t.is_empty()) {
-            self.send(tail.to_string());
+            self.release(tail.to_string());
         }
         kept.trim().to_string()
     }
 }
 
-impl TokenSink for SpeechSink<'_> {
+impl TokenSink for SpeechSink {
     fn token(&self, text: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.pieces += 1;
-        let holding = state.pieces >= self.hold_pieces
-            || state.shown.len() + state.held.len() >= self.hold_bytes;
-        if !holding {
-            state.shown.push_str(text);
-            drop(state);
-            self.send(text.to_string());
-            return;
-        }
         state.held.push_str(text);
         if let Some(end) = sentence_end(&state.held) {
             let ready: String = state.held.drain(..end).collect();
             state.shown.push_str(&ready);
             drop(state);
-            self.send(ready);
+            self.release(ready);
         }
     }
 
     fn restart(&self, reason: &str) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Streamed::default();
-        self.events.send(Event::TurnRestart {
-            round: self.round,
-            speaker: self.speaker,
-            reason: reason.to_string(),
-        });
+        let _ = self.out.send(Piece::Restart(reason.to_string()));
     }
+}
+
+/// Why a speech stopped streaming before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// A sentence broke the policy: it was withheld, and the speech must be written again.
+    Refused(Refusal),
+    /// A sentence could not be screened (the moderation endpoint did not answer).
+    Unscreened(ScreenError),
+}
+
+/// Streams what `pieces` releases to `events` as the turn's tokens, each batch of sentences
+/// screened first: a refused sentence is withheld (to editors only) and ends the stream.
+pub(crate) async fn stream_screened(
+    mut pieces: mpsc::UnboundedReceiver<Piece>,
+    screener: &Screener,
+    events: &EventSink,
+    round: u8,
+    speaker: Speaker,
+) -> Result<(), Stopped> {
+    while let Some(first) = pieces.recv().await {
+        // What queued while the last batch was screened goes to the screen together.
+        let mut batch = vec![first];
+        while let Ok(next) = pieces.try_recv() {
+            batch.push(next);
+        }
+        for piece in batch {
+            let text = match piece {
+                Piece::Text(text) => text,
+                Piece::Restart(reason) => {
+                    events.send(Event::TurnRestart {
+                        round,
+                        speaker,
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            let said = sentences(&text);
+            let verdicts = screener
+                .screen(&said, Stage::Output)
+                .await
+                .map_err(Stopped::Unscreened)?;
+            for (sentence, verdict) in said.iter().zip(verdicts) {
+                let withheld = |category: &str, rule: &str, refused| Withheld {
+                    round,
+                    speaker,
+                    text: sentence.clone(),
+                    category: category.to_string(),
+                    rule: rule.to_string(),
+                    refused,
+                };
+                match verdict {
+                    Verdict::Allowed => {}
+                    Verdict::Flagged { category, rule } => {
+                        events.withhold(withheld(&category, &rule, false));
+                    }
+                    Verdict::Refused(refusal) => {
+                        events.withhold(withheld(&refusal.category, &refusal.rule, true));
+                        return Err(Stopped::Refused(refusal));
+                    }
+                }
+            }
+            events.send(Event::Token {
+                round,
+                speaker,
+                text,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A text's sentences, trimmed: split where one ends (see [`sentence_ends`]).
@@ -172,19 +229,17 @@ fn clean_cut(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn run(pieces: &[&str], max_tokens: u32, truncated: bool) -> (String, String) {
-        let (sink, mut rx) = EventSink::channel();
-        let speech = SpeechSink::new(1, Speaker::A, &sink, max_tokens);
+    fn run(pieces: &[&str], truncated: bool) -> (String, String) {
+        let (speech, mut out) = SpeechSink::new();
         for piece in pieces {
             speech.token(piece);
         }
         let whole: String = pieces.concat();
         let text = speech.finish(&whole, truncated);
         drop(speech);
-        drop(sink);
         let mut streamed = String::new();
-        while let Ok(event) = rx.try_recv() {
-            if let Event::Token { text, .. } = event {
+        while let Ok(piece) = out.try_recv() {
+            if let Piece::Text(text) = piece {
                 streamed.push_str(&text);
             }
         }
@@ -210,7 +265,7 @@ mod tests {
             "render. But this ",
             "ship is still",
         ];
-        let (text, streamed) = run(&pieces, 4, true);
+        let (text, streamed) = run(&pieces, true);
         assert_eq!(text, "We shall fight. We shall never surrender.");
         assert_eq!(
             streamed.trim(),
@@ -229,7 +284,7 @@ mod tests {
             "render, and ",
             "win",
         ];
-        let (text, streamed) = run(&pieces, 4, false);
+        let (text, streamed) = run(&pieces, false);
         assert_eq!(text, "We shall fight. We shall never surrender, and win");
         assert_eq!(streamed, pieces.concat());
     }
@@ -237,16 +292,23 @@ mod tests {
     #[test]
     fn a_short_speech_cut_by_the_limit_keeps_its_sentences() {
         let pieces = ["One. ", "Two ", "three"];
-        let (text, _) = run(&pieces, 400, true);
+        let (text, _) = run(&pieces, true);
         assert_eq!(text, "One.");
     }
 
     #[test]
-    fn far_from_the_limit_every_piece_streams_at_once() {
-        let (sink, mut rx) = EventSink::channel();
-        let speech = SpeechSink::new(1, Speaker::A, &sink, 400);
-        speech.token("no sentence end yet ");
-        assert!(matches!(rx.try_recv(), Ok(Event::Token { .. })));
+    fn text_is_released_a_sentence_at_a_time() {
+        let (speech, mut out) = SpeechSink::new();
+        speech.token("no sentence end ");
+        speech.token("yet");
+        assert!(out.try_recv().is_err(), "nothing before a sentence ends");
+        speech.token(". And then");
+        assert_eq!(
+            out.try_recv(),
+            Ok(Piece::Text("no sentence end yet.".into()))
+        );
+        speech.restart("cut");
+        assert_eq!(out.try_recv(), Ok(Piece::Restart("cut".into())));
     }
 
     #[test]

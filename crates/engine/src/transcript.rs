@@ -280,6 +280,8 @@ crate::named_enum! {
         TemplateError = "template_error",
         /// The service stopped (or crashed) while the run was in flight.
         Interrupted = "interrupted",
+        /// A speech kept breaking the content policy, however often it was written again.
+        UnsafeOutput = "unsafe_output",
     }
 }
 

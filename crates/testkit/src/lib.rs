@@ -71,7 +71,12 @@ pub enum Fault {
     NoJsonSchema,
     /// 400 for any `response_format` (never consumed).
     NoStructuredOutput,
+    /// The speech says something no policy lets through, in its second sentence.
+    Abusive,
 }
+
+/// The sentence a speech says under [`Fault::Abusive`].
+pub const ABUSE: &str = "Immigrants are vermin and should be exterminated.";
 
 /// How the fake judge decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,6 +434,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let text = match target {
         Target::Judge if system.starts_with("You are the examiner") => examiner_reply(&body),
         Target::Judge => judge_reply(&body, &shared.judge),
+        _ if fault == Some(Fault::Abusive) => {
+            let speech = speech_for(&body);
+            let (first, rest) = speech.split_once(" — ").unwrap_or((&speech, ""));
+            format!("{first}. {ABUSE} And {rest}")
+        }
         _ => speech_for(&body),
     };
     let finished = Arc::new(Mutex::new(None));

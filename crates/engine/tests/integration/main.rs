@@ -9,6 +9,7 @@ mod debate;
 mod files;
 mod fuzz;
 mod moderation;
+mod output_screening;
 mod probe;
 mod screening;
 mod sse;

@@ -1,0 +1,118 @@
+//! What models write, screened before anyone is shown it: a sentence the policy refuses never
+//! reaches the stream, a turn's text or the transcript; it goes to editors only, and the
+//! speech is written again, at most twice, before the debate ends as `unsafe_output`.
+
+use std::sync::{Arc, Mutex};
+
+use crossfire_engine::event::{Event, EventSink, Speaker, Withheld};
+use crossfire_engine::screen::{Policy, Screener};
+use crossfire_engine::transcript::{ErrorCode, Status, Transcript};
+use crossfire_testkit::{self as support, ABUSE, FakeLlm, FakeOptions, Fault, Target};
+
+/// A debate on the shipped policy, with what it streamed and what it withheld.
+async fn debate(fake: &FakeLlm) -> (Transcript, Vec<Event>, Vec<Withheld>) {
+    let policy = Policy::load_dir(&support::repo("policy")).unwrap();
+    let engine = support::engine_for(&support::config_for(&fake.base_url))
+        .with_screener(Screener::new(Arc::new(policy)));
+    let withheld = Arc::new(Mutex::new(Vec::new()));
+    let kept = withheld.clone();
+    let (sink, mut rx) = EventSink::channel();
+    let sink = sink.with_quarantine(move |w| kept.lock().unwrap().push(w));
+    let transcript = engine
+        .run_debate(
+            "t".into(),
+            &support::story("nk-troops-russia"),
+            &support::persona("winston-churchill"),
+            &support::persona("george-kennan"),
+            "Is Pyongyang winning more than it is losing?",
+            &sink,
+        )
+        .await;
+    drop(sink);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    let withheld = withheld.lock().unwrap().clone();
+    (transcript, events, withheld)
+}
+
+fn restarts(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::TurnRestart {
+                    speaker: Speaker::A,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_refused_sentence_is_withheld_and_the_speech_written_again() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Speaker("Winston Churchill"), Fault::Abusive)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, events, withheld) = debate(&fake).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    let streamed = format!("{events:?}");
+    assert!(!streamed.contains("vermin"), "the stream never shows it");
+    let stored = serde_json::to_string(&transcript).unwrap();
+    assert!(!stored.contains("vermin"), "nor does the transcript");
+    let markdown = crossfire_engine::markdown::debate(&transcript, "A story");
+    assert!(!markdown.contains("vermin"));
+    assert_eq!(restarts(&events), 1, "the opening was spoken again");
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    assert_eq!(withheld[0].text, ABUSE);
+    assert_eq!(withheld[0].category, "hate");
+    assert!(withheld[0].refused && withheld[0].round == 1);
+    // The sentence before it had passed screening and was shown: the restart takes it back.
+    let first_attempt: Vec<&Event> = events
+        .iter()
+        .take_while(|e| !matches!(e, Event::TurnRestart { .. }))
+        .collect();
+    assert!(
+        first_attempt.iter().any(|e| matches!(
+            e,
+            Event::Token {
+                speaker: Speaker::A,
+                ..
+            }
+        )),
+        "sentences before the refused one streamed: {first_attempt:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_that_keeps_writing_it_ends_the_debate_as_unsafe_output() {
+    let abusive = (Target::Speaker("Winston Churchill"), Fault::Abusive);
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![abusive; 3],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, events, withheld) = debate(&fake).await;
+    assert_eq!(transcript.status, Status::Failed);
+    let error = transcript.error.clone().unwrap();
+    assert_eq!(error.code, ErrorCode::UnsafeOutput);
+    assert!(!error.message.contains("vermin"), "{}", error.message);
+    assert_eq!(restarts(&events), 2, "written again twice, then given up");
+    assert_eq!(withheld.len(), 3);
+    // The other side's opening finished: the failed debate keeps it.
+    let kept = &transcript.rounds[0].turns;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].speaker, Speaker::B);
+    assert!(!format!("{events:?}").contains("vermin"));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Done {
+            status: Status::Failed
+        })
+    ));
+}
