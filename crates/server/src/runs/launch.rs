@@ -62,13 +62,30 @@ pub async fn launch(state: &AppState, launch: Launch) -> Result<Accepted, ApiErr
     let owner = Owner { user_id, kind };
     // Open before the client hears of the run, so a follower arriving at once finds it.
     let live = state.hub.open(&run.id, owner);
-    let sink = live.sink();
+    let sink = run_sink(state, &live, &run.id);
     start(state, &run, live, sink, spec, engine, Vec::new());
     Ok(Accepted {
         events: kind.events_path(&id),
         id,
         status: Status::Queued,
         cached: None,
+    })
+}
+
+/// Where a run's events go — its live run — and where what screening withheld from readers
+/// is kept: the store, for editors, never the run's log.
+pub(crate) fn run_sink(state: &AppState, live: &Arc<LiveRun>, run_id: &str) -> EventSink {
+    let store = state.store.clone();
+    let id = run_id.to_string();
+    live.sink().with_quarantine(move |item| {
+        // The category and the rule, never the text.
+        tracing::info!(run = %id, category = %item.category, rule = %item.rule, refused = item.refused, "model output withheld");
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.withhold(&id, &item).await {
+                tracing::error!(run = %id, "cannot keep withheld output for editors: {e}");
+            }
+        });
     })
 }
 

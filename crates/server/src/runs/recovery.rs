@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use super::interrupt::interrupt_for;
-use super::launch::start;
+use super::launch::{run_sink, start};
 use super::record::{finished_turns, record_of};
 use super::spec::RunSpec;
 use crate::library::LiveSet;
 use crate::live::{CRASH_GAP, Owner};
 use crate::state::AppState;
 use crate::store::{Dialect, Run, RunKind, StoreError, StoredEvent, now_ms};
-use crossfire_engine::event::{Event, EventSink, Speaker};
+use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::transcript::{PersonaRef, PerspectiveRecord, Transcript};
 
@@ -141,17 +141,17 @@ async fn resume(
         kind: run.kind,
     };
     let live = state.hub.open_after(&run.id, owner, log, last);
-    let events = live.sink();
     // A turn the log shows started is started over, as a retry would: its clients drop
     // the text they have of it.
-    let sink = EventSink::new(move |event| match event {
-        Event::TurnStart { round, speaker, .. } if restarted.contains(&(round, speaker)) => events
-            .send(Event::TurnRestart {
+    let sink = run_sink(state, &live, &run.id).mapped(move |event| match event {
+        Event::TurnStart { round, speaker, .. } if restarted.contains(&(round, speaker)) => {
+            Event::TurnRestart {
                 round,
                 speaker,
                 reason: RESTARTED.into(),
-            }),
-        event => events.send(event),
+            }
+        }
+        event => event,
     });
     start(state, run, live, sink, spec, engine, finished);
     Ok(())

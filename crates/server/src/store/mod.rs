@@ -7,6 +7,7 @@ mod runs;
 mod saves;
 mod users;
 mod votes;
+mod withheld;
 mod writer;
 
 use std::time::Duration;

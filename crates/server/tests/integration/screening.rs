@@ -1,9 +1,15 @@
-//! Motions screened before anything runs: a refused motion is a 422 naming its category and
-//! costs nothing — no run, no quota, no model call — while hard news goes through.
+//! Screening in the service. Motions are screened before anything runs: a refused motion is
+//! a 422 naming its category and costs nothing — no run, no quota, no model call — while hard
+//! news goes through. Model output is screened before anyone sees it: a refused sentence
+//! never reaches the stream, the stored log, the transcript, an export or a share link, and
+//! is kept for editors.
 
 use super::*;
 
-on_every_database!(a_refused_motion_costs_nothing_and_says_why);
+on_every_database!(
+    a_refused_motion_costs_nothing_and_says_why,
+    a_refused_sentence_reaches_no_reader_and_is_kept_for_editors,
+);
 
 mod cases {
     use super::*;
@@ -75,5 +81,72 @@ mod cases {
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["code"], "motion_refused");
+    }
+
+    pub async fn a_refused_sentence_reaches_no_reader_and_is_kept_for_editors(db: &str) {
+        let fake = FakeLlm::start(FakeOptions {
+            faults: vec![(Target::Speaker("Winston Churchill"), Fault::Abusive)],
+            ..FakeOptions::default()
+        })
+        .await;
+        let app = start(&fake, db, |_| {}).await;
+        let token = app.user().await;
+        let (status, created) = app.post("/api/debates", Some(&token), debate_body()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let events_path = format!("/api/debates/{id}/events");
+        let live = app.events(&events_path, &token, None, usize::MAX).await;
+        assert_eq!(live.last().unwrap().2["status"], "done", "{live:?}");
+        assert!(
+            live.iter().any(|(_, name, _)| name == "turn_restart"),
+            "the opening was spoken again"
+        );
+        // Read back from the stored log, after the run left this instance's memory.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let logged = app.events(&events_path, &token, None, usize::MAX).await;
+        let (_, transcript) = app.get(&format!("/api/debates/{id}"), Some(&token)).await;
+        let (_, share) = app
+            .post(&format!("/api/debates/{id}/share"), Some(&token), json!({}))
+            .await;
+        let link = share["url"].as_str().unwrap().replace("/shared/", "");
+        let (_, shared) = app.get(&format!("/api/shared/{link}"), None).await;
+        let mut seen = vec![
+            format!("{live:?}"),
+            format!("{logged:?}"),
+            transcript.to_string(),
+            shared.to_string(),
+        ];
+        for path in [
+            format!("/api/debates/{id}/export?format=md"),
+            format!("/api/debates/{id}/export?format=json"),
+            format!("/api/shared/{link}/export"),
+        ] {
+            let response = app
+                .http
+                .get(format!("{}{path}", app.base))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            seen.push(response.text().await.unwrap());
+        }
+        for text in &seen {
+            assert!(!text.contains("vermin"), "a reader saw it: {text}");
+        }
+        assert_eq!(transcript["status"], "done");
+        // Editors have it.
+        let store = crossfire_server::store::Store::connect(db).await.unwrap();
+        let withheld = store.withheld(&id).await.unwrap();
+        assert_eq!(withheld.len(), 1, "{withheld:?}");
+        assert_eq!(withheld[0].text, support::ABUSE);
+        assert_eq!(withheld[0].category, "hate");
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains(
+                "crossfire_moderation_total{stage=\"output\",verdict=\"refused\",category=\"hate\"} 1"
+            ),
+            "{metrics}"
+        );
     }
 }
