@@ -20,6 +20,7 @@ use crossfire_engine::calibrate;
 use crossfire_engine::debate::{Engine, Settings};
 use crossfire_engine::persona::Persona;
 use crossfire_engine::prompts::Prompts;
+use crossfire_engine::screen::endpoint::moderation;
 use crossfire_engine::screen::{Policy, Screener, Verdict};
 use crossfire_engine::story::Story;
 use crossfire_engine::transcript::Status;
@@ -61,7 +62,7 @@ fn engine(config: &Config) -> Result<Engine> {
         models.judge,
         settings(config),
     )
-    .with_screener(Screener::new(Arc::new(policy)));
+    .with_screener(screener(config, policy));
     // The likelihood judge reads how much a speech is about its story against the others.
     engine.stories = Story::load_dir(&config.library.stories_dir, config.library.story_max_bytes)
         .map(|loaded| loaded.into_iter().filter_map(Result::ok).collect())
@@ -71,6 +72,15 @@ fn engine(config: &Config) -> Result<Engine> {
     engine.judge_accuracy =
         calibrate::last(&calibration_dir(), engine.judge.name(), method).map(|c| c.accuracy);
     Ok(engine)
+}
+
+/// The policy, and the moderation endpoint if one is configured.
+fn screener(config: &Config, policy: Policy) -> Screener {
+    let screener = Screener::new(Arc::new(policy));
+    match &config.moderation {
+        Some(endpoint) => screener.with_endpoint(moderation(endpoint), endpoint.on_error),
+        None => screener,
+    }
 }
 
 /// A reader's motion screened: a refused one ends the command before anything runs, with

@@ -69,6 +69,9 @@ pub struct Metrics {
     interrupted_at_take_over: AtomicU64,
     /// Screened texts by stage, verdict and category (empty when allowed).
     moderation: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
+    /// Calls to the moderation endpoint, by whether it answered.
+    moderation_calls: Mutex<BTreeMap<&'static str, u64>>,
+    moderation_latency: Mutex<Histogram>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -123,6 +126,13 @@ impl Metrics {
         *lock(&self.moderation)
             .entry((stage.as_str(), label, category))
             .or_default() += 1;
+    }
+
+    /// A call to the moderation endpoint.
+    pub fn moderation_called(&self, took: Duration, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        *lock(&self.moderation_calls).entry(outcome).or_default() += 1;
+        lock(&self.moderation_latency).observe(took);
     }
 
     /// An SSE stream opened (+1) or closed (-1).
@@ -188,6 +198,19 @@ impl Metrics {
                 "crossfire_moderation_total{{stage=\"{stage}\",verdict=\"{verdict}\",category=\"{category}\"}} {n}"
             );
         }
+        out.push_str("# HELP crossfire_moderation_endpoint_calls_total Calls to the moderation endpoint, by whether it answered.\n# TYPE crossfire_moderation_endpoint_calls_total counter\n");
+        for (outcome, n) in lock(&self.moderation_calls).iter() {
+            let _ = writeln!(
+                out,
+                "crossfire_moderation_endpoint_calls_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossfire_moderation_endpoint_seconds Moderation endpoint latency.\n# TYPE crossfire_moderation_endpoint_seconds histogram\n");
+        lock(&self.moderation_latency).render(
+            &mut out,
+            "crossfire_moderation_endpoint_seconds",
+            "",
+        );
         out.push_str("# HELP crossfire_runs_taken_over_total Runs a stopped instance left unfinished, taken over here: resumed, or ended as interrupted.\n# TYPE crossfire_runs_taken_over_total counter\n");
         for (outcome, n) in [
             ("resumed", &self.resumed),
@@ -353,5 +376,9 @@ pub struct ScreenCounter(pub Arc<Metrics>);
 impl ScreenObserver for ScreenCounter {
     fn screened(&self, stage: Stage, verdict: &Verdict) {
         self.0.screened(stage, verdict);
+    }
+
+    fn endpoint_called(&self, took: Duration, ok: bool) {
+        self.0.moderation_called(took, ok);
     }
 }

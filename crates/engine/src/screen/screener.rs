@@ -1,9 +1,12 @@
 //! The screen a text passes before anyone is shown it: the editors' policy first, then the
-//! moderation endpoint, if one is configured, for what the policy let through.
+//! moderation endpoint, if one is configured, for what the policy let through — in one call
+//! for a batch of texts (a motion, or the sentences a speech released together).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Stage;
+use super::endpoint::{Moderation, OnError};
 use super::policy::{Action, Policy};
 
 /// What screening decided about one text.
@@ -39,24 +42,55 @@ pub enum ScreenError {
     Unavailable(String),
 }
 
-/// Told of every verdict: how the service counts them (`/metrics`).
+/// Told of every verdict and every call to the moderation endpoint: how the service counts
+/// them (`/metrics`).
 pub trait ScreenObserver: Send + Sync {
     fn screened(&self, stage: Stage, verdict: &Verdict);
+
+    /// A call to the moderation endpoint took `took`, and answered (`ok`) or not.
+    fn endpoint_called(&self, _took: Duration, _ok: bool) {}
+}
+
+/// The moderation endpoint, and what to do when it does not answer.
+#[derive(Clone)]
+struct Endpoint {
+    moderation: Arc<dyn Moderation>,
+    on_error: OnError,
 }
 
 /// The policy, and how it is applied.
 #[derive(Clone, Default)]
 pub struct Screener {
     policy: Arc<Policy>,
+    endpoint: Option<Endpoint>,
     observer: Option<Arc<dyn ScreenObserver>>,
 }
+
+/// What a reader is told when the endpoint refuses in a category the policy has no message for.
+const GENERIC_MESSAGE: &str = "This cannot be debated here: it breaks the publisher's content policy. Try asking about the news itself.";
+
+/// The rule a refusal names when the moderation endpoint refused.
+pub const BY_ENDPOINT: &str = "the moderation endpoint";
 
 impl Screener {
     /// A screen of `policy` alone.
     pub fn new(policy: Arc<Policy>) -> Screener {
         Screener {
             policy,
+            endpoint: None,
             observer: None,
+        }
+    }
+
+    /// The same screen, asking `moderation` too about what the policy lets through; when it
+    /// does not answer, `on_error` says whether the text is refused or let through.
+    pub fn with_endpoint(&self, moderation: Arc<dyn Moderation>, on_error: OnError) -> Screener {
+        Screener {
+            endpoint: Some(Endpoint {
+                moderation,
+                on_error,
+            }),
+            ..self.clone()
         }
     }
 
@@ -86,7 +120,10 @@ impl Screener {
         texts: &[String],
         stage: Stage,
     ) -> Result<Vec<Verdict>, ScreenError> {
-        let verdicts: Vec<Verdict> = texts.iter().map(|t| self.by_rules(t, stage)).collect();
+        let mut verdicts: Vec<Verdict> = texts.iter().map(|t| self.by_rules(t, stage)).collect();
+        if let Some(endpoint) = &self.endpoint {
+            self.ask_endpoint(endpoint, texts, &mut verdicts).await?;
+        }
         if let Some(observer) = &self.observer {
             for verdict in &verdicts {
                 observer.screened(stage, verdict);
@@ -99,6 +136,53 @@ impl Screener {
     pub async fn screen_one(&self, text: &str, stage: Stage) -> Result<Verdict, ScreenError> {
         let mut verdicts = self.screen(&[text.to_string()], stage).await?;
         Ok(verdicts.pop().unwrap_or(Verdict::Allowed))
+    }
+
+    /// Asks the endpoint about the texts the policy did not refuse, in one call, and refuses
+    /// those it flags.
+    async fn ask_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        texts: &[String],
+        verdicts: &mut [Verdict],
+    ) -> Result<(), ScreenError> {
+        let open: Vec<usize> = (0..texts.len())
+            .filter(|&i| !matches!(verdicts[i], Verdict::Refused(_)))
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let asked: Vec<String> = open.iter().map(|&i| texts[i].clone()).collect();
+        let started = Instant::now();
+        let answer = endpoint.moderation.classify(&asked).await;
+        if let Some(observer) = &self.observer {
+            observer.endpoint_called(started.elapsed(), answer.is_ok());
+        }
+        let flags = match (answer, endpoint.on_error) {
+            (Ok(flags), _) => flags,
+            (Err(e), OnError::Refuse) => return Err(ScreenError::Unavailable(e.to_string())),
+            (Err(e), OnError::Allow) => {
+                tracing::warn!(
+                    "moderation endpoint unavailable, screening by the policy alone: {e}"
+                );
+                return Ok(());
+            }
+        };
+        for (i, flag) in open.into_iter().zip(flags) {
+            if let Some(category) = flag {
+                let message = self
+                    .policy
+                    .category(&category)
+                    .map(|c| c.message.clone())
+                    .unwrap_or_else(|| GENERIC_MESSAGE.to_string());
+                verdicts[i] = Verdict::Refused(Refusal {
+                    category,
+                    message,
+                    rule: BY_ENDPOINT.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The policy's verdict: a refusing category first, else a flagging one.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crossfire_engine::config::Library;
+use crossfire_engine::screen::endpoint::{ModerationConfig, moderation};
 use crossfire_server::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -21,6 +22,8 @@ struct Setup {
     server: ServerConfig,
     paths: Library,
     allow_living: bool,
+    /// A moderation endpoint asked besides the policy.
+    moderation: Option<ModerationConfig>,
 }
 
 async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App {
@@ -39,10 +42,17 @@ async fn start(fake: &FakeLlm, db: &str, tweak: impl FnOnce(&mut Setup)) -> App 
             story_max_bytes: crossfire_engine::story::DEFAULT_MAX_BYTES,
         },
         allow_living: false,
+        moderation: None,
     };
     tweak(&mut setup);
     let mut engine = support::engine_for(&support::config_for(&fake.base_url));
     engine.settings.allow_living_personas = setup.allow_living;
+    if let Some(endpoint) = &setup.moderation {
+        let screener = engine
+            .screener
+            .with_endpoint(moderation(endpoint), endpoint.on_error);
+        engine = engine.with_screener(screener);
+    }
     let state = crossfire_server::prepare(setup.server, setup.paths, engine)
         .await
         .unwrap();

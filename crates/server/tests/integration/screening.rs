@@ -9,6 +9,7 @@ use super::*;
 on_every_database!(
     a_refused_motion_costs_nothing_and_says_why,
     a_refused_sentence_reaches_no_reader_and_is_kept_for_editors,
+    the_moderation_endpoint_refuses_what_it_flags_and_its_outage_refuses_with_503,
 );
 
 mod cases {
@@ -148,5 +149,90 @@ mod cases {
             ),
             "{metrics}"
         );
+    }
+
+    pub async fn the_moderation_endpoint_refuses_what_it_flags_and_its_outage_refuses_with_503(
+        db: &str,
+    ) {
+        use crossfire_engine::config::Secret;
+        use crossfire_engine::screen::endpoint::{ModerationBackend, ModerationConfig, OnError};
+        use support::moderation::{FakeModeration, Fault as Outage, Flag, ModerationOptions};
+        const KEY: &str = "sk-moderation-secret-4711";
+        let endpoint = FakeModeration::start(ModerationOptions {
+            flags: vec![Flag::new("cheese", "violence", "S1")],
+            ..ModerationOptions::default()
+        })
+        .await;
+        let config = ModerationConfig {
+            backend: ModerationBackend::Openai,
+            base_url: endpoint.base_url.clone(),
+            model: "omni-moderation-latest".into(),
+            api_key: Some(Secret::new(KEY)),
+            timeout: Duration::from_millis(500),
+            on_error: OnError::Refuse,
+        };
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |c| c.moderation = Some(config)).await;
+        let token = app.user().await;
+        let ask = |motion: &str| {
+            json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan",
+                   "motion": motion})
+        };
+        // The policy lets it through; the endpoint flags it.
+        let (status, body) = app
+            .post(
+                "/api/debates",
+                Some(&token),
+                ask("Is the moon made of cheese?"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["category"], "violence_incitement");
+        let asked = endpoint.requests();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            asked[0].authorization.as_deref(),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+        // A clean debate: its speeches go to the endpoint a few sentences a call.
+        let transcript = app.debate_to_the_end(&token, debate_body()).await;
+        assert_eq!(transcript["status"], "done", "{transcript}");
+        let output_calls = endpoint.requests().len() - 2;
+        let sentences: usize = endpoint.requests()[2..]
+            .iter()
+            .map(|r| r.texts().len())
+            .sum();
+        assert!(
+            output_calls >= 1 && sentences >= output_calls,
+            "{output_calls} calls"
+        );
+        // Down: a motion is refused with 503 and Retry-After, and nothing runs.
+        endpoint.set_fault(Some(Outage::Down));
+        let response = app
+            .http
+            .post(format!("{}/api/debates", app.base))
+            .bearer_auth(&token)
+            .json(&ask("Was the Holodomor a genocide?"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        let body = response.text().await.unwrap();
+        assert!(body.contains("moderation_unavailable"), "{body}");
+        let (_, mine) = app.get("/api/debates", Some(&token)).await;
+        assert_eq!(
+            mine["debates"].as_array().unwrap().len(),
+            1,
+            "no run was created"
+        );
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("crossfire_moderation_endpoint_calls_total{outcome=\"error\"} 1"),
+            "{metrics}"
+        );
+        for shown in [&body, &metrics] {
+            assert!(!shown.contains(KEY), "the key never shows");
+        }
     }
 }
