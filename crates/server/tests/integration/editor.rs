@@ -154,7 +154,7 @@ mod cases {
 }
 
 /// A copy of the shipped stories, personas, templates and policy that a test may edit.
-fn library_copy() -> Library {
+pub(super) fn library_copy() -> Library {
     let dir = std::env::temp_dir().join(format!(
         "crossfire-library-{}",
         crossfire_engine::transcript::new_id()
@@ -192,7 +192,7 @@ pub(super) async fn editor(app: &App, db: &str) -> String {
 }
 
 /// Polls the live set until `done` says so (or ten seconds pass).
-async fn lint_until(app: &App, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(super) async fn lint_until(app: &App, token: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (status, lint) = app.get("/api/editor/lint", Some(token)).await;

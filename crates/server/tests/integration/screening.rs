@@ -236,3 +236,63 @@ mod cases {
         }
     }
 }
+
+/// The policy is one of the editors' files: an edit goes live whole, and a typo keeps the last
+/// good policy serving, located at `file:line:col` in the editors' lint.
+#[tokio::test]
+async fn a_policy_edit_goes_live_and_a_typo_keeps_the_last_good_one() {
+    use super::editor::{editor, library_copy, lint_until};
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let library = library_copy();
+    let paths = library.clone();
+    let app = start(&fake, &db, move |c| c.paths = paths).await;
+    let token = editor(&app, &db).await;
+    let reader = app.user().await;
+    let ask = |motion: &str| {
+        json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan",
+               "motion": motion})
+    };
+    let motion = "Are pineapples on pizza a crime against humanity?";
+    let (status, _) = app.post("/api/debates", Some(&reader), ask(motion)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // An editor adds a category.
+    let before = lint_until(&app, &token, |_| true).await;
+    std::fs::write(
+        library.policy_dir.join("pizza.toml"),
+        "id = \"pizza\"\ntitle = \"Pizza\"\naction = \"refuse\"\nmessage = \"No pizza debates.\"\n\
+         [terms]\npineapple = [\"pineapples\"]\n[[rule]]\nname = \"pineapple\"\nall = [\"pineapple\"]\n",
+    )
+    .unwrap();
+    lint_until(&app, &token, |l| {
+        l["live"]["version"] != before["live"]["version"]
+    })
+    .await;
+    let (status, body) = app.post("/api/debates", Some(&reader), ask(motion)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["category"], "pizza");
+    // A typo: refused whole, located, and the last good policy keeps serving.
+    std::fs::write(
+        library.policy_dir.join("pizza.toml"),
+        "id = \"pizza\"\ntitle = \"Pizza\"\naction = \"refuse\"\nmessage = \"No pizza debates.\"\n\
+         [[rule]]\nname = \"pineapple\"\nall = [\"pinapple\"]\n",
+    )
+    .unwrap();
+    let refused = lint_until(&app, &token, |l| !l["rejected"].is_null()).await;
+    let problem = &refused["rejected"]["problems"][0];
+    assert_eq!(problem["file"], "pizza.toml", "{refused}");
+    assert_eq!(problem["line"], 7, "{refused}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .contains("no list named `pinapple`"),
+        "{refused}"
+    );
+    let (status, _) = app.post("/api/debates", Some(&reader), ask(motion)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the last good policy still serves"
+    );
+}
