@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::cache::ByVersion;
 use crate::claims::{Checked, ClaimChecker, QuoteContext};
 use crate::config::LlmConfig;
-use crate::event::{Event, EventSink, Speaker};
+use crate::event::{Event, EventSink, Speaker, Withheld};
 use crate::judge::{self, JudgeError};
 use crate::likelihood;
 use crate::llm::{ChatRequest, Completion, FinishReason, LanguageModel, LlmError, Message, Usage};
@@ -15,7 +15,7 @@ use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
 use crate::screen::{Refusal, ScreenError, Screener, Stage, Verdict};
-use crate::speech::{SpeechSink, Stopped, stream_screened};
+use crate::speech::{SpeechSink, Stopped, sentences, stream_screened};
 use crate::story::Story;
 use crate::transcript::{
     ErrorCode, ErrorInfo, PersonaRef, Provenance, Round, RoundKind, Sides, Status, Transcript,
@@ -86,6 +86,19 @@ pub enum RequestError {
     SamePersona,
     #[error("`{0}` portrays a living person, which this deployment does not allow")]
     LivingPersona(String),
+}
+
+/// The round withheld verdict text is filed under: after the debate's two.
+pub const VERDICT_ROUND: u8 = 3;
+
+/// Every string in a JSON value, depth first.
+fn collect_strings(value: &serde_json::Value, into: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) => into.push(text.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, into)),
+        serde_json::Value::Object(fields) => fields.values().for_each(|v| collect_strings(v, into)),
+        _ => {}
+    }
 }
 
 /// How many times a speech is written again after a sentence of it broke the policy.
@@ -402,12 +415,55 @@ impl Engine {
         events: &EventSink,
     ) -> Result<(), RunError> {
         self.argue(setup, transcript, finished, events).await?;
-        let verdict = self
-            .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
-            .await?;
+        let mut attempt = 0;
+        let verdict = loop {
+            let verdict = self
+                .judge_rounds(setup, &transcript.rounds, &mut transcript.usage)
+                .await?;
+            match self.screen_verdict(&verdict, events).await? {
+                None => break verdict,
+                Some(_) if attempt < UNSAFE_RETRIES => attempt += 1,
+                Some(refusal) => return Err(SpeakError::Unsafe(refusal).into()),
+            }
+        };
         events.send(Event::Verdict(verdict.clone()));
         transcript.verdict = Some(verdict);
         Ok(())
+    }
+
+    /// A verdict's written words — its rationale and each pass's rationale and reasons —
+    /// screened before anyone sees them: the refusal, if any (the words go to editors only).
+    async fn screen_verdict(
+        &self,
+        verdict: &crate::transcript::Verdict,
+        events: &EventSink,
+    ) -> Result<Option<Refusal>, RunError> {
+        let mut texts = vec![verdict.rationale.clone()];
+        for pass in &verdict.passes {
+            texts.push(pass.rationale.clone());
+            let reasons = serde_json::to_value(&pass.reasons).unwrap_or_default();
+            collect_strings(&reasons, &mut texts);
+        }
+        let said: Vec<String> = texts.iter().flat_map(|t| sentences(t)).collect();
+        let verdicts = self
+            .screener
+            .screen(&said, Stage::Output)
+            .await
+            .map_err(SpeakError::from)?;
+        for (sentence, verdict) in said.into_iter().zip(verdicts) {
+            if let Verdict::Refused(refusal) = verdict {
+                events.withhold(Withheld {
+                    round: VERDICT_ROUND,
+                    speaker: Speaker::Solo,
+                    text: sentence,
+                    category: refusal.category.clone(),
+                    rule: refusal.rule.clone(),
+                    refused: true,
+                });
+                return Ok(Some(refusal));
+            }
+        }
+        Ok(None)
     }
 
     /// The openings together, then the rebuttals together; a turn already `finished` is

@@ -71,7 +71,7 @@ pub enum Fault {
     NoJsonSchema,
     /// 400 for any `response_format` (never consumed).
     NoStructuredOutput,
-    /// The speech says something no policy lets through, in its second sentence.
+    /// The speech (or the judge's rationale) says something no policy lets through.
     Abusive,
 }
 
@@ -433,6 +433,16 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let text = match target {
         Target::Judge if system.starts_with("You are the examiner") => examiner_reply(&body),
+        Target::Judge if fault == Some(Fault::Abusive) => {
+            let reply = judge_reply(&body, &shared.judge);
+            match serde_json::from_str::<Value>(&reply) {
+                Ok(mut verdict) => {
+                    verdict["rationale"] = json!(format!("The winner was clear. {ABUSE}"));
+                    verdict.to_string()
+                }
+                Err(_) => reply,
+            }
+        }
         Target::Judge => judge_reply(&body, &shared.judge),
         _ if fault == Some(Fault::Abusive) => {
             let speech = speech_for(&body);

@@ -116,3 +116,23 @@ async fn a_model_that_keeps_writing_it_ends_the_debate_as_unsafe_output() {
         })
     ));
 }
+
+#[tokio::test]
+async fn a_verdict_whose_rationale_breaks_the_policy_is_judged_again_and_never_shown() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Judge, Fault::Abusive)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, events, withheld) = debate(&fake).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    assert!(!format!("{events:?}").contains("vermin"));
+    assert!(
+        !serde_json::to_string(&transcript)
+            .unwrap()
+            .contains("vermin")
+    );
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    assert_eq!(withheld[0].round, crossfire_engine::debate::VERDICT_ROUND);
+    assert!(transcript.verdict.is_some());
+}
