@@ -264,24 +264,27 @@ const LONG: usize = 8;
 
 /// A word that starts with `stem` but for one slip (`extrminated` for `exterminat*`).
 fn slipped_prefix(text: &str, stem: &str) -> bool {
-    let length = stem.chars().count();
+    let length = stem.len();
     if length < LONG {
         return false;
     }
-    (length.saturating_sub(1)..=length + 1).any(|n| {
-        let start: String = text.chars().take(n).collect();
-        start.chars().count() == n && one_slip(&start, stem)
-    })
+    (length.saturating_sub(1)..=length + 1)
+        .any(|n| text.get(..n).is_some_and(|start| one_slip(start, stem)))
 }
 
 /// A long word one slip away from `term`: a letter missing, added, changed or two swapped
-/// (`extrminated`). Short words are left alone: too many are one letter from another.
+/// (`extrminated`). Short words are left alone: too many are one letter from another. Compared
+/// by bytes (folded text is nearly all ASCII), without allocating: it runs for every word
+/// against every long term.
 fn one_slip(text: &str, term: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (text.chars().collect(), term.chars().collect());
-    if a.len() < LONG || b.len() < LONG || a.len().abs_diff(b.len()) > 1 || word_is_number(&a) {
+    let (a, b) = (text.as_bytes(), term.as_bytes());
+    if a.len() < LONG || b.len() < LONG || a.len().abs_diff(b.len()) > 1 {
         return false;
     }
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if a.iter().any(u8::is_ascii_digit) {
+        return false;
+    }
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let suffix = a[prefix..]
         .iter()
         .rev()
@@ -290,13 +293,8 @@ fn one_slip(text: &str, term: &str) -> bool {
         .count();
     let (rest_a, rest_b) = (a.len() - prefix - suffix, b.len() - prefix - suffix);
     match (rest_a, rest_b) {
-        (0, 0) => true,
-        (1, 0) | (0, 1) | (1, 1) => true,
+        (0, 0) | (1, 0) | (0, 1) | (1, 1) => true,
         (2, 2) => a[prefix] == b[prefix + 1] && a[prefix + 1] == b[prefix],
         _ => false,
     }
-}
-
-fn word_is_number(chars: &[char]) -> bool {
-    chars.iter().any(char::is_ascii_digit)
 }
