@@ -594,7 +594,8 @@ fn error_message(status: reqwest::StatusCode, body: &str) -> String {
     }
 }
 
-fn snippet(text: &str) -> String {
+/// The start of a server's text, for an error message.
+pub(crate) fn snippet(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &text[..i]),
@@ -602,7 +603,8 @@ fn snippet(text: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, one after another.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
+use crate::llm::openai::{error_chain, snippet};
 
 /// The model asked when the `openai` backend names none.
 pub const DEFAULT_OPENAI_MODEL: &str = "omni-moderation-latest";
@@ -529,24 +530,6 @@ fn error_text(error: &serde_json::Value) -> String {
     }
 }
 
-fn snippet(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
 
 /// `POST /moderations` as sent.
 #[derive(Serialize)]
