@@ -9,6 +9,7 @@
 //! appears, and name the frames that defuse them: history, policy, counter-speech, quotation,
 //! negation. Text is folded first ([`normalize`]), so disguised spellings read plainly.
 
+pub mod echo;
 pub mod endpoint;
 mod matcher;
 pub mod normalize;
