@@ -40,7 +40,10 @@ pub struct Voices<'a> {
 const WOVEN: &str = "instruction text woven into the speech";
 const AS_OPPONENT: &str = "speaks as the opponent";
 const AS_MACHINE: &str = "speaks of itself as an AI or a language model";
+const AS_ASSISTANT: &str = "speaks as a chat assistant";
 const ADDRESSED: &str = "addresses the speaker as the prompt does";
+const PROMPT: &str = "refers to the prompt";
+const PORTRAIT: &str = "quotes a persona's heading";
 const ROUND: &str = "names the round as the prompt does";
 
 /// What `sentence` is to a reader: see [`Echo`].
@@ -109,7 +112,9 @@ fn cut_tags(sentence: &str) -> (String, bool) {
 }
 
 /// The length of the tag `text` starts with: `<name>` or `</name>`, a name of lowercase
-/// letters and underscores, or a chat template's special token `<|name|>`.
+/// letters, digits and underscores beginning with a letter, or up to four such words
+/// (`<quoted opening>`), perhaps with HTML's attributes (`<quote title="…">`); or a chat
+/// template's special token `<|name|>`.
 fn tag_len(text: &str) -> Option<usize> {
     let after = text.strip_prefix('<')?;
     if let Some(special) = after.strip_prefix('|') {
@@ -120,19 +125,52 @@ fn tag_len(text: &str) -> Option<usize> {
         return (name > 0 && special[name..].starts_with("|>")).then_some(2 + name + 2);
     }
     let body = after.strip_prefix('/').unwrap_or(after);
-    // Lowercase words joined by underscores or single spaces (`<quoted opening>`), at most
-    // four of them, beginning and ending with a letter.
-    let name = body
-        .bytes()
-        .take_while(|b| b.is_ascii_lowercase() || *b == b'_' || *b == b' ')
-        .count();
-    let words = &body[..name];
-    let fits = name > 0
-        && !words.starts_with([' ', '_'])
-        && !words.ends_with(' ')
-        && !words.contains("  ")
-        && words.split(' ').count() <= 4;
-    (fits && body[name..].starts_with('>')).then_some(1 + (after.len() - body.len()) + name + 1)
+    let opened = 1 + after.len() - body.len();
+    let word = |s: &str, dash: bool| {
+        let len = s
+            .bytes()
+            .take_while(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || (dash && *b == b'-')
+            })
+            .count();
+        // A word begins with a letter.
+        if s.starts_with(|c: char| c.is_ascii_lowercase()) {
+            len
+        } else {
+            0
+        }
+    };
+    if word(body, false) == 0 {
+        return None;
+    }
+    let mut at = word(body, false);
+    let (mut words, mut attributes) = (1, 0);
+    loop {
+        let rest = &body[at..];
+        if rest.starts_with('>') {
+            return Some(opened + at + 1);
+        }
+        if rest.starts_with(" >") {
+            return Some(opened + at + 2);
+        }
+        let rest = rest.strip_prefix(' ')?;
+        let name = word(rest, true);
+        if let Some(value) = rest[name..].strip_prefix("=\"").filter(|_| name > 0) {
+            let close = value.find(['"', '>', '\n'])?;
+            if !value[close..].starts_with('"') {
+                return None;
+            }
+            at += 1 + name + 2 + close + 1;
+            attributes += 1;
+        } else {
+            let name = word(rest, false);
+            words += 1;
+            if name == 0 || attributes > 0 || words > 4 {
+                return None;
+            }
+            at += 1 + name;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -207,7 +245,7 @@ fn tokenize(text: &str) -> Vec<Tok> {
 }
 
 /// A word as the patterns spell it: `can't` and `cannot` as `can not`, `I'm` as `i am`,
-/// `roleplay` as `role play`.
+/// `roleplay` as `role play`, `opponent's` as `opponent 's`.
 fn spelled_out(word: &str) -> Vec<String> {
     let two = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
     match word {
@@ -225,6 +263,7 @@ fn spelled_out(word: &str) -> Vec<String> {
         ("'ll", "will"),
         ("'ve", "have"),
         ("'d", "would"),
+        ("'s", "'s"),
     ] {
         if let Some(stem) = word.strip_suffix(suffix)
             && !stem.is_empty()
@@ -489,19 +528,43 @@ const MACHINE: &[&str] = &[
     "playing a character",
     "as a character in",
     "[stay|staying|break|breaking] [in|] character",
-    // A chat assistant's voice, not a speaker's.
+    "openai",
+    "hugging face",
+    "huggingface",
+    "smollm",
+];
+
+/// A chat assistant's voice, or a writing tutor's, not a speaker's (anywhere).
+const ASSISTANT: &[&str] = &[
     "i hope this helps",
     "let me know if",
     "how can i [help|assist] you",
     "i can [edit|rewrite|revise] [it|this|that|your]",
     "[here is|here's] [a|the|your|my] [revised|rewritten|edited]",
     "[here is|here's] [a|the|your|my] [speech|opening statement|rebuttal]",
+    "[a|the] [revised|rewritten] version",
+    "rewrite [it|them|this] to be",
+    "[to be|the narrative] more engaging",
+    "your [opening|next|closing] [sentence|paragraph]",
     "[in|from] my [previous|last|earlier] response",
     "as requested{!by}",
-    "openai",
-    "hugging face",
-    "huggingface",
-    "smollm",
+    "i would be happy to [help|assist|provide|write|rewrite|take on this]",
+    "i am glad you [found|are interested|enjoyed|liked]",
+    "[here is|here's] a sample",
+    "an example of my [response|answer|speech]",
+    "rephrase [it|this|that|them]",
+    "[to be|and] more concise",
+    "follow this format",
+    "i hope this [perspective|summary|response|answer] [helps|allows]",
+];
+
+/// The prompt itself spoken of (anywhere): "the story above".
+const PROMPT_TEXT: &[&str] = &[
+    "[the|this] [debate|story|news story|text|report|passage|motion|prompt|instructions] above",
+    "[appear|appears|given|written|shown|discussed|mentioned|described|listed|provided] above",
+    "in [more|greater|further] detail above",
+    "[in|from] the prompt",
+    "the prompt says",
 ];
 
 /// The speaker addressed in the second person as the prompt addresses them (anywhere); kept
@@ -524,32 +587,38 @@ const ADDRESSES: &[&str] = &[
     "as instructed{!by}",
     "as you [were|have been] instructed",
     "as per [the|your] instructions",
-    "the instructions above",
-    "[in|from] the prompt",
-    "the prompt [above|says]",
     "in this debate you [must|should|are to|need to|have to]",
     "in this debate you will [argue|play|speak|take|debate]",
     "your opponent is {opp}",
+    "your opponent's [opening statement|worldview|modern worldview]",
+    "[in|for] this round {n}",
     "you are a visitor from",
 ];
 
 struct Patterns {
     passages: Vec<Vec<El>>,
     lines: Vec<(Vec<El>, bool)>,
-    machine: Vec<Vec<El>>,
-    addresses: Vec<Vec<El>>,
+    /// Each list of phrases with the reason it gives.
+    phrases: Vec<(&'static str, Vec<Vec<El>>)>,
+    prompt_text: Vec<Vec<El>>,
     round: Vec<El>,
 }
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     passages: PASSAGES.iter().map(|p| pattern(p)).collect(),
     lines: LINES.iter().map(|(p, h)| (pattern(p), *h)).collect(),
-    machine: MACHINE
-        .iter()
-        .flat_map(|p| either(p))
-        .map(|p| pattern(&p))
-        .collect(),
-    addresses: ADDRESSES
+    phrases: [
+        (AS_MACHINE, MACHINE),
+        (AS_ASSISTANT, ASSISTANT),
+        (ADDRESSED, ADDRESSES),
+    ]
+    .into_iter()
+    .map(|(why, list)| {
+        let patterns = list.iter().flat_map(|p| either(p)).map(|p| pattern(&p));
+        (why, patterns.collect())
+    })
+    .collect(),
+    prompt_text: PROMPT_TEXT
         .iter()
         .flat_map(|p| either(p))
         .map(|p| pattern(&p))
@@ -796,11 +865,38 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
         names,
         colons_optional: false,
     };
-    if patterns.machine.iter().any(|p| strict.anywhere(p)) {
-        return Some(AS_MACHINE);
+    for (why, list) in &patterns.phrases {
+        if list.iter().any(|p| strict.anywhere(p)) {
+            return Some(why);
+        }
     }
-    if patterns.addresses.iter().any(|p| strict.anywhere(p)) {
-        return Some(ADDRESSED);
+    // The markup's names as words (`your_opening`), and "the story above".
+    let markup_name = ["your_opening", "opponent_opening"]
+        .iter()
+        .any(|name| text.to_lowercase().contains(name));
+    let above = patterns.prompt_text.iter().any(|p| strict.anywhere(p));
+    if markup_name || above {
+        return Some(PROMPT);
+    }
+    // A persona's full name with its years, as the prompt writes it: "Otto von Bismarck
+    // (1815–1898), the Prussian…". Nobody names themself or their opponent so.
+    let full = |forms: &[Vec<String>]| forms.first().cloned().into_iter().collect::<Vec<_>>();
+    let (me, opponent) = (full(&names.me), full(&names.opponent));
+    let dated = (0..toks.len()).any(|i| {
+        name_at(&me, &toks, i)
+            .into_iter()
+            .chain(name_at(&opponent, &toks, i))
+            .any(|len| {
+                let after = text[toks[i + len - 1].end..].trim_start();
+                after.strip_prefix('(').is_some_and(|inside| {
+                    let inside = &inside[..inside.find(')').unwrap_or(inside.len())];
+                    inside.contains(['–', '-', '—'])
+                        && inside.bytes().filter(u8::is_ascii_digit).count() >= 3
+                })
+            })
+    });
+    if dated {
+        return Some(PORTRAIT);
     }
     // "Round 2 of 2" left in a line of the speaker's own: not "Round after round".
     let round = (0..toks.len()).any(|i| {
@@ -914,6 +1010,17 @@ mod tests {
             speech("In my view, there are two sides to every debate.")
         );
         assert_eq!(check("</quoted opening>"), Echo::Cut);
+        assert_eq!(check("</enacting_argument1>"), Echo::Cut);
+        assert_eq!(
+            check("<your_concession >We shall not flag or fail."),
+            speech("We shall not flag or fail.")
+        );
+        assert_eq!(
+            check(
+                "<quote title=\"John Maynard Keynes\" class=\"adobe-text-citation\">The greatest challenge is inflation."
+            ),
+            speech("The greatest challenge is inflation.")
+        );
     }
 
     #[test]
@@ -923,6 +1030,8 @@ mod tests {
         unchanged("A price <1 per cent> is no price at all.");
         unchanged("If a < b and c > d, the sum is plain.");
         unchanged("Write it as <a very long string of many words> if you must.");
+        unchanged("Some say <_private> is a tag; it is not.");
+        unchanged("The <1st> of July.");
     }
 
     // Instruction lines
@@ -1038,6 +1147,44 @@ mod tests {
         rewritten("As requested, I have kept it short.");
         unchanged("As requested by Moscow, Pyongyang sent its sons.");
         unchanged("Here is the truth, sir: the Fed waited too long.");
+    }
+
+    #[test]
+    fn a_writing_tutors_voice_is_rewritten() {
+        rewritten("Your opening sentence effectively raises a thought-provoking question.");
+        rewritten("I will give you a rewritten version of my opening statement.");
+        rewritten("Rewrite them to be more engaging and concise:");
+        rewritten("I'd be happy to take on this debate again.");
+        rewritten("I'm glad you found the debate productive.");
+        rewritten("Here is a sample ending from the debate:");
+        rewritten("I'll follow this format:");
+        unchanged("I am glad you asked, sir, for the answer is plain.");
+        unchanged("Here is an example of tyranny: the Kursk front.");
+    }
+
+    #[test]
+    fn the_prompt_spoken_of_is_rewritten() {
+        rewritten("In the debate above, I'll offer two examples from my own past.");
+        rewritten("I will answer without using \"your_opening\", as you ask.");
+        rewritten("As the story above says, six thousand have fallen.");
+        rewritten("Your opponent's opening statement should be:");
+        rewritten("In this Round 1 you can show how your view differs from your opponent's.");
+        unchanged("As I said above the din of the House, we shall not yield.");
+        rewritten(
+            "This classic argument lies at the heart of this debate, as discussed in more detail above.",
+        );
+        unchanged("I am your opponent, and I do not yield.");
+    }
+
+    #[test]
+    fn a_persona_named_with_its_dates_is_rewritten() {
+        rewritten("I am Winston Churchill (1874–1965), the Prime Minister.");
+        rewritten("You're Frederick Douglass (c. 1818–1895), abolitionist; I am not.");
+        rewritten("Winston Churchill (1874–1965) was not only a statesman but a historian.");
+        unchanged("Winston Churchill (that is, I) will not yield.");
+        unchanged("Mr. Douglass (a great orator) is wrong.");
+        unchanged("As I wrote of my father, in Winston Churchill (1906), he was a great man.");
+        unchanged("— My Early Life, in Churchill (1930–1931)");
     }
 
     #[test]
