@@ -555,6 +555,8 @@ const ASSISTANT: &[&str] = &[
     "rephrase [it|this|that|them]",
     "[to be|and] more concise",
     "follow this format",
+    "your response should contain",
+    "[the|your] response must [have|contain]",
     "i hope this [perspective|summary|response|answer] [helps|allows]",
 ];
 
@@ -1158,6 +1160,9 @@ mod tests {
         rewritten("I'm glad you found the debate productive.");
         rewritten("Here is a sample ending from the debate:");
         rewritten("I'll follow this format:");
+        rewritten("Your response should contain exactly 3 sentences.");
+        rewritten("The response must have 2 sections.");
+        unchanged("Your response, sir, must be measured in deeds.");
         unchanged("I am glad you asked, sir, for the answer is plain.");
         unchanged("Here is an example of tyranny: the Kursk front.");
     }
