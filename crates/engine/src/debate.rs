@@ -14,8 +14,9 @@ use crate::llm::{ChatRequest, Completion, FinishReason, LanguageModel, LlmError,
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
 use crate::prompts::{DebateSetup, PromptError, Prompts};
+use crate::screen::echo::Voices;
 use crate::screen::{Refusal, ScreenError, Screener, Stage, Verdict};
-use crate::speech::{SpeechSink, Stopped, sentences, stream_screened};
+use crate::speech::{Reading, SpeechSink, Stopped, sentences, stream_screened};
 use crate::story::Story;
 use crate::transcript::{
     ErrorCode, ErrorInfo, PersonaRef, Provenance, Round, RoundKind, Sides, Status, Transcript,
@@ -117,9 +118,16 @@ pub enum SpeakError {
     Unscreened(#[from] ScreenError),
 }
 
-fn stopped_by(stopped: Stopped) -> Result<Result<(Completion, String), Refusal>, SpeakError> {
+/// Why a speech is written again.
+enum Again {
+    Refused(Refusal),
+    Echo(&'static str),
+}
+
+fn again(stopped: Stopped) -> Result<Result<(Completion, String), Again>, SpeakError> {
     match stopped {
-        Stopped::Refused(refusal) => Ok(Err(refusal)),
+        Stopped::Refused(refusal) => Ok(Err(Again::Refused(refusal))),
+        Stopped::Echo(why) => Ok(Err(Again::Echo(why))),
         Stopped::Unscreened(e) => Err(SpeakError::Unscreened(e)),
     }
 }
@@ -491,7 +499,8 @@ impl Engine {
                 match kept {
                     Some(turn) => Ok((turn, Usage::default())),
                     None => {
-                        self.speak(round, speaker, persona, messages, checker, context, events)
+                        let voices = (persona, Some(setup.persona(speaker.opponent())));
+                        self.speak(round, speaker, voices, messages, checker, context, events)
                             .await
                     }
                 }
@@ -623,7 +632,7 @@ impl Engine {
         &self,
         round: u8,
         speaker: Speaker,
-        persona: &Persona,
+        (persona, opponent): (&Persona, Option<&Persona>),
         messages: Vec<Message>,
         checker: &ClaimChecker,
         context: QuoteContext<'_>,
@@ -650,19 +659,40 @@ impl Engine {
             request.seed = self.seed.map(|s| {
                 s ^ (u64::from(round) << 1 | u64::from(speaker == Speaker::B)) ^ (attempt << 8)
             });
-            match self.speak_once(&request, round, speaker, events).await? {
+            let reading = Reading {
+                screener: &self.screener,
+                voices: Voices {
+                    speaker: &persona.name,
+                    opponent: opponent.map(|o| o.name.as_str()),
+                },
+                rewrite_echoes: attempt < u64::from(UNSAFE_RETRIES),
+            };
+            let reason = match self
+                .speak_once(&request, reading, round, speaker, events)
+                .await?
+            {
                 Ok(spoken) => break spoken,
-                Err(refusal) if attempt < u64::from(UNSAFE_RETRIES) => {
-                    attempt += 1;
+                Err(Again::Refused(refusal)) if attempt < u64::from(UNSAFE_RETRIES) => {
                     tracing::info!(round, ?speaker, category = %refusal.category, "a sentence was withheld: the speech is written again");
-                    events.send(Event::TurnRestart {
-                        round,
-                        speaker,
-                        reason: "a sentence broke the content policy: speaking again".into(),
-                    });
+                    "a sentence broke the content policy: speaking again"
                 }
-                Err(refusal) => return Err(SpeakError::Unsafe(refusal)),
-            }
+                Err(Again::Refused(refusal)) => return Err(SpeakError::Unsafe(refusal)),
+                Err(Again::Echo(why)) => {
+                    tracing::info!(
+                        round,
+                        ?speaker,
+                        why,
+                        "prompt text in a speech: written again"
+                    );
+                    "the speech repeated its instructions: speaking again"
+                }
+            };
+            attempt += 1;
+            events.send(Event::TurnRestart {
+                round,
+                speaker,
+                reason: reason.into(),
+            });
         };
         let truncated = completion.finish_reason == Some(FinishReason::Length);
         let Checked {
@@ -700,32 +730,31 @@ impl Engine {
     async fn speak_once(
         &self,
         request: &ChatRequest,
+        reading: Reading<'_>,
         round: u8,
         speaker: Speaker,
         events: &EventSink,
-    ) -> Result<Result<(Completion, String), Refusal>, SpeakError> {
+    ) -> Result<Result<(Completion, String), Again>, SpeakError> {
         let (sink, pieces) = SpeechSink::new();
         let call = async move {
             let completion = self.debater.complete(request, &sink).await?;
             let truncated = completion.finish_reason == Some(FinishReason::Length);
-            let text = sink.finish(&completion.text, truncated);
+            sink.finish(&completion.text, truncated);
             // The sink goes with this block: the stream below ends when it has released all.
-            Ok::<_, LlmError>((completion, text))
+            Ok::<_, LlmError>(completion)
         };
-        let stream = stream_screened(pieces, &self.screener, events, round, speaker);
+        let stream = stream_screened(pieces, reading, events, round, speaker);
         let (call, stream) = (std::pin::pin!(call), std::pin::pin!(stream));
         let (called, streamed) = match futures::future::select(call, stream).await {
             Either::Left((called, stream)) => (called, stream.await),
             // The stream ends early only when it stopped: the call is dropped, cut short.
-            Either::Right((streamed, call)) => match streamed {
-                Ok(()) => (call.await, Ok(())),
-                Err(stopped) => return stopped_by(stopped),
-            },
+            Either::Right((Err(stopped), _call)) => return again(stopped),
+            Either::Right((streamed, call)) => (call.await, streamed),
         };
-        let spoken = called?;
+        let completion = called?;
         match streamed {
-            Ok(()) => Ok(Ok(spoken)),
-            Err(stopped) => stopped_by(stopped),
+            Ok(text) => Ok(Ok((completion, text))),
+            Err(stopped) => again(stopped),
         }
     }
 

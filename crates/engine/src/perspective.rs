@@ -60,7 +60,7 @@ impl Engine {
                 self.speak(
                     1,
                     Speaker::Solo,
-                    persona,
+                    (persona, None),
                     messages,
                     &checker,
                     context,

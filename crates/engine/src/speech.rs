@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Event, EventSink, Speaker, Withheld};
 use crate::llm::TokenSink;
+use crate::screen::echo::{Echo, Voices, check_sentence};
 use crate::screen::{Refusal, ScreenError, Screener, Stage, Verdict};
 
 /// What the sink releases, in order.
@@ -97,19 +98,34 @@ impl TokenSink for SpeechSink {
 pub(crate) enum Stopped {
     /// A sentence broke the policy: it was withheld, and the speech must be written again.
     Refused(Refusal),
+    /// Prompt text is woven into a sentence, or the speaker stepped out of the debate: the
+    /// speech must be written again.
+    Echo(&'static str),
     /// A sentence could not be screened (the moderation endpoint did not answer).
     Unscreened(ScreenError),
 }
 
-/// Streams what `pieces` releases to `events` as the turn's tokens, each batch of sentences
-/// screened first: a refused sentence is withheld (to editors only) and ends the stream.
+/// How a speech's sentences are read before they are streamed.
+pub(crate) struct Reading<'a> {
+    pub screener: &'a Screener,
+    pub voices: Voices<'a>,
+    /// Whether a sentence with prompt text woven in stops the speech (to write it again), or
+    /// is cut: the last attempt keeps what it can rather than fail.
+    pub rewrite_echoes: bool,
+}
+
+/// Streams what `pieces` releases to `events` as the turn's tokens, each sentence read first:
+/// prompt markup and echoed instruction lines are cut ([`crate::screen::echo`]), then each
+/// batch is screened; a refused sentence is withheld (to editors only) and ends the stream.
+/// Returns the speech as streamed.
 pub(crate) async fn stream_screened(
     mut pieces: mpsc::UnboundedReceiver<Piece>,
-    screener: &Screener,
+    reading: Reading<'_>,
     events: &EventSink,
     round: u8,
     speaker: Speaker,
-) -> Result<(), Stopped> {
+) -> Result<String, Stopped> {
+    let mut streamed = String::new();
     while let Some(first) = pieces.recv().await {
         // What queued while the last batch was screened goes to the screen together.
         let mut batch = vec![first];
@@ -120,6 +136,7 @@ pub(crate) async fn stream_screened(
             let text = match piece {
                 Piece::Text(text) => text,
                 Piece::Restart(reason) => {
+                    streamed.clear();
                     events.send(Event::TurnRestart {
                         round,
                         speaker,
@@ -128,8 +145,12 @@ pub(crate) async fn stream_screened(
                     continue;
                 }
             };
+            let Some(text) = without_echoes(&text, &reading)? else {
+                continue;
+            };
             let said = sentences(&text);
-            let verdicts = screener
+            let verdicts = reading
+                .screener
                 .screen(&said, Stage::Output)
                 .await
                 .map_err(Stopped::Unscreened)?;
@@ -153,6 +174,7 @@ pub(crate) async fn stream_screened(
                     }
                 }
             }
+            streamed.push_str(&text);
             events.send(Event::Token {
                 round,
                 speaker,
@@ -160,7 +182,38 @@ pub(crate) async fn stream_screened(
             });
         }
     }
-    Ok(())
+    Ok(streamed.trim().to_string())
+}
+
+/// A piece of a speech with prompt echoes cut: unchanged when it has none, `None` when
+/// nothing of it is the speaker's.
+fn without_echoes(text: &str, reading: &Reading<'_>) -> Result<Option<String>, Stopped> {
+    let said = sentences(text);
+    let mut kept = Vec::with_capacity(said.len());
+    let mut changed = false;
+    for sentence in &said {
+        match check_sentence(sentence, &reading.voices) {
+            Echo::Speech(own) => {
+                changed |= own != *sentence;
+                kept.push(own);
+            }
+            Echo::Cut => changed = true,
+            Echo::Rewrite(why) if reading.rewrite_echoes => return Err(Stopped::Echo(why)),
+            Echo::Rewrite(why) => {
+                tracing::debug!(why, "a sentence with prompt text was cut");
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(Some(text.to_string()));
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    // The piece's own leading space keeps it apart from the sentence before.
+    let lead = &text[..text.len() - text.trim_start().len()];
+    Ok(Some(format!("{lead}{}", kept.join(" "))))
 }
 
 /// A text's sentences, trimmed: split where one ends (see [`sentence_ends`]).

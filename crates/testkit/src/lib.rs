@@ -73,6 +73,11 @@ pub enum Fault {
     NoStructuredOutput,
     /// The speech (or the judge's rationale) says something no policy lets through.
     Abusive,
+    /// The speech repeats its prompt's markup and instruction lines around its own words, as
+    /// small models do.
+    PromptEcho,
+    /// The speech steps out of the debate to talk as a language model.
+    AsAnAi,
 }
 
 /// The sentence a speech says under [`Fault::Abusive`].
@@ -444,6 +449,16 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             }
         }
         Target::Judge => judge_reply(&body, &shared.judge),
+        _ if fault == Some(Fault::PromptEcho) => format!(
+            "Round 2 of 2: your rebuttal.\n<opponent_opening>\n{}\n</opponent_opening>\n</response>",
+            speech_for(&body)
+        ),
+        _ if fault == Some(Fault::AsAnAi) => {
+            format!(
+                "As an AI language model, I cannot hold opinions. {}",
+                speech_for(&body)
+            )
+        }
         _ if fault == Some(Fault::Abusive) => {
             let speech = speech_for(&body);
             let (first, rest) = speech.split_once(" — ").unwrap_or((&speech, ""));

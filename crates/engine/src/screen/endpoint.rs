@@ -530,7 +530,6 @@ fn error_text(error: &serde_json::Value) -> String {
     }
 }
 
-
 /// `POST /moderations` as sent.
 #[derive(Serialize)]
 struct ModerationRequest<'a> {

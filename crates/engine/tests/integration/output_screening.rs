@@ -136,3 +136,49 @@ async fn a_verdict_whose_rationale_breaks_the_policy_is_judged_again_and_never_s
     assert_eq!(withheld[0].round, crossfire_engine::debate::VERDICT_ROUND);
     assert!(transcript.verdict.is_some());
 }
+
+#[tokio::test]
+async fn prompt_markup_and_instruction_lines_are_cut_and_a_speech_out_of_character_is_rewritten() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![
+            (Target::Speaker("Winston Churchill"), Fault::PromptEcho),
+            (Target::Speaker("George F. Kennan"), Fault::AsAnAi),
+        ],
+        ..FakeOptions::default()
+    })
+    .await;
+    let (transcript, events, _) = debate(&fake).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+    let shown = format!("{events:?} {}", serde_json::to_string(&transcript).unwrap());
+    for echo in [
+        "<opponent_opening>",
+        "</response>",
+        "Round 2 of 2",
+        "language model",
+    ] {
+        assert!(!shown.contains(echo), "{echo} reached a reader");
+    }
+    // Churchill's words were kept, his prompt's cut without speaking again; Kennan's opening
+    // stepped out of the debate and was spoken again.
+    let opening = |speaker| {
+        transcript.rounds[0]
+            .turns
+            .iter()
+            .find(|t| t.speaker == speaker)
+            .map(|t| t.text.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        opening(Speaker::A).starts_with("I am Winston Churchill"),
+        "{}",
+        opening(Speaker::A)
+    );
+    let restarted = |speaker| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::TurnRestart { speaker: s, .. } if *s == speaker))
+            .count()
+    };
+    assert_eq!(restarted(Speaker::A), 0);
+    assert_eq!(restarted(Speaker::B), 1);
+}
