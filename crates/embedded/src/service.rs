@@ -196,7 +196,7 @@ impl LanguageModel for EmbeddedModel {
                 updates,
             };
             self.submit(job)?;
-            collect(&mut receiver, request.stream, sink).await
+            collect(&mut receiver, request.stream, &request.stop, sink).await
         })
     }
 
@@ -264,12 +264,18 @@ impl EmbeddedModel {
     }
 }
 
+/// Collects a generation's updates into its completion, streaming its text to `sink` (when
+/// `stream`); the text ends before the first of the `stop` sequences, and the generation is
+/// dropped there (the model thread cancels a job nobody listens to).
 async fn collect(
     receiver: &mut UnboundedReceiver<Update>,
     stream: bool,
+    stop: &[String],
     sink: &dyn TokenSink,
 ) -> Result<Completion, LlmError> {
     let mut text = String::new();
+    // How much of `text` the sink has had: text that may begin a stop sequence waits.
+    let mut sent = 0;
     let mut chunks = 0;
     let mut logprobs: Option<Vec<TokenLogprobs>> = None;
     while let Some(update) = receiver.recv().await {
@@ -281,13 +287,32 @@ async fn collect(
                 });
             }
             Update::Output(Output::Text(piece)) => {
-                if stream {
-                    sink.token(&piece);
-                }
                 text.push_str(&piece);
                 chunks += 1;
+                let stopped = stop.iter().filter_map(|s| text.find(s.as_str())).min();
+                let ready = stopped.unwrap_or_else(|| text.len() - stop_prefix(&text, stop));
+                if stream && ready > sent {
+                    sink.token(&text[sent..ready]);
+                    sent = ready;
+                }
+                if let Some(at) = stopped {
+                    text.truncate(at);
+                    if text.trim().is_empty() {
+                        return Err(LlmError::Empty);
+                    }
+                    return Ok(Completion {
+                        logprobs,
+                        text,
+                        usage: Usage::default(),
+                        chunks,
+                        finish_reason: Some(FinishReason::Stop),
+                    });
+                }
             }
             Update::Output(Output::Done(finish)) => {
+                if stream && text.len() > sent {
+                    sink.token(&text[sent..]);
+                }
                 if text.trim().is_empty() {
                     return Err(LlmError::Empty);
                 }
@@ -308,4 +333,18 @@ async fn collect(
     Err(LlmError::StreamCut(
         "the embedded model stopped mid-generation".into(),
     ))
+}
+
+/// The length of the longest end of `text` that begins one of the `stop` sequences.
+fn stop_prefix(text: &str, stop: &[String]) -> usize {
+    stop.iter()
+        .flat_map(|s| {
+            (1..s.len())
+                .filter(|&n| s.is_char_boundary(n))
+                .map(move |n| &s[..n])
+        })
+        .filter(|prefix| text.ends_with(prefix))
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
 }

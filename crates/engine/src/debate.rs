@@ -652,6 +652,7 @@ impl Engine {
             response_format: None,
             stream: true,
             top_logprobs: None,
+            stop: self.prompts.stop_sequences(),
         };
         let mut attempt: u64 = 0;
         let (completion, text) = loop {

@@ -284,6 +284,7 @@ pub async fn run_pass(
         response_format: structured.format(),
         stream: false,
         top_logprobs: structured.top_logprobs(),
+        stop: Vec::new(),
     };
     let first = loop {
         match model.complete(&request, &NoSink).await {

@@ -269,6 +269,7 @@ impl Engine {
                         response_format: None,
                         stream: false,
                         top_logprobs: None,
+                        stop: Vec::new(),
                     },
                     &NoSink,
                 )
@@ -297,6 +298,7 @@ impl Engine {
                 response_format: Some(ResponseFormat::JsonSchema(judgement_schema())),
                 stream: false,
                 top_logprobs: None,
+                stop: Vec::new(),
             };
             let reply = match self.judge.complete(&request, &NoSink).await {
                 Err(e) if e.rejects_response_format() => {

@@ -354,6 +354,7 @@ fn chat(text: &str, max_tokens: u32) -> crossfire_engine::llm::ChatRequest {
         response_format: None,
         stream: true,
         top_logprobs: None,
+        stop: Vec::new(),
     }
 }
 

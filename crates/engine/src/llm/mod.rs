@@ -108,6 +108,8 @@ pub struct ChatRequest {
     pub stream: bool,
     /// Ask for each token's log-probability and this many most likely alternatives.
     pub top_logprobs: Option<u8>,
+    /// The reply ends before any of these (at most four, as OpenAI takes).
+    pub stop: Vec<String>,
 }
 
 /// Tokens a call or a debate consumed.

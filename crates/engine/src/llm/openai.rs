@@ -108,6 +108,7 @@ impl OpenAiClient {
             }),
             logprobs: request.top_logprobs.is_some(),
             top_logprobs: request.top_logprobs,
+            stop: &request.stop,
         }
     }
 
@@ -267,6 +268,8 @@ struct WireSettings<'a> {
     logprobs: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_logprobs: Option<u8>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -664,6 +667,7 @@ mod tests {
             response_format: Some(ResponseFormat::JsonSchema(schema)),
             stream: true,
             top_logprobs: Some(3),
+            stop: vec!["</response>".into()],
         };
         let body: serde_json::Value =
             serde_json::from_slice(&client.body(&request).unwrap()).expect("the body is JSON");
@@ -680,6 +684,7 @@ mod tests {
                 "response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}, "strict": true}},
                 "logprobs": true,
                 "top_logprobs": 3,
+                "stop": ["</response>"],
             })
         );
     }

@@ -188,6 +188,28 @@ impl Prompts {
         &self.version
     }
 
+    /// Where a speech ends if the model starts writing its prompt's markup back: the closing
+    /// tags the templates wrap text in, and `</response>`, at most four.
+    pub fn stop_sequences(&self) -> Vec<String> {
+        let mut stops = vec!["</response>".to_string()];
+        for (_, template) in self.env.templates() {
+            let source = template.source();
+            for (at, _) in source.match_indices("</") {
+                let name: String = source[at + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                let tag = format!("</{name}>");
+                if !name.is_empty() && source[at..].starts_with(&tag) && !stops.contains(&tag) {
+                    stops.push(tag);
+                }
+            }
+        }
+        stops.sort_by_key(|s| s != "</response>");
+        stops.truncate(4);
+        stops
+    }
+
     /// The messages of an opening speech.
     pub fn opening(
         &self,
@@ -655,5 +677,21 @@ mod tests {
         assert_eq!(system("Y", 90, false), "90 words");
         assert_eq!(system("X", 90, true), "X");
         assert_eq!(system("X", 120, true), "X");
+    }
+
+    #[test]
+    fn a_speech_stops_where_the_templates_close_a_tag() {
+        let prompts = Prompts::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../prompts"
+        )))
+        .unwrap();
+        let stops = prompts.stop_sequences();
+        assert_eq!(stops[0], "</response>");
+        assert!(
+            stops.contains(&"</opponent_opening>".to_string()),
+            "{stops:?}"
+        );
+        assert!(stops.len() <= 4);
     }
 }
