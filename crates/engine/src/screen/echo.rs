@@ -558,6 +558,8 @@ const ASSISTANT: &[&str] = &[
     "your response should contain",
     "[the|your] response must [have|contain]",
     "i hope this [perspective|summary|response|answer] [helps|allows]",
+    "[here is|here's] my answer to your question",
+    "your answer to my question",
 ];
 
 /// The prompt itself spoken of (anywhere): "the story above".
@@ -1147,6 +1149,8 @@ mod tests {
         rewritten("Here's my rebuttal:\nThe Fed was right.");
         rewritten("I hope this helps!");
         rewritten("As requested, I have kept it short.");
+        rewritten("Here is my answer to your question about Frederick Douglass's debate.");
+        rewritten("Your answer to my question about how the debate could have been described is:");
         unchanged("As requested by Moscow, Pyongyang sent its sons.");
         unchanged("Here is the truth, sir: the Fed waited too long.");
     }
