@@ -188,10 +188,11 @@ impl Prompts {
         &self.version
     }
 
-    /// Where a speech ends if the model starts writing its prompt's markup back: the closing
-    /// tags the templates wrap text in, and `</response>`, at most four.
+    /// Where a speech ends if the model starts writing its prompt's markup back, at most four:
+    /// `</response>`, then the closing tags the templates wrap the speeches in (what a small
+    /// model copies), then their other closing tags, by name.
     pub fn stop_sequences(&self) -> Vec<String> {
-        let mut stops = vec!["</response>".to_string()];
+        let mut tags = std::collections::BTreeSet::new();
         for (_, template) in self.env.templates() {
             let source = template.source();
             for (at, _) in source.match_indices("</") {
@@ -200,12 +201,15 @@ impl Prompts {
                     .take_while(|c| c.is_ascii_lowercase() || *c == '_')
                     .collect();
                 let tag = format!("</{name}>");
-                if !name.is_empty() && source[at..].starts_with(&tag) && !stops.contains(&tag) {
-                    stops.push(tag);
+                if !name.is_empty() && source[at..].starts_with(&tag) {
+                    tags.insert(tag);
                 }
             }
         }
-        stops.sort_by_key(|s| s != "</response>");
+        let mut stops = vec!["</response>".to_string()];
+        let (speeches, others): (Vec<String>, Vec<String>) =
+            tags.into_iter().partition(|tag| tag.contains("opening"));
+        stops.extend(speeches.into_iter().chain(others).filter(|t| t != "</response>"));
         stops.truncate(4);
         stops
     }
