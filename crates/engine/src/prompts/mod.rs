@@ -209,7 +209,12 @@ impl Prompts {
         let mut stops = vec!["</response>".to_string()];
         let (speeches, others): (Vec<String>, Vec<String>) =
             tags.into_iter().partition(|tag| tag.contains("opening"));
-        stops.extend(speeches.into_iter().chain(others).filter(|t| t != "</response>"));
+        stops.extend(
+            speeches
+                .into_iter()
+                .chain(others)
+                .filter(|t| t != "</response>"),
+        );
         stops.truncate(4);
         stops
     }
