@@ -132,7 +132,15 @@ pub(crate) async fn stream_screened(
         while let Ok(next) = pieces.try_recv() {
             batch.push(next);
         }
+        // Consecutive texts are one batch; a restart ends a batch.
+        let mut merged: Vec<Piece> = Vec::new();
         for piece in batch {
+            match (merged.last_mut(), piece) {
+                (Some(Piece::Text(text)), Piece::Text(more)) => text.push_str(&more),
+                (_, piece) => merged.push(piece),
+            }
+        }
+        for piece in merged {
             let text = match piece {
                 Piece::Text(text) => text,
                 Piece::Restart(reason) => {
