@@ -67,6 +67,7 @@ async fn main() {
             ("CROSSFIRE_LLM_BASE_URL", &fake.base_url),
             ("CROSSFIRE_DATABASE_URL", &database),
             ("CROSSFIRE_DEBATES_PER_DAY", "1000000000"),
+            ("CROSSFIRE_SIGNUPS_PER_HOUR", "0"),
         ],
     )
     .await;

@@ -91,6 +91,7 @@ async fn main() {
         ("CROSSFIRE_LLM_BASE_URL", fake.base_url.as_str()),
         ("CROSSFIRE_DATABASE_URL", database.as_str()),
         ("CROSSFIRE_DEBATES_PER_DAY", "1000000"),
+        ("CROSSFIRE_SIGNUPS_PER_HOUR", "0"),
     ];
     let start = || Instance::start(env!("CARGO_BIN_EXE_crossfire"), &args, &envs);
     let mut server = start().await;

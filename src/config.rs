@@ -109,6 +109,8 @@ section!(ServerLayer {
     database_url: String,
     debates_per_day: u32,
     perspectives_per_day: u32,
+    signups_per_hour: u32,
+    client_ip_header: String,
     cors_origins: Vec<String>,
     watch_files: bool,
     instance: String,
@@ -314,6 +316,12 @@ const ENV: &[(&str, Setter)] = &[
     ("CROSSFIRE_PERSPECTIVES_PER_DAY", |l, v| {
         set(&mut l.server.perspectives_per_day, v)
     }),
+    ("CROSSFIRE_SIGNUPS_PER_HOUR", |l, v| {
+        set(&mut l.server.signups_per_hour, v)
+    }),
+    ("CROSSFIRE_CLIENT_IP_HEADER", |l, v| {
+        set(&mut l.server.client_ip_header, v)
+    }),
     ("CROSSFIRE_CORS_ORIGINS", |l, v| {
         set(&mut l.server.cors_origins, v)
     }),
@@ -517,6 +525,12 @@ fn resolve_server(server: ServerLayer) -> Result<ServerConfig, ConfigError> {
         perspectives_per_day: server
             .perspectives_per_day
             .unwrap_or(defaults.perspectives_per_day),
+        signups_per_hour: server.signups_per_hour.unwrap_or(defaults.signups_per_hour),
+        client_ip_header: server
+            .client_ip_header
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .or(defaults.client_ip_header),
         cors_origins: server.cors_origins.unwrap_or(defaults.cors_origins),
         watch_files: server.watch_files.unwrap_or(defaults.watch_files),
         instance: server.instance.or(defaults.instance),

@@ -8,6 +8,11 @@ pub struct ServerConfig {
     pub database_url: String,
     /// Debates a user may start per UTC day.
     pub debates_per_day: u32,
+    /// Sign-ups per client address and hour; 0: no limit.
+    pub signups_per_hour: u32,
+    /// The header a trusted reverse proxy puts the client's address in (`x-forwarded-for`,
+    /// its first address): only then is any header believed, else the peer address counts.
+    pub client_ip_header: Option<String>,
     /// Perspectives a user may start per UTC day.
     pub perspectives_per_day: u32,
     /// Origins allowed to call the API from a browser (CORS); none by default.
@@ -28,6 +33,8 @@ impl Default for ServerConfig {
             addr: "127.0.0.1:8080".to_string(),
             database_url: "sqlite://crossfire.db".to_string(),
             debates_per_day: 20,
+            signups_per_hour: 20,
+            client_ip_header: None,
             perspectives_per_day: 50,
             cors_origins: Vec::new(),
             watch_files: true,

@@ -1,41 +1,47 @@
-//! Limits on what one client may do in a while: login attempts per account and per address.
+//! Limits on what one client may do in a while: login attempts per account and per address,
+//! sign-ups per address. Per instance, in memory: they slow a script down, they are not
+//! quotas (those are in the store).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
 
-/// Login attempts allowed per account and per address in a window.
-pub struct LoginLimiter {
+/// At most `max` attempts per key in a sliding window.
+pub struct Limiter {
     max: usize,
     window: Duration,
+    /// What is limited, for the message: "login attempts".
+    what: &'static str,
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
-impl LoginLimiter {
-    pub fn new(max: usize, window: Duration) -> LoginLimiter {
-        LoginLimiter {
+impl Limiter {
+    pub fn new(max: usize, window: Duration, what: &'static str) -> Limiter {
+        Limiter {
             max,
             window,
+            what,
             attempts: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn check(&self, email: &str, ip: IpAddr) -> Result<(), ApiError> {
+    /// Counts an attempt under each of `keys`; refuses it (429, with when to try again) once
+    /// any of them is at its limit.
+    pub fn check(&self, keys: &[String]) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         if attempts.len() > 100_000 {
             attempts.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < self.window));
         }
-        for key in [format!("email:{email}"), format!("ip:{ip}")] {
-            let times = attempts.entry(key).or_default();
+        for key in keys {
+            let times = attempts.entry(key.clone()).or_default();
             times.retain(|t| now.duration_since(*t) < self.window);
             if times.len() >= self.max {
                 let wait = self.window.saturating_sub(now.duration_since(times[0]));
                 return Err(ApiError::TooMany {
-                    message: "too many login attempts; try again later".to_string(),
+                    message: format!("too many {}; try again later", self.what),
                     retry_after: wait.as_secs().max(1),
                 });
             }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
 use crate::library::{Catalog, Live, LiveSet};
-use crate::limits::LoginLimiter;
+use crate::limits::Limiter;
 use crate::live::Hub;
 use crate::metrics::{Metered, Metrics, ScreenCounter};
 use crate::store::{Claim, Store, now_ms};
@@ -24,7 +24,9 @@ pub struct AppState {
     /// The editors' files as served now, and the engine that renders their templates.
     pub live: Arc<Live>,
     pub hub: Arc<Hub>,
-    pub login_limiter: Arc<LoginLimiter>,
+    pub login_limiter: Arc<Limiter>,
+    /// Sign-ups per client address and hour (`None`: unlimited).
+    pub signup_limiter: Option<Arc<Limiter>>,
     pub metrics: Arc<Metrics>,
     /// This instance's name in the runs it claims (see [`recovery`]).
     pub instance: Arc<str>,
@@ -60,6 +62,7 @@ impl AppState {
             .instance
             .clone()
             .unwrap_or_else(|| format!("instance-{:016x}", rand::random::<u64>()));
+        let signup_limiter = signup_limiter(config.signups_per_hour);
         AppState {
             instance: instance.into(),
             config: Arc::new(config),
@@ -67,7 +70,12 @@ impl AppState {
             hub: Hub::start(store.clone()),
             store,
             metrics,
-            login_limiter: Arc::new(LoginLimiter::new(10, Duration::from_secs(15 * 60))),
+            login_limiter: Arc::new(Limiter::new(
+                10,
+                Duration::from_secs(15 * 60),
+                "login attempts",
+            )),
+            signup_limiter,
             running: Arc::default(),
         }
     }
@@ -117,4 +125,15 @@ impl AppState {
             until: now_ms().saturating_add(lease),
         }
     }
+}
+
+/// The sign-up limit, from `server.signups_per_hour` (0: none).
+fn signup_limiter(per_hour: u32) -> Option<Arc<Limiter>> {
+    (per_hour > 0).then(|| {
+        Arc::new(Limiter::new(
+            per_hour as usize,
+            Duration::from_secs(3600),
+            "sign-ups from this address",
+        ))
+    })
 }

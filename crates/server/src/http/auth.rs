@@ -2,7 +2,7 @@
 //! `Authorization: Bearer`). Passwords are hashed with argon2id off the async runtime;
 //! session tokens are 256 random bits, stored only as SHA-256 hashes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use argon2::Argon2;
@@ -51,12 +51,17 @@ pub struct Credentials {
 
 /// `POST /api/auth/signup`
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = Credentials,
-    responses((status = 201, description = "Signed up and in, with a session cookie", body = Session), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody)))]
+    responses((status = 201, description = "Signed up and in, with a session cookie", body = Session), (status = 409, description = "Email taken", body = ErrorBody), (status = 422, description = "Bad email or password length", body = ErrorBody), (status = 429, description = "Too many sign-ups from this address (Retry-After)", body = ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
+    if let Some(limiter) = &state.signup_limiter {
+        let ip = client_ip(&headers, peer, state.config.client_ip_header.as_deref());
+        limiter.check(&[format!("ip:{ip}")])?;
+    }
     let email = normalize_email(&body.email)?;
     let chars = body.password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
@@ -79,7 +84,10 @@ pub async fn login(
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
-    state.login_limiter.check(&email, peer.ip())?;
+    let ip = client_ip(&headers, peer, state.config.client_ip_header.as_deref());
+    state
+        .login_limiter
+        .check(&[format!("email:{email}"), format!("ip:{ip}")])?;
     let stored = state.store.credentials(&email).await?;
     // An unknown email costs the same as a wrong password: both verify a hash.
     let (user_id, hash) = match stored {
@@ -159,6 +167,17 @@ impl FromRequestParts<AppState> for MaybeUser {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The client's address: from the trusted proxy's header when one is configured (its first
+/// address), else the connection's peer. Without a configured header, no header is believed.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: Option<&str>) -> IpAddr {
+    trusted
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
 }
 
 /// The session token of a request: `Authorization: Bearer`, else the cookie.

@@ -418,3 +418,56 @@ async fn sessions_rotate_on_login_and_end_on_logout_and_expiry() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Sign-ups are limited per address and hour, so one script cannot open accounts until the
+/// model bill stops it. Behind a reverse proxy the address comes from its configured header,
+/// and from no header when none is configured.
+#[tokio::test]
+async fn sign_ups_are_limited_per_address_and_a_proxy_header_counts_only_when_trusted() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let sign_up = |app: &App, forwarded: Option<&'static str>| {
+        let mut request = app
+            .http
+            .post(format!("{}/api/auth/signup", app.base))
+            .json(&json!({
+                "email": format!("new-{}@example.com", crossfire_engine::transcript::new_id()),
+                "password": "correct horse"
+            }));
+        if let Some(address) = forwarded {
+            request = request.header("x-forwarded-for", address);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let app = start(&fake, &temp_db(), |c| c.server.signups_per_hour = 2).await;
+    for _ in 0..2 {
+        assert_eq!(sign_up(&app, None).await.status(), StatusCode::CREATED);
+    }
+    let refused = sign_up(&app, None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    // A header nobody configured is not believed.
+    let spoofed = sign_up(&app, Some("203.0.113.9")).await;
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let behind_proxy = start(&fake, &temp_db(), |c| {
+        c.server.signups_per_hour = 1;
+        c.server.client_ip_header = Some("x-forwarded-for".into());
+    })
+    .await;
+    let first = "203.0.113.1, 10.0.0.1";
+    assert_eq!(
+        sign_up(&behind_proxy, Some(first)).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        sign_up(&behind_proxy, Some(first)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        sign_up(&behind_proxy, Some("203.0.113.2")).await.status(),
+        StatusCode::CREATED,
+        "another client behind the same proxy"
+    );
+}
