@@ -739,8 +739,7 @@ impl Engine {
         let (sink, pieces) = SpeechSink::new();
         let call = async move {
             let completion = self.debater.complete(request, &sink).await?;
-            let truncated = completion.finish_reason == Some(FinishReason::Length);
-            sink.finish(&completion.text, truncated);
+            sink.finish(completion.finish_reason == Some(FinishReason::Length));
             // The sink goes with this block: the stream below ends when it has released all.
             Ok::<_, LlmError>(completion)
         };

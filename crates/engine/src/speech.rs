@@ -53,16 +53,16 @@ impl SpeechSink {
         let _ = self.out.send(Piece::Text(text));
     }
 
-    /// Ends the stream and returns the speech as released. A speech cut off by the token limit
-    /// (`truncated`) loses its unfinished sentence; otherwise the held text is released.
-    pub(crate) fn finish(&self, text: &str, truncated: bool) -> String {
+    /// Ends the stream: a speech cut off by the token limit (`truncated`) loses its unfinished
+    /// sentence; otherwise the held text is released.
+    pub(crate) fn finish(&self, truncated: bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let held = std::mem::take(&mut state.held);
         if !truncated {
             if !held.is_empty() {
                 self.release(held);
             }
-            return text.trim().to_string();
+            return;
         }
         let shown = std::mem::take(&mut state.shown);
         let kept = clean_cut(&(shown.clone() + &held));
@@ -71,7 +71,6 @@ impl SpeechSink {
         if let Some(tail) = kept.strip_prefix(shown.as_str()).filter(|t| !t.is_empty()) {
             self.release(tail.to_string());
         }
-        kept.trim().to_string()
     }
 }
 
@@ -290,13 +289,13 @@ fn clean_cut(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn run(pieces: &[&str], truncated: bool) -> (String, String) {
+    /// The speech as streamed, trimmed.
+    fn run(pieces: &[&str], truncated: bool) -> String {
         let (speech, mut out) = SpeechSink::new();
         for piece in pieces {
             speech.token(piece);
         }
-        let whole: String = pieces.concat();
-        let text = speech.finish(&whole, truncated);
+        speech.finish(truncated);
         drop(speech);
         let mut streamed = String::new();
         while let Ok(piece) = out.try_recv() {
@@ -304,7 +303,7 @@ mod tests {
                 streamed.push_str(&text);
             }
         }
-        (text, streamed)
+        streamed.trim().to_string()
     }
 
     #[test]
@@ -326,11 +325,9 @@ mod tests {
             "render. But this ",
             "ship is still",
         ];
-        let (text, streamed) = run(&pieces, true);
-        assert_eq!(text, "We shall fight. We shall never surrender.");
         assert_eq!(
-            streamed.trim(),
-            text,
+            run(&pieces, true),
+            "We shall fight. We shall never surrender.",
             "the stream never showed the cut words"
         );
     }
@@ -345,16 +342,16 @@ mod tests {
             "render, and ",
             "win",
         ];
-        let (text, streamed) = run(&pieces, false);
-        assert_eq!(text, "We shall fight. We shall never surrender, and win");
-        assert_eq!(streamed, pieces.concat());
+        assert_eq!(
+            run(&pieces, false),
+            "We shall fight. We shall never surrender, and win"
+        );
     }
 
     #[test]
     fn a_short_speech_cut_by_the_limit_keeps_its_sentences() {
         let pieces = ["One. ", "Two ", "three"];
-        let (text, _) = run(&pieces, true);
-        assert_eq!(text, "One.");
+        assert_eq!(run(&pieces, true), "One.");
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod screener;
 
 pub use matcher::Finding;
 pub use policy::{Action, Applies, Category, Policy};
-pub use screener::{BY_ENDPOINT, Refusal, ScreenError, ScreenObserver, Screener, Verdict};
+pub use screener::{Refusal, ScreenError, ScreenObserver, Screener, Verdict};
 
 /// Whose text is screened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -70,7 +70,7 @@ pub struct Screener {
 const GENERIC_MESSAGE: &str = "This cannot be debated here: it breaks the publisher's content policy. Try asking about the news itself.";
 
 /// The rule a refusal names when the moderation endpoint refused.
-pub const BY_ENDPOINT: &str = "the moderation endpoint";
+const BY_ENDPOINT: &str = "the moderation endpoint";
 
 impl Screener {
     /// A screen of `policy` alone.

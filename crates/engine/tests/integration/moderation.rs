@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crossfire_engine::config::Secret;
 use crossfire_engine::screen::endpoint::{
-    DEFAULT_OPENAI_MODEL, ModerationBackend, ModerationConfig, ModerationError, OTHER, OnError,
-    OpenAiModeration, moderation,
+    CATEGORIES, DEFAULT_OPENAI_MODEL, ModerationBackend, ModerationConfig, ModerationError, OTHER,
+    OnError, OpenAiModeration, moderation,
 };
 use crossfire_testkit::moderation::{
     FakeModeration, Fault, Flag, ModerationOptions, OPENAI_CATEGORIES, Wire,
@@ -143,6 +143,12 @@ async fn a_guard_model_is_asked_once_per_text_and_its_codes_map() {
     assert_eq!(client.name(), "llama-guard3:1b");
     let verdicts = client.classify(&batch).await.unwrap();
     assert_eq!(verdicts, expected);
+    for id in CATEGORIES {
+        assert!(
+            GUARD_CASES.iter().any(|(_, ours)| ours == id),
+            "{id} is reachable from a code"
+        );
+    }
 
     let requests = fake.requests();
     assert_eq!(requests.len(), batch.len(), "one request per text");
