@@ -110,6 +110,7 @@ section!(ServerLayer {
     debates_per_day: u32,
     perspectives_per_day: u32,
     signups_per_hour: u32,
+    daily_token_budget: u64,
     client_ip_header: String,
     cors_origins: Vec<String>,
     watch_files: bool,
@@ -319,6 +320,9 @@ const ENV: &[(&str, Setter)] = &[
     ("CROSSFIRE_SIGNUPS_PER_HOUR", |l, v| {
         set(&mut l.server.signups_per_hour, v)
     }),
+    ("CROSSFIRE_DAILY_TOKEN_BUDGET", |l, v| {
+        set(&mut l.server.daily_token_budget, v)
+    }),
     ("CROSSFIRE_CLIENT_IP_HEADER", |l, v| {
         set(&mut l.server.client_ip_header, v)
     }),
@@ -526,6 +530,9 @@ fn resolve_server(server: ServerLayer) -> Result<ServerConfig, ConfigError> {
             .perspectives_per_day
             .unwrap_or(defaults.perspectives_per_day),
         signups_per_hour: server.signups_per_hour.unwrap_or(defaults.signups_per_hour),
+        daily_token_budget: server
+            .daily_token_budget
+            .unwrap_or(defaults.daily_token_budget),
         client_ip_header: server
             .client_ip_header
             .map(|h| h.trim().to_ascii_lowercase())

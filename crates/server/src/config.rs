@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub client_ip_header: Option<String>,
     /// Perspectives a user may start per UTC day.
     pub perspectives_per_day: u32,
+    /// Model tokens the whole deployment may spend per UTC day; 0: no limit.
+    pub daily_token_budget: u64,
     /// Origins allowed to call the API from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
     /// Reload the editors' files when they change (on by default).
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             signups_per_hour: 20,
             client_ip_header: None,
             perspectives_per_day: 50,
+            daily_token_budget: 0,
             cors_origins: Vec::new(),
             watch_files: true,
             instance: None,

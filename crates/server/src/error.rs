@@ -54,6 +54,11 @@ pub enum ErrorCode {
     /// The moderation endpoint does not answer and the deployment refuses what it cannot
     /// screen (503, with `Retry-After`).
     ModerationUnavailable,
+    /// Editors took the debate or perspective down (410).
+    Removed,
+    /// The deployment's daily model token budget is spent (503, with `Retry-After`: the
+    /// next UTC day).
+    BudgetExhausted,
     Internal,
 }
 
@@ -95,6 +100,13 @@ pub enum ApiError {
     /// The moderation endpoint does not answer; the detail is logged, not sent.
     #[error("motions cannot be checked right now: try again in a minute")]
     ModerationUnavailable(String),
+    /// Editors took it down: what the asker may be told (the owner hears the editors' note).
+    #[error("{0}")]
+    Removed(String),
+    /// Today's model token budget is spent; new runs wait `retry_after` seconds, for the
+    /// next UTC day.
+    #[error("today's debates and perspectives are all used up: try again tomorrow")]
+    BudgetExhausted { retry_after: u64 },
     /// Anything else; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -111,9 +123,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::ModerationUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::ModerationUnavailable(_)
+            | ApiError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Removed(_) => StatusCode::GONE,
             ApiError::MotionRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,6 +146,8 @@ impl ApiError {
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::MotionRefused { .. } => ErrorCode::MotionRefused,
             ApiError::ModerationUnavailable(_) => ErrorCode::ModerationUnavailable,
+            ApiError::Removed(_) => ErrorCode::Removed,
+            ApiError::BudgetExhausted { .. } => ErrorCode::BudgetExhausted,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -166,6 +181,7 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::TooMany { retry_after, .. } => Some(retry_after),
             ApiError::ModerationUnavailable(_) => Some(MODERATION_RETRY_S),
+            ApiError::BudgetExhausted { retry_after } => Some(retry_after),
             _ => None,
         };
         if let Some(seconds) = retry_after {

@@ -3,11 +3,12 @@
 //! engine's debates; it is handed a ready [`Engine`] and never builds a model itself.
 //!
 //! The layers, bottom up (docs/architecture.md): [`config`], [`error`], [`store`] and
-//! [`metrics`]; [`state`]; [`library`] (the editors' files live now) and [`live`] (running
+//! [`metrics`]; [`limits`] and [`budget`]; [`state`]; [`library`] (the editors' files live now) and [`live`] (running
 //! runs and their followers); [`runs`] (access, records, launching, streaming, recovery);
 //! [`http`] (one module per resource, each with its routes and bodies). Nothing imports a
 //! layer above its own.
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -102,6 +103,15 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     let claims = tokio::spawn(runs::recovery::keep_claims(state.clone()));
+    let spending = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            state
+                .budget
+                .keep_flushing(state.store.clone(), &state.metrics)
+                .await
+        })
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -111,6 +121,10 @@ pub async fn serve(
         runs::interrupt_unfinished(&state).await?;
     }
     claims.abort();
+    spending.abort();
+    if let Err(e) = state.budget.flush(&state.store, &state.metrics).await {
+        tracing::warn!("cannot add today's token spending: {e}");
+    }
     state.store.close().await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Limits on what one client may do in a while: login attempts per account and per address,
-//! sign-ups per address. Per instance, in memory: they slow a script down, they are not
-//! quotas (those are in the store).
+//! sign-ups and reports per address. Per instance, in memory: they slow a script down, they
+//! are not quotas (those are in the store, by UTC day: [`today`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -49,4 +49,16 @@ impl Limiter {
         }
         Ok(())
     }
+}
+
+/// Today's UTC date, `YYYY-MM-DD`: the day quotas and the token budget count in.
+pub fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+/// Seconds until the next UTC day, when quotas and the token budget start again.
+pub fn seconds_to_next_day() -> u64 {
+    let now = time::OffsetDateTime::now_utc();
+    let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
+    midnight.map_or(3600, |m| (m - now).whole_seconds().max(1).unsigned_abs())
 }

@@ -109,6 +109,11 @@ impl Metrics {
         }
     }
 
+    /// Tokens the models reported so far, prompt and completion.
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.load(Ordering::Relaxed) + self.completion_tokens.load(Ordering::Relaxed)
+    }
+
     /// Runs a stopped instance left unfinished were taken over: resumed, or interrupted.
     pub fn runs_taken_over(&self, resumed: usize, interrupted: usize) {
         self.resumed.fetch_add(resumed as u64, Ordering::Relaxed);

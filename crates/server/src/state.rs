@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::budget::Budget;
 use crate::config::ServerConfig;
 use crate::library::{Catalog, Live, LiveSet};
 use crate::limits::Limiter;
@@ -15,6 +16,10 @@ use crate::metrics::{Metered, Metrics, ScreenCounter};
 use crate::store::{Claim, Store, now_ms};
 use crossfire_engine::config::Library;
 use crossfire_engine::debate::Engine;
+
+/// Reports one visitor or reader may send per hour: enough for anyone reading, not for a
+/// script.
+const REPORTS_PER_HOUR: usize = 10;
 
 /// Everything a request handler may need.
 #[derive(Clone)]
@@ -27,6 +32,10 @@ pub struct AppState {
     pub login_limiter: Arc<Limiter>,
     /// Sign-ups per client address and hour (`None`: unlimited).
     pub signup_limiter: Option<Arc<Limiter>>,
+    /// Reports per shared link's visitor (by address) or reader, per hour.
+    pub report_limiter: Arc<Limiter>,
+    /// The deployment's daily model token budget.
+    pub budget: Arc<Budget>,
     pub metrics: Arc<Metrics>,
     /// This instance's name in the runs it claims (see [`recovery`]).
     pub instance: Arc<str>,
@@ -63,6 +72,7 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| format!("instance-{:016x}", rand::random::<u64>()));
         let signup_limiter = signup_limiter(config.signups_per_hour);
+        let config_budget = config.daily_token_budget;
         AppState {
             instance: instance.into(),
             config: Arc::new(config),
@@ -76,6 +86,12 @@ impl AppState {
                 "login attempts",
             )),
             signup_limiter,
+            report_limiter: Arc::new(Limiter::new(
+                REPORTS_PER_HOUR,
+                Duration::from_secs(3600),
+                "reports from this address",
+            )),
+            budget: Arc::new(Budget::new(config_budget)),
             running: Arc::default(),
         }
     }

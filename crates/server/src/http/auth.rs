@@ -171,7 +171,7 @@ impl FromRequestParts<AppState> for MaybeUser {
 
 /// The client's address: from the trusted proxy's header when one is configured (its first
 /// address), else the connection's peer. Without a configured header, no header is believed.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: Option<&str>) -> IpAddr {
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: Option<&str>) -> IpAddr {
     trusted
         .and_then(|name| headers.get(name))
         .and_then(|v| v.to_str().ok())

@@ -48,6 +48,9 @@ pub struct DebateSummary {
     pub winner: Option<Winner>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Set when the editors took it down: what its owner is told (it no longer opens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 /// A page of a reader's debates.
@@ -172,6 +175,7 @@ pub async fn list_debates(
                 personas: t.personas,
                 winner: t.verdict.map(|v| v.winner),
                 created_at: run.created_at,
+                removed: runs::still_up(run, Some(&user)).err().map(|e| e.to_string()),
             })
         })
         .collect::<Result<_, ApiError>>()?;

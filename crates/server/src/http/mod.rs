@@ -9,6 +9,7 @@ pub mod debates;
 pub mod editor;
 pub mod pages;
 pub mod perspectives;
+pub mod reports;
 pub mod sharing;
 pub mod votes;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(perspectives::routes())
         .merge(votes::routes())
         .merge(sharing::routes())
+        .merge(reports::routes())
         .merge(editor::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -106,6 +108,10 @@ async fn metrics(State(state): State<AppState>) -> String {
         Ok(fairness) => render_fairness(&mut text, &fairness),
         Err(e) => tracing::warn!("fairness figures: {e}"),
     }
+    state
+        .budget
+        .render(&mut text, &state.store, &state.metrics)
+        .await;
     text
 }
 

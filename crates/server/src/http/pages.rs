@@ -270,7 +270,7 @@ fn debate_page(
             status => transcript.status.as_str(),
             motion => &transcript.motion,
             story_id => &transcript.story,
-            story_title => sharing::story_title(state, &transcript),
+            story_title => sharing::story_title(state, &transcript.story),
             a => to_value(&side_card(&set, &transcript.personas.a)),
             b => to_value(&side_card(&set, &transcript.personas.b)),
         },

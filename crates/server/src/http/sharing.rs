@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::auth::CurrentUser;
 use super::votes::{self, VoteTally};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
-use crate::runs::{readable, record_of};
+use crate::runs::{readable, record_of, still_up};
 use crate::state::AppState;
 use crate::store::{Run, RunKind};
 use crossfire_engine::transcript::Transcript;
@@ -87,17 +87,20 @@ pub async fn unshare(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A shared debate's run, by its token.
+/// A shared debate's run, by its token: 404 if none, 410 once editors took it down.
 pub async fn shared_run(state: &AppState, token: &str) -> Result<Run, ApiError> {
     match state.store.shared_run(token).await? {
-        Some(run) if run.kind == RunKind::Debate => Ok(run),
+        Some(run) if run.kind == RunKind::Debate => {
+            still_up(&run, None)?;
+            Ok(run)
+        }
         _ => Err(ApiError::NotFound("no shared debate at this link".into())),
     }
 }
 
 /// `GET /api/shared/{token}`: a shared debate, for anyone with its link.
 #[utoipa::path(get, path = "/api/shared/{token}", tag = "debates", params(("token" = String, Path)),
-    responses((status = 200, description = "The shared debate", body = SharedDebate), (status = 404, description = "No debate is shared at this link", body = ErrorBody)))]
+    responses((status = 200, description = "The shared debate", body = SharedDebate), (status = 404, description = "No debate is shared at this link", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn shared(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -106,20 +109,20 @@ pub async fn shared(
     let transcript: Transcript = record_of(&run)?;
     let votes = votes::tally(&state, &run, &transcript, None).await?;
     Ok(Json(SharedDebate {
-        story_title: story_title(&state, &transcript),
+        story_title: story_title(&state, &transcript.story),
         transcript,
         votes,
     }))
 }
 
-/// The story's title, or its id when it is no longer in the catalog.
-pub fn story_title(state: &AppState, transcript: &Transcript) -> String {
+/// A story's title, or its id when it is no longer in the catalog.
+pub fn story_title(state: &AppState, story: &str) -> String {
     state
         .set()
         .catalog
         .stories
-        .get(&transcript.story)
-        .map_or_else(|| transcript.story.clone(), |story| story.title.clone())
+        .get(story)
+        .map_or_else(|| story.to_string(), |story| story.title.clone())
 }
 
 /// The formats a debate downloads as.
@@ -152,7 +155,7 @@ pub async fn export(
 
 /// `GET /api/shared/{token}/export`: a shared debate as a file.
 #[utoipa::path(get, path = "/api/shared/{token}/export", tag = "debates", params(("token" = String, Path), ExportQuery),
-    responses((status = 200, description = "The debate as Markdown or its transcript, as an attachment"), (status = 404, description = "No debate is shared at this link", body = ErrorBody)))]
+    responses((status = 200, description = "The debate as Markdown or its transcript, as an attachment"), (status = 404, description = "No debate is shared at this link", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn export_shared(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -168,7 +171,7 @@ fn download(state: &AppState, run: &Run, format: ExportFormat) -> Result<Respons
         ExportFormat::Md => (
             "text/markdown; charset=utf-8",
             "md",
-            crossfire_engine::markdown::debate(&transcript, &story_title(state, &transcript)),
+            crossfire_engine::markdown::debate(&transcript, &story_title(state, &transcript.story)),
         ),
         ExportFormat::Json => (
             "application/json",

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::record::Outcome;
 use super::spec::RunSpec;
 use crate::error::ApiError;
+use crate::limits::{seconds_to_next_day, today};
 use crate::live::{LiveRun, Owner};
 use crate::state::AppState;
 use crate::store::{Finish, Quota, Run, RunKind, StoreError, now_ms};
@@ -89,10 +90,11 @@ pub(crate) fn run_sink(state: &AppState, live: &Arc<LiveRun>, run_id: &str) -> E
     })
 }
 
-/// Stores a new run claimed by this instance, charging today's quota (if it has one).
+/// Stores a new run claimed by this instance, charging today's quota (if it has one) —
+/// unless today's token budget is spent.
 async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result<(), ApiError> {
-    let now = time::OffsetDateTime::now_utc();
-    let day = now.date().to_string();
+    state.budget.check(&state.store, &state.metrics).await?;
+    let day = today();
     match state
         .store
         .create_run(
@@ -102,17 +104,13 @@ async fn create_run(state: &AppState, run: &Run, per_day: Option<u32>) -> Result
         )
         .await
     {
-        Err(StoreError::QuotaExceeded { limit }) => {
-            let midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
-            let wait = midnight.map_or(3600, |m| (m - now).whole_seconds().max(1) as u64);
-            Err(ApiError::TooMany {
-                message: format!(
-                    "the daily limit of {limit} {}s is reached",
-                    run.kind.as_str()
-                ),
-                retry_after: wait,
-            })
-        }
+        Err(StoreError::QuotaExceeded { limit }) => Err(ApiError::TooMany {
+            message: format!(
+                "the daily limit of {limit} {}s is reached",
+                run.kind.as_str()
+            ),
+            retry_after: seconds_to_next_day(),
+        }),
         other => Ok(other?),
     }
 }

@@ -14,7 +14,7 @@ pub mod screening;
 pub mod spec;
 pub mod stream;
 
-pub use access::{not_found, readable};
+pub use access::{not_found, readable, still_up};
 pub use interrupt::interrupt_unfinished;
 pub use launch::{Accepted, Launch, launch};
 pub use record::{Record, record_of};

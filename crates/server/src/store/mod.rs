@@ -1,10 +1,13 @@
-//! Storage: accounts, sessions, runs (debates and perspectives) with their event logs, and
-//! daily quotas — in a SQLite file by default, or PostgreSQL by URL, through one set of
-//! queries (`$n` placeholders work in both).
+//! Storage: accounts, sessions, runs (debates and perspectives) with their event logs, daily
+//! quotas, readers' reports, the audit log and the daily token spend — in a SQLite file by
+//! default, or PostgreSQL by URL, through one set of queries (`$n` placeholders work in both).
 
+mod audit;
 mod events;
+mod reports;
 mod runs;
 mod saves;
+mod spend;
 mod users;
 mod votes;
 mod withheld;
@@ -16,8 +19,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
+pub use audit::{AuditAction, AuditEntry, COMMAND_LINE};
 pub use events::StoredEvent;
-pub use runs::{Claim, Quota, Run, RunKind};
+pub use reports::{Case, CaseState, Report, ReportReason, Resolution, ResolveRefused};
+pub use runs::{Claim, Quota, Removal, Run, RunKind};
 pub use saves::Save;
 pub use users::{Credentials, Role, User};
 pub use votes::{Vote, VoteChoice, VotePhase};

@@ -8,7 +8,7 @@ use crossfire_engine::transcript::{ErrorInfo, Status};
 
 crossfire_engine::named_enum! {
     /// What kind of engine run a row holds.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
     pub enum RunKind("run kind") {
         Debate = "debate",
         Perspective = "perspective",
@@ -38,6 +38,16 @@ pub struct Run {
     pub share_token: Option<String>,
     /// An editor's trial of a draft: kept out of readers' lists and the perspective cache.
     pub trial: bool,
+    /// Set while editors keep it down.
+    pub removed: Option<Removal>,
+}
+
+/// A run editors took down: when, and the note its owner is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub note: Option<String>,
 }
 
 impl sqlx::FromRow<'_, AnyRow> for Run {
@@ -66,6 +76,13 @@ impl sqlx::FromRow<'_, AnyRow> for Run {
             created_at: row.try_get("created_at")?,
             share_token: row.try_get("share_token")?,
             trial: row.try_get::<i64, _>("trial")? != 0,
+            removed: match row.try_get::<Option<i64>, _>("removed_at")? {
+                Some(at) => Some(Removal {
+                    at,
+                    note: row.try_get("removed_note")?,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -90,6 +107,7 @@ impl Run {
             created_at: now_ms(),
             share_token: None,
             trial: false,
+            removed: None,
         }
     }
 }
@@ -162,7 +180,7 @@ impl Store {
     }
 
     const RUN_COLUMNS: &'static str = "id, kind, user_id, status, cache_key, result, error_code, error_message, created_at, \
-         share_token, trial";
+         share_token, trial, removed_at, removed_note";
 
     pub async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
         let sql = format!("SELECT {} FROM runs WHERE id = $1", Store::RUN_COLUMNS);
@@ -207,10 +225,12 @@ impl Store {
             .await?)
     }
 
-    /// A finished perspective with this cache key, whoever asked for it.
+    /// A finished perspective with this cache key, whoever asked for it (never one editors
+    /// took down).
     pub async fn cached(&self, cache_key: &str) -> Result<Option<Run>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE cache_key = $1 AND status = 'done' ORDER BY created_at LIMIT 1",
+            "SELECT {} FROM runs WHERE cache_key = $1 AND status = 'done' AND removed_at IS NULL \
+             ORDER BY created_at LIMIT 1",
             Store::RUN_COLUMNS
         );
         Ok(sqlx::query_as::<_, Run>(&sql)

@@ -2,9 +2,10 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms};
+use super::audit::{Audit, AuditAction};
+use super::{Store, StoreError, User, now_ms};
 
-/// One save of a persona or template file.
+/// One save of a persona, template or policy file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Save {
     pub version: String,
@@ -16,15 +17,18 @@ pub struct Save {
 }
 
 impl Store {
-    /// Records that `user_id` saved `version` of a file (`kind` is `persona` or `template`).
+    /// Records that `editor` saved `version` of a file (`kind` is `persona`, `template` or
+    /// `policy`), in the file's history and the audit log as `action`.
     pub async fn record_save(
         &self,
         kind: &str,
         name: &str,
         version: &str,
         previous_version: Option<&str>,
-        user_id: i64,
+        editor: &User,
+        action: AuditAction,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO file_saves (id, kind, name, version, previous_version, user_id, saved_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -34,10 +38,19 @@ impl Store {
         .bind(name)
         .bind(version)
         .bind(previous_version)
-        .bind(user_id)
+        .bind(editor.id)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let note = format!("version {}", &version[..version.len().min(12)]);
+        let entry = Audit {
+            by: &editor.email,
+            action,
+            target: name,
+            note: Some(&note),
+        };
+        entry.append(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

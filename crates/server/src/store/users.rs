@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{Audit, AuditAction};
 use super::{Store, StoreError};
 
 crossfire_engine::named_enum! {
@@ -83,14 +84,27 @@ impl Store {
         )
     }
 
-    /// Sets a user's role; false if there is no such user.
-    pub async fn set_role(&self, email: &str, role: Role) -> Result<bool, StoreError> {
+    /// Sets a user's role, in the audit log as done `by` someone; false if there is no
+    /// such user.
+    pub async fn set_role(&self, email: &str, role: Role, by: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET role = $1 WHERE email = $2")
             .bind(role.as_str())
             .bind(email)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let entry = Audit {
+            by,
+            action: AuditAction::RoleGrant,
+            target: email,
+            note: Some(role.as_str()),
+        };
+        entry.append(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn create_session(

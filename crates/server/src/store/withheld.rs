@@ -6,7 +6,8 @@ use super::{Store, StoreError, now_ms};
 use crossfire_engine::event::{Speaker, Withheld};
 
 impl Store {
-    /// Keeps a sentence screening withheld from run `run_id`.
+    /// Keeps a sentence screening withheld from run `run_id`; one it refused also puts the
+    /// run in the editors' queue.
     pub async fn withhold(&self, run_id: &str, item: &Withheld) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO withheld_output (id, run_id, round, speaker, text, category, rule, refused, at) \
@@ -23,6 +24,9 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        if item.refused {
+            self.open_screened_case(run_id).await?;
+        }
         Ok(())
     }
 

@@ -51,7 +51,7 @@ mod cases {
             .unwrap();
         assert!(
             store
-                .set_role(&user.email, crossfire_server::store::Role::Editor)
+                .set_role(&user.email, crossfire_server::store::Role::Editor, "test")
                 .await
                 .unwrap()
         );
@@ -185,7 +185,7 @@ pub(super) async fn editor(app: &App, db: &str) -> String {
         .unwrap()
         .unwrap();
     store
-        .set_role(&user.email, crossfire_server::store::Role::Editor)
+        .set_role(&user.email, crossfire_server::store::Role::Editor, "test")
         .await
         .unwrap();
     token

@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use crossfire_engine::config::Library;
+use crossfire_engine::screen::Policy;
+
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,8 @@ pub struct DraftReport {
 pub(super) enum Checked {
     Persona(Persona),
     Templates(Prompts),
+    /// A policy file: nothing to preview.
+    Policy,
 }
 
 /// Reads a draft the way the live reload will read the saved file, off the async runtime (a
@@ -62,16 +67,21 @@ pub(super) async fn check(
     text: &str,
 ) -> Result<Result<Checked, Vec<LintProblem>>, ApiError> {
     let (file, text) = (file.clone(), text.to_string());
-    let dir = state.library().prompts_dir.clone();
-    off_runtime(move || Ok(read_draft(&dir, &file, &text))).await
+    let library = state.library().clone();
+    off_runtime(move || Ok(read_draft(&library, &file, &text))).await
 }
 
-fn read_draft(dir: &Path, file: &LibraryFile, text: &str) -> Result<Checked, Vec<LintProblem>> {
+fn read_draft(
+    library: &Library,
+    file: &LibraryFile,
+    text: &str,
+) -> Result<Checked, Vec<LintProblem>> {
     match file.kind {
         FileKind::Persona => Persona::parse(&file.path, text.as_bytes(), Some(&file.name))
             .map(Checked::Persona)
             .map_err(|problems| problems.iter().map(LintProblem::from).collect()),
         FileKind::Template => {
+            let dir = &library.prompts_dir;
             let mut files = Prompts::read_sources(dir)
                 .map_err(|e| vec![LintProblem::unlocated(e.to_string())])?;
             files.retain(|(name, _)| *name != file.name);
@@ -80,6 +90,16 @@ fn read_draft(dir: &Path, file: &LibraryFile, text: &str) -> Result<Checked, Vec
             Prompts::from_sources(dir, files)
                 .map(Checked::Templates)
                 .map_err(|e| vec![template_problem(&file.path, text, &e)])
+        }
+        FileKind::Policy => {
+            let mut files = Policy::read_sources(&library.policy_dir)
+                .map_err(|e| vec![LintProblem::unlocated(e)])?;
+            files.retain(|(path, _)| *path != file.path);
+            files.push((file.path.clone(), text.to_string()));
+            files.sort();
+            Policy::from_sources(&files)
+                .map(|_| Checked::Policy)
+                .map_err(|problems| problems.iter().map(LintProblem::from).collect())
         }
     }
 }
@@ -131,6 +151,9 @@ fn preview_of(set: &LiveSet, checked: &Checked, draft: &Draft) -> Result<Preview
             let b = set.catalog.persona(&opponent)?;
             (set.engine.prompts.as_ref(), persona, b)
         }
+        Checked::Policy => {
+            return Err(ApiError::Invalid("a policy file has no prompts to preview".into()));
+        }
         Checked::Templates(prompts) => {
             let first = set
                 .catalog
@@ -174,9 +197,9 @@ pub async fn check_draft(
         Ok(checked) => DraftReport {
             problems: Vec::new(),
             version: Some(version_of(&draft.text)),
-            preview: match draft.story {
-                Some(_) => Some(preview_of(&set, &checked, &draft)?),
-                None => None,
+            preview: match (&draft.story, &checked) {
+                (None, _) | (_, Checked::Policy) => None,
+                (Some(_), _) => Some(preview_of(&set, &checked, &draft)?),
             },
         },
     };

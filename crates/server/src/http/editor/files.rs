@@ -1,5 +1,5 @@
-//! The editors' files themselves: a persona or template opened with its history of saves,
-//! and saved.
+//! The editors' files themselves: a persona, template or policy file opened with its history
+//! of saves, and saved (and in the audit log).
 //!
 //! A save writes a temporary file and renames it over the old one, so the live reload never
 //! reads half a file; the version it replaces is kept under `.history/`, and the store records
@@ -111,7 +111,8 @@ pub async fn save(
             &name,
             &version,
             previous_version.as_deref(),
-            user.id,
+            &user,
+            kind.saved(),
         )
         .await?;
     tracing::info!(

@@ -1,9 +1,10 @@
-//! The editors' files named safely: a persona id or a template's file name, never a path,
+//! The editors' files named safely: a persona id, or a template's or policy file's name, never a path,
 //! resolved inside the configured folders.
 
 use std::path::PathBuf;
 
 use crate::error::ApiError;
+use crate::store::AuditAction;
 use crate::state::AppState;
 use crossfire_engine::id::LibraryId;
 
@@ -15,6 +16,19 @@ crossfire_engine::named_enum! {
         Persona = "persona",
         /// `prompts/{name}.j2`
         Template = "template",
+        /// `policy/{name}.toml`: a part of the screening policy.
+        Policy = "policy",
+    }
+}
+
+impl FileKind {
+    /// How a save of this kind is named in the audit log.
+    pub fn saved(self) -> AuditAction {
+        match self {
+            FileKind::Persona => AuditAction::PersonaSave,
+            FileKind::Template => AuditAction::TemplateSave,
+            FileKind::Policy => AuditAction::PolicySave,
+        }
     }
 }
 
@@ -32,17 +46,12 @@ impl LibraryFile {
             FileKind::Persona => LibraryId::parse(name)
                 .ok()
                 .map(|id| id.file_in(&state.library().personas_dir, "toml")),
-            FileKind::Template
-                if name.strip_suffix(".j2").is_some_and(|stem| {
-                    !stem.is_empty()
-                        && stem
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                }) =>
-            {
-                Some(state.library().prompts_dir.join(name))
+            FileKind::Template => {
+                plain_file_name(name, ".j2").then(|| state.library().prompts_dir.join(name))
             }
-            FileKind::Template => None,
+            FileKind::Policy => {
+                plain_file_name(name, ".toml").then(|| state.library().policy_dir.join(name))
+            }
         };
         let path =
             path.ok_or_else(|| ApiError::NotFound(format!("no {} named `{name}`", kind.as_str())))?;
@@ -61,6 +70,17 @@ impl LibraryFile {
             Err(e) => Err(ApiError::Internal(format!("{}: {e}", self.path.display()))),
         }
     }
+}
+
+/// A file name of lowercase letters, digits and underscores with this extension: never a
+/// path.
+fn plain_file_name(name: &str, extension: &str) -> bool {
+    name.strip_suffix(extension).is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
 }
 
 /// A file's version: the hash of its bytes, as personas and runs record it.

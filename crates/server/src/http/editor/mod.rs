@@ -2,8 +2,10 @@
 //! ([`lint`]), a preview of the prompts a debate would send ([`preview`]), drafts checked
 //! before saving ([`drafts`]), the files themselves with their history ([`files`]), trial
 //! runs of a draft persona ([`trial`]), Character Card import ([`cards`]), persona probes
-//! ([`probes`]) and the judge's fairness figures ([`fairness`]).
+//! ([`probes`]), the judge's fairness figures ([`fairness`]), readers' reports
+//! ([`reports`]) and the audit log of what editors did ([`audit`]).
 
+pub mod audit;
 pub mod cards;
 pub mod drafts;
 pub mod fairness;
@@ -12,6 +14,7 @@ pub mod library_file;
 pub mod lint;
 pub mod preview;
 pub mod probes;
+pub mod reports;
 pub mod trial;
 
 use axum::extract::FromRequestParts;
@@ -35,6 +38,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cards::import_card))
         .routes(routes!(probes::run_probes, probes::latest_probes))
         .routes(routes!(preview::preview))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::resolve))
+        .routes(routes!(audit::log))
 }
 
 /// A signed-in user with the editor role; others are answered 403.
