@@ -223,7 +223,7 @@ macro_rules! env_value_from_str {
     };
 }
 
-env_value_from_str!(f64, u32, usize, bool, Backend, ModerationBackend);
+env_value_from_str!(f64, u32, u64, usize, bool, Backend, ModerationBackend);
 
 impl EnvValue for String {
     fn parse_env(raw: &str) -> Result<String, String> {
