@@ -46,6 +46,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "missing.html",
             include_str!("../../web/templates/missing.html"),
         ),
+        (
+            "removed.html",
+            include_str!("../../web/templates/removed.html"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are compiled into the binary; a test renders every page.
@@ -122,6 +126,21 @@ fn missing(user: &Option<User>, what: &str) -> Result<Response, ApiError> {
         StatusCode::NOT_FOUND,
         "missing.html",
         context! { page => "missing", user => viewer(user), what },
+    )
+}
+
+/// The page for a run editors took down (410): its owner reads their note.
+fn removed(user: &Option<User>, run: &Run) -> Result<Response, ApiError> {
+    let owner = user.as_ref().is_some_and(|u| u.id == run.user_id);
+    let why = run
+        .removed
+        .as_ref()
+        .and_then(|r| r.note.as_deref())
+        .filter(|_| owner);
+    page_with_status(
+        StatusCode::GONE,
+        "removed.html",
+        context! { page => "missing", user => viewer(user), what => run.kind.as_str(), why },
     )
 }
 
@@ -288,7 +307,10 @@ pub async fn debate(
     };
     match state.store.run(&id).await? {
         Some(run) if run.kind == RunKind::Debate && run.user_id == reader.id => {
-            debate_page(&state, &user, &run, None)
+            match run.removed {
+                Some(_) => removed(&user, &run),
+                None => debate_page(&state, &user, &run, None),
+            }
         }
         _ => missing(&user, "debate"),
     }
@@ -300,10 +322,12 @@ pub async fn shared(
     MaybeUser(user): MaybeUser,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    match sharing::shared_run(&state, &token).await {
-        Ok(run) => debate_page(&state, &user, &run, Some(&token)),
-        Err(ApiError::NotFound(_)) => missing(&user, "shared debate"),
-        Err(e) => Err(e),
+    match state.store.shared_run(&token).await? {
+        Some(run) if run.kind == RunKind::Debate && run.removed.is_some() => removed(&None, &run),
+        Some(run) if run.kind == RunKind::Debate => {
+            debate_page(&state, &user, &run, Some(&token))
+        }
+        _ => missing(&user, "shared debate"),
     }
 }
 

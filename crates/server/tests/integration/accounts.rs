@@ -280,6 +280,7 @@ async fn every_route_checks_its_session_role_and_owner() {
         ("get", "/api/personas/{id}"),
         ("get", "/api/shared/{token}"),
         ("get", "/api/shared/{token}/export"),
+        ("post", "/api/shared/{token}/reports"),
         ("get", "/healthz"),
     ];
     let reader = app.user().await;

@@ -95,5 +95,6 @@ mod debates;
 mod editor;
 mod pages;
 mod recovery;
+mod reports;
 mod screening;
 mod sharing;
