@@ -42,6 +42,15 @@ const SOURCES: &[(&str, &str)] = &[
         "js/missing.js",
         include_str!("../../web/static/js/missing.js"),
     ),
+    (
+        "js/report.js",
+        include_str!("../../web/static/js/report.js"),
+    ),
+    (
+        "js/reports.js",
+        include_str!("../../web/static/js/reports.js"),
+    ),
+    ("js/audit.js", include_str!("../../web/static/js/audit.js")),
 ];
 
 /// A hashed name's cache lifetime: its content never changes.

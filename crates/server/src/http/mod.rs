@@ -79,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(pages::login))
         .route("/signup", get(pages::signup))
         .route("/editor", get(pages::editor))
+        .route("/editor/reports", get(pages::reports))
+        .route("/editor/audit", get(pages::audit))
         .route("/static/{file}", get(assets::serve))
         .route("/static/js/{file}", get(assets::serve_script))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })

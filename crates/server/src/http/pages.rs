@@ -12,18 +12,20 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 
 use super::auth::MaybeUser;
-use super::{assets, sharing};
+use super::{assets, editor, sharing};
 use crate::error::ApiError;
 use crate::library::LiveSet;
 use crate::runs::record_of;
 use crate::state::AppState;
-use crate::store::{Role, Run, RunKind, User};
+use crate::store::{CaseState, Role, Run, RunKind, User};
 use crossfire_engine::persona::{Persona, PersonaKind};
+use crossfire_engine::screen::Policy;
 use crossfire_engine::transcript::{PersonaRef, Transcript};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("utc", utc);
     for (name, source) in [
         ("base.html", include_str!("../../web/templates/base.html")),
         ("cards.html", include_str!("../../web/templates/cards.html")),
@@ -50,6 +52,11 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "removed.html",
             include_str!("../../web/templates/removed.html"),
         ),
+        (
+            "reports.html",
+            include_str!("../../web/templates/reports.html"),
+        ),
+        ("audit.html", include_str!("../../web/templates/audit.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are compiled into the binary; a test renders every page.
@@ -58,6 +65,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
+
+/// A stored time (ms since the epoch) as people read it: `2026-12-07 10:45 UTC`.
+fn utc(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
 
 /// Who is signed in, as the header shows them.
 #[derive(Serialize)]
@@ -387,9 +403,81 @@ pub async fn editor(
     let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
     let personas: Vec<_> = set.catalog.personas.values().map(to_value).collect();
     let templates = set.engine.prompts.names();
+    let policies: Vec<String> = Policy::read_sources(&state.library().policy_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(path, _)| path.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .collect();
     page(
         "editor.html",
-        context! { page => "editor", user => viewer(&user), stories, personas, templates },
+        context! { page => "editor", user => viewer(&user), stories, personas, templates, policies },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    state: Option<String>,
+}
+
+/// Signed in as an editor (`Ok(true)`), as a reader (`Ok(false)`), or sent to sign in.
+fn editor_only(user: &Option<User>, here: &str) -> Result<bool, Response> {
+    match user {
+        None => Err(sign_in_then(here)),
+        Some(user) => Ok(user.role == Role::Editor),
+    }
+}
+
+/// `GET /editor/reports`: the queue of reports, open or hidden.
+pub async fn reports(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<QueueQuery>,
+) -> Result<Response, ApiError> {
+    let allowed = match editor_only(&user, "/editor/reports") {
+        Ok(allowed) => allowed,
+        Err(redirect) => return Ok(redirect),
+    };
+    let case_state = match q.state.as_deref() {
+        Some("hidden") => CaseState::Hidden,
+        _ => CaseState::Open,
+    };
+    let groups = match allowed {
+        true => editor::reports::queue(&state, case_state).await?,
+        false => Vec::new(),
+    };
+    page_with_status(
+        if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN },
+        "reports.html",
+        context! { page => "reports", user => viewer(&user), allowed, state => case_state.as_str(), groups => to_value(&groups) },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+/// `GET /editor/audit`: the audit log, a page at a time.
+pub async fn audit(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let allowed = match editor_only(&user, "/editor/audit") {
+        Ok(allowed) => allowed,
+        Err(redirect) => return Ok(redirect),
+    };
+    let (entries, next_before) = match allowed {
+        true => {
+            let page = editor::audit::page(&state, q.before, None).await?;
+            (page.entries, page.next_before)
+        }
+        false => (Vec::new(), None),
+    };
+    page_with_status(
+        if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN },
+        "audit.html",
+        context! { page => "audit", user => viewer(&user), allowed, entries => to_value(&entries), next_before },
     )
 }
 

@@ -1,6 +1,7 @@
-// The debate page, live or replayed: rounds, verdict, the room's votes, share and rematch.
+// The debate page, live or replayed: rounds, verdict, the room's votes, share, rematch and report.
 import "./site.js";
 import { $, $$, el, api, follow, showError, CRITERIA, markedSpeech, claimList, runPage } from "./common.js";
+import { reportControl } from "./report.js";
 
 async function debate() {
   const root = $("#debate");
@@ -16,8 +17,12 @@ async function debate() {
   const votes = voteBox(root, id, names, signedIn && (mine || Boolean(shared)));
   votes.show(data.votes);
   const finished = () => {
-    $("#actions").hidden = false;
+    const box = $("#actions");
+    box.hidden = false;
     if (mine) actions(root, data);
+    if ((mine || shared) && !$("[data-testid=report]", box)) {
+      box.append(reportControl(shared ? `/api/shared/${shared}/reports` : `/api/debates/${id}/reports`));
+    }
   };
 
   if (shared || !["queued", "running"].includes(data.status)) {

@@ -22,7 +22,8 @@ async function debates() {
       const winner = d.winner === "tie" ? "A tie" : d.winner ? d.personas[d.winner].name + " won" : null;
       const meta = el("p", undefined, "meta");
       meta.append(el("span", d.status, "badge status-" + d.status));
-      if (winner) meta.append(el("span", winner, "winner-note"));
+      if (d.removed) meta.append(el("span", "Removed by the editors", "badge removed"));
+      else if (winner) meta.append(el("span", winner, "winner-note"));
       meta.append(el("time", new Date(d.created_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })));
       item.append(link, el("p", d.motion, "motion-line"), meta);
       list.append(item);

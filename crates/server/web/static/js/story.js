@@ -1,6 +1,7 @@
 // The story page: persona cards and motion for a new debate, and a persona's perspective.
 import "./site.js";
 import { $, $$, api, follow, showError, markedSpeech, claimList, runPage } from "./common.js";
+import { reportControl } from "./report.js";
 
 function story() {
   const story = $("#story").dataset.story;
@@ -86,14 +87,19 @@ function story() {
     const claims = $(".unsupported-list", out);
     claims.replaceChildren();
     claims.hidden = true;
+    const report = $(".perspective-report", out);
+    report.replaceChildren();
+    let id;
     const finish = (d) => {
       markedSpeech(text, d.text, d.unsupported);
       claims.replaceChildren(claimList(d.unsupported));
       claims.hidden = !(d.unsupported && d.unsupported.length);
       text.setAttribute("aria-busy", "false");
+      report.replaceChildren(reportControl(`/api/perspectives/${id}/reports`));
     };
     try {
       const data = await api("POST", "/api/perspectives", { story, persona: ask.elements.persona.value });
+      id = data.id;
       if (data.cached) {
         $(".cached-note").hidden = false;
         finish(data);
