@@ -144,27 +144,33 @@ const GLUE: &[&str] = &[
 impl Policy {
     /// Reads every `*.toml` in `dir`: the policy, or every problem found.
     pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Problem>> {
-        let at_dir = |message: String| Problem {
-            path: dir.to_path_buf(),
-            line: 1,
-            column: 1,
-            message,
-        };
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| vec![at_dir(format!("cannot read the policy folder: {e}"))])?;
+        let sources = Policy::read_sources(dir).map_err(|message| {
+            vec![Problem {
+                path: dir.to_path_buf(),
+                line: 1,
+                column: 1,
+                message,
+            }]
+        })?;
+        Policy::from_sources(&sources)
+    }
+
+    /// The paths and texts of every `*.toml` in `dir`, sorted by path.
+    pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read the policy folder: {e}"))?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        let mut sources = Vec::new();
-        for path in paths {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => sources.push((path, text)),
-                Err(e) => return Err(vec![at_dir(format!("{}: {e}", path.display()))]),
-            }
-        }
-        Policy::from_sources(&sources)
+        paths
+            .into_iter()
+            .map(|path| match std::fs::read_to_string(&path) {
+                Ok(text) => Ok((path, text)),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            })
+            .collect()
     }
 
     /// Compiles a policy from its files' paths and texts.

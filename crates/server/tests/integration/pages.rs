@@ -144,6 +144,12 @@ async fn the_openapi_document_describes_every_api_route() {
         ("/api/debates/{id}/export", "get"),
         ("/api/shared/{token}", "get"),
         ("/api/shared/{token}/export", "get"),
+        ("/api/debates/{id}/reports", "post"),
+        ("/api/perspectives/{id}/reports", "post"),
+        ("/api/shared/{token}/reports", "post"),
+        ("/api/editor/reports", "get"),
+        ("/api/editor/reports/{id}/resolve", "post"),
+        ("/api/editor/audit", "get"),
         ("/healthz", "get"),
     ] {
         assert!(

@@ -50,6 +50,48 @@ async fn reports_through_a_shared_link_are_limited_per_address() {
     assert_eq!(other.status(), StatusCode::CREATED, "another address counts apart");
 }
 
+/// Editors tune the screening policy in the editor: a broken draft is located, a good one
+/// goes live (a motion it names is refused) and the save is in the audit log.
+#[tokio::test]
+async fn a_policy_file_saved_in_the_editor_goes_live_and_is_audited() {
+    let fake = FakeLlm::start(FakeOptions::default()).await;
+    let db = temp_db();
+    let library = super::editor::library_copy();
+    let paths = library.clone();
+    let app = start(&fake, &db, move |c| c.paths = paths).await;
+    let editor = super::editor::editor(&app, &db).await;
+    let before = super::editor::lint_until(&app, &editor, |_| true).await;
+    let old = before["live"]["version"].as_str().unwrap().to_string();
+    let file = "/api/editor/files/policy/local.toml";
+    let put = |text: &str| {
+        app.http
+            .put(format!("{}{file}", app.base))
+            .bearer_auth(&editor)
+            .json(&json!({"text": text}))
+            .send()
+    };
+    let broken = put("id = \"local\"\ntitle = \n").await.unwrap();
+    assert_eq!(broken.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let message = broken.json::<Value>().await.unwrap()["error"]["message"].to_string();
+    assert!(message.contains("local.toml:2:"), "located: {message}");
+    let policy = "id = \"local\"\ntitle = \"Local\"\ntaxonomy = \"house rule\"\naction = \"refuse\"\n\
+                  message = \"Not here.\"\n\n[terms]\nword = [\"zorblax\"]\n\n[[rule]]\nname = \"the word\"\nall = [\"word\"]\n";
+    let saved = put(policy).await.unwrap();
+    assert_eq!(saved.status(), StatusCode::OK, "{}", saved.text().await.unwrap());
+    super::editor::lint_until(&app, &editor, |l| l["live"]["version"] != old.as_str()).await;
+    let reader = app.user().await;
+    let mut body = debate_body();
+    body["motion"] = json!("Should zorblax be taught in schools?");
+    let (status, refused) = app.post("/api/debates", Some(&reader), body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["category"], "local");
+    let (_, log) = app.get("/api/editor/audit", Some(&editor)).await;
+    assert_eq!(log["entries"][0]["action"], "policy_save", "{log}");
+    assert_eq!(log["entries"][0]["target"], "local.toml");
+    let (_, source) = app.get(file, Some(&editor)).await;
+    assert_eq!(source["saves"].as_array().unwrap().len(), 1);
+}
+
 mod cases {
     use super::*;
 
