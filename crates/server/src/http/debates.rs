@@ -77,7 +77,7 @@ pub struct DebateBody {
 
 /// `POST /api/debates`: 202 at once; the debate runs in the background.
 #[utoipa::path(post, path = "/api/debates", tag = "debates", request_body = NewDebate, security(("bearer" = [])),
-    responses((status = 202, description = "Accepted: the debate runs in the background", body = Accepted), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion, or a motion the screening policy refuses (`motion_refused`, with its `category`)", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody), (status = 503, description = "The moderation endpoint does not answer (`moderation_unavailable`, Retry-After)", body = ErrorBody), (status = 503, description = "Today's model token budget is spent (code `budget_exhausted`, Retry-After: the next UTC day)", body = ErrorBody))))]
+    responses((status = 202, description = "Accepted: the debate runs in the background", body = Accepted), (status = 401, description = "Not signed in", body = ErrorBody), (status = 403, description = "Living persona not allowed", body = ErrorBody), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 422, description = "Same persona twice, empty or long motion, or a motion the screening policy refuses (`motion_refused`, with its `category`)", body = ErrorBody), (status = 429, description = "Daily quota reached (Retry-After)", body = ErrorBody), (status = 503, description = "The moderation endpoint does not answer (`moderation_unavailable`), or today's model token budget is spent (`budget_exhausted`, until the next UTC day); with Retry-After", body = ErrorBody)))]
 pub async fn create_debate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -188,7 +188,7 @@ pub async fn list_debates(
 
 /// `GET /api/debates/{id}/events`
 #[utoipa::path(get, path = "/api/debates/{id}/events", tag = "debates", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), security(("bearer" = [])),
-    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, verdict, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody))))]
+    responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, verdict, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn debate_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -42,7 +42,7 @@ pub struct PerspectiveBody {
 
 /// `POST /api/perspectives`: the cached perspective (200) or a new one (202).
 #[utoipa::path(post, path = "/api/perspectives", tag = "perspectives", request_body = NewPerspective, security(("bearer" = [])),
-    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = PerspectiveBody), (status = 202, description = "Accepted (`cached: false`): it runs in the background", body = Accepted), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody), (status = 503, description = "Today's model token budget is spent (code `budget_exhausted`, Retry-After: the next UTC day)", body = ErrorBody))))]
+    responses((status = 200, description = "Cached: the perspective, `cached: true`", body = PerspectiveBody), (status = 202, description = "Accepted (`cached: false`): it runs in the background", body = Accepted), (status = 404, description = "Unknown story or persona", body = ErrorBody), (status = 429, description = "Daily quota reached", body = ErrorBody), (status = 503, description = "Today's model token budget is spent (code `budget_exhausted`, Retry-After: the next UTC day)", body = ErrorBody)))]
 pub async fn create_perspective(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -88,7 +88,7 @@ pub async fn create_perspective(
 
 /// `GET /api/perspectives/{id}`: a user's own, or a cached one they were given.
 #[utoipa::path(get, path = "/api/perspectives/{id}", tag = "perspectives", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "The perspective", body = PerspectiveRecord), (status = 404, description = "Not found", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody))))]
+    responses((status = 200, description = "The perspective", body = PerspectiveRecord), (status = 404, description = "Not found", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn get_perspective(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -51,7 +51,7 @@ pub fn link(token: &str) -> String {
 
 /// `POST /api/debates/{id}/share`: the link (the same one while it stays shared).
 #[utoipa::path(post, path = "/api/debates/{id}/share", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "Shared: anyone with the link may read it", body = Share), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 409, description = "Still running", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody))))]
+    responses((status = 200, description = "Shared: anyone with the link may read it", body = Share), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 409, description = "Still running", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn share(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -142,7 +142,7 @@ pub struct ExportQuery {
 
 /// `GET /api/debates/{id}/export`: my debate as a file.
 #[utoipa::path(get, path = "/api/debates/{id}/export", tag = "debates", params(("id" = String, Path), ExportQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The debate as Markdown (text/markdown) or its transcript (application/json), as an attachment"), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody))))]
+    responses((status = 200, description = "The debate as Markdown (text/markdown) or its transcript (application/json), as an attachment"), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -58,7 +58,7 @@ pub struct NewVote {
 /// `POST /api/debates/{id}/votes`: the owner's vote, or any signed-in reader's on a shared
 /// debate.
 #[utoipa::path(post, path = "/api/debates/{id}/votes", tag = "debates", params(("id" = String, Path)), request_body = NewVote, security(("bearer" = [])),
-    responses((status = 200, description = "Counted: the room's votes now", body = VoteTally), (status = 404, description = "Not found, or not mine and not shared", body = ErrorBody), (status = 409, description = "That phase is not open", body = ErrorBody), (status = 422, description = "Unknown phase or choice", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody))))]
+    responses((status = 200, description = "Counted: the room's votes now", body = VoteTally), (status = 404, description = "Not found, or not mine and not shared", body = ErrorBody), (status = 409, description = "That phase is not open", body = ErrorBody), (status = 422, description = "Unknown phase or choice", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn cast(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
