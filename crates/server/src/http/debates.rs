@@ -175,7 +175,9 @@ pub async fn list_debates(
                 personas: t.personas,
                 winner: t.verdict.map(|v| v.winner),
                 created_at: run.created_at,
-                removed: runs::still_up(run, Some(&user)).err().map(|e| e.to_string()),
+                removed: runs::still_up(run, Some(&user))
+                    .err()
+                    .map(|e| e.to_string()),
             })
         })
         .collect::<Result<_, ApiError>>()?;

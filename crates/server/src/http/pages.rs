@@ -322,12 +322,10 @@ pub async fn debate(
         return Ok(sign_in_then(&format!("/debates/{id}")));
     };
     match state.store.run(&id).await? {
-        Some(run) if run.kind == RunKind::Debate && run.user_id == reader.id => {
-            match run.removed {
-                Some(_) => removed(&user, &run),
-                None => debate_page(&state, &user, &run, None),
-            }
-        }
+        Some(run) if run.kind == RunKind::Debate && run.user_id == reader.id => match run.removed {
+            Some(_) => removed(&user, &run),
+            None => debate_page(&state, &user, &run, None),
+        },
         _ => missing(&user, "debate"),
     }
 }
@@ -340,9 +338,7 @@ pub async fn shared(
 ) -> Result<Response, ApiError> {
     match state.store.shared_run(&token).await? {
         Some(run) if run.kind == RunKind::Debate && run.removed.is_some() => removed(&None, &run),
-        Some(run) if run.kind == RunKind::Debate => {
-            debate_page(&state, &user, &run, Some(&token))
-        }
+        Some(run) if run.kind == RunKind::Debate => debate_page(&state, &user, &run, Some(&token)),
         _ => missing(&user, "shared debate"),
     }
 }
@@ -419,12 +415,9 @@ pub struct QueueQuery {
     state: Option<String>,
 }
 
-/// Signed in as an editor (`Ok(true)`), as a reader (`Ok(false)`), or sent to sign in.
-fn editor_only(user: &Option<User>, here: &str) -> Result<bool, Response> {
-    match user {
-        None => Err(sign_in_then(here)),
-        Some(user) => Ok(user.role == Role::Editor),
-    }
+/// Whether the signed-in user is an editor; `None` when nobody is signed in.
+fn is_editor(user: &Option<User>) -> Option<bool> {
+    user.as_ref().map(|u| u.role == Role::Editor)
 }
 
 /// `GET /editor/reports`: the queue of reports, open or hidden.
@@ -433,9 +426,8 @@ pub async fn reports(
     MaybeUser(user): MaybeUser,
     Query(q): Query<QueueQuery>,
 ) -> Result<Response, ApiError> {
-    let allowed = match editor_only(&user, "/editor/reports") {
-        Ok(allowed) => allowed,
-        Err(redirect) => return Ok(redirect),
+    let Some(allowed) = is_editor(&user) else {
+        return Ok(sign_in_then("/editor/reports"));
     };
     let case_state = match q.state.as_deref() {
         Some("hidden") => CaseState::Hidden,
@@ -446,7 +438,11 @@ pub async fn reports(
         false => Vec::new(),
     };
     page_with_status(
-        if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN },
+        if allowed {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        },
         "reports.html",
         context! { page => "reports", user => viewer(&user), allowed, state => case_state.as_str(), groups => to_value(&groups) },
     )
@@ -463,9 +459,8 @@ pub async fn audit(
     MaybeUser(user): MaybeUser,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let allowed = match editor_only(&user, "/editor/audit") {
-        Ok(allowed) => allowed,
-        Err(redirect) => return Ok(redirect),
+    let Some(allowed) = is_editor(&user) else {
+        return Ok(sign_in_then("/editor/audit"));
     };
     let (entries, next_before) = match allowed {
         true => {
@@ -475,7 +470,11 @@ pub async fn audit(
         false => (Vec::new(), None),
     };
     page_with_status(
-        if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN },
+        if allowed {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        },
         "audit.html",
         context! { page => "audit", user => viewer(&user), allowed, entries => to_value(&entries), next_before },
     )

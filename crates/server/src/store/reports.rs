@@ -211,12 +211,10 @@ impl Store {
                     .await?;
             }
             Resolution::Restore => {
-                sqlx::query(
-                    "UPDATE runs SET removed_at = NULL, removed_note = NULL WHERE id = $1",
-                )
-                .bind(&run_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE runs SET removed_at = NULL, removed_note = NULL WHERE id = $1")
+                    .bind(&run_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             Resolution::Dismiss => {}
         }

@@ -47,7 +47,11 @@ async fn reports_through_a_shared_link_are_limited_per_address() {
         .unwrap();
     assert!((1..=3600).contains(&wait), "{wait}");
     let other = send("198.51.100.2").await.unwrap();
-    assert_eq!(other.status(), StatusCode::CREATED, "another address counts apart");
+    assert_eq!(
+        other.status(),
+        StatusCode::CREATED,
+        "another address counts apart"
+    );
 }
 
 /// Editors tune the screening policy in the editor: a broken draft is located, a good one
@@ -77,7 +81,12 @@ async fn a_policy_file_saved_in_the_editor_goes_live_and_is_audited() {
     let policy = "id = \"local\"\ntitle = \"Local\"\ntaxonomy = \"house rule\"\naction = \"refuse\"\n\
                   message = \"Not here.\"\n\n[terms]\nword = [\"zorblax\"]\n\n[[rule]]\nname = \"the word\"\nall = [\"word\"]\n";
     let saved = put(policy).await.unwrap();
-    assert_eq!(saved.status(), StatusCode::OK, "{}", saved.text().await.unwrap());
+    assert_eq!(
+        saved.status(),
+        StatusCode::OK,
+        "{}",
+        saved.text().await.unwrap()
+    );
     super::editor::lint_until(&app, &editor, |l| l["live"]["version"] != old.as_str()).await;
     let reader = app.user().await;
     let mut body = debate_body();
@@ -145,7 +154,10 @@ mod cases {
         assert_eq!(receipt["counted"], false);
         for (body, what) in [
             (json!({"reason": "boring"}), "an unknown reason"),
-            (json!({"reason": "other", "note": "x".repeat(1001)}), "a long note"),
+            (
+                json!({"reason": "other", "note": "x".repeat(1001)}),
+                "a long note",
+            ),
             (json!({"note": "no reason"}), "no reason"),
         ] {
             let (status, answer) = app.post(&shared_reports, None, body).await;
@@ -184,6 +196,22 @@ mod cases {
         assert_eq!(group["speeches"].as_array().unwrap().len(), 4);
         assert_eq!(group["speeches"][0]["parts"][0]["text"], speech.as_str());
         let case = group["id"].as_str().unwrap().to_string();
+        // The queue's page: editors only, the case on it.
+        for (token, status) in [
+            (&stranger, StatusCode::FORBIDDEN),
+            (&editor, StatusCode::OK),
+        ] {
+            let page = app
+                .http
+                .get(format!("{}/editor/reports", app.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(page.status(), status);
+            let html = page.text().await.unwrap();
+            assert_eq!(html.contains(&case), status == StatusCode::OK);
+        }
         let resolve = format!("/api/editor/reports/{case}/resolve");
         let (status, _) = app
             .post(&resolve, Some(&stranger), json!({"action": "hide"}))
@@ -205,7 +233,11 @@ mod cases {
         // Hidden: gone everywhere at once, the text nowhere, the owner told why.
         let why = "It singles out a people with contempt.";
         let (status, hidden) = app
-            .post(&resolve, Some(&editor), json!({"action": "hide", "note": why}))
+            .post(
+                &resolve,
+                Some(&editor),
+                json!({"action": "hide", "note": why}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{hidden}");
         assert_eq!(hidden["state"], "hidden");
@@ -236,7 +268,10 @@ mod cases {
         assert_eq!(status, StatusCode::GONE, "the owner can no longer share it");
         let (_, list) = app.get("/api/debates", Some(&owner)).await;
         assert!(
-            list["debates"][0]["removed"].as_str().unwrap().contains(why),
+            list["debates"][0]["removed"]
+                .as_str()
+                .unwrap()
+                .contains(why),
             "{list}"
         );
         let page = app
@@ -326,11 +361,27 @@ mod cases {
             .await;
         assert_eq!(rest["entries"][0]["action"], "hide");
         assert_eq!(rest["next_before"], Value::Null);
+        let page = app
+            .http
+            .get(format!("{}/editor/audit", app.base))
+            .bearer_auth(&editor)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains(why) && html.contains(&id),
+            "the audit page lists the hide"
+        );
 
         // Append-only in the database itself.
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(db).await.unwrap();
-        for statement in ["UPDATE audit_log SET note = 'changed'", "DELETE FROM audit_log"] {
+        for statement in [
+            "UPDATE audit_log SET note = 'changed'",
+            "DELETE FROM audit_log",
+        ] {
             assert!(
                 sqlx::query(statement).execute(&pool).await.is_err(),
                 "{statement} went through"
@@ -344,7 +395,9 @@ mod cases {
         let app = start(&fake, db, |_| {}).await;
         let (asker, other) = (app.user().await, app.user().await);
         let ask = json!({"story": "nk-troops-russia", "persona": "abraham-lincoln"});
-        let (status, created) = app.post("/api/perspectives", Some(&asker), ask.clone()).await;
+        let (status, created) = app
+            .post("/api/perspectives", Some(&asker), ask.clone())
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{created}");
         let id = created["id"].as_str().unwrap().to_string();
         app.events(
@@ -354,7 +407,9 @@ mod cases {
             usize::MAX,
         )
         .await;
-        let (status, cached) = app.post("/api/perspectives", Some(&other), ask.clone()).await;
+        let (status, cached) = app
+            .post("/api/perspectives", Some(&other), ask.clone())
+            .await;
         assert_eq!(status, StatusCode::OK, "{cached}");
         assert_eq!(cached["id"], id, "served from the cache");
         let (status, _) = app
@@ -430,8 +485,14 @@ mod cases {
         let app = start(&fake, db, |s| s.server.daily_token_budget = 50).await;
         let reader = app.user().await;
         let metrics = app.metrics().await;
-        assert!(metrics.contains("crossfire_token_budget_daily 50\n"), "{metrics}");
-        assert!(metrics.contains("crossfire_tokens_spent_today 0\n"), "{metrics}");
+        assert!(
+            metrics.contains("crossfire_token_budget_daily 50\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("crossfire_tokens_spent_today 0\n"),
+            "{metrics}"
+        );
         // Under the budget when it starts: it runs to the end, past the budget.
         let transcript = app.debate_to_the_end(&reader, debate_body()).await;
         assert_eq!(transcript["status"], "done");
@@ -449,7 +510,10 @@ mod cases {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=86_400).contains(&wait), "until the next UTC day: {wait}");
+        assert!(
+            (1..=86_400).contains(&wait),
+            "until the next UTC day: {wait}"
+        );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "budget_exhausted");
         let (status, _) = app
@@ -473,7 +537,12 @@ mod cases {
         assert!(total >= 50, "{total}");
         let store = crossfire_server::store::Store::connect(db).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.spent(&crossfire_server::limits::today()).await.unwrap() < total {
+        while store
+            .spent(&crossfire_server::limits::today())
+            .await
+            .unwrap()
+            < total
+        {
             assert!(std::time::Instant::now() < deadline, "never stored");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -49,10 +49,7 @@ pub async fn page(
 ) -> Result<AuditPage, ApiError> {
     let limit = limit.unwrap_or(PAGE).clamp(1, 200);
     // One more than a page tells whether another follows.
-    let mut entries = state
-        .store
-        .audit_log(before, i64::from(limit) + 1)
-        .await?;
+    let mut entries = state.store.audit_log(before, i64::from(limit) + 1).await?;
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next_before = more.then(|| entries.last().map(|e| e.seq)).flatten();

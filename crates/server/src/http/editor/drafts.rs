@@ -152,7 +152,9 @@ fn preview_of(set: &LiveSet, checked: &Checked, draft: &Draft) -> Result<Preview
             (set.engine.prompts.as_ref(), persona, b)
         }
         Checked::Policy => {
-            return Err(ApiError::Invalid("a policy file has no prompts to preview".into()));
+            return Err(ApiError::Invalid(
+                "a policy file has no prompts to preview".into(),
+            ));
         }
         Checked::Templates(prompts) => {
             let first = set

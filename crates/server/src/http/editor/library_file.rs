@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use crate::error::ApiError;
-use crate::store::AuditAction;
 use crate::state::AppState;
+use crate::store::AuditAction;
 use crossfire_engine::id::LibraryId;
 
 crossfire_engine::named_enum! {

@@ -148,7 +148,7 @@ fn group(
         .into_iter()
         .map(|(reason, count)| ReasonCount { reason, count })
         .collect();
-    reasons.sort_by(|x, y| y.count.cmp(&x.count));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
     let flagged: Vec<&Withheld> = withheld.iter().filter(|w| !w.refused).collect();
     let (title, story, status, error, speeches) = match run.kind {
         RunKind::Debate => debate_context(&record_of(run)?, &flagged),
