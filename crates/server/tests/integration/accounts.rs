@@ -6,6 +6,7 @@ use super::*;
 on_every_database!(
     accounts_sign_up_log_in_and_out_and_fail_clearly,
     bad_requests_get_json_errors_with_the_right_status,
+    every_route_checks_its_session_role_and_owner,
 );
 
 mod cases {
@@ -238,6 +239,100 @@ mod cases {
         );
         assert!(fake.log().is_empty(), "nothing reached the model");
     }
+
+    /// Every route of the OpenAPI document: those that write or read a user's data answer 401
+    /// without a session, editors' routes 403 for a reader, and a reader's debate is 404 to
+    /// anyone else. Routes open to all are exactly the public ones listed here, so a new route
+    /// without auth fails this test.
+    pub async fn every_route_checks_its_session_role_and_owner(db: &str) {
+        let fake = FakeLlm::start(FakeOptions::default()).await;
+        let app = start(&fake, db, |_| {}).await;
+        let (_, doc) = app.get("/api/openapi.json", None).await;
+        let public = [
+            ("post", "/api/auth/signup"),
+            ("post", "/api/auth/login"),
+            ("get", "/api/stories"),
+            ("get", "/api/stories/{id}"),
+            ("get", "/api/personas"),
+            ("get", "/api/personas/{id}"),
+            ("get", "/api/shared/{token}"),
+            ("get", "/api/shared/{token}/export"),
+            ("post", "/api/shared/{token}/reports"),
+            ("get", "/healthz"),
+        ];
+        let reader = app.user().await;
+        let send = |method: &str, path: &str, token: Option<&str>| {
+            let url = format!(
+                "{}{}",
+                app.base,
+                path.replace("{id}", "x")
+                    .replace("{kind}", "persona")
+                    .replace("{name}", "x")
+            );
+            let mut request = match method {
+                "get" => app.http.get(url),
+                "delete" => app.http.delete(url),
+                "put" => app.http.put(url).json(&json!({})),
+                _ => app.http.post(url).json(&json!({})),
+            };
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let secured = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
+                let listed = public.contains(&(method.as_str(), path.as_str()));
+                assert_eq!(
+                    !secured, listed,
+                    "{method} {path}: only the public routes may go without a session"
+                );
+                if !secured {
+                    continue;
+                }
+                let anonymous = send(method, path, None).await.unwrap();
+                assert_eq!(
+                    anonymous.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path}"
+                );
+                let body: Value = anonymous.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
+                let forged = send(method, path, Some("not-a-session")).await.unwrap();
+                assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+                if operation["tags"][0] == "editor" {
+                    let as_reader = send(method, path, Some(&reader)).await.unwrap();
+                    assert_eq!(as_reader.status(), StatusCode::FORBIDDEN, "{method} {path}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} secured routes");
+
+        // Another reader's debate does not exist for you, nor do its events.
+        let (status, created) = app.post("/api/debates", Some(&reader), debate_body()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let stranger = app.user().await;
+        for path in [
+            format!("/api/debates/{id}"),
+            format!("/api/debates/{id}/events"),
+        ] {
+            let (status, body) = app.get(&path, Some(&stranger)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+            assert_eq!(
+                app.get(&path, Some(&reader)).await.0,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+        let (_, theirs) = app.get("/api/debates", Some(&stranger)).await;
+        assert_eq!(theirs["debates"], json!([]), "a stranger lists none of it");
+    }
 }
 
 /// Sign-in checks read on a connection of their own, except from a database in memory, which
@@ -259,102 +354,6 @@ async fn sign_in_checks_see_sessions_at_once_on_a_file_and_in_memory() {
         store.delete_session("hash").await.unwrap();
         assert_eq!(store.session_user("hash", 0).await.unwrap(), None, "{url}");
     }
-}
-
-/// Every route of the OpenAPI document: those that write or read a user's data answer 401
-/// without a session, editors' routes 403 for a reader, and a reader's debate is 404 to
-/// anyone else. Routes open to all are exactly the public ones listed here, so a new route
-/// without auth fails this test.
-#[tokio::test]
-async fn every_route_checks_its_session_role_and_owner() {
-    let fake = FakeLlm::start(FakeOptions::default()).await;
-    let db = temp_db();
-    let app = start(&fake, &db, |_| {}).await;
-    let (_, doc) = app.get("/api/openapi.json", None).await;
-    let public = [
-        ("post", "/api/auth/signup"),
-        ("post", "/api/auth/login"),
-        ("get", "/api/stories"),
-        ("get", "/api/stories/{id}"),
-        ("get", "/api/personas"),
-        ("get", "/api/personas/{id}"),
-        ("get", "/api/shared/{token}"),
-        ("get", "/api/shared/{token}/export"),
-        ("post", "/api/shared/{token}/reports"),
-        ("get", "/healthz"),
-    ];
-    let reader = app.user().await;
-    let send = |method: &str, path: &str, token: Option<&str>| {
-        let url = format!(
-            "{}{}",
-            app.base,
-            path.replace("{id}", "x")
-                .replace("{kind}", "persona")
-                .replace("{name}", "x")
-        );
-        let mut request = match method {
-            "get" => app.http.get(url),
-            "delete" => app.http.delete(url),
-            "put" => app.http.put(url).json(&json!({})),
-            _ => app.http.post(url).json(&json!({})),
-        };
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
-    let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, operation) in item.as_object().unwrap() {
-            let secured = operation["security"]
-                .as_array()
-                .is_some_and(|s| !s.is_empty());
-            let listed = public.contains(&(method.as_str(), path.as_str()));
-            assert_eq!(
-                !secured, listed,
-                "{method} {path}: only the public routes may go without a session"
-            );
-            if !secured {
-                continue;
-            }
-            let anonymous = send(method, path, None).await.unwrap();
-            assert_eq!(
-                anonymous.status(),
-                StatusCode::UNAUTHORIZED,
-                "{method} {path}"
-            );
-            let body: Value = anonymous.json().await.unwrap();
-            assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
-            let forged = send(method, path, Some("not-a-session")).await.unwrap();
-            assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
-            if operation["tags"][0] == "editor" {
-                let as_reader = send(method, path, Some(&reader)).await.unwrap();
-                assert_eq!(as_reader.status(), StatusCode::FORBIDDEN, "{method} {path}");
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked >= 10, "{checked} secured routes");
-
-    // Another reader's debate does not exist for you, nor do its events.
-    let (status, created) = app.post("/api/debates", Some(&reader), debate_body()).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
-    let id = created["id"].as_str().unwrap();
-    let stranger = app.user().await;
-    for path in [
-        format!("/api/debates/{id}"),
-        format!("/api/debates/{id}/events"),
-    ] {
-        let (status, body) = app.get(&path, Some(&stranger)).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
-        assert_eq!(
-            app.get(&path, Some(&reader)).await.0,
-            StatusCode::OK,
-            "{path}"
-        );
-    }
-    let (_, theirs) = app.get("/api/debates", Some(&stranger)).await;
-    assert_eq!(theirs["debates"], json!([]), "a stranger lists none of it");
 }
 
 /// A login gives a new session each time; logging out ends that session on the server, and
