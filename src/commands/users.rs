@@ -21,7 +21,8 @@ async fn grant(config: &Config, email: &str, role: Role) -> Result<ExitCode> {
     let store = crossfire_server::store::Store::connect(&config.server.database_url).await?;
     if !store
         .set_role(&email.trim().to_lowercase(), role, COMMAND_LINE)
-        .await? {
+        .await?
+    {
         bail!("no user with the email {email}");
     }
     println!("{email} is now {}", role.as_str());

@@ -61,8 +61,8 @@ fn library() -> (PathBuf, PathBuf) {
 /// Whether Chromium and playwright-core are here; under CI their absence fails the test
 /// rather than skipping it.
 fn browser_ready() -> bool {
-    let ready = Path::new(CHROMIUM).exists()
-        && repo("tests/browser/node_modules/playwright-core").exists();
+    let ready =
+        Path::new(CHROMIUM).exists() && repo("tests/browser/node_modules/playwright-core").exists();
     if !ready {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -76,7 +76,12 @@ fn browser_ready() -> bool {
 const EDITOR: (&str, &str) = ("editor@example.com", "correct horse battery");
 
 /// Signs up over HTTP; with `role`, promoted by the CLI as an operator would.
-async fn account(instance: &Instance, db: &str, (email, password): (&str, &str), role: Option<&str>) {
+async fn account(
+    instance: &Instance,
+    db: &str,
+    (email, password): (&str, &str),
+    role: Option<&str>,
+) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (status, body) = App::at(&instance.base)
         .post(
@@ -121,7 +126,10 @@ async fn run_script(script: &str, instance: &Instance, env: &[(&str, &str)], sho
         String::from_utf8_lossy(&output.stderr),
     );
     eprintln!("{stdout}");
-    assert!(output.status.success(), "browser run {script} failed:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "browser run {script} failed:\n{stderr}"
+    );
     for shot in shots {
         let file = screenshots.join(format!("{shot}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
@@ -219,7 +227,11 @@ async fn a_reported_debate_is_taken_down_by_an_editor_in_a_real_browser() {
     let transcript = app.debate_to_the_end(token, debate_body()).await;
     let id = transcript["id"].as_str().unwrap();
     let (_, share) = app
-        .post(&format!("/api/debates/{id}/share"), Some(token), serde_json::json!({}))
+        .post(
+            &format!("/api/debates/{id}/share"),
+            Some(token),
+            serde_json::json!({}),
+        )
         .await;
     run_script(
         "reports.mjs",
