@@ -1,7 +1,9 @@
 //! Runs many generations on one model: each step is one forward pass over the next token of
-//! every decoding sequence plus a chunk of one waiting prompt, so concurrent streams share the
-//! weight reads. A new prompt starts from the longest prefix any live or recently finished
-//! sequence has already computed (debate calls share their story and motion block).
+//! every decoding sequence plus a chunk of every prompt being filled, so concurrent streams
+//! share the weight reads and a new call does not wait for another's whole prompt. A new
+//! prompt starts from the longest prefix any live or recently finished sequence has already
+//! computed (debate calls share their story and motion block), waiting for one still being
+//! computed rather than computing it twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,6 +106,10 @@ struct Sequence {
 const KEPT_PREFIXES: usize = 3;
 /// Most prompt tokens one step takes.
 const PREFILL_CHUNK: usize = 256;
+/// Fewest prompt tokens a filling prompt gets in a step.
+const MIN_PREFILL: usize = 16;
+/// Shared prompt tokens worth waiting for another prompt to compute.
+const MIN_SHARED: usize = 32;
 
 /// The sequences in flight on one model.
 pub struct Scheduler {
@@ -132,6 +138,11 @@ impl Scheduler {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+
+    /// Sequences in flight that generate (not likelihood reads).
+    pub fn generating(&self) -> usize {
+        self.live.iter().filter(|s| s.score_from.is_none()).count()
     }
 
     /// Starts a generation and returns its id.
@@ -186,22 +197,7 @@ impl Scheduler {
             });
         }
         let decoding = rows.len();
-        if let Some(i) = self.live.iter().position(|s| !s.prefilled) {
-            if self.live[i].cache.is_empty() {
-                self.reuse_prefix(i);
-            }
-            let s = &self.live[i];
-            let start = s.cache.len();
-            let end = (start + PREFILL_CHUNK.saturating_sub(decoding).max(16)).min(s.prompt_len);
-            for pos in start..end {
-                rows.push(Row {
-                    seq: i,
-                    token: s.tokens[pos],
-                    pos,
-                    logits: s.needs_logits(pos),
-                });
-            }
-        }
+        self.prefill_rows(decoding, &mut rows);
         if rows.is_empty() {
             return out;
         }
@@ -302,32 +298,85 @@ impl Scheduler {
         out
     }
 
-    /// Copies into sequence `i` the longest prompt prefix another sequence has computed,
-    /// leaving to run every position whose logits are needed.
-    fn reuse_prefix(&mut self, i: usize) {
-        let prompt = &self.live[i].tokens[..self.live[i].prompt_len];
-        let first_needed = self.live[i].first_needed();
-        let mut best: Option<(usize, &KvCache)> = None;
-        let candidates = self
-            .live
+    /// Adds this step's prompt rows: a chunk of every prompt being filled, sharing what is
+    /// left of the step's budget after `decoding` rows, so a new call does not wait for
+    /// another's whole prompt. A prompt that shares a prefix with one still being filled
+    /// waits until that prefix is computed, then starts from a copy of it.
+    fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
+        let mut filling = Vec::new();
+        for i in 0..self.live.len() {
+            if self.live[i].prefilled {
+                continue;
+            }
+            if self.live[i].cache.is_empty() {
+                if self.waits_for_leader(i) {
+                    continue;
+                }
+                self.reuse_prefix(i);
+            }
+            filling.push(i);
+        }
+        if filling.is_empty() {
+            return;
+        }
+        let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
+        let share = (budget / filling.len()).max(MIN_PREFILL);
+        for i in filling {
+            let s = &self.live[i];
+            let start = s.cache.len();
+            let end = (start + share).min(s.prompt_len);
+            for pos in start..end {
+                rows.push(Row {
+                    seq: i,
+                    token: s.tokens[pos],
+                    pos,
+                    logits: s.needs_logits(pos),
+                });
+            }
+        }
+    }
+
+    /// Whether prompt `i`, not started, should wait for an earlier prompt still being
+    /// filled that shares a longer prefix with it than any computed cache holds: computing
+    /// that prefix twice at once would waste the step.
+    fn waits_for_leader(&self, i: usize) -> bool {
+        let s = &self.live[i];
+        let prompt = &s.tokens[..s.first_needed()];
+        let computed = self.computed_prefix(i).map_or(0, |(len, _)| len);
+        self.live.iter().enumerate().any(|(j, leader)| {
+            let started = !leader.cache.is_empty() || j < i;
+            let shared = common_prefix(&leader.tokens[..leader.prompt_len], prompt);
+            j != i
+                && !leader.prefilled
+                && started
+                && shared >= MIN_SHARED
+                && shared > computed
+                && leader.cache.len() < shared
+        })
+    }
+
+    /// The longest prefix of prompt `i` (up to its first position whose logits are needed)
+    /// that another sequence's computed cache holds, and that cache.
+    fn computed_prefix(&self, i: usize) -> Option<(usize, &KvCache)> {
+        let prompt = &self.live[i].tokens[..self.live[i].first_needed()];
+        self.live
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != i)
             .map(|(_, s)| (&s.tokens, &s.cache))
-            .chain(self.kept.iter().map(|(t, c)| (t, c)));
-        for (tokens, cache) in candidates {
-            let common = tokens
-                .iter()
-                .zip(prompt)
-                .take(cache.len())
-                .take_while(|(a, b)| a == b)
-                .count()
-                .min(first_needed);
-            if common > best.map_or(0, |b| b.0) {
-                best = Some((common, cache));
-            }
-        }
-        if let Some((len, cache)) = best {
+            .chain(self.kept.iter().map(|(t, c)| (t, c)))
+            .map(|(tokens, cache)| {
+                let computed = &tokens[..cache.len().min(tokens.len())];
+                (common_prefix(computed, prompt), cache)
+            })
+            .filter(|&(len, _)| len > 0)
+            .max_by_key(|&(len, _)| len)
+    }
+
+    /// Copies into sequence `i` the longest prompt prefix another sequence has computed,
+    /// leaving to run every position whose logits are needed.
+    fn reuse_prefix(&mut self, i: usize) {
+        if let Some((len, cache)) = self.computed_prefix(i) {
             let copy = cache.prefix(len);
             self.live[i].cache = copy;
             self.live[i].reused = len;
@@ -349,6 +398,11 @@ impl Sequence {
     fn first_needed(&self) -> usize {
         self.score_from.unwrap_or(self.prompt_len).saturating_sub(1)
     }
+}
+
+/// How many tokens `a` and `b` share from their start.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// `log softmax(logits)[token]`.

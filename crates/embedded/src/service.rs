@@ -3,9 +3,10 @@
 //! bounded queue (a full queue is an immediate, retryable "busy" error) and get their text
 //! back on a channel, so the async runtime never waits on the model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -24,6 +25,9 @@ use crossfire_engine::llm::{
 const TOP_P: f32 = 0.9;
 const REPETITION_PENALTY: f32 = 1.1;
 const PENALTY_WINDOW: usize = 64;
+
+/// Likelihood reads admitted beyond `max_streams`.
+const EXTRA_READS: usize = 16;
 
 /// A call waiting for the model.
 struct Job {
@@ -45,7 +49,10 @@ enum Update {
 /// The embedded model, shared by every caller.
 pub struct EmbeddedModel {
     name: String,
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
+    /// Calls sent and not yet admitted: at most `queue`, more are refused at once.
+    waiting: Arc<AtomicUsize>,
+    queue: usize,
 }
 
 impl EmbeddedModel {
@@ -62,38 +69,49 @@ impl EmbeddedModel {
             super::fetch::fetch(path)?;
         }
         let model = Arc::new(Model::load(path, config.threads)?);
-        let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
-        let max_streams = config.max_streams;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (max_streams, counted) = (config.max_streams, waiting.clone());
         std::thread::Builder::new()
             .name("crossfire-model".into())
-            .spawn(move || serve(model, queue, max_streams))
+            .spawn(move || serve(model, queue, max_streams, &counted))
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         Ok(EmbeddedModel {
             name: name.to_string(),
             jobs,
+            waiting,
+            queue: config.queue,
         })
     }
 }
 
-/// The model thread: admits jobs while there are free streams, drops the ones whose caller
-/// has gone, and steps the scheduler.
-fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
+/// The model thread: admits jobs while there are free streams (likelihood reads beside
+/// them), drops the ones whose caller has gone, and steps the scheduler.
+fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize, waiting: &AtomicUsize) {
     let mut scheduler = Scheduler::new(model.clone());
     let mut callers: HashMap<u64, UnboundedSender<Update>> = HashMap::new();
+    let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
-        while scheduler.len() < max_streams {
-            let job = if scheduler.is_empty() {
-                match queue.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                }
-            } else {
-                match queue.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break,
-                }
+        if scheduler.is_empty() && pending.is_empty() {
+            match queue.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return,
+            }
+        }
+        pending.extend(queue.try_iter());
+        // In order of arrival, but a generation waiting for a stream does not hold up the
+        // reads behind it: reads generate nothing, and a verdict's come together.
+        let mut blocked = VecDeque::new();
+        while let Some(job) = pending.pop_front() {
+            let free = match job.reply {
+                Some(_) => scheduler.len() < max_streams + EXTRA_READS,
+                None => scheduler.generating() < max_streams,
             };
+            if !free {
+                blocked.push_back(job);
+                continue;
+            }
+            waiting.fetch_sub(1, Ordering::SeqCst);
             let context = model.transformer.hyper.context;
             match encode(&model, &job) {
                 Ok((prompt, score_from)) if prompt.len() < context => {
@@ -119,6 +137,7 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize) {
                 }
             }
         }
+        pending = blocked;
         callers.retain(|&id, updates| {
             let gone = updates.is_closed();
             if gone {
@@ -251,16 +270,17 @@ impl LanguageModel for EmbeddedModel {
 impl EmbeddedModel {
     /// Queues a job for the model thread.
     fn submit(&self, job: Job) -> Result<(), LlmError> {
-        match self.jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(LlmError::Remote {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(LlmError::Remote {
                 message: "the embedded model is busy: its queue is full".into(),
                 retryable: true,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(LlmError::Unavailable(
-                "the embedded model has stopped".into(),
-            )),
+            });
         }
+        self.jobs.send(job).map_err(|_| {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            LlmError::Unavailable("the embedded model has stopped".into())
+        })
     }
 }
 

@@ -124,8 +124,11 @@ pub async fn judge(
 ) -> Result<Vec<JudgePass>, LlmError> {
     // The era check reads the story whole.
     let story_text = setup.story.full_text();
-    let a = findings(read, setup, rounds, Speaker::A, &story_text).await?;
-    let b = findings(read, setup, rounds, Speaker::B, &story_text).await?;
+    let (a, b) = futures::future::try_join(
+        findings(read, setup, rounds, Speaker::A, &story_text),
+        findings(read, setup, rounds, Speaker::B, &story_text),
+    )
+    .await?;
     tracing::debug!(?a, ?b, "likelihood judge findings");
     let scores = Sides {
         a: criteria(&a),
@@ -189,41 +192,63 @@ async fn findings(
     };
     let (persona, opponent) = (setup.persona(side), setup.persona(other));
     let mut found = Findings::default();
-    let likelihood = |messages: Vec<Message>, text: String| async move {
-        read.memo.likelihood(read.model, &messages, &text).await
-    };
     let (story, motion) = (setup.story, setup.motion);
     let others: Vec<&Story> = read.library.iter().filter(|s| s.id != story.id).collect();
     let plain = || context(story, motion, persona, None);
     let opening = turn(1, side).map(|s| clip(s, READ_CHARS));
-    // Every read in the plain context (the story and the speaker's portrait) comes first,
-    // while the model still holds that context's prefix. The opening's first sentences, in
-    // order and reversed:
-    if let Some(opening) = opening {
-        let own = likelihood(plain(), opening.to_string()).await?;
+    // Every read is planned first and all are asked for together: the model computes each
+    // context's prefix once and reads the texts after it side by side.
+    let mut reads: Vec<(Vec<Message>, String)> = Vec::new();
+    let mut plan = |messages: Vec<Message>, text: String| {
+        reads.push((messages, text));
+        reads.len() - 1
+    };
+    // The opening's first sentences, in order and reversed.
+    let coherence = opening.map(|opening| {
         let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
-        found.coherence = own - likelihood(plain(), reversed.join(" ")).await?;
-    }
+        (
+            plan(plain(), opening.to_string()),
+            plan(plain(), reversed.join(" ")),
+        )
+    });
     // The rebuttal's, less what it copies, in the plain context and after the opening it
     // answers: words copied from the opening are likelier after it without answering it.
-    if let (Some(rebuttal), Some(answered)) = (turn(2, side), turn(1, other)) {
-        let answer = uncopied(clip(rebuttal, READ_CHARS), answered);
-        if !answer.is_empty() {
-            let own = likelihood(plain(), answer.clone()).await?;
-            let after = context(story, motion, persona, Some((opponent, answered)));
-            found.engagement = likelihood(after, answer).await? - own;
+    let engagement = match (turn(2, side), turn(1, other)) {
+        (Some(rebuttal), Some(answered)) => {
+            let answer = uncopied(clip(rebuttal, READ_CHARS), answered);
+            (!answer.is_empty()).then(|| {
+                let after = context(story, motion, persona, Some((opponent, answered)));
+                (plan(plain(), answer.clone()), plan(after, answer))
+            })
         }
-    }
+        _ => None,
+    };
     // The opening's start under the story alone and under each of the library's others.
-    if let Some(opening) = opening.filter(|_| !others.is_empty()) {
+    let topic = opening.filter(|_| !others.is_empty()).map(|opening| {
         let head = clip(opening, TOPIC_CHARS).to_string();
-        let here = likelihood(topic_context(story), head.clone()).await?;
-        let mut elsewhere = Vec::with_capacity(others.len());
-        for other in &others {
-            elsewhere.push(likelihood(topic_context(other), head.clone()).await?);
-        }
-        found.topicality = here - log_mean_exp(&elsewhere);
-        tracing::debug!(here, ?elsewhere, "likelihood judge topic reads");
+        let here = plan(topic_context(story), head.clone());
+        let elsewhere: Vec<usize> = others
+            .iter()
+            .map(|other| plan(topic_context(other), head.clone()))
+            .collect();
+        (here, elsewhere)
+    });
+    let values = futures::future::try_join_all(
+        reads
+            .iter()
+            .map(|(messages, text)| read.memo.likelihood(read.model, messages, text)),
+    )
+    .await?;
+    if let Some((own, reversed)) = coherence {
+        found.coherence = values[own] - values[reversed];
+    }
+    if let Some((own, after)) = engagement {
+        found.engagement = values[after] - values[own];
+    }
+    if let Some((here, elsewhere)) = topic {
+        let elsewhere: Vec<f64> = elsewhere.iter().map(|&i| values[i]).collect();
+        found.topicality = values[here] - log_mean_exp(&elsewhere);
+        tracing::debug!(here = values[here], ?elsewhere, "likelihood judge topic reads");
     }
     for (round, answering) in [(1, None), (2, turn(1, other))] {
         if let Some(text) = turn(round, side) {
