@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::endpoint::{Endpoint, endpoint};
+use super::endpoint::{Call, Endpoint, endpoint};
 use super::json_string;
 use super::sse::SseDecoder;
 use super::{
@@ -128,14 +128,20 @@ impl OpenAiClient {
             .await
             .map_err(|_| LlmError::Unavailable("client closed".into()))?;
         let call = self.endpoint.begin().await;
-        let result = self.send(request, sink).await;
+        let result = self.send(request, &call.watch(sink), &call).await;
         call.observe(self.url.as_str(), result)
+    }
+
+    /// The endpoint's concurrency, shared by every client of its URL.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 
     async fn send(
         &self,
         request: &ChatRequest,
         sink: &dyn TokenSink,
+        call: &Call<'_>,
     ) -> Result<Completion, LlmError> {
         let body = self.body(request)?;
         let mut builder = self
@@ -171,6 +177,7 @@ impl OpenAiClient {
                 retry_after,
             });
         }
+        call.accepted();
         if request.stream {
             self.read_stream(response, sink).await
         } else {
