@@ -384,7 +384,7 @@ impl Engine {
             Ok(()) => Status::Done,
             Err(e) => {
                 let mut info = e.info();
-                if matches!(e, RunError::Judge(_)) && four_turns(&transcript).is_ok() {
+                if matches!(e, RunError::Judge(_)) && spoken_turns(&transcript) == 4 {
                     info.message.push_str(KEPT_FOR_JUDGING);
                 }
                 events.send(Event::Error {
@@ -472,7 +472,7 @@ impl Engine {
         b: &Persona,
         events: &EventSink,
     ) -> Result<Transcript, JudgeAgainError> {
-        four_turns(&transcript)?;
+        can_judge_again(&transcript)?;
         let same = |want: &str, got: &str, what: &'static str| {
             (want == got).then_some(()).ok_or(JudgeAgainError::Mismatch {
                 what,
@@ -879,11 +879,19 @@ pub enum JudgeAgainError {
     },
 }
 
-/// Whether a transcript can be judged (again): finished, with both rounds' two speeches.
-pub fn four_turns(transcript: &Transcript) -> Result<(), JudgeAgainError> {
+/// Whether a transcript can be judged again: finished, with both rounds' two speeches.
+pub fn can_judge_again(transcript: &Transcript) -> Result<(), JudgeAgainError> {
     if transcript.status.is_unfinished() {
         return Err(JudgeAgainError::Unfinished(transcript.status.as_str()));
     }
+    match spoken_turns(transcript) {
+        4 => Ok(()),
+        turns => Err(JudgeAgainError::MissingTurns(turns)),
+    }
+}
+
+/// How many of a debate's four speeches the transcript holds.
+fn spoken_turns(transcript: &Transcript) -> usize {
     let spoken = |round: u8, speaker: Speaker| {
         transcript
             .rounds
@@ -892,16 +900,11 @@ pub fn four_turns(transcript: &Transcript) -> Result<(), JudgeAgainError> {
             .flat_map(|r| &r.turns)
             .any(|t| t.speaker == speaker)
     };
-    let turns = [1, 2]
+    [1, 2]
         .into_iter()
         .flat_map(|round| [Speaker::A, Speaker::B].map(|s| spoken(round, s)))
         .filter(|spoken| *spoken)
-        .count();
-    if turns == 4 {
-        Ok(())
-    } else {
-        Err(JudgeAgainError::MissingTurns(turns))
-    }
+        .count()
 }
 
 pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {

@@ -9,8 +9,12 @@
 //!   accepted a call begun later (its response had started): abort-on-arrival never allows
 //!   that, so it proves the endpoint serves concurrent calls.
 //!
-//! [`Policy::evidence`] correlated cuts with no survivor in between make the endpoint serial:
-//! one call at a time, as a warning in the log says. Not for good: after
+//! [`Policy::evidence`] correlated cuts in a row (no survivor in between) make the endpoint
+//! serial: one call at a time, as a warning in the log says. An endpoint that had a survivor
+//! lately ([`Policy::memory`]) has shown it serves concurrent calls, and takes
+//! [`Policy::evidence_after_survivor`] such cuts in a row: a flaky server under load cuts two
+//! streams in a row now and then, while an aborting one cuts every stream a request
+//! overtakes. Not for good either: after
 //! [`Policy::probe_after`] and a run of [`Policy::probe_calls`] clean serial calls, calls go
 //! concurrent again to probe; a survivor confirms it, and a correlated cut during the probe
 //! makes it serial again, with the wait before the next probe doubled. Every switch is
@@ -28,8 +32,12 @@ use super::{Completion, LlmError, TokenSink};
 /// When an endpoint is concluded to abort concurrent streams, and when it is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// Correlated cuts, with no survivor in between, that make the endpoint serial.
+    /// Correlated cuts in a row, with no survivor in between, that make the endpoint serial.
     pub evidence: u32,
+    /// As many, when the endpoint had a survivor within [`Policy::memory`].
+    pub evidence_after_survivor: u32,
+    /// How long a survivor is remembered.
+    pub memory: Duration,
     /// How soon after another call began a cut counts as correlated with it.
     pub window: Duration,
     /// How long an endpoint stays serial before concurrency is probed again (doubled after
@@ -42,10 +50,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Two correlated cuts; a probe after 30 s and 8 clean serial calls, at most every
-    /// 10 minutes after failed probes.
+    /// Two correlated cuts in a row, eight after a survivor in the last minute; a probe after
+    /// 30 s and 8 clean serial calls, at most every 10 minutes after failed probes.
     pub const DEFAULT: Policy = Policy {
         evidence: 2,
+        evidence_after_survivor: 8,
+        memory: Duration::from_secs(60),
         window: Duration::from_secs(2),
         probe_after: Duration::from_secs(30),
         probe_calls: 8,
@@ -110,6 +120,8 @@ struct State {
     mode: Mode,
     /// Correlated cuts since the last survivor (or the last switch).
     evidence: u32,
+    /// When a call last survived a later one.
+    last_survivor: Option<Instant>,
     /// When the last call began.
     last_begun: Option<Instant>,
     /// When the endpoint last became serial.
@@ -190,6 +202,7 @@ impl Endpoint {
                 policy: Policy::DEFAULT,
                 mode: Mode::Concurrent,
                 evidence: 0,
+                last_survivor: None,
                 last_begun: None,
                 serial_since: Instant::now(),
                 clean_serial: 0,
@@ -275,6 +288,7 @@ impl Endpoint {
     fn survivor(&self) {
         let mut state = self.state();
         state.evidence = 0;
+        state.last_survivor = Some(Instant::now());
         if state.mode == Mode::Probing {
             state.mode = Mode::Concurrent;
             state.probe_after = state.policy.probe_after;
@@ -294,8 +308,18 @@ impl Endpoint {
         }
         state.evidence += 1;
         let probing = state.mode == Mode::Probing;
-        // During a probe one cut on arrival is enough: the endpoint was serial before.
-        if !probing && state.evidence < state.policy.evidence {
+        let needed = if probing {
+            // One cut on arrival is enough: the endpoint was serial before.
+            1
+        } else if state
+            .last_survivor
+            .is_some_and(|at| at.elapsed() <= state.policy.memory)
+        {
+            state.policy.evidence_after_survivor
+        } else {
+            state.policy.evidence
+        };
+        if state.evidence < needed {
             return false;
         }
         if probing {
@@ -321,7 +345,7 @@ impl Endpoint {
                  seems to abort running streams when a request arrives (llama-cpp-python does \
                  unless started with --interrupt_requests False); calling it one at a time, \
                  probing again in {:?} at the earliest",
-                state.policy.evidence,
+                needed,
                 state.probe_after
             );
         }
@@ -345,15 +369,16 @@ impl<'a> Call<'a> {
     }
 
     /// The call received text: if the server had already taken a later call, this one
-    /// survived it.
+    /// survived it (noted once a call: this runs for every token).
     pub fn progressed(&self) {
-        if !self.alone
-            && !self.survived.load(Ordering::Relaxed)
-            && self.endpoint.accepted.load(Ordering::SeqCst) > self.number
-        {
+        if !self.survived.load(Ordering::Relaxed) && self.outlived_a_later_call() {
             self.survived.store(true, Ordering::Relaxed);
             self.endpoint.survivor();
         }
+    }
+
+    fn outlived_a_later_call(&self) -> bool {
+        !self.alone && self.endpoint.accepted.load(Ordering::SeqCst) > self.number
     }
 
     /// A sink that passes tokens on to `inner`, noting on the way whether this call
@@ -381,8 +406,10 @@ impl<'a> Call<'a> {
             return result;
         }
         if !cut {
-            if result.is_ok() {
-                self.progressed();
+            // Each overlapped success counts, even a call already counted by its tokens.
+            if result.is_ok() && self.outlived_a_later_call() {
+                self.survived.store(true, Ordering::Relaxed);
+                self.endpoint.survivor();
             }
             return result;
         }
@@ -488,6 +515,26 @@ mod tests {
         assert!(matches!(result, Err(LlmError::StreamCut(_))), "{result:?}");
         assert!(!endpoint.is_serial(), "a flaky server that serves concurrent calls");
         drop((second, fourth));
+    }
+
+    #[tokio::test]
+    async fn after_a_survivor_it_takes_eight_cuts_in_a_row() {
+        let endpoint = Endpoint::new(URL);
+        {
+            let first = endpoint.begin().await;
+            let second = endpoint.begin().await;
+            second.accepted();
+            assert!(first.observe(URL, done()).is_ok(), "a survivor");
+        }
+        let results = abort_on_arrival(&endpoint, 8).await;
+        assert!(
+            results[..7]
+                .iter()
+                .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
+            "{results:?}"
+        );
+        assert!(matches!(results[7], Err(LlmError::Overtaken(_))), "{results:?}");
+        assert!(endpoint.is_serial());
     }
 
     #[tokio::test]
