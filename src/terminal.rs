@@ -9,9 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::{LIVING_NOTICE, Persona, PersonaKind};
-use crossfire_engine::transcript::{
-    CriteriaReasons, ScoreMethod, Transcript, Winner,
-};
+use crossfire_engine::transcript::{CriteriaReasons, ScoreMethod, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {

@@ -474,11 +474,13 @@ impl Engine {
     ) -> Result<Transcript, JudgeAgainError> {
         can_judge_again(&transcript)?;
         let same = |want: &str, got: &str, what: &'static str| {
-            (want == got).then_some(()).ok_or(JudgeAgainError::Mismatch {
-                what,
-                want: want.to_string(),
-                got: got.to_string(),
-            })
+            (want == got)
+                .then_some(())
+                .ok_or(JudgeAgainError::Mismatch {
+                    what,
+                    want: want.to_string(),
+                    got: got.to_string(),
+                })
         };
         same(&transcript.story, &story.id, "story")?;
         same(&transcript.personas.a.id, &a.id, "side a")?;

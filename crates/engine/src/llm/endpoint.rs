@@ -492,8 +492,14 @@ mod tests {
     async fn cuts_on_arrival_make_the_endpoint_serial_on_the_second() {
         let endpoint = Endpoint::new(URL);
         let results = abort_on_arrival(&endpoint, 2).await;
-        assert!(matches!(results[0], Err(LlmError::StreamCut(_))), "{results:?}");
-        assert!(matches!(results[1], Err(LlmError::Overtaken(_))), "{results:?}");
+        assert!(
+            matches!(results[0], Err(LlmError::StreamCut(_))),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[1], Err(LlmError::Overtaken(_))),
+            "{results:?}"
+        );
         let stats = endpoint.stats();
         assert!(stats.is_serial());
         assert_eq!(stats.switches_to_serial, 1);
@@ -513,7 +519,10 @@ mod tests {
         let fourth = endpoint.begin().await;
         let result = third.observe(URL, cut());
         assert!(matches!(result, Err(LlmError::StreamCut(_))), "{result:?}");
-        assert!(!endpoint.is_serial(), "a flaky server that serves concurrent calls");
+        assert!(
+            !endpoint.is_serial(),
+            "a flaky server that serves concurrent calls"
+        );
         drop((second, fourth));
     }
 
@@ -533,7 +542,10 @@ mod tests {
                 .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
             "{results:?}"
         );
-        assert!(matches!(results[7], Err(LlmError::Overtaken(_))), "{results:?}");
+        assert!(
+            matches!(results[7], Err(LlmError::Overtaken(_))),
+            "{results:?}"
+        );
         assert!(endpoint.is_serial());
     }
 
@@ -587,7 +599,10 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
         let results = abort_on_arrival(&endpoint, 1).await;
-        assert!(matches!(results[0], Err(LlmError::Overtaken(_))), "{results:?}");
+        assert!(
+            matches!(results[0], Err(LlmError::Overtaken(_))),
+            "{results:?}"
+        );
         assert!(endpoint.is_serial());
         // A failed serial call breaks the run of clean ones.
         assert!(endpoint.begin().await.observe(URL, cut()).is_err());

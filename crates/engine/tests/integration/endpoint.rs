@@ -13,7 +13,7 @@ use crossfire_engine::event::EventSink;
 use crossfire_engine::llm::endpoint::{EndpointStats, Mode, Policy};
 use crossfire_engine::llm::openai::OpenAiClient;
 use crossfire_engine::transcript::{Status, Transcript};
-use support::{Fault, FakeLlm, FakeOptions, Logged, RandomFaults};
+use support::{FakeLlm, FakeOptions, Fault, Logged, RandomFaults};
 
 const MOTION: &str = "Is Pyongyang winning more than it is losing?";
 

@@ -38,7 +38,9 @@ async fn drain(mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<Event
 
 /// A repair request carries the first answer and the complaint: four messages.
 fn is_repair(request: &support::Logged) -> bool {
-    request.body["messages"].as_array().is_some_and(|m| m.len() > 2)
+    request.body["messages"]
+        .as_array()
+        .is_some_and(|m| m.len() > 2)
 }
 
 #[tokio::test]
@@ -58,7 +60,11 @@ async fn a_judge_whose_answers_and_repairs_are_broken_json_is_asked_again_until_
     assert!(!verdict.single_pass && !verdict.low_confidence);
 
     let judged = fake.requests(Target::Judge);
-    assert_eq!(judged.len(), 7, "two passes, and five answers asked for again");
+    assert_eq!(
+        judged.len(),
+        7,
+        "two passes, and five answers asked for again"
+    );
     let broken_repairs = judged
         .iter()
         .filter(|r| is_repair(r) && r.fault == Some(Fault::BrokenJson))
@@ -99,7 +105,11 @@ async fn a_pass_that_never_reads_leaves_a_single_pass_verdict_of_low_confidence(
         .count();
     assert_eq!(broken, 2 * (1 + config.judge.max_retries as usize));
     // It says so wherever it is shown.
-    assert!(events.iter().any(|e| matches!(e, Event::Verdict(v) if v.single_pass)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Verdict(v) if v.single_pass))
+    );
     let json = serde_json::to_value(&transcript).unwrap();
     assert_eq!(json["verdict"]["single_pass"], true);
     assert!(markdown::debate(&transcript, "A story").contains(SINGLE_PASS_NOTICE));
@@ -121,10 +131,22 @@ async fn a_judge_that_never_reads_fails_the_step_keeps_the_speeches_and_can_judg
     assert!(error.message.contains("invalid JSON"), "{}", error.message);
     assert!(error.message.contains("judged again"), "{}", error.message);
     assert!(failed.verdict.is_none());
-    assert_eq!(can_judge_again(&failed), Ok(()), "the four speeches are kept");
+    assert_eq!(
+        can_judge_again(&failed),
+        Ok(()),
+        "the four speeches are kept"
+    );
     assert!(matches!(
         &events[events.len() - 2..],
-        [Event::Error { code: ErrorCode::JudgeUnreadable, .. }, Event::Done { status: Status::Failed }]
+        [
+            Event::Error {
+                code: ErrorCode::JudgeUnreadable,
+                ..
+            },
+            Event::Done {
+                status: Status::Failed
+            }
+        ]
     ));
 
     // The judge is well again: judging again gives a verdict on the same speeches.
