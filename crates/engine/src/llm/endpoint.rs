@@ -391,11 +391,7 @@ impl<'a> Call<'a> {
     /// began is evidence that the endpoint aborts streams on arrival; the cut that makes it
     /// serial is reported as [`LlmError::Overtaken`] (retried at once: the server is not
     /// overloaded, only impatient). Any other result is returned as it is.
-    pub fn observe(
-        &self,
-        _url: &str,
-        result: Result<Completion, LlmError>,
-    ) -> Result<Completion, LlmError> {
+    pub fn observe(&self, result: Result<Completion, LlmError>) -> Result<Completion, LlmError> {
         let cut = match &result {
             Err(LlmError::StreamCut(_) | LlmError::Empty) => true,
             Ok(completion) => completion.text.trim().is_empty(),
@@ -480,7 +476,7 @@ mod tests {
         let mut results = Vec::new();
         for _ in 0..cuts {
             let next = endpoint.begin().await;
-            results.push(previous.observe(URL, cut()).map(|_| ()));
+            results.push(previous.observe(cut()).map(|_| ()));
             drop(previous);
             next.accepted();
             previous = next;
@@ -511,13 +507,13 @@ mod tests {
         let endpoint = Endpoint::new(URL);
         let first = endpoint.begin().await;
         let second = endpoint.begin().await;
-        assert!(first.observe(URL, cut()).is_err());
+        assert!(first.observe(cut()).is_err());
         let third = endpoint.begin().await;
         third.accepted();
         // The second call streams on after the server took the third: a survivor.
         second.progressed();
         let fourth = endpoint.begin().await;
-        let result = third.observe(URL, cut());
+        let result = third.observe(cut());
         assert!(matches!(result, Err(LlmError::StreamCut(_))), "{result:?}");
         assert!(
             !endpoint.is_serial(),
@@ -533,7 +529,7 @@ mod tests {
             let first = endpoint.begin().await;
             let second = endpoint.begin().await;
             second.accepted();
-            assert!(first.observe(URL, done()).is_ok(), "a survivor");
+            assert!(first.observe(done()).is_ok(), "a survivor");
         }
         let results = abort_on_arrival(&endpoint, 8).await;
         assert!(
@@ -554,10 +550,7 @@ mod tests {
         let endpoint = Endpoint::new(URL);
         for _ in 0..5 {
             let only = endpoint.begin().await;
-            assert!(matches!(
-                only.observe(URL, cut()),
-                Err(LlmError::StreamCut(_))
-            ));
+            assert!(matches!(only.observe(cut()), Err(LlmError::StreamCut(_))));
         }
         assert!(!endpoint.is_serial());
     }
@@ -572,7 +565,7 @@ mod tests {
         for _ in 0..3 {
             let call = endpoint.begin().await;
             assert!(call.alone);
-            assert!(call.observe(URL, done()).is_ok());
+            assert!(call.observe(done()).is_ok());
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
         let probe = endpoint.begin().await;
@@ -595,7 +588,7 @@ mod tests {
         endpoint.set_policy(quick());
         abort_on_arrival(&endpoint, 2).await;
         for _ in 0..2 {
-            assert!(endpoint.begin().await.observe(URL, done()).is_ok());
+            assert!(endpoint.begin().await.observe(done()).is_ok());
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
         let results = abort_on_arrival(&endpoint, 1).await;
@@ -605,9 +598,9 @@ mod tests {
         );
         assert!(endpoint.is_serial());
         // A failed serial call breaks the run of clean ones.
-        assert!(endpoint.begin().await.observe(URL, cut()).is_err());
+        assert!(endpoint.begin().await.observe(cut()).is_err());
         for _ in 0..2 {
-            assert!(endpoint.begin().await.observe(URL, done()).is_ok());
+            assert!(endpoint.begin().await.observe(done()).is_ok());
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(endpoint.begin().await.alone, "the wait doubled to 60 ms");

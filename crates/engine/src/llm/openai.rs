@@ -46,9 +46,7 @@ impl OpenAiClient {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| LlmError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
-        let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&url)
-            .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))?;
+        let url = chat_url(base)?;
         Ok(OpenAiClient {
             http,
             endpoint: endpoint(url.as_str()),
@@ -129,7 +127,7 @@ impl OpenAiClient {
             .map_err(|_| LlmError::Unavailable("client closed".into()))?;
         let call = self.endpoint.begin().await;
         let result = self.send(request, &call.watch(sink), &call).await;
-        call.observe(self.url.as_str(), result)
+        call.observe(result)
     }
 
     /// The endpoint's concurrency, shared by every client of its URL.
@@ -256,6 +254,14 @@ impl LanguageModel for OpenAiClient {
     fn serial(&self) -> bool {
         self.is_serial()
     }
+}
+
+/// The URL a client of the endpoint at `base` (`http://host:port/v1`) calls: its
+/// [`Endpoint`] is [`endpoint`]`(chat_url(base)?.as_str())`.
+pub fn chat_url(base: &str) -> Result<reqwest::Url, LlmError> {
+    let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+    reqwest::Url::parse(&url)
+        .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))
 }
 
 /// `POST /chat/completions` as sent, but for its messages (written by `OpenAiClient::body`).
