@@ -1,17 +1,23 @@
 //! Fault soak: debates through a real `crossfire serve` (SQLite), C at a time, against a fake
-//! model where about 30 % of calls fail — 500, 429 with `Retry-After`, a stream cut half-way,
-//! no answer until long past the timeout — and a third of the judge's first answers are prose;
-//! half-way the server is killed (SIGKILL) with debates in flight, and started again on the
-//! same database. Clients follow every debate to its end, reconnecting with `Last-Event-ID`.
+//! model that serves concurrent streams but is flaky: about a third of calls fail — 500, 429
+//! with `Retry-After`, a stream cut half-way, no answer until long past the timeout — a tenth
+//! of the other streams that begin while calls overlap are cut after a few pieces, and a third
+//! of the judge's structured answers, repairs included, are prose around broken JSON; half-way
+//! the server is killed (SIGKILL) with debates in flight, and started again on the same
+//! database. Clients follow every debate to its end, reconnecting with `Last-Event-ID`.
 //!
-//!     cargo bench --bench soak                                   # 120 debates, 20 at a time
+//!     cargo bench --bench soak                                   # 120 debates, 24 at a time
 //!     SOAK_DEBATES=500 SOAK_CONCURRENCY=50 cargo bench --bench soak
 //!     SOAK_SEED=7 …                                              # another draw of faults
+//!     SOAK_FAULTS=0 …                                            # the same soak, no faults
 //!
 //! Reports how many debates ended `done` and `failed` (by code, with a message each), whether
 //! every stream equals its stored transcript (turns, verdict, final status; event ids from 1,
-//! rising, each once), whether any row stayed queued or running, and whether a debate that had
-//! finished before the crash was lost by it.
+//! rising, each once), whether any row stayed queued or running, whether a debate that had
+//! finished before the crash was lost by it, and whether the service kept calling the flaky
+//! endpoint concurrently: its `/metrics` on the endpoint's mode and switches (the restarted
+//! instance's: the killed one's went with it) and, from the fake's side, how many calls began
+//! while another was in flight.
 
 #[allow(dead_code)] // the benches share it; this one reads only its settings
 mod measure;
@@ -28,7 +34,7 @@ use futures::StreamExt;
 use measure::env_or;
 use serde_json::{Value, json};
 use support::process::Instance;
-use support::{FakeLlm, FakeOptions, RandomFaults};
+use support::{FakeLlm, FakeOptions, Fault, RandomFaults};
 
 const USERS: usize = 10;
 
@@ -61,17 +67,18 @@ impl Service {
 #[tokio::main]
 async fn main() {
     let debates = env_or("SOAK_DEBATES", 120) as usize;
-    let concurrency = env_or("SOAK_CONCURRENCY", 20) as usize;
+    let concurrency = env_or("SOAK_CONCURRENCY", 24) as usize;
     let seed = env_or("SOAK_SEED", 1);
+    let faults = env_or("SOAK_FAULTS", 1) != 0;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = FakeLlm::start(FakeOptions {
         latency: Duration::from_millis(20),
         token_delay: Duration::from_millis(2),
         random_chunks: false,
-        random_faults: Some(RandomFaults {
-            seed,
-            failing: 0.3,
-            judge_prose: 1.0 / 3.0,
+        random_faults: faults.then_some(RandomFaults {
+            repairs_too: true,
+            early_cuts: 0.1,
+            ..RandomFaults::new(seed, 1.0 / 3.0, 1.0 / 3.0)
         }),
         ..FakeOptions::default()
     })
@@ -117,9 +124,12 @@ async fn main() {
         crashed: Default::default(),
     });
 
-    println!(
-        "soak: {debates} debates, {concurrency} at a time, ~30% of model calls failing, a kill half-way"
-    );
+    let mix = if faults {
+        "~1/3 of model calls failing, 1/3 of verdicts and repairs unreadable, early cuts"
+    } else {
+        "no faults"
+    };
+    println!("soak: {debates} debates, {concurrency} at a time, {mix}, a kill half-way");
     let started = Instant::now();
     let runs = futures::stream::iter(0..debates)
         .map(|i| {
@@ -203,11 +213,43 @@ async fn main() {
     {
         println!("  after the kill, {line}");
     }
-    let model_calls = fake.log().len();
-    let faulted = fake.log().iter().filter(|c| c.fault.is_some()).count();
+    // Serial or concurrent: what the restarted instance says of its endpoint (mode and
+    // switches), and what the fake saw.
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("crossfire_model_endpoint"))
+    {
+        println!("  after the kill, {line}");
+    }
+    let log = fake.log();
+    let model_calls = log.len();
+    let faulted = log.iter().filter(|c| c.fault.is_some()).count();
     println!(
         "  model calls: {model_calls}, {faulted} of them faulted ({:.0}%)",
         100.0 * faulted as f64 / model_calls.max(1) as f64
+    );
+    let overlapping = |calls: &[support::Logged]| {
+        let n = calls
+            .iter()
+            .enumerate()
+            .filter(|(i, call)| {
+                // A hung call never finishes; the rest in flight are the ones that count.
+                calls[..*i]
+                    .iter()
+                    .rev()
+                    .take(200)
+                    .filter(|c| c.fault != Some(Fault::Hang))
+                    .any(|c| c.finished().is_none_or(|end| call.received < end))
+            })
+            .count();
+        100.0 * n as f64 / calls.len().max(1) as f64
+    };
+    let (first, second) = log.split_at(model_calls / 2);
+    println!(
+        "  calls that began while another was in flight: {:.0}% of the first half, {:.0}% of \
+         the second (one at a time would be 0%)",
+        overlapping(first),
+        overlapping(second)
     );
     let _ = server.child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);

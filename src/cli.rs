@@ -189,6 +189,19 @@ pub enum JudgeCommand {
         #[arg(long, default_value = "auto")]
         method: JudgeMethod,
     },
+    /// Judges a saved debate transcript (`crossfire debate --json`, or the service's
+    /// `GET /api/debates/{id}`) again: only the judging runs, on its four stored speeches,
+    /// with the configured judge. Prints the verdict (or, with --json, the updated transcript).
+    Again {
+        /// The transcript's JSON file.
+        file: PathBuf,
+        /// Print the updated transcript as JSON instead of the verdict table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the updated transcript's JSON to this file (it may be FILE itself).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]

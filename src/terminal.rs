@@ -9,9 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crossfire_engine::claims::QuoteSource;
 use crossfire_engine::event::{Event, Speaker};
 use crossfire_engine::persona::{LIVING_NOTICE, Persona, PersonaKind};
-use crossfire_engine::transcript::{
-    CriteriaReasons, LOW_CONFIDENCE_NOTICE, ScoreMethod, Transcript, Winner,
-};
+use crossfire_engine::transcript::{CriteriaReasons, ScoreMethod, Transcript, Winner};
 
 #[derive(Default)]
 struct Held {
@@ -247,7 +245,9 @@ pub fn print_summary(transcript: &Transcript) {
         "total", a.total, b.total
     ));
     let method = verdict.method.describe();
-    let agreement = if !verdict.contested {
+    let agreement = if verdict.single_pass {
+        "one pass only: the other could not be read"
+    } else if !verdict.contested {
         "both passes named the same winner"
     } else {
         "the passes disagreed"
@@ -257,8 +257,8 @@ pub fn print_summary(transcript: &Transcript) {
          The speeches and this verdict are simulated by a language model.\n",
         verdict.margin
     ));
-    if verdict.low_confidence {
-        table.push_str(&format!("{LOW_CONFIDENCE_NOTICE}.\n"));
+    if let Some(notice) = verdict.low_confidence_notice() {
+        table.push_str(&format!("{notice}.\n"));
     }
     println!("{table}");
     // A likelihood judge reads each side alone: its passes are the same, shown once.

@@ -1,19 +1,24 @@
 //! `crossfire judge`: calibrating the configured judge on debate pairs in which one side is
-//! known to be worse, and keeping the result for verdicts to cite.
+//! known to be worse, and keeping the result for verdicts to cite; judging a saved debate
+//! again.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
 use crossfire_engine::calibrate;
-use crossfire_engine::debate::JudgeMethod;
+use crossfire_engine::debate::{JudgeMethod, can_judge_again};
+use crossfire_engine::event::EventSink;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::story::Story;
+use crossfire_engine::transcript::Transcript;
 
-use super::{calibration_dir, engine, runtime};
+use super::{calibration_dir, engine, finish, load_persona, load_story, runtime};
 use crate::cli::JudgeCommand;
 use crate::config::Config;
+use crate::terminal;
 
 pub fn run(config: &Config, command: JudgeCommand) -> Result<ExitCode> {
     match command {
@@ -23,7 +28,46 @@ pub fn run(config: &Config, command: JudgeCommand) -> Result<ExitCode> {
             json,
             method,
         } => runtime()?.block_on(calibrate_judge(config, pairs, seed, method, json)),
+        JudgeCommand::Again { file, json, out } => {
+            runtime()?.block_on(judge_again(config, &file, json, out))
+        }
     }
+}
+
+/// Judges the transcript in `file` again, prints it, and writes it to `out` if asked.
+async fn judge_again(
+    config: &Config,
+    file: &Path,
+    json: bool,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let transcript: Transcript = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a debate transcript", file.display()))?;
+    // Refused before the engine (and a model) is loaded.
+    can_judge_again(&transcript)?;
+    let story = load_story(config, &transcript.story)?;
+    let a = load_persona(config, &transcript.personas.a.id)?;
+    let b = load_persona(config, &transcript.personas.b.id)?;
+    let engine = engine(config)?;
+    let judged = engine
+        .judge_again(transcript, &story, &a, &b, &EventSink::discard())
+        .await?;
+    let written = serde_json::to_string_pretty(&judged)?;
+    if let Some(path) = &out {
+        std::fs::write(path, format!("{written}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        println!("{written}");
+    } else {
+        terminal::print_summary(&judged);
+    }
+    finish(
+        judged.status,
+        judged.error.as_ref().map(|e| e.message.as_str()),
+    )
 }
 
 /// Scores the judge on `pairs` pairs, keeps the result and prints it.

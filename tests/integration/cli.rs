@@ -482,3 +482,63 @@ async fn cards_import_as_checked_personas_and_export_round_trips() {
         stdout(&check)
     );
 }
+
+#[tokio::test]
+async fn judge_again_judges_a_saved_transcript_whose_judge_could_not_be_read() {
+    // A debate whose judge never answered readably: failed, its four speeches kept.
+    let broken = FakeLlm::start(FakeOptions {
+        faults: vec![(Target::Judge, Fault::AlwaysBrokenJson)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let config = quick_config();
+    let config = config.to_str().unwrap();
+    let out = crossfire(
+        &[&["--config", config], DEBATE, &["--json"]].concat(),
+        &[("CROSSFIRE_LLM_BASE_URL", &broken.base_url)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(failed["error"]["code"], "judge_unreadable");
+    let file = std::env::temp_dir().join(format!("crossfire-again-{}.json", std::process::id()));
+    std::fs::write(&file, stdout(&out)).unwrap();
+    let file = file.to_str().unwrap();
+
+    // Judged again by a judge that reads: the same speeches, now with a verdict.
+    let fine = FakeLlm::start(FakeOptions::default()).await;
+    let out = crossfire(
+        &[
+            "--config", config, "judge", "again", file, "--json", "--out", file,
+        ],
+        &[("CROSSFIRE_LLM_BASE_URL", &fine.base_url)],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(judged["status"], "done");
+    assert_eq!(judged["rounds"], failed["rounds"]);
+    assert_eq!(
+        judged["verdict"]["passes"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(written, judged, "--out wrote the updated transcript");
+    assert!(
+        fine.log().iter().all(|c| c.target == Target::Judge),
+        "only the judge was called"
+    );
+
+    // A transcript without its four speeches is refused in one line.
+    let mut short = judged.clone();
+    short["rounds"].as_array_mut().unwrap().pop();
+    std::fs::write(file, short.to_string()).unwrap();
+    let out = crossfire(&["--config", config, "judge", "again", file], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: the debate has 2 of its four speeches: only a debate with all four can be judged"
+    );
+    let _ = std::fs::remove_file(file);
+}

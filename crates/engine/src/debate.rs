@@ -10,6 +10,7 @@ use crate::config::LlmConfig;
 use crate::event::{Event, EventSink, Speaker, Withheld};
 use crate::judge::{self, JudgeError};
 use crate::likelihood;
+use crate::llm::retry::RetryPolicy;
 use crate::llm::{ChatRequest, Completion, FinishReason, LanguageModel, LlmError, Message, Usage};
 use crate::motion::MotionError;
 use crate::persona::{Persona, PersonaKind};
@@ -36,6 +37,9 @@ pub struct Settings {
     pub brief_prompts: bool,
     /// The judge's own `brief_prompts`: a short rubric and bare scores, without reasons.
     pub judge_brief_prompts: bool,
+    /// The judge's retry budget (`max_retries`) and backoff, for answers that cannot be
+    /// read as well as for failed calls.
+    pub judge_retry: RetryPolicy,
 }
 
 impl Settings {
@@ -49,6 +53,7 @@ impl Settings {
             allow_living_personas,
             brief_prompts: debater.brief_prompts,
             judge_brief_prompts: judge.brief_prompts,
+            judge_retry: RetryPolicy::from_config(judge),
         }
     }
 
@@ -378,7 +383,10 @@ impl Engine {
         transcript.status = match result {
             Ok(()) => Status::Done,
             Err(e) => {
-                let info = e.info();
+                let mut info = e.info();
+                if matches!(e, RunError::Judge(_)) && spoken_turns(&transcript) == 4 {
+                    info.message.push_str(KEPT_FOR_JUDGING);
+                }
                 events.send(Event::Error {
                     code: info.code,
                     message: info.message.clone(),
@@ -423,6 +431,17 @@ impl Engine {
         events: &EventSink,
     ) -> Result<(), RunError> {
         self.argue(setup, transcript, finished, events).await?;
+        self.give_verdict(setup, transcript, events).await
+    }
+
+    /// Judges the transcript's rounds, screens the verdict's words (judging again while they
+    /// break the policy, at most [`UNSAFE_RETRIES`] times), sends it and keeps it.
+    async fn give_verdict(
+        &self,
+        setup: &DebateSetup<'_>,
+        transcript: &mut Transcript,
+        events: &EventSink,
+    ) -> Result<(), RunError> {
         let mut attempt = 0;
         let verdict = loop {
             let verdict = self
@@ -437,6 +456,60 @@ impl Engine {
         events.send(Event::Verdict(verdict.clone()));
         transcript.verdict = Some(verdict);
         Ok(())
+    }
+
+    /// Judges a finished debate's stored turns again (after `judge_unreadable`, say): only
+    /// the judging runs, on the four speeches as they were, and its events are `verdict`
+    /// (or `error`) then `done`. `story`, `a` and `b` are the transcript's, loaded again
+    /// (their versions may have moved on). Returns the transcript with the new verdict and
+    /// `done`, or `failed` with the judging's error (its speeches kept), the judge's usage
+    /// added; or, before anything is called or sent, why it cannot be judged again.
+    pub async fn judge_again(
+        &self,
+        mut transcript: Transcript,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+        events: &EventSink,
+    ) -> Result<Transcript, JudgeAgainError> {
+        can_judge_again(&transcript)?;
+        let same = |want: &str, got: &str, what: &'static str| {
+            (want == got)
+                .then_some(())
+                .ok_or(JudgeAgainError::Mismatch {
+                    what,
+                    want: want.to_string(),
+                    got: got.to_string(),
+                })
+        };
+        same(&transcript.story, &story.id, "story")?;
+        same(&transcript.personas.a.id, &a.id, "side a")?;
+        same(&transcript.personas.b.id, &b.id, "side b")?;
+        let motion = transcript.motion.clone();
+        let setup = self.settings.setup(story, a, b, &motion);
+        transcript.verdict = None;
+        transcript.error = None;
+        transcript.status = Status::Running;
+        transcript.provenance.judge_model = self.judge.name().to_string();
+        let result = self.give_verdict(&setup, &mut transcript, events).await;
+        transcript.provenance.finished_at = Some(now_rfc3339());
+        transcript.status = match result {
+            Ok(()) => Status::Done,
+            Err(e) => {
+                let mut info = e.info();
+                info.message.push_str(KEPT_FOR_JUDGING);
+                events.send(Event::Error {
+                    code: info.code,
+                    message: info.message.clone(),
+                });
+                transcript.error = Some(info);
+                Status::Failed
+            }
+        };
+        events.send(Event::Done {
+            status: transcript.status,
+        });
+        Ok(transcript)
     }
 
     /// A verdict's written words — its rationale and each pass's rationale and reasons —
@@ -577,13 +650,15 @@ impl Engine {
             self.rubric_passes(setup, rounds, usage).await?
         };
         let mut verdict = judge::combine(passes, &names);
-        verdict.low_confidence = self
+        // A single pass is of low confidence already (`combine`).
+        verdict.low_confidence |= self
             .judge_accuracy
             .is_some_and(|accuracy| accuracy < LOW_CONFIDENCE_BELOW);
         Ok(verdict)
     }
 
-    /// The rubric judge's two passes, run together.
+    /// The rubric judge's two passes, run together: both, or the one that could be read
+    /// when the other could not (or its calls failed); the first pass's error when neither.
     async fn rubric_passes(
         &self,
         setup: &DebateSetup<'_>,
@@ -593,14 +668,22 @@ impl Engine {
         let orders = [[Speaker::A, Speaker::B], [Speaker::B, Speaker::A]];
         let mut used = [Usage::default(), Usage::default()];
         let [usage_1, usage_2] = &mut used;
-        let (pass_1, pass_2) = futures::try_join!(
+        // Not try_join: a pass that fails must not cancel the other, which may stand alone.
+        let (pass_1, pass_2) = futures::join!(
             self.judge_pass(setup, orders[0], rounds, usage_1),
             self.judge_pass(setup, orders[1], rounds, usage_2),
-        )?;
+        );
         for u in used {
             *usage += u;
         }
-        Ok(vec![pass_1, pass_2])
+        match (pass_1, pass_2) {
+            (Ok(one), Ok(two)) => Ok(vec![one, two]),
+            (Ok(pass), Err(e)) | (Err(e), Ok(pass)) => {
+                tracing::warn!(error = %e, "one judging pass could not be read: a single-pass verdict, of low confidence");
+                Ok(vec![pass])
+            }
+            (Err(e), Err(_)) => Err(e),
+        }
     }
 
     async fn judge_pass(
@@ -611,13 +694,17 @@ impl Engine {
         usage: &mut Usage,
     ) -> Result<crate::transcript::JudgePass, RunError> {
         let messages = self.prompts.judge(setup, order, rounds)?;
+        let settings = judge::PassSettings {
+            max_tokens: self.settings.judge_max_tokens,
+            temperature: self.settings.judge_temperature,
+            retry: self.settings.judge_retry,
+        };
         let pass = judge::run_pass(
             self.judge.as_ref(),
             &self.structured_output,
             messages,
             order,
-            self.settings.judge_max_tokens,
-            self.settings.judge_temperature,
+            &settings,
             usage,
         )
         .await?;
@@ -774,6 +861,52 @@ impl Engine {
             finished_at: None,
         }
     }
+}
+
+/// What a failed judging step adds to its message when the speeches are all there.
+const KEPT_FOR_JUDGING: &str = "; the four speeches are kept, and the debate can be judged again";
+
+/// Why a transcript cannot be judged again.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JudgeAgainError {
+    #[error("the debate is still {0}: only a finished debate can be judged again")]
+    Unfinished(&'static str),
+    #[error("the debate has {0} of its four speeches: only a debate with all four can be judged")]
+    MissingTurns(usize),
+    #[error("the {what} given is `{got}`, but the debate's is `{want}`")]
+    Mismatch {
+        what: &'static str,
+        want: String,
+        got: String,
+    },
+}
+
+/// Whether a transcript can be judged again: finished, with both rounds' two speeches.
+pub fn can_judge_again(transcript: &Transcript) -> Result<(), JudgeAgainError> {
+    if transcript.status.is_unfinished() {
+        return Err(JudgeAgainError::Unfinished(transcript.status.as_str()));
+    }
+    match spoken_turns(transcript) {
+        4 => Ok(()),
+        turns => Err(JudgeAgainError::MissingTurns(turns)),
+    }
+}
+
+/// How many of a debate's four speeches the transcript holds.
+fn spoken_turns(transcript: &Transcript) -> usize {
+    let spoken = |round: u8, speaker: Speaker| {
+        transcript
+            .rounds
+            .iter()
+            .filter(|r| r.round == round)
+            .flat_map(|r| &r.turns)
+            .any(|t| t.speaker == speaker)
+    };
+    [1, 2]
+        .into_iter()
+        .flat_map(|round| [Speaker::A, Speaker::B].map(|s| spoken(round, s)))
+        .filter(|spoken| *spoken)
+        .count()
 }
 
 pub(crate) fn persona_ref(p: &Persona) -> PersonaRef {

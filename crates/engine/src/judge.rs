@@ -1,5 +1,6 @@
 //! The judge: a rubric, scored twice with the sides' order swapped, asked for structured JSON
-//! and read leniently, with one repair request before giving up.
+//! and read leniently. An answer that cannot be read gets a repair request, then fresh
+//! judging calls (each with its repair request) within the retry budget, with backoff.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -7,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::{Value, json};
 
 use crate::event::Speaker;
+use crate::llm::retry::RetryPolicy;
 use crate::llm::{
     ChatRequest, JsonSchema, LanguageModel, LlmError, Message, NoSink, ResponseFormat, Role,
     TokenLogprobs, Usage,
@@ -26,8 +28,21 @@ const LABELS: [&str; 2] = ["speaker_1", "speaker_2"];
 pub enum JudgeError {
     #[error("the judge could not be reached: {0}")]
     Llm(#[from] LlmError),
-    #[error("the judge's reply could not be read, even after a repair request: {reason}")]
-    Unreadable { reason: String },
+    #[error(
+        "the judge's reply could not be read in {attempts} attempt(s), each with a repair \
+         request: {reason}"
+    )]
+    Unreadable { reason: String, attempts: u32 },
+}
+
+/// How a judging pass calls its model.
+#[derive(Debug, Clone, Copy)]
+pub struct PassSettings {
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// How many fresh judging calls follow an answer that cannot be read even repaired
+    /// (`max_retries`), and the backoff between them.
+    pub retry: RetryPolicy,
 }
 
 /// The JSON schema of one pass's reply (the subset that constrained decoders support:
@@ -266,20 +281,67 @@ impl StructuredOutput {
 }
 
 /// Runs one judging pass over `messages`, in which the sides appear in `order`: structured
-/// output where the endpoint has it, a lenient read, then one repair request.
+/// output where the endpoint has it, a lenient read, a repair request; an answer still
+/// unreadable is judged again from the start, up to `settings.retry.max_retries` times, with
+/// backoff. (Failed calls are retried by the model itself, [`crate::llm::retry`].)
 pub async fn run_pass(
     model: &dyn LanguageModel,
     structured: &StructuredOutput,
     messages: Vec<Message>,
     order: [Speaker; 2],
-    max_tokens: u32,
-    temperature: f32,
+    settings: &PassSettings,
     usage: &mut Usage,
 ) -> Result<JudgePass, JudgeError> {
+    let mut retry = 0;
+    loop {
+        match read_once(model, structured, messages.clone(), settings, usage).await {
+            Ok((raw, repaired)) => return Ok(to_sides(raw, order, repaired)),
+            Err(Unreadable(reason)) if retry < settings.retry.max_retries => {
+                tracing::info!(retry, %reason, "the judge's answer could not be read, even repaired: judging again");
+                let wait = settings.retry.delay(retry, &LlmError::Protocol(reason));
+                tokio::time::sleep(wait).await;
+                retry += 1;
+            }
+            Err(Unreadable(reason)) => {
+                return Err(JudgeError::Unreadable {
+                    reason,
+                    attempts: retry + 1,
+                });
+            }
+            Err(Failed(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Why one attempt at a pass gave nothing.
+enum AttemptError {
+    /// The answer and its repair could not be read (why).
+    Unreadable(String),
+    /// A call failed (after its retries).
+    Failed(LlmError),
+}
+
+use AttemptError::{Failed, Unreadable};
+
+impl From<LlmError> for AttemptError {
+    fn from(e: LlmError) -> AttemptError {
+        Failed(e)
+    }
+}
+
+/// One judging call and, if its answer cannot be read, one repair request: the pass as the
+/// judge wrote it, and whether it needed the repair.
+async fn read_once(
+    model: &dyn LanguageModel,
+    structured: &StructuredOutput,
+    messages: Vec<Message>,
+    settings: &PassSettings,
+    usage: &mut Usage,
+) -> Result<(RawPass, bool), AttemptError> {
     let mut request = ChatRequest {
         messages,
-        max_tokens,
-        temperature,
+        max_tokens: settings.max_tokens,
+        temperature: settings.temperature,
         seed: None,
         response_format: structured.format(),
         stream: false,
@@ -297,7 +359,7 @@ pub async fn run_pass(
                     structured.refused(format);
                     request.response_format = structured.format();
                 }
-                None => return Err(e.into()),
+                None => return Err(Failed(e)),
             },
             result => break result?,
         }
@@ -332,12 +394,10 @@ pub async fn run_pass(
             ));
             let second = model.complete(&request, &NoSink).await?;
             *usage += second.usage;
-            let raw =
-                parse_lenient(&second.text).map_err(|reason| JudgeError::Unreadable { reason })?;
-            (raw, true)
+            (parse_lenient(&second.text).map_err(Unreadable)?, true)
         }
     };
-    Ok(to_sides(raw, order, repaired))
+    Ok((raw, repaired))
 }
 
 /// Maps a pass from the judge's labels back to the sides.
@@ -487,7 +547,8 @@ fn score_places(text: &str) -> Vec<ScorePlace> {
 }
 
 /// Combines the two passes: scores averaged; a winner only if both passes agree, else a
-/// contested tie. Rationales name the personas instead of the neutral labels.
+/// contested tie. Rationales name the personas instead of the neutral labels. A single pass
+/// (the other could not be read) gives a single-pass verdict of low confidence.
 pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
     let mean = |passes: &[JudgePass], side: fn(&Sides<Criteria>) -> &Criteria| {
         let n = passes.len().max(1) as f64;
@@ -521,6 +582,7 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         a: mean(&passes, |s| &s.a),
         b: mean(&passes, |s| &s.b),
     };
+    let single_pass = passes.len() == 1;
     let mut passes = passes;
     for pass in &mut passes {
         pass.rationale = name_labels(&pass.rationale, pass.order, names);
@@ -554,7 +616,9 @@ pub fn combine(passes: Vec<JudgePass>, names: &Sides<String>) -> Verdict {
         rationale,
         passes,
         method,
-        low_confidence: false,
+        // One pass alone never claims two: it says so, and says little.
+        low_confidence: single_pass,
+        single_pass,
     }
 }
 

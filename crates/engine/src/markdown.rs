@@ -61,8 +61,8 @@ pub fn debate(transcript: &Transcript, story_title: &str) -> String {
                 v.margin,
                 v.method.describe()
             );
-            if v.low_confidence {
-                let _ = writeln!(out, "*{}.*\n", crate::transcript::LOW_CONFIDENCE_NOTICE);
+            if let Some(notice) = v.low_confidence_notice() {
+                let _ = writeln!(out, "*{notice}.*\n");
             }
             let _ = writeln!(
                 out,

@@ -236,14 +236,33 @@ pub struct Verdict {
     /// How far apart the two sides' totals are (out of 40).
     #[serde(default)]
     pub margin: f64,
-    /// The judge scored below 80 % in its last calibration: the verdict says little.
+    /// The verdict says little: the judge scored below 80 % in its last calibration, or
+    /// only one of its two passes could be read (`single_pass`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub low_confidence: bool,
+    /// Only one pass could be read: the verdict is that pass's, the sides seen in one order
+    /// only (`passes` holds it alone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_pass: bool,
+}
+
+impl Verdict {
+    /// What the verdict says of its low confidence, if it has it: the single pass first.
+    pub fn low_confidence_notice(&self) -> Option<&'static str> {
+        if self.single_pass {
+            Some(SINGLE_PASS_NOTICE)
+        } else {
+            self.low_confidence.then_some(LOW_CONFIDENCE_NOTICE)
+        }
+    }
 }
 
 /// What a verdict of low confidence says, wherever it is shown.
 pub const LOW_CONFIDENCE_NOTICE: &str =
     "Low confidence: this judge scored below 80 % in its last calibration";
+
+/// What a single-pass verdict says, wherever it is shown.
+pub const SINGLE_PASS_NOTICE: &str = "Low confidence: only one of the judge's two passes could be read, so the speeches were judged in one order only";
 
 /// Which model, templates and times produced a result. (Runs queued by versions before it
 /// was recorded from the start read back with it empty.)

@@ -42,6 +42,9 @@ pub enum Target {
     Judge,
     /// The debater calls of one persona, by name (for a fault that hits one side only).
     Speaker(&'static str),
+    /// The judging calls (repairs included) that show this persona as Speaker 1: one of
+    /// the judge's two passes.
+    JudgeFirst(&'static str),
 }
 
 /// A way for one call to go wrong.
@@ -63,6 +66,14 @@ pub enum Fault {
     Stall,
     /// The judge answers prose instead of JSON.
     NonJson,
+    /// The judge answers prose around a JSON object that is broken (an unquoted winner, a
+    /// missing brace), as models that half follow the format do.
+    BrokenJson,
+    /// [`Fault::BrokenJson`] for every call it applies to (never consumed).
+    AlwaysBrokenJson,
+    /// The stream stops after its first few pieces, when another call is in flight (as a
+    /// flaky server under load does), with no finish reason.
+    EarlyCut,
     /// The reply reaches `max_tokens`: it runs on past the speech and stops mid-sentence,
     /// with `finish_reason: "length"`.
     Length,
@@ -135,11 +146,14 @@ struct Shared {
     stamp_tokens: bool,
     token_delay: Duration,
     judge: JudgeMode,
-    abort_on_new_request: bool,
+    /// Changed by [`FakeLlm::set_abort_on_new_request`].
+    abort_on_new_request: std::sync::atomic::AtomicBool,
     logprobs: bool,
     random_faults: Option<RandomFaults>,
     /// Requests received so far: a stream that sees the count move was overtaken.
     requests: std::sync::atomic::AtomicU64,
+    /// Requests being answered now.
+    in_flight: std::sync::atomic::AtomicU64,
 }
 
 /// The fake server.
@@ -172,22 +186,52 @@ pub struct FakeOptions {
     pub random_faults: Option<RandomFaults>,
 }
 
-/// Faults at random, reproducibly for a seed: a share of all calls fails (500, 429 with
-/// `Retry-After`, a stream cut half-way, no answer until long past any timeout), and a share
-/// of the judge's answers is prose.
+/// Faults at random, reproducibly for a seed: a share of all calls fails (by default 500,
+/// 429 with `Retry-After`, a stream cut half-way, no answer until long past any timeout), a
+/// share of the judge's answers is prose (around broken JSON), and a share of the streams
+/// that overlap another call is cut after a few pieces.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomFaults {
     pub seed: u64,
     /// Of all calls, the share that fails.
     pub failing: f64,
-    /// Of the judge's first answers in a pass that do not fail, the share that is prose, not
-    /// JSON (as a model that ignores the format until told again); a repair request gets JSON.
+    /// How they fail, each as likely.
+    pub kinds: &'static [Fault],
+    /// Of the judge's answers that do not fail, the share that cannot be read: prose around
+    /// broken JSON.
     pub judge_prose: f64,
+    /// Whether repair requests get such answers too (else they get JSON, as a model that
+    /// ignores the format until told again).
+    pub repairs_too: bool,
+    /// Of the streams that do not fail and begin while another call is in flight, the share
+    /// cut after a few pieces ([`Fault::EarlyCut`]).
+    pub early_cuts: f64,
 }
 
 impl RandomFaults {
-    /// The fault, if any, of the `n`th request.
-    fn draw(&self, n: u64, target: Target, repair: bool) -> Option<Fault> {
+    /// The kinds of failure of [`RandomFaults::new`].
+    pub const KINDS: &'static [Fault] = &[
+        Fault::ServerError,
+        Fault::RateLimited { secs: 1 },
+        Fault::CutStream,
+        Fault::Hang,
+    ];
+
+    /// `failing` of all calls fail (500, 429, a cut half-way, a hang), and `judge_prose` of
+    /// the judge's first answers are prose; repairs get JSON; no early cuts.
+    pub fn new(seed: u64, failing: f64, judge_prose: f64) -> RandomFaults {
+        RandomFaults {
+            seed,
+            failing,
+            kinds: RandomFaults::KINDS,
+            judge_prose,
+            repairs_too: false,
+            early_cuts: 0.0,
+        }
+    }
+
+    /// The fault, if any, of the `n`th request (`overlapping`: others were in flight).
+    fn draw(&self, n: u64, target: Target, repair: bool, overlapping: bool) -> Option<Fault> {
         let mut x = self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut next = || {
             // splitmix64
@@ -197,16 +241,15 @@ impl RandomFaults {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             (z ^ (z >> 31)) as f64 / u64::MAX as f64
         };
-        if next() < self.failing {
-            let faults = [
-                Fault::ServerError,
-                Fault::RateLimited { secs: 1 },
-                Fault::CutStream,
-                Fault::Hang,
-            ];
-            return Some(faults[((next() * 4.0) as usize).min(3)]);
+        if next() < self.failing && !self.kinds.is_empty() {
+            let n = self.kinds.len();
+            return Some(self.kinds[((next() * n as f64) as usize).min(n - 1)]);
         }
-        (target == Target::Judge && !repair && next() < self.judge_prose).then_some(Fault::NonJson)
+        if target == Target::Judge {
+            let prose = (!repair || self.repairs_too) && next() < self.judge_prose;
+            return prose.then_some(Fault::BrokenJson);
+        }
+        (overlapping && next() < self.early_cuts).then_some(Fault::EarlyCut)
     }
 }
 
@@ -236,10 +279,11 @@ impl FakeLlm {
             stamp_tokens: options.stamp_tokens,
             token_delay: options.token_delay,
             judge: options.judge,
-            abort_on_new_request: options.abort_on_new_request,
+            abort_on_new_request: options.abort_on_new_request.into(),
             logprobs: options.logprobs,
             random_faults: options.random_faults,
             requests: std::sync::atomic::AtomicU64::new(0),
+            in_flight: Default::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -268,12 +312,26 @@ impl FakeLlm {
                 stamp_tokens: false,
                 token_delay: Duration::ZERO,
                 judge: JudgeMode::FirstListed,
-                abort_on_new_request: false,
+                abort_on_new_request: false.into(),
                 logprobs: false,
                 random_faults: None,
                 requests: Default::default(),
+                in_flight: Default::default(),
             }),
         }
+    }
+
+    /// Starts or stops aborting running streams when a request arrives (a server that
+    /// was restarted with other settings).
+    pub fn set_abort_on_new_request(&self, abort: bool) {
+        self.shared
+            .abort_on_new_request
+            .store(abort, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Drops the faults still queued, those never consumed included.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -413,17 +471,27 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         + 1;
+    let in_flight = InFlight::enter(shared.clone());
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         let applies = |t: &Target| match t {
             Target::Speaker(name) => target == Target::Debater && speaker_of(&body) == *name,
+            Target::JudgeFirst(name) => {
+                target == Target::Judge
+                    && body["messages"][1]["content"]
+                        .as_str()
+                        .is_some_and(|u| u.contains(&format!("## Speaker 1 plays {name}")))
+            }
             t => *t == target,
         };
         match faults.iter().position(|(t, _)| applies(t)) {
             Some(i)
                 if matches!(
                     faults[i].1,
-                    Fault::AlwaysDown | Fault::NoJsonSchema | Fault::NoStructuredOutput
+                    Fault::AlwaysDown
+                        | Fault::NoJsonSchema
+                        | Fault::NoStructuredOutput
+                        | Fault::AlwaysBrokenJson
                 ) =>
             {
                 Some(faults[i].1)
@@ -432,7 +500,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             None => shared.random_faults.and_then(|random| {
                 // A judge's repair request carries its first answer and the complaint.
                 let repair = body["messages"].as_array().is_some_and(|m| m.len() > 2);
-                random.draw(arrival, target, repair)
+                random.draw(arrival, target, repair, in_flight.others() > 0)
             }),
         }
     };
@@ -531,6 +599,8 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     let text = if fault == Some(Fault::NonJson) {
         "Speaker one was plainly the better debater, in my view.".to_string()
+    } else if matches!(fault, Some(Fault::BrokenJson | Fault::AlwaysBrokenJson)) {
+        broken_json(&text)
     } else if fault == Some(Fault::Length) {
         format!("{text} But this ship is still")
     } else {
@@ -567,6 +637,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut bytes = sse_bytes_finishing(&pieces, &usage, finish);
     match fault {
         Some(Fault::CutStream) => bytes.truncate(bytes.len() / 2),
+        Some(Fault::EarlyCut) => {
+            // The comment, the role delta and two pieces, then nothing.
+            let frames: usize = frames(bytes.clone()).iter().take(4).map(Vec::len).sum();
+            bytes.truncate(frames);
+        }
         Some(Fault::ErrorFrame) => {
             bytes.truncate(bytes.len() / 2);
             // Back to a line boundary, then an error frame as some servers send.
@@ -589,13 +664,16 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let overtaken = {
         let shared = shared.clone();
         Arc::new(move || {
-            shared.abort_on_new_request
+            shared
+                .abort_on_new_request
+                .load(std::sync::atomic::Ordering::SeqCst)
                 && shared.requests.load(std::sync::atomic::Ordering::SeqCst) != arrival
         })
     };
     let stream = futures::stream::unfold(
-        (chunks.into_iter().enumerate(), mark_finished),
+        (chunks.into_iter().enumerate(), (mark_finished, in_flight)),
         move |(mut it, done)| {
+            let (done, in_flight) = done;
             let overtaken = overtaken.clone();
             async move {
                 match it.next() {
@@ -607,6 +685,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                             done();
                             return None;
                         }
+                        let done = (done, in_flight);
                         if stall_at == Some(i) {
                             tokio::time::sleep(Duration::from_secs(30)).await;
                         }
@@ -615,6 +694,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                     }
                     None => {
                         done();
+                        drop(in_flight);
                         None
                     }
                 }
@@ -626,6 +706,44 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// Counts a request as in flight until dropped (with its response, for a stream).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: Arc<Shared>) -> InFlight {
+        shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(shared)
+    }
+
+    /// The other requests being answered.
+    fn others(&self) -> u64 {
+        self.0
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .saturating_sub(1)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A verdict as prose around broken JSON: the object's winner unquoted and its last brace
+/// missing, so no lenient reading can take it.
+fn broken_json(verdict: &str) -> String {
+    let broken = verdict
+        .replace("\"winner\":\"", "\"winner\": ")
+        .trim_end_matches('}')
+        .to_string();
+    format!("Having weighed both speeches, here is my verdict: {broken} — I hope this helps.")
 }
 
 const STAMP: &str = "⟦T⟧";

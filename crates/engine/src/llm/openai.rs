@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::endpoint::{Endpoint, endpoint};
+use super::endpoint::{Call, Endpoint, endpoint};
 use super::json_string;
 use super::sse::SseDecoder;
 use super::{
@@ -46,9 +46,7 @@ impl OpenAiClient {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| LlmError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
-        let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&url)
-            .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))?;
+        let url = chat_url(base)?;
         Ok(OpenAiClient {
             http,
             endpoint: endpoint(url.as_str()),
@@ -128,14 +126,20 @@ impl OpenAiClient {
             .await
             .map_err(|_| LlmError::Unavailable("client closed".into()))?;
         let call = self.endpoint.begin().await;
-        let result = self.send(request, sink).await;
-        call.observe(self.url.as_str(), result)
+        let result = self.send(request, &call.watch(sink), &call).await;
+        call.observe(result)
+    }
+
+    /// The endpoint's concurrency, shared by every client of its URL.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 
     async fn send(
         &self,
         request: &ChatRequest,
         sink: &dyn TokenSink,
+        call: &Call<'_>,
     ) -> Result<Completion, LlmError> {
         let body = self.body(request)?;
         let mut builder = self
@@ -171,6 +175,7 @@ impl OpenAiClient {
                 retry_after,
             });
         }
+        call.accepted();
         if request.stream {
             self.read_stream(response, sink).await
         } else {
@@ -249,6 +254,14 @@ impl LanguageModel for OpenAiClient {
     fn serial(&self) -> bool {
         self.is_serial()
     }
+}
+
+/// The URL a client of the endpoint at `base` (`http://host:port/v1`) calls: its
+/// [`Endpoint`] is [`endpoint`]`(chat_url(base)?.as_str())`.
+pub fn chat_url(base: &str) -> Result<reqwest::Url, LlmError> {
+    let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+    reqwest::Url::parse(&url)
+        .map_err(|e| LlmError::Unavailable(format!("bad base URL `{base}`: {e}")))
 }
 
 /// `POST /chat/completions` as sent, but for its messages (written by `OpenAiClient::body`).

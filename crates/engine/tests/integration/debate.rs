@@ -440,25 +440,6 @@ async fn an_endpoint_that_stays_down_fails_the_debate_cleanly() {
 }
 
 #[tokio::test]
-async fn a_judge_that_never_answers_json_fails_with_a_clear_reason() {
-    let fake = FakeLlm::start(FakeOptions {
-        faults: vec![(Target::Judge, Fault::NonJson); 4],
-        ..FakeOptions::default()
-    })
-    .await;
-    let (transcript, _) = run(&fake).await;
-    assert_eq!(transcript.status, Status::Failed);
-    let error = transcript.error.expect("an error");
-    assert_eq!(error.code, ErrorCode::JudgeUnreadable);
-    assert!(
-        error.message.contains("no JSON object"),
-        "{}",
-        error.message
-    );
-    assert_eq!(transcript.rounds.len(), 2, "the speeches are kept");
-}
-
-#[tokio::test]
 async fn an_unreachable_endpoint_is_named() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -621,65 +602,6 @@ async fn a_speech_that_reaches_its_token_limit_ends_at_a_sentence_and_says_so() 
             ..
         }
     )));
-}
-
-#[tokio::test]
-async fn an_endpoint_that_aborts_concurrent_streams_is_called_one_at_a_time() {
-    let fake = FakeLlm::start(FakeOptions {
-        abort_on_new_request: true,
-        random_chunks: false,
-        latency: Duration::from_millis(20),
-        token_delay: Duration::from_millis(3),
-        ..FakeOptions::default()
-    })
-    .await;
-    let engine = support::engine_for(&support::config_for(&fake.base_url));
-    assert!(
-        !engine.debater.serial(),
-        "nothing is known before the first call"
-    );
-    let story = support::story("nk-troops-russia");
-    let (a, b) = (
-        support::persona("winston-churchill"),
-        support::persona("george-kennan"),
-    );
-    let transcript = engine
-        .run_debate("t".into(), &story, &a, &b, MOTION, &EventSink::discard())
-        .await;
-    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
-    assert!(
-        engine.debater.serial() && engine.judge.serial(),
-        "remembered for the endpoint"
-    );
-    // The openings met; from the first retry on, each call starts after the last one ended.
-    let log = fake.log();
-    assert!(
-        log.len() >= 7,
-        "six calls and at least one retry: {}",
-        log.len()
-    );
-    for (i, call) in log.iter().enumerate().skip(2) {
-        let latest_end = log[..i].iter().filter_map(|c| c.finished()).max().unwrap();
-        assert!(
-            call.received >= latest_end,
-            "call {i} overlapped an earlier one"
-        );
-    }
-
-    // An endpoint that serves concurrent streams keeps its three waves.
-    let fine = FakeLlm::start(FakeOptions::default()).await;
-    let engine = support::engine_for(&support::config_for(&fine.base_url));
-    let transcript = engine
-        .run_debate("t".into(), &story, &a, &b, MOTION, &EventSink::discard())
-        .await;
-    assert_eq!(transcript.status, Status::Done);
-    assert!(!engine.debater.serial());
-    let log = fine.log();
-    assert_eq!(log.len(), 6);
-    assert!(
-        log[1].received < log[0].finished().unwrap(),
-        "the openings ran together"
-    );
 }
 
 #[tokio::test]
