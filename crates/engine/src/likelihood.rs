@@ -248,7 +248,11 @@ async fn findings(
     if let Some((here, elsewhere)) = topic {
         let elsewhere: Vec<f64> = elsewhere.iter().map(|&i| values[i]).collect();
         found.topicality = values[here] - log_mean_exp(&elsewhere);
-        tracing::debug!(here = values[here], ?elsewhere, "likelihood judge topic reads");
+        tracing::debug!(
+            here = values[here],
+            ?elsewhere,
+            "likelihood judge topic reads"
+        );
     }
     for (round, answering) in [(1, None), (2, turn(1, other))] {
         if let Some(text) = turn(round, side) {

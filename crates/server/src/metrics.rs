@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
+use crossfire_engine::llm::endpoint::EndpointStats;
 use crossfire_engine::llm::{
     ChatRequest, Completion, LanguageModel, Likelihood, LlmError, Message, TokenSink,
 };
@@ -244,6 +245,19 @@ impl Metrics {
                 u8::from(serial)
             );
         }
+        out.push_str("# HELP crossfire_model_endpoint_switches_total Times a model endpoint was made serial (it aborted concurrent streams) or went back to concurrent calls (each probe counts).\n# TYPE crossfire_model_endpoint_switches_total counter\n");
+        for endpoint in &engine.endpoints {
+            for (to, n) in [
+                ("serial", endpoint.switches_to_serial),
+                ("concurrent", endpoint.switches_to_concurrent),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "crossfire_model_endpoint_switches_total{{endpoint=\"{}\",to=\"{to}\"}} {n}",
+                    endpoint.url.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+            }
+        }
         out
     }
 }
@@ -254,6 +268,8 @@ pub struct EngineGauges {
     pub prompt_fallbacks: u64,
     pub debater_serial: bool,
     pub judge_serial: bool,
+    /// Every model endpoint this process has called, with its switches.
+    pub endpoints: Vec<EndpointStats>,
 }
 
 impl EngineGauges {
@@ -262,6 +278,7 @@ impl EngineGauges {
             prompt_fallbacks: engine.prompts.cache_fallbacks(),
             debater_serial: engine.debater.serial(),
             judge_serial: engine.judge.serial(),
+            endpoints: crossfire_engine::llm::endpoint::stats(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A reader's debates: started, listed, read and followed live. Sharing, exports and votes
-//! have their own modules.
+//! A reader's debates: started, listed, read, followed live and judged again. Sharing,
+//! exports and votes have their own modules.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,9 +15,10 @@ use super::sharing;
 use super::votes::{self, VoteTally};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::runs::screening::screen_motion;
-use crate::runs::{self, Accepted, Launch, RunSpec, readable, record_of, stream};
+use crate::runs::stream::{self, EventsQuery};
+use crate::runs::{self, Accepted, Launch, RunSpec, readable, record_of};
 use crate::state::AppState;
-use crate::store::RunKind;
+use crate::store::{Role, RunKind};
 use crossfire_engine::transcript::{PersonaRef, Sides, Status, Transcript, Winner};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -25,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_debate, list_debates))
         .routes(routes!(get_debate))
         .routes(routes!(debate_events))
+        .routes(routes!(judge_again))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -189,13 +191,37 @@ pub async fn list_debates(
 }
 
 /// `GET /api/debates/{id}/events`
-#[utoipa::path(get, path = "/api/debates/{id}/events", tag = "debates", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/debates/{id}/events", tag = "debates", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event"), EventsQuery), security(("bearer" = [])),
     responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, verdict, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found, or not mine", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody)))]
 pub async fn debate_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    stream::events(&state, &user, &id, RunKind::Debate, &headers).await
+    stream::events(&state, &user, &id, RunKind::Debate, &headers, &query).await
+}
+
+/// `POST /api/debates/{id}/verdict`: the judging again, on the four stored speeches.
+#[utoipa::path(post, path = "/api/debates/{id}/verdict", tag = "debates", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 202, description = "Judging: follow `events` (the log goes on after its end) for `verdict` and `done`", body = Accepted), (status = 404, description = "Not found, or neither mine nor am I an editor", body = ErrorBody), (status = 409, description = "Running, without four speeches, or already judged by the judge configured now", body = ErrorBody), (status = 410, description = "The editors removed it (code `removed`)", body = ErrorBody), (status = 503, description = "Today's model token budget is spent (`budget_exhausted`, Retry-After)", body = ErrorBody)))]
+pub async fn judge_again(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Its owner, or an editor.
+    let run = match state.store.run(&id).await? {
+        Some(run)
+            if run.kind == RunKind::Debate
+                && (run.user_id == user.id || user.role == Role::Editor) =>
+        {
+            run
+        }
+        _ => return Err(runs::not_found(RunKind::Debate, &id)),
+    };
+    runs::still_up(&run, Some(&user))?;
+    let accepted = runs::judge_again(&state, &run).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

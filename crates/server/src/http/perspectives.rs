@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::CurrentUser;
-use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::runs::{self, Accepted, Launch, RunSpec, readable, record_of, stream};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::runs::stream::{self, EventsQuery};
+use crate::runs::{self, Accepted, Launch, RunSpec, readable, record_of};
 use crate::state::AppState;
 use crate::store::RunKind;
 use crossfire_engine::transcript::PerspectiveRecord;
@@ -99,13 +100,14 @@ pub async fn get_perspective(
 }
 
 /// `GET /api/perspectives/{id}/events`
-#[utoipa::path(get, path = "/api/perspectives/{id}/events", tag = "perspectives", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/perspectives/{id}/events", tag = "perspectives", params(("id" = String, Path), ("Last-Event-ID" = Option<i64>, Header), EventsQuery), security(("bearer" = [])),
     responses((status = 200, description = "Server-Sent Events: turn_start, token, turn_end, turn_restart, error, done", content_type = "text/event-stream"), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn perspective_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    stream::events(&state, &user, &id, RunKind::Perspective, &headers).await
+    stream::events(&state, &user, &id, RunKind::Perspective, &headers, &query).await
 }

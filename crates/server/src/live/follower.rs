@@ -18,7 +18,8 @@ pub(super) enum Live {
     Remote(broadcast::Receiver<()>),
 }
 
-/// A follower of one run's events: the stored log after `last`, then live events.
+/// A follower of one run's events: the stored log after `last`, then live events. A `done`
+/// ends them unless more follow: a debate judged again goes on past its first `done`.
 pub struct Follower {
     pub(super) store: Store,
     pub(super) run_id: String,
@@ -73,7 +74,9 @@ impl Follower {
                     continue; // seen both in the log and live
                 }
                 self.last = event.seq;
-                self.finished = event.kind() == Some(EventKind::Done);
+                if event.kind() == Some(EventKind::Done) && self.backlog.is_empty() {
+                    self.finished = self.ends_here().await;
+                }
                 return Some(event);
             }
             match self.live.as_mut()? {
@@ -106,6 +109,20 @@ impl Follower {
                     self.backlog.extend(rest);
                 }
             }
+        }
+    }
+
+    /// Whether the `done` just read, with nothing after it yet, is the run's last event.
+    async fn ends_here(&self) -> bool {
+        match &self.live {
+            // Executing here: the channel closes right after the run's last `done`.
+            Some(Live::Local(..)) => false,
+            // Executing elsewhere: over unless the run was started again.
+            Some(Live::Remote(_)) => match self.store.run(&self.run_id).await {
+                Ok(Some(run)) => !run.status.is_unfinished(),
+                Ok(None) | Err(_) => true,
+            },
+            None => true,
         }
     }
 }

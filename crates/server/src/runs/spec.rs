@@ -1,5 +1,6 @@
-//! What a run executes: a debate or a perspective, with the story and personas it was asked
-//! for. Readers' requests, editors' trials and recovery all launch runs through a [`RunSpec`].
+//! What a run executes: a debate, a perspective, or a debate's judging again, with the story
+//! and personas it was asked for. Readers' requests, editors' trials, judging again and
+//! recovery all start runs through a [`RunSpec`].
 
 use crate::error::ApiError;
 use crate::store::RunKind;
@@ -7,15 +8,11 @@ use crossfire_engine::debate::Engine;
 use crossfire_engine::event::EventSink;
 use crossfire_engine::persona::Persona;
 use crossfire_engine::story::Story;
-use crossfire_engine::transcript::Turn;
+use crossfire_engine::transcript::{Transcript, Turn};
 
 use super::record::{Outcome, outcome, to_json};
 
 /// A debate or a perspective, ready to run.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "made once per run and moved into its task"
-)]
 pub enum RunSpec {
     Debate {
         story: Story,
@@ -28,12 +25,19 @@ pub enum RunSpec {
         story: Story,
         persona: Persona,
     },
+    /// A finished debate's judging, again, on its stored speeches.
+    Verdict {
+        transcript: Box<Transcript>,
+        story: Story,
+        a: Persona,
+        b: Persona,
+    },
 }
 
 impl RunSpec {
     pub fn kind(&self) -> RunKind {
         match self {
-            RunSpec::Debate { .. } => RunKind::Debate,
+            RunSpec::Debate { .. } | RunSpec::Verdict { .. } => RunKind::Debate,
             RunSpec::Perspective { .. } => RunKind::Perspective,
         }
     }
@@ -50,6 +54,7 @@ impl RunSpec {
             RunSpec::Perspective { story, persona } => {
                 to_json(&engine.new_perspective(id.to_string(), story, persona))
             }
+            RunSpec::Verdict { transcript, .. } => to_json(transcript),
         }
     }
 
@@ -77,6 +82,22 @@ impl RunSpec {
             // One speech: a resumed perspective is spoken again whole.
             RunSpec::Perspective { story, persona } => {
                 outcome(&engine.run_perspective(id, &story, &persona, sink).await)
+            }
+            RunSpec::Verdict {
+                transcript,
+                story,
+                a,
+                b,
+            } => {
+                let before = (*transcript).clone();
+                match engine.judge_again(*transcript, &story, &a, &b, sink).await {
+                    Ok(judged) => outcome(&judged),
+                    // Checked before the run started again: it ends as it was.
+                    Err(e) => {
+                        tracing::error!("cannot judge again: {e}");
+                        outcome(&before)
+                    }
+                }
             }
         }
     }

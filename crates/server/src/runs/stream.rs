@@ -16,6 +16,14 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::{RunKind, User};
 
+/// Where a stream starts: after `Last-Event-ID` when the client sends one (a reconnection),
+/// else after `?after=` (a debate judged again is followed from where its log ended).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// Start after this event.
+    after: Option<i64>,
+}
+
 /// The events of a run this user may read, as SSE.
 pub async fn events(
     state: &AppState,
@@ -23,6 +31,7 @@ pub async fn events(
     id: &str,
     kind: RunKind,
     headers: &HeaderMap,
+    query: &EventsQuery,
 ) -> Result<Response, ApiError> {
     // A run executing here needs no trip to the database to be followed.
     let unfinished = match state.hub.owner(id) {
@@ -33,7 +42,7 @@ pub async fn events(
             .status
             .is_unfinished(),
     };
-    stream(state, id, unfinished, headers).await
+    stream(state, id, unfinished, headers, query.after).await
 }
 
 /// The run's events as SSE, after `Last-Event-ID` if given.
@@ -42,12 +51,15 @@ async fn stream(
     run_id: &str,
     unfinished: bool,
     headers: &HeaderMap,
+    query_after: Option<i64>,
 ) -> Result<Response, ApiError> {
     let mut after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(0);
+        .or(query_after)
+        .unwrap_or(0)
+        .max(0);
     // Followers here hear events before they are stored. After a crash, a client may have
     // heard events the log never got (it goes on past a gap): it starts again from the first
     // event, told to drop what it has.

@@ -276,6 +276,22 @@ impl Store {
             .await?)
     }
 
+    /// Runs a finished run again, claimed by `claim` (a debate judged again); false if it is
+    /// not finished (it runs already, or another request restarted it first).
+    pub async fn restart_finished(&self, id: &str, claim: Claim<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'running', owner = $2, lease_until = $3, updated_at = $4 \
+             WHERE id = $1 AND status IN ('done', 'failed')",
+        )
+        .bind(id)
+        .bind(claim.owner)
+        .bind(claim.until)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Renews `claim.owner`'s claim on every unfinished run it holds.
     pub async fn renew_claims(&self, claim: Claim<'_>) -> Result<u64, StoreError> {
         let done = sqlx::query(

@@ -465,3 +465,115 @@ async fn living_personas_are_refused_unless_allowed() {
     assert!(html.contains("data-persona=\"someone-alive\""));
     assert!(html.contains("Simulated imitation of a living person"));
 }
+
+/// A debate whose judge could not be read keeps its four speeches; judging it again over
+/// HTTP gives it a verdict, on the same event log.
+mod judging_again {
+    use super::*;
+
+    on_every_database!(a_debate_whose_judging_failed_gets_a_verdict_when_judged_again);
+
+    mod cases {
+        use super::*;
+
+        /// Every event of a finished run's stream, to its end.
+        async fn whole_stream(app: &App, path: &str, token: &str) -> Vec<String> {
+            let response = app
+                .http
+                .get(format!("{}{path}", app.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let body = tokio::time::timeout(Duration::from_secs(20), response.text())
+                .await
+                .expect("a finished run's stream ends")
+                .unwrap();
+            body.lines()
+                .filter_map(|l| l.strip_prefix("event: ").or(l.strip_prefix("event:")))
+                .map(|name| name.trim().to_string())
+                .collect()
+        }
+
+        pub async fn a_debate_whose_judging_failed_gets_a_verdict_when_judged_again(db: &str) {
+            let fake = FakeLlm::start(FakeOptions {
+                faults: vec![(Target::Judge, Fault::AlwaysBrokenJson)],
+                ..FakeOptions::default()
+            })
+            .await;
+            let app = start(&fake, db, |_| {}).await;
+            let owner = app.user().await;
+            let failed = app.debate_to_the_end(&owner, debate_body()).await;
+            let id = failed["id"].as_str().unwrap().to_string();
+            assert_eq!(failed["status"], "failed", "{failed}");
+            assert_eq!(failed["error"]["code"], "judge_unreadable");
+            let speeches: Vec<Value> = failed["rounds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r["turns"].as_array().unwrap().clone())
+                .map(|t| t["text"].clone())
+                .collect();
+            assert_eq!(speeches.len(), 4, "the four speeches are kept");
+            let verdict = format!("/api/debates/{id}/verdict");
+            let stranger = app.user().await;
+            let (status, _) = app.post(&verdict, Some(&stranger), json!({})).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "not theirs");
+
+            // The judge is well again.
+            fake.clear_faults();
+            let (status, accepted) = app.post(&verdict, Some(&owner), json!({})).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+            let events = accepted["events"].as_str().unwrap();
+            assert!(events.contains("?after="), "{events}");
+            let (status, again) = app.post(&verdict, Some(&owner), json!({})).await;
+            assert_eq!(status, StatusCode::CONFLICT, "running already: {again}");
+            let followed = app.events(events, &owner, None, usize::MAX).await;
+            let names: Vec<&str> = followed.iter().map(|(_, n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                ["verdict", "done"],
+                "only the judging, after the log's end"
+            );
+            assert_eq!(followed[1].2["status"], "done");
+
+            let (_, judged) = app.get(&format!("/api/debates/{id}"), Some(&owner)).await;
+            assert_eq!(judged["status"], "done", "{judged}");
+            assert_eq!(judged["error"], Value::Null);
+            assert!(judged["verdict"]["winner"].is_string(), "{judged}");
+            let same: Vec<Value> = judged["rounds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r["turns"].as_array().unwrap().clone())
+                .map(|t| t["text"].clone())
+                .collect();
+            assert_eq!(same, speeches, "the speeches are the ones judged");
+
+            // The whole log replays past the first `done` to the last.
+            let all = whole_stream(&app, &format!("/api/debates/{id}/events"), &owner).await;
+            assert_eq!(all.iter().filter(|n| *n == "done").count(), 2, "{all:?}");
+            assert_eq!(
+                &all[all.len() - 3..],
+                ["done", "verdict", "done"],
+                "{all:?}"
+            );
+
+            // Judged by the judge configured now: not again, by its owner or an editor.
+            let (status, body) = app.post(&verdict, Some(&owner), json!({})).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            let editor = super::super::super::editor::editor(&app, db).await;
+            let (status, _) = app.post(&verdict, Some(&editor), json!({})).await;
+            assert_eq!(
+                status,
+                StatusCode::CONFLICT,
+                "an editor may ask, and is told why not"
+            );
+            let metrics = app.metrics().await;
+            assert!(
+                metrics.contains("crossfire_model_endpoint_switches_total{endpoint=\""),
+                "the endpoint's switches are counted"
+            );
+        }
+    }
+}

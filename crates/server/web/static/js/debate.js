@@ -28,7 +28,10 @@ async function debate() {
   if (shared || !["queued", "running"].includes(data.status)) {
     // Finished: the transcript has everything the stream would show.
     view.fromTranscript(data);
-    if (data.status === "failed") view.failed(data.error, mine ? () => rematch(data, false) : null);
+    if (data.status === "failed") {
+      view.failed(data.error, mine ? () => rematch(data, false) : null);
+      if (mine) offerJudgeAgain(root, data, view);
+    }
     finished();
     return;
   }
@@ -48,6 +51,7 @@ async function debate() {
         Object.assign(data, fresh);
         votes.show(fresh.votes);
         if (fresh.verdict) view.verdict(fresh.verdict, fresh.provenance);
+        if (mine && fresh.status === "failed") offerJudgeAgain(root, fresh, view);
       }
       finished();
     },
@@ -55,6 +59,36 @@ async function debate() {
     if (state === EventSource.CONNECTING) status.textContent = "Reconnecting…";
     else if (state === EventSource.OPEN) status.textContent = "Live";
   });
+}
+
+/** Whether all four speeches are there: a debate whose judging failed can be judged again. */
+function fourSpeeches(t) {
+  return (t.rounds || []).reduce((n, round) => n + round.turns.length, 0) === 4;
+}
+
+/** "Ask the judge again" under a debate whose four speeches stand without a verdict: only
+ * the judging runs again, and its verdict streams in. */
+function offerJudgeAgain(root, t, view) {
+  const button = $(".judge-again", root);
+  if (!button || t.verdict || !fourSpeeches(t)) return;
+  button.hidden = false;
+  button.onclick = async () => {
+    const box = $("#failure");
+    button.disabled = true;
+    try {
+      const accepted = await api("POST", `/api/debates/${t.id}/verdict`);
+      box.hidden = true;
+      $("#status").textContent = "The judge is reading the speeches again…";
+      follow(accepted.events, {
+        verdict: (v) => view.verdict(v, t.provenance),
+        error: (d) => { view.failed(d, null); button.disabled = false; },
+        done: (d) => { $("#status").textContent = d.status === "done" ? "Judged again." : ""; },
+      });
+    } catch (error) {
+      $(".reason", box).textContent = "The judge could not start again: " + error.message + ".";
+      button.disabled = false;
+    }
+  };
 }
 
 /** The rounds and verdict of a debate page, built from events or from a transcript. */
@@ -150,7 +184,8 @@ function renderVerdict(v, names, provenance) {
   };
   const method = methods[v.method] || "scores as the judge wrote them";
   $(".sureness", card).textContent = `By ${margin.toFixed(1)} of 40 points: ${call} (${method}).`;
-  $(".low-confidence", card).hidden = !v.low_confidence;
+  $("[data-testid=low-confidence]", card).hidden = !v.low_confidence || Boolean(v.single_pass);
+  $("[data-testid=single-pass]", card).hidden = !v.single_pass;
   const bars = $("#bars", card);
   bars.replaceChildren();
   const legend = el("p", undefined, "legend");
