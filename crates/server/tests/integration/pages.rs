@@ -135,6 +135,7 @@ async fn the_openapi_document_describes_every_api_route() {
         ("/api/debates", "get"),
         ("/api/debates/{id}", "get"),
         ("/api/debates/{id}/events", "get"),
+        ("/api/debates/{id}/verdict", "post"),
         ("/api/perspectives", "post"),
         ("/api/perspectives/{id}/events", "get"),
         ("/api/editor/preview", "post"),
