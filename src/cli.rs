@@ -40,6 +40,10 @@ pub enum Command {
         /// Print the transcript JSON instead of streaming.
         #[arg(long)]
         json: bool,
+        /// Seed the debaters' sampling: the same seed gives the same debate on a backend that
+        /// takes seeds (the embedded model does). Default: random.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Writes one persona's perspective on a story.
     Perspective {

@@ -75,7 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     let config = Config::from_env(cli.config.as_deref(), &overrides)?;
     match cli.command {
-        Command::Debate { sides, json } => debate::debate(&config, &sides, json),
+        Command::Debate { sides, json, seed } => debate::debate(&config, &sides, json, seed),
         Command::Perspective {
             story,
             persona,

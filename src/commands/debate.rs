@@ -14,8 +14,13 @@ use crate::config::Config;
 use crate::terminal;
 
 /// Runs a two-round debate between the two sides.
-pub fn debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCode> {
-    runtime()?.block_on(run_debate(config, args, json))
+pub fn debate(
+    config: &Config,
+    args: &DebateArgs,
+    json: bool,
+    seed: Option<u64>,
+) -> Result<ExitCode> {
+    runtime()?.block_on(run_debate(config, args, json, seed))
 }
 
 /// Writes one persona's perspective on a story.
@@ -23,11 +28,17 @@ pub fn perspective(config: &Config, story: &str, persona: &str, json: bool) -> R
     runtime()?.block_on(run_perspective(config, story, persona, json))
 }
 
-async fn run_debate(config: &Config, args: &DebateArgs, json: bool) -> Result<ExitCode> {
+async fn run_debate(
+    config: &Config,
+    args: &DebateArgs,
+    json: bool,
+    seed: Option<u64>,
+) -> Result<ExitCode> {
     let story = load_story(config, &args.story)?;
     let a = load_persona(config, &args.a)?;
     let b = load_persona(config, &args.b)?;
-    let engine = engine(config)?;
+    let mut engine = engine(config)?;
+    engine.seed = seed;
     let motion = engine.check_debate(&story, &a, &b, args.motion.as_deref())?;
     if args.motion.is_some() {
         screen_motion(&engine, &motion).await?;
