@@ -14,6 +14,7 @@
 //!
 //! Pure and synchronous: no I/O, no state between sentences.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 /// What a speech's sentence is, to a reader.
@@ -304,17 +305,21 @@ impl Names {
     }
 }
 
-/// How many tokens from `i` one of `forms` takes, for each form that is there.
-fn name_at(forms: &[Vec<String>], toks: &[Tok], i: usize) -> Vec<usize> {
+/// How many tokens from `i` one of `forms` takes, for each form that is there (lazily: it
+/// is asked at every token of a sentence).
+fn name_at<'f>(
+    forms: &'f [Vec<String>],
+    toks: &'f [Tok],
+    i: usize,
+) -> impl Iterator<Item = usize> + 'f {
     forms
         .iter()
-        .filter(|form| {
+        .filter(move |form| {
             form.iter()
                 .enumerate()
                 .all(|(k, w)| toks.get(i + k).is_some_and(|t| !t.colon && t.word == *w))
         })
         .map(Vec::len)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -380,12 +385,108 @@ fn pattern(text: &str) -> Vec<El> {
     }
 }
 
-/// How many elements of `pattern` pin text down (words, numbers, names), not `{*}` or colons.
-fn weight(pattern: &[El]) -> usize {
-    pattern
-        .iter()
-        .filter(|e| !matches!(e, El::Any | El::Colon | El::Not(_)))
-        .count()
+/// Whether an element pins text down (a word, a number, a name), unlike `{*}` or a colon.
+fn pins(el: &El) -> bool {
+    !matches!(el, El::Any | El::Colon | El::Not(_))
+}
+
+/// A passage's patterns, with how many of its elements pin text down before each: the weight
+/// of any run of it is a subtraction, not a count, since every run at every token is weighed.
+struct Passage {
+    elements: Vec<El>,
+    /// `pinned[k]`: how many of `elements[..k]` pin text down.
+    pinned: Vec<usize>,
+}
+
+impl Passage {
+    fn new(elements: Vec<El>) -> Self {
+        let pinned = std::iter::once(0)
+            .chain(elements.iter().scan(0, |n, el| {
+                *n += usize::from(pins(el));
+                Some(*n)
+            }))
+            .collect();
+        Passage { elements, pinned }
+    }
+
+    /// How many elements of the run `elements[from..from + len]` pin text down.
+    fn weight(&self, from: usize, len: usize) -> usize {
+        self.pinned[from + len] - self.pinned[from]
+    }
+}
+
+/// A run of a pattern: its elements from `from` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Run {
+    pattern: usize,
+    from: usize,
+}
+
+/// Runs of patterns by the word they begin with, so that at a token only the runs whose first
+/// element can match there are walked: every sentence is checked against hundreds of patterns
+/// (and the passages' every run) at every token, and nearly all of them fail at once.
+///
+/// A run that begins with a word matches nothing at a token unless that word is the token's
+/// (or, past colons the matcher passes over, the next word's); a run beginning otherwise (a
+/// colon, a hole) is tried everywhere. What is skipped is only ever the empty match, which no
+/// caller counts.
+#[derive(Default)]
+struct Index {
+    by_word: HashMap<String, Vec<Run>>,
+    elsewhere: Vec<Run>,
+}
+
+impl Index {
+    /// The runs of `patterns` from their start, or (`every_run`) from each of their elements.
+    fn new<'p>(patterns: impl IntoIterator<Item = &'p [El]>, every_run: bool) -> Self {
+        let mut index = Index::default();
+        for (pattern, elements) in patterns.into_iter().enumerate() {
+            let starts = if every_run { elements.len() } else { 1 };
+            for (from, el) in elements.iter().enumerate().take(starts) {
+                let run = Run { pattern, from };
+                match el {
+                    El::Word(w) => index.by_word.entry(w.clone()).or_default().push(run),
+                    _ => index.elsewhere.push(run),
+                }
+            }
+        }
+        index
+    }
+
+    /// The runs that may match from token `i` (see [`Index`]).
+    fn at<'s>(&'s self, toks: &[Tok], i: usize) -> impl Iterator<Item = Run> + 's {
+        let word = toks
+            .get(i..)
+            .and_then(|rest| rest.iter().find(|t| !t.colon));
+        let by_word = word.and_then(|t| self.by_word.get(&t.word));
+        by_word
+            .into_iter()
+            .flatten()
+            .chain(&self.elsewhere)
+            .copied()
+    }
+}
+
+/// Patterns with their index.
+struct PatternSet {
+    patterns: Vec<Vec<El>>,
+    index: Index,
+}
+
+impl PatternSet {
+    fn new(patterns: Vec<Vec<El>>) -> Self {
+        let index = Index::new(patterns.iter().map(Vec::as_slice), false);
+        PatternSet { patterns, index }
+    }
+
+    /// Whether any of the patterns matches whole somewhere in the text.
+    fn anywhere(&self, matcher: &Matcher) -> bool {
+        (0..matcher.toks.len()).any(|i| {
+            self.index
+                .at(matcher.toks, i)
+                .any(|run| matcher.starts(&self.patterns[run.pattern], i))
+        })
+    }
 }
 
 /// The templates' fixed text, a paragraph at a time, with their variables as holes. Any run
@@ -600,34 +701,50 @@ const ADDRESSES: &[&str] = &[
 ];
 
 struct Patterns {
-    passages: Vec<Vec<El>>,
+    passages: Vec<Passage>,
+    /// Every run of every passage.
+    passage_runs: Index,
     lines: Vec<(Vec<El>, bool)>,
     /// Each list of phrases with the reason it gives.
-    phrases: Vec<(&'static str, Vec<Vec<El>>)>,
-    prompt_text: Vec<Vec<El>>,
+    phrases: Vec<(&'static str, PatternSet)>,
+    prompt_text: PatternSet,
     round: Vec<El>,
+    /// Labels that open a line: the speaker's name, "Your opening statement was:", the round.
+    labels: [Vec<El>; 3],
 }
 
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    passages: PASSAGES.iter().map(|p| pattern(p)).collect(),
-    lines: LINES.iter().map(|(p, h)| (pattern(p), *h)).collect(),
-    phrases: [
-        (AS_MACHINE, MACHINE),
-        (AS_ASSISTANT, ASSISTANT),
-        (ADDRESSED, ADDRESSES),
-    ]
-    .into_iter()
-    .map(|(why, list)| {
-        let patterns = list.iter().flat_map(|p| either(p)).map(|p| pattern(&p));
-        (why, patterns.collect())
-    })
-    .collect(),
-    prompt_text: PROMPT_TEXT
-        .iter()
-        .flat_map(|p| either(p))
-        .map(|p| pattern(&p))
+/// Every spelling of each of `list`'s phrases, as patterns.
+fn phrases(list: &[&str]) -> PatternSet {
+    PatternSet::new(
+        list.iter()
+            .flat_map(|p| either(p))
+            .map(|p| pattern(&p))
+            .collect(),
+    )
+}
+
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
+    let passages: Vec<Passage> = PASSAGES.iter().map(|p| Passage::new(pattern(p))).collect();
+    Patterns {
+        passage_runs: Index::new(passages.iter().map(|p| p.elements.as_slice()), true),
+        passages,
+        lines: LINES.iter().map(|(p, h)| (pattern(p), *h)).collect(),
+        phrases: [
+            (AS_MACHINE, MACHINE),
+            (AS_ASSISTANT, ASSISTANT),
+            (ADDRESSED, ADDRESSES),
+        ]
+        .into_iter()
+        .map(|(why, list)| (why, phrases(list)))
         .collect(),
-    round: pattern("round {n} of {n}"),
+        prompt_text: phrases(PROMPT_TEXT),
+        round: pattern("round {n} of {n}"),
+        labels: [
+            pattern("{me}:"),
+            pattern("your opening statement was:"),
+            pattern("round {n} of {n}:"),
+        ],
+    }
 });
 
 /// Where a pattern is matched, and how colons are read.
@@ -641,32 +758,31 @@ struct Matcher<'a> {
 }
 
 impl Matcher<'_> {
-    /// Every way a prefix of `pat` matches the text from token `i`: (the token after the
-    /// match, how many elements of `pat` it used).
-    fn prefixes(&self, pat: &[El], i: usize) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        self.walk(pat, 0, i, &mut out);
-        out
+    /// Every way a prefix of `pat` matches the text from token `i`, each told to `visit`:
+    /// (the token after the match, how many elements of `pat` it used). Told, not collected:
+    /// this runs for many patterns at every token.
+    fn prefixes(&self, pat: &[El], i: usize, visit: &mut impl FnMut(usize, usize)) {
+        self.walk(pat, 0, i, visit);
     }
 
     /// Whether all of `pat` matches from token `i` to just before token `end`.
     fn whole(&self, pat: &[El], i: usize, end: usize) -> bool {
-        self.prefixes(pat, i)
-            .iter()
-            .any(|&(e, used)| e == end && used == pat.len())
+        let mut found = false;
+        self.prefixes(pat, i, &mut |e, used| {
+            found |= e == end && used == pat.len();
+        });
+        found
     }
 
-    /// Whether all of `pat` matches somewhere in the text.
-    fn anywhere(&self, pat: &[El]) -> bool {
-        (0..self.toks.len()).any(|i| {
-            self.prefixes(pat, i)
-                .iter()
-                .any(|&(_, used)| used == pat.len())
-        })
+    /// Whether all of `pat` matches from token `i`, to wherever.
+    fn starts(&self, pat: &[El], i: usize) -> bool {
+        let mut found = false;
+        self.prefixes(pat, i, &mut |_, used| found |= used == pat.len());
+        found
     }
 
-    fn walk(&self, pat: &[El], p: usize, i: usize, out: &mut Vec<(usize, usize)>) {
-        out.push((i, p));
+    fn walk(&self, pat: &[El], p: usize, i: usize, out: &mut impl FnMut(usize, usize)) {
+        out(i, p);
         let Some(el) = pat.get(p) else { return };
         let toks = self.toks;
         let tok = toks.get(i);
@@ -771,16 +887,15 @@ fn cut_lines(text: &str, names: &Names) -> Result<(String, bool), &'static str> 
             continue;
         }
         // A run of a passage from this line's start to the end of this or a later line.
-        for passage in &patterns.passages {
-            for a in 0..passage.len() {
-                for (end, used) in passages.prefixes(&passage[a..], s) {
-                    if end > s && ends_line(end) && weight(&passage[a..a + used]) >= CUT_RUN {
-                        for c in &mut cut[l..=toks[end - 1].line] {
-                            *c = true;
-                        }
+        for run in patterns.passage_runs.at(&toks, s) {
+            let passage = &patterns.passages[run.pattern];
+            passages.prefixes(&passage.elements[run.from..], s, &mut |end, used| {
+                if end > s && ends_line(end) && passage.weight(run.from, used) >= CUT_RUN {
+                    for c in &mut cut[l..=toks[end - 1].line] {
+                        *c = true;
                     }
                 }
-            }
+            });
         }
     }
     let mut changed = false;
@@ -815,22 +930,16 @@ fn unlabelled<'l>(line: &'l str, names: &Names) -> Result<&'l str, &'static str>
             names,
             colons_optional: false,
         };
-        let mut labels = Vec::new();
-        for pat in [
-            pattern("{me}:"),
-            pattern("your opening statement was:"),
-            pattern("round {n} of {n}:"),
-        ] {
-            labels.extend(
-                short
-                    .prefixes(&pat, 0)
-                    .into_iter()
-                    .filter(|&(_, used)| used == pat.len())
-                    .map(|(end, _)| end),
-            );
+        // The longest label: the whole line, or a label and the rest of the line.
+        let mut longest = None;
+        for pat in &PATTERNS.labels {
+            short.prefixes(pat, 0, &mut |end, used| {
+                if used == pat.len() {
+                    longest = longest.max(Some(end));
+                }
+            });
         }
-        // The whole line, or a label and the rest of the line.
-        if let Some(end) = labels.into_iter().max() {
+        if let Some(end) = longest {
             line = line[toks[end - 1].end..].trim_start();
             continue;
         }
@@ -870,7 +979,7 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
         colons_optional: false,
     };
     for (why, list) in &patterns.phrases {
-        if list.iter().any(|p| strict.anywhere(p)) {
+        if list.anywhere(&strict) {
             return Some(why);
         }
     }
@@ -878,7 +987,7 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
     let markup_name = ["your_opening", "opponent_opening"]
         .iter()
         .any(|name| text.to_lowercase().contains(name));
-    let above = patterns.prompt_text.iter().any(|p| strict.anywhere(p));
+    let above = patterns.prompt_text.anywhere(&strict);
     if markup_name || above {
         return Some(PROMPT);
     }
@@ -888,7 +997,6 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
     let (me, opponent) = (full(&names.me), full(&names.opponent));
     let dated = (0..toks.len()).any(|i| {
         name_at(&me, &toks, i)
-            .into_iter()
             .chain(name_at(&opponent, &toks, i))
             .any(|len| {
                 let after = text[toks[i + len - 1].end..].trim_start();
@@ -904,14 +1012,13 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
     }
     // "Round 2 of 2" left in a line of the speaker's own: not "Round after round".
     let round = (0..toks.len()).any(|i| {
-        strict
-            .prefixes(&patterns.round, i)
-            .iter()
-            .any(|&(end, used)| {
-                used == patterns.round.len()
-                    && toks[i + 1].word.len() == 1
-                    && toks[end - 1].word.len() == 1
-            })
+        let mut found = false;
+        strict.prefixes(&patterns.round, i, &mut |end, used| {
+            found |= used == patterns.round.len()
+                && toks[i + 1].word.len() == 1
+                && toks[end - 1].word.len() == 1;
+        });
+        found
     });
     if round {
         return Some(ROUND);
@@ -922,13 +1029,13 @@ fn stepping_out(text: &str, names: &Names) -> Option<&'static str> {
         colons_optional: true,
     };
     let woven = (0..toks.len()).any(|i| {
-        patterns.passages.iter().any(|passage| {
-            (0..passage.len()).any(|a| {
-                loose
-                    .prefixes(&passage[a..], i)
-                    .iter()
-                    .any(|&(_, used)| weight(&passage[a..a + used]) >= WOVEN_RUN)
-            })
+        patterns.passage_runs.at(&toks, i).any(|run| {
+            let passage = &patterns.passages[run.pattern];
+            let mut found = false;
+            loose.prefixes(&passage.elements[run.from..], i, &mut |_, used| {
+                found |= passage.weight(run.from, used) >= WOVEN_RUN;
+            });
+            found
         })
     });
     woven.then_some(WOVEN)
@@ -1336,6 +1443,71 @@ mod tests {
             .filter(|(_, line)| !plain.contains(&line.as_str()) && check(line) != Echo::Cut)
             .collect();
         assert!(missed.is_empty(), "not cut: {missed:#?}");
+    }
+
+    /// The index skips only runs that match nothing past their start: every run of every
+    /// passage and every phrase walked at every token of the templates' lines (and of lines
+    /// with colons and names, which the index looks past), with and without optional colons.
+    #[test]
+    fn the_index_skips_only_runs_that_match_nothing() {
+        let names = Names::new(&CHURCHILL);
+        let mut texts: Vec<String> = template_lines().into_iter().map(|(_, l)| l).collect();
+        texts.extend(
+            [
+                "Round 2 of 2: : your rebuttal.",
+                ": Your opponent is Frederick Douglass: a visitor from his time",
+                "Winston Churchill: as an AI language model: I am playing Churchill",
+                "In this round 2 you are to argue: Here's my rebuttal: I hope this helps",
+                "As the story above says : the role of Winston Churchill",
+            ]
+            .map(String::from),
+        );
+        let patterns = &*PATTERNS;
+        let passages: Vec<&[El]> = patterns
+            .passages
+            .iter()
+            .map(|p| p.elements.as_slice())
+            .collect();
+        let mut sets = vec![(&patterns.passage_runs, passages, true)];
+        for set in patterns.phrases.iter().map(|(_, set)| set) {
+            let listed = set.patterns.iter().map(Vec::as_slice).collect();
+            sets.push((&set.index, listed, false));
+        }
+        let listed = patterns.prompt_text.patterns.iter().map(Vec::as_slice);
+        sets.push((&patterns.prompt_text.index, listed.collect(), false));
+        let mut matched = 0;
+        for text in &texts {
+            let toks = tokenize(text);
+            for colons_optional in [false, true] {
+                let matcher = Matcher {
+                    toks: &toks,
+                    names: &names,
+                    colons_optional,
+                };
+                for i in 0..=toks.len() {
+                    for (index, listed, every_run) in &sets {
+                        for (pattern, elements) in listed.iter().enumerate() {
+                            let runs = if *every_run { elements.len() } else { 1 };
+                            for from in 0..runs {
+                                let mut any = false;
+                                matcher.prefixes(&elements[from..], i, &mut |_, used| {
+                                    any |= used > 0;
+                                });
+                                let run = Run { pattern, from };
+                                if any {
+                                    matched += 1;
+                                    assert!(
+                                        index.at(&toks, i).any(|r| r == run),
+                                        "{run:?} matches {text:?} at token {i} but is skipped"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(matched > 1000, "only {matched} runs matched");
     }
 
     #[test]
