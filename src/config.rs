@@ -102,6 +102,9 @@ section!(EmbeddedLayer {
     threads: usize,
     max_streams: usize,
     queue: usize,
+    prompt_cache_mb: usize,
+    disk_cache_mb: u64,
+    disk_cache_dir: PathBuf,
 });
 
 section!(ServerLayer {
@@ -516,6 +519,9 @@ fn resolve_embedded(embedded: EmbeddedLayer) -> Result<EmbeddedConfig, ConfigErr
             embedded.max_streams.unwrap_or(defaults.max_streams),
         )?,
         queue: embedded.queue.unwrap_or(defaults.queue),
+        prompt_cache_mb: embedded.prompt_cache_mb.unwrap_or(defaults.prompt_cache_mb),
+        disk_cache_mb: embedded.disk_cache_mb.unwrap_or(defaults.disk_cache_mb),
+        disk_cache_dir: embedded.disk_cache_dir.unwrap_or(defaults.disk_cache_dir),
     })
 }
 

@@ -13,6 +13,12 @@ pub struct EmbeddedConfig {
     pub max_streams: usize,
     /// Generations allowed to wait for a stream slot; more are refused at once.
     pub queue: usize,
+    /// Memory for finished calls' prompt prefixes, kept for calls that begin the same way
+    /// (MiB; least recently used out).
+    pub prompt_cache_mb: usize,
+    /// Prompt prefixes two calls shared, saved for later processes (MiB on disk; 0: none).
+    pub disk_cache_mb: u64,
+    pub disk_cache_dir: PathBuf,
 }
 
 impl Default for EmbeddedConfig {
@@ -23,6 +29,9 @@ impl Default for EmbeddedConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_streams: 4,
             queue: 64,
+            prompt_cache_mb: 256,
+            disk_cache_mb: 1024,
+            disk_cache_dir: crossfire_engine::config::cache_dir().join("prompt-cache"),
         }
     }
 }

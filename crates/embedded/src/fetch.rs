@@ -155,7 +155,8 @@ fn download_and_extract(download: &Path, path: &Path) -> Result<(), ModelError> 
     })
 }
 
-fn file_sha256(path: &Path) -> Result<String, ModelError> {
+/// The SHA-256 of the file at `path`, as hex.
+pub(crate) fn file_sha256(path: &Path) -> Result<String, ModelError> {
     use sha2::{Digest, Sha256};
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod gguf;
 pub mod grammar;
 pub mod model;
+pub mod prompt_cache;
 pub mod quant;
 pub mod sampler;
 pub mod scheduler;

@@ -14,6 +14,7 @@ use super::grammar::{Matcher, Schema};
 use super::model::Model;
 use super::sampler::{Sampler, SamplerSettings};
 use super::tokenizer::Utf8Stream;
+use super::prompt_cache::{DISK_BLOCK, DiskCache, Kept};
 use super::transformer::{KvCache, Row};
 use super::vector::log_sum_exp;
 
@@ -102,8 +103,8 @@ struct Sequence {
     first_token: Option<Duration>,
 }
 
-/// Sequences finished recently, kept for their prompt prefixes.
-const KEPT_PREFIXES: usize = 3;
+/// Bytes of finished sequences' caches kept for their prompt prefixes, unless configured.
+pub const KEPT_BYTES: usize = 256 << 20;
 /// Most prompt tokens one step takes.
 const PREFILL_CHUNK: usize = 256;
 /// Fewest prompt tokens a filling prompt gets in a step.
@@ -115,17 +116,33 @@ const MIN_SHARED: usize = 32;
 pub struct Scheduler {
     model: Arc<Model>,
     live: Vec<Sequence>,
-    kept: Vec<(Vec<u32>, KvCache)>,
+    kept: Kept,
+    disk: Option<DiskCache>,
     next_id: u64,
     pub counters: Counters,
 }
 
+/// Where a computed prefix is: a live sequence's cache, or a kept one.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Live(usize),
+    Kept(usize),
+}
+
 impl Scheduler {
+    /// A scheduler that keeps finished sequences' prefixes in memory (up to [`KEPT_BYTES`]).
     pub fn new(model: Arc<Model>) -> Scheduler {
+        Scheduler::with_caches(model, KEPT_BYTES, None)
+    }
+
+    /// A scheduler that keeps up to `kept_bytes` of finished sequences' prefixes in memory,
+    /// and shared prefixes in `disk` for later processes.
+    pub fn with_caches(model: Arc<Model>, kept_bytes: usize, disk: Option<DiskCache>) -> Scheduler {
         Scheduler {
             model,
             live: Vec::new(),
-            kept: Vec::new(),
+            kept: Kept::new(kept_bytes),
+            disk,
             next_id: 0,
             counters: Counters::default(),
         }
@@ -288,12 +305,7 @@ impl Scheduler {
                 reason,
                 "embedded generation done"
             );
-            let computed = s.cache.len();
-            s.tokens.truncate(computed);
-            self.kept.push((s.tokens, s.cache));
-            if self.kept.len() > KEPT_PREFIXES {
-                self.kept.remove(0);
-            }
+            self.kept.insert(s.tokens, s.prompt_len, s.cache);
         }
         out
     }
@@ -356,31 +368,78 @@ impl Scheduler {
     }
 
     /// The longest prefix of prompt `i` (up to its first position whose logits are needed)
-    /// that another sequence's computed cache holds, and that cache.
-    fn computed_prefix(&self, i: usize) -> Option<(usize, &KvCache)> {
+    /// that another sequence's computed cache holds, and where.
+    fn computed_prefix(&self, i: usize) -> Option<(usize, Source)> {
         let prompt = &self.live[i].tokens[..self.live[i].first_needed()];
-        self.live
+        let live = self
+            .live
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != i)
-            .map(|(_, s)| (&s.tokens, &s.cache))
-            .chain(self.kept.iter().map(|(t, c)| (t, c)))
-            .map(|(tokens, cache)| {
-                let computed = &tokens[..cache.len().min(tokens.len())];
-                (common_prefix(computed, prompt), cache)
+            .map(|(j, s)| (Source::Live(j), s.tokens.as_slice(), s.cache.len()));
+        let kept = self
+            .kept
+            .iter()
+            .enumerate()
+            .map(|(k, (tokens, _, cache))| (Source::Kept(k), tokens, cache.len()));
+        live.chain(kept)
+            .map(|(source, tokens, computed)| {
+                let computed = &tokens[..computed.min(tokens.len())];
+                (common_prefix(computed, prompt), source)
             })
             .filter(|&(len, _)| len > 0)
             .max_by_key(|&(len, _)| len)
     }
 
-    /// Copies into sequence `i` the longest prompt prefix another sequence has computed,
-    /// leaving to run every position whose logits are needed.
+    /// Copies into sequence `i` the longest prompt prefix computed anywhere — another
+    /// sequence, a kept one, or the disk — leaving to run every position whose logits are
+    /// needed. A prefix shared with another prompt is saved to the disk for later processes.
     fn reuse_prefix(&mut self, i: usize) {
-        if let Some((len, cache)) = self.computed_prefix(i) {
-            let copy = cache.prefix(len);
-            self.live[i].cache = copy;
-            self.live[i].reused = len;
+        let first_needed = self.live[i].first_needed();
+        let mut best = self.computed_prefix(i);
+        let known = best.map_or(0, |(len, _)| len);
+        if let Some(disk) = &self.disk
+            && known + DISK_BLOCK <= first_needed
+        {
+            let empty = self.model.transformer.new_cache();
+            if let Some(cache) = disk.find(&self.live[i].tokens, known, first_needed, &empty) {
+                let tokens = self.live[i].tokens[..cache.len()].to_vec();
+                let len = cache.len();
+                self.kept.insert(tokens, len, cache);
+                best = Some((len, Source::Kept(self.kept.len() - 1)));
+            }
         }
+        let Some((len, source)) = best else { return };
+        let (cache, shared_prompt) = match source {
+            Source::Live(j) => (&self.live[j].cache, len <= self.live[j].prompt_len),
+            Source::Kept(k) => {
+                self.kept.touch(k);
+                let (_, prompt_len, cache) = self.kept.iter().nth(k).expect("a kept entry");
+                (cache, len <= prompt_len)
+            }
+        };
+        let copy = cache.prefix(len);
+        // Two prompts began the same way: a later process may well begin the same way too.
+        if shared_prompt && len >= DISK_BLOCK {
+            self.save_to_disk(i, &copy, len);
+        }
+        self.live[i].cache = copy;
+        self.live[i].reused = len;
+    }
+
+    /// Saves sequence `i`'s first `len` prompt tokens with their cache, in the background.
+    fn save_to_disk(&self, i: usize, cache: &KvCache, len: usize) {
+        let Some(disk) = &self.disk else { return };
+        let tokens = self.live[i].tokens[..len].to_vec();
+        if disk.has(&tokens) {
+            return;
+        }
+        let (disk, cache) = (disk.clone(), cache.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = disk.save(&tokens, &cache, len) {
+                tracing::warn!("cannot save a prompt prefix: {e}");
+            }
+        });
     }
 }
 

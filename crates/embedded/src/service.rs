@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::grammar::Schema;
 use super::model::{EmbeddedError, Model};
+use super::prompt_cache::DiskCache;
 use super::sampler::SamplerSettings;
 use super::scheduler::{Finish, Output, Request, Scheduler};
 use crate::config::EmbeddedConfig;
@@ -72,9 +73,14 @@ impl EmbeddedModel {
         let (jobs, queue) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         let (max_streams, counted) = (config.max_streams, waiting.clone());
+        let scheduler = Scheduler::with_caches(
+            model.clone(),
+            config.prompt_cache_mb << 20,
+            disk_cache(config),
+        );
         std::thread::Builder::new()
             .name("crossfire-model".into())
-            .spawn(move || serve(model, queue, max_streams, &counted))
+            .spawn(move || serve(model, scheduler, queue, max_streams, &counted))
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         Ok(EmbeddedModel {
             name: name.to_string(),
@@ -87,8 +93,13 @@ impl EmbeddedModel {
 
 /// The model thread: admits jobs while there are free streams (likelihood reads beside
 /// them), drops the ones whose caller has gone, and steps the scheduler.
-fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize, waiting: &AtomicUsize) {
-    let mut scheduler = Scheduler::new(model.clone());
+fn serve(
+    model: Arc<Model>,
+    mut scheduler: Scheduler,
+    queue: Receiver<Job>,
+    max_streams: usize,
+    waiting: &AtomicUsize,
+) {
     let mut callers: HashMap<u64, UnboundedSender<Update>> = HashMap::new();
     let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
@@ -153,6 +164,25 @@ fn serve(model: Arc<Model>, queue: Receiver<Job>, max_streams: usize, waiting: &
             if done {
                 callers.remove(&id);
             }
+        }
+    }
+}
+
+/// The prompt cache on disk, when configured; a folder that cannot be used is said once and
+/// done without.
+fn disk_cache(config: &EmbeddedConfig) -> Option<DiskCache> {
+    if config.disk_cache_mb == 0 {
+        return None;
+    }
+    let budget = config.disk_cache_mb << 20;
+    match DiskCache::open(&config.disk_cache_dir, &config.model_path, budget) {
+        Ok(disk) => Some(disk),
+        Err(e) => {
+            tracing::warn!(
+                "no prompt cache on disk ({}): {e}",
+                config.disk_cache_dir.display()
+            );
+            None
         }
     }
 }

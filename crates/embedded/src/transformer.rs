@@ -100,6 +100,51 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Bytes its keys and values take.
+    pub fn bytes(&self) -> usize {
+        2 * self.k.iter().map(Vec::len).sum::<usize>() * std::mem::size_of::<f16>()
+    }
+
+    /// Its vectors (layers × key/value heads) and their width.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k.len(), self.width)
+    }
+
+    /// Appends its keys, then its values, vector after vector, as little-endian f16.
+    pub fn write_values(&self, out: &mut Vec<u8>) {
+        for vector in self.k.iter().chain(&self.v) {
+            for x in vector {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+
+    /// A cache of `len` positions shaped as `empty`, from what [`KvCache::write_values`]
+    /// wrote; `None` if `values` is not exactly that long.
+    pub fn read_values(empty: &KvCache, values: &[u8], len: usize) -> Option<KvCache> {
+        let per_vector = len.checked_mul(empty.width)?;
+        let vectors = empty.k.len();
+        if values.len() != 2 * vectors * per_vector * 2 {
+            return None;
+        }
+        let mut all = values
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]));
+        let mut read = || -> Vec<Vec<f16>> {
+            (0..vectors)
+                .map(|_| all.by_ref().take(per_vector).collect())
+                .collect()
+        };
+        let k = read();
+        let v = read();
+        Some(KvCache {
+            k,
+            v,
+            len,
+            width: empty.width,
+        })
+    }
+
     /// A copy of the first `len` positions (a shared prompt prefix).
     pub fn prefix(&self, len: usize) -> KvCache {
         let len = len.min(self.len);
