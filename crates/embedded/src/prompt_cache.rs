@@ -132,7 +132,8 @@ impl DiskCache {
         for t in tokens {
             hasher.update(t.to_le_bytes());
         }
-        self.dir.join(format!("{}.kv", hex::encode(hasher.finalize())))
+        self.dir
+            .join(format!("{}.kv", hex::encode(hasher.finalize())))
     }
 
     /// Whether the prefix `tokens` (a whole number of blocks) is saved.
@@ -297,4 +298,71 @@ fn model_hash(dir: &Path, model_path: &Path) -> std::io::Result<[u8; 32]> {
         .ok_or_else(|| std::io::Error::other("a SHA-256 is 32 bytes"))?;
     fs::write(&memo, format!("{key}\n{text}\n"))?;
     Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_prefixes_stay_within_their_budget_and_the_least_recently_used_go_first() {
+        // Each cache: 2 vectors × 4 wide × 10 positions, keys and values, 2 bytes each.
+        let cache = || KvCache::zeroed(2, 4, 10);
+        let size = cache().bytes();
+        assert_eq!(size, 320);
+        let mut kept = Kept::new(3 * size);
+        for first in 0..3 {
+            kept.insert(vec![first; 10], 10, cache());
+        }
+        assert_eq!((kept.len(), kept.bytes()), (3, 3 * size));
+        kept.touch(0); // the first is used again: the second is now the oldest
+        kept.insert(vec![3; 10], 10, cache());
+        let firsts: Vec<u32> = kept.iter().map(|(tokens, _, _)| tokens[0]).collect();
+        assert_eq!(kept.len(), 3);
+        assert!(firsts.contains(&0) && !firsts.contains(&1), "{firsts:?}");
+        // An entry larger than the whole budget is not kept, and pushes nothing out wrongly.
+        let mut small = Kept::new(size / 2);
+        small.insert(vec![9; 10], 10, cache());
+        assert!(small.is_empty());
+        assert_eq!(small.bytes(), 0);
+    }
+
+    #[test]
+    fn a_saved_prefix_reads_back_only_for_its_model_tokens_and_shape() {
+        let dir = std::env::temp_dir().join(format!("crossfire-kv-{}", std::process::id()));
+        let model = dir.join("model.gguf");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&model, b"weights").unwrap();
+        let disk = DiskCache::open(&dir, &model, 1 << 20).unwrap();
+        let tokens: Vec<u32> = (0..130).collect();
+        let cache = KvCache::read_values(
+            &KvCache::zeroed(2, 4, 0),
+            &(0..2 * 2 * 130 * 4 * 2)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>(),
+            130,
+        )
+        .unwrap();
+        disk.save(&tokens, &cache, 130).unwrap();
+        let shape = KvCache::zeroed(2, 4, 0);
+        let found = disk.find(&tokens, 0, 130, &shape).expect("saved at 128");
+        assert_eq!(found.len(), 128);
+        let (mut written, mut read) = (Vec::new(), Vec::new());
+        cache.prefix(128).write_values(&mut written);
+        found.write_values(&mut read);
+        assert_eq!(written, read, "the values read back are the ones saved");
+        let mut other = tokens.clone();
+        other[5] = 999;
+        assert!(disk.find(&other, 0, 130, &shape).is_none(), "other tokens");
+        assert!(
+            disk.find(&tokens, 128, 130, &shape).is_none(),
+            "nothing longer"
+        );
+        assert!(
+            disk.find(&tokens, 0, 130, &KvCache::zeroed(3, 4, 0))
+                .is_none(),
+            "another shape"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use super::grammar::{Matcher, Schema};
 use super::model::Model;
+use super::prompt_cache::{DISK_BLOCK, DiskCache, Kept};
 use super::sampler::{Sampler, SamplerSettings};
 use super::tokenizer::Utf8Stream;
-use super::prompt_cache::{DISK_BLOCK, DiskCache, Kept};
 use super::transformer::{KvCache, Row};
 use super::vector::log_sum_exp;
 
@@ -57,6 +57,8 @@ pub struct Choice {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {
     pub prompt_tokens: usize,
+    /// Prompt tokens not computed again: a prefix copied from another call, kept or on disk.
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     /// `stop` (end of turn or a complete document), `length` (max_tokens or the context).
     pub reason: &'static str,
@@ -476,6 +478,7 @@ fn log_softmax_at(logits: &[f32], token: u32) -> f64 {
 fn finish(s: &Sequence, reason: &'static str) -> Finish {
     Finish {
         prompt_tokens: s.prompt_len,
+        cached_tokens: s.reused,
         completion_tokens: s.tokens.len().saturating_sub(s.prompt_len),
         reason,
         score: s.score_from.map(|from| Scored {

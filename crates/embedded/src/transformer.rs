@@ -100,6 +100,18 @@ impl KvCache {
         self.len == 0
     }
 
+    /// A cache of `len` zero positions in `vectors` vectors of `width` (for tests).
+    #[cfg(test)]
+    pub(crate) fn zeroed(vectors: usize, width: usize, len: usize) -> KvCache {
+        let zeros = vec![vec![f16::ZERO; len * width]; vectors];
+        KvCache {
+            k: zeros.clone(),
+            v: zeros,
+            len,
+            width,
+        }
+    }
+
     /// Bytes its keys and values take.
     pub fn bytes(&self) -> usize {
         2 * self.k.iter().map(Vec::len).sum::<usize>() * std::mem::size_of::<f16>()

@@ -11,7 +11,7 @@ use crossfire_engine::llm::{Message, Role};
 use crossfire_engine::transcript::{Criteria, Verdict, Winner};
 use crossfire_testkit as support;
 
-fn model() -> Arc<Model> {
+pub(super) fn model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
@@ -22,7 +22,7 @@ fn model() -> Arc<Model> {
         .clone()
 }
 
-fn greedy() -> SamplerSettings {
+pub(super) fn greedy() -> SamplerSettings {
     SamplerSettings {
         temperature: 0.0,
         top_p: 1.0,
