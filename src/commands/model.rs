@@ -61,6 +61,14 @@ fn bench(config: &Config, tokens: usize, json: bool) -> Result<ExitCode> {
             "two streams      {:.1} tokens/s together",
             report.two_streams_tok_per_s
         );
+        println!(
+            "prefill x2, x4   {:.0}, {:.0} tokens/s (different 256-token prompts together)",
+            report.prefill_two_tok_per_s, report.prefill_four_tok_per_s
+        );
+        println!(
+            "first token      {:.0} ms (1,000-token prompt), {:.0} ms (its first 600 kept)",
+            report.first_token_cold_ms, report.first_token_cached_ms
+        );
         println!("peak memory      {:.0} MB", report.peak_rss_mb);
     }
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,5 @@
-//! `crossfire model bench`: load time, prompt and decode speed, two streams at once, memory.
+//! `crossfire model bench`: load time, prompt and decode speed, two streams at once, prompts
+//! filled together, a kept prefix's first token, memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,13 @@ pub struct BenchReport {
     pub decode_1k_context_tok_per_s: f64,
     /// Aggregate decode speed of two streams generated together.
     pub two_streams_tok_per_s: f64,
+    /// Prompt speed with two and with four different 256-token prompts filled together.
+    pub prefill_two_tok_per_s: f64,
+    pub prefill_four_tok_per_s: f64,
+    /// First token of a 1,000-token prompt computed whole, and of the same prompt when its
+    /// first 600 tokens are kept from an earlier call (a story block shared by debates).
+    pub first_token_cold_ms: f64,
+    pub first_token_cached_ms: f64,
     pub peak_rss_mb: f64,
 }
 
@@ -92,6 +100,29 @@ pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
     drain(&mut scheduler);
     let pair = scheduler.counters;
 
+    let together = |n: usize| {
+        let mut scheduler = Scheduler::new(model.clone());
+        for i in 0..n {
+            // Different prompts: no prefix to share.
+            let mut prompt = prose(&model, prompt_tokens + i);
+            prompt.drain(..i);
+            scheduler.add(request(prompt, 1, 10 + i as u64));
+        }
+        drain(&mut scheduler);
+        scheduler.counters
+    };
+    let (two, four) = (together(2), together(4));
+
+    // A 1,000-token prompt, then another sharing its first 600 tokens after the first left.
+    let whole = prose(&model, 1000);
+    let mut other = whole[..600].to_vec();
+    other.extend(prose(&model, 1400).into_iter().skip(1000));
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(request(whole, 1, 20));
+    let cold = drain(&mut scheduler);
+    scheduler.add(request(other, 1, 21));
+    let cached = drain(&mut scheduler);
+
     let rate = |n: u64, t: Duration| n as f64 / t.as_secs_f64().max(1e-9);
     BenchReport {
         model: name.to_string(),
@@ -103,6 +134,10 @@ pub fn run(model: Arc<Model>, name: &str, tokens: usize) -> BenchReport {
         decode_tok_per_s: rate(single.decode_tokens, single.decode_time),
         decode_1k_context_tok_per_s: rate(long.decode_tokens, long.decode_time),
         two_streams_tok_per_s: rate(pair.decode_tokens, pair.decode_time),
+        prefill_two_tok_per_s: rate(two.prompt_tokens, two.prompt_time),
+        prefill_four_tok_per_s: rate(four.prompt_tokens, four.prompt_time),
+        first_token_cold_ms: cold.as_secs_f64() * 1000.0,
+        first_token_cached_ms: cached.as_secs_f64() * 1000.0,
         peak_rss_mb: peak_rss_mb(),
     }
 }
