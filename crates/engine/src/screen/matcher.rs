@@ -1,6 +1,7 @@
 //! Running a policy's rules over a text: which categories' rules find something in it.
 
 use super::Stage;
+use super::index::TermRef;
 use super::normalize::{Word, squeeze, words};
 use super::policy::{Applies, Category, Pattern, Policy, Rule, Term};
 
@@ -13,7 +14,7 @@ pub struct Finding<'p> {
 }
 
 /// Where a list's term occurs: words `start..end`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Occurrence {
     start: usize,
     end: usize,
@@ -40,12 +41,9 @@ impl Policy {
                 word.quoted = false;
             }
         }
-        let mut found: Vec<Option<Vec<Occurrence>>> = vec![None; self.lists.len()];
-        let mut occurrences = |list: usize| -> Vec<Occurrence> {
-            found[list]
-                .get_or_insert_with(|| occurrences_of(&self.lists[list], &words))
-                .clone()
-        };
+        // Every list's occurrences at once: one look-up in the index per word serves them all,
+        // and nearly every list is asked for by some rule.
+        let occurrences = self.occurrences(&words);
         let mut findings = Vec::new();
         for category in &self.categories {
             let hit = category.rules.iter().find(|rule| {
@@ -55,7 +53,7 @@ impl Policy {
                         | (Applies::Motion, Stage::Motion)
                         | (Applies::Output, Stage::Output)
                 );
-                applies && fires(rule, &mut occurrences)
+                applies && fires(rule, &occurrences)
             });
             if let Some(rule) = hit {
                 findings.push(Finding {
@@ -65,6 +63,30 @@ impl Policy {
             }
         }
         findings
+    }
+
+    /// Every place a term of each list occurs in `words`, by list: at each word, the list's
+    /// first term (in the list's order) that matches from there. Only the terms the index
+    /// names for a word are tried; the others cannot match it.
+    fn occurrences(&self, words: &[Word]) -> Vec<Vec<Occurrence>> {
+        let mut found = vec![Vec::new(); self.lists.len()];
+        let mut candidates = Vec::new();
+        for start in 0..words.len() {
+            self.index.candidates(&words[start], &mut candidates);
+            // Sorted by list, then term: the first match of a list is its first in order.
+            let mut matched: Option<u32> = None;
+            for &TermRef { list, term } in &candidates {
+                if matched == Some(list) {
+                    continue;
+                }
+                let term = &self.lists[list as usize][term as usize];
+                if let Some(occurrence) = occurrence(term, words, start) {
+                    found[list as usize].push(occurrence);
+                    matched = Some(list);
+                }
+            }
+        }
+        found
     }
 
     /// Words written without spaces between them (`muslimsarevermin`), split where every
@@ -130,12 +152,12 @@ impl Policy {
     }
 }
 
-/// Whether `rule` fires, given the occurrences of its lists.
-fn fires(rule: &Rule, occurrences: &mut impl FnMut(usize) -> Vec<Occurrence>) -> bool {
+/// Whether `rule` fires, given the occurrences of every list.
+fn fires(rule: &Rule, occurrences: &[Vec<Occurrence>]) -> bool {
     if rule
         .unless
         .iter()
-        .any(|&list| !occurrences(list).is_empty())
+        .any(|&list| !occurrences[list].is_empty())
     {
         return false;
     }
@@ -143,26 +165,34 @@ fn fires(rule: &Rule, occurrences: &mut impl FnMut(usize) -> Vec<Occurrence>) ->
     if rule
         .also
         .iter()
-        .any(|&list| !occurrences(list).iter().any(said))
+        .any(|&list| !occurrences[list].iter().any(said))
     {
         return false;
     }
     // The first list names who or what; a negation before any other list's term turns the
     // statement around ("immigrants are not vermin").
+    let counts = |i: usize, o: &Occurrence| said(o) && (i == 0 || rule.negated || !o.negated);
+    // Most rules stop here, before anything is collected: a list with nothing that counts.
+    if rule
+        .all
+        .iter()
+        .enumerate()
+        .any(|(i, &list)| !occurrences[list].iter().any(|o| counts(i, o)))
+    {
+        return false;
+    }
     let candidates: Vec<Vec<Occurrence>> = rule
         .all
         .iter()
         .enumerate()
         .map(|(i, &list)| {
-            occurrences(list)
-                .into_iter()
-                .filter(|o| said(o) && (i == 0 || rule.negated || !o.negated))
+            occurrences[list]
+                .iter()
+                .filter(|o| counts(i, o))
+                .copied()
                 .collect()
         })
         .collect();
-    if candidates.iter().any(Vec::is_empty) {
-        return false;
-    }
     within_reach(&candidates, 0, None, usize::MAX, 0, rule)
 }
 
@@ -189,34 +219,35 @@ fn within_reach(
     })
 }
 
-/// Every place a term of `list` occurs in `words`.
+/// Every place a term of `list` occurs in `words`, trying every term at every word: what
+/// [`Policy::occurrences`] finds with its index, the slow way, to test it against.
+#[cfg(test)]
 fn occurrences_of(list: &[Term], words: &[Word]) -> Vec<Occurrence> {
-    let mut found = Vec::new();
-    for start in 0..words.len() {
-        for term in list {
-            let end = start + term.len();
-            let Some(span) = words.get(start..end) else {
-                continue;
-            };
-            if term
-                .iter()
-                .zip(span)
-                .all(|(pattern, word)| matches(pattern, word))
-            {
-                let negated = words[start.saturating_sub(NEGATION_REACH)..start]
-                    .iter()
-                    .any(|w| NEGATIONS.contains(&w.text.as_str()));
-                found.push(Occurrence {
-                    start,
-                    end,
-                    quoted: span.iter().any(|w| w.quoted),
-                    negated,
-                });
-                break;
-            }
-        }
+    (0..words.len())
+        .filter_map(|start| list.iter().find_map(|term| occurrence(term, words, start)))
+        .collect()
+}
+
+/// `term` in `words` from word `start`, if it is there.
+fn occurrence(term: &Term, words: &[Word], start: usize) -> Option<Occurrence> {
+    let end = start + term.len();
+    let span = words.get(start..end)?;
+    if !term
+        .iter()
+        .zip(span)
+        .all(|(pattern, word)| matches(pattern, word))
+    {
+        return None;
     }
-    found
+    let negated = words[start.saturating_sub(NEGATION_REACH)..start]
+        .iter()
+        .any(|w| NEGATIONS.contains(&w.text.as_str()));
+    Some(Occurrence {
+        start,
+        end,
+        quoted: span.iter().any(|w| w.quoted),
+        negated,
+    })
 }
 
 fn matches(pattern: &Pattern, word: &Word) -> bool {
@@ -260,7 +291,7 @@ fn masked(text: &str, term: &str, prefix: bool) -> bool {
 
 /// Words shorter than this are left alone by the one-slip match: too many are one letter
 /// from another (`nigeria`).
-const LONG: usize = 8;
+pub(super) const LONG: usize = 8;
 
 /// A word that starts with `stem` but for one slip (`extrminated` for `exterminat*`).
 fn slipped_prefix(text: &str, stem: &str) -> bool {
@@ -296,5 +327,139 @@ fn one_slip(text: &str, term: &str) -> bool {
         (0, 0) | (1, 0) | (0, 1) | (1, 1) => true,
         (2, 2) => a[prefix] == b[prefix + 1] && a[prefix + 1] == b[prefix],
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn policy() -> Policy {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policy");
+        Policy::load_dir(&dir).expect("the default policy")
+    }
+
+    /// The texts of the labelled sets, as a reader wrote them.
+    fn labelled() -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/screening");
+        let mut out = Vec::new();
+        for set in ["labelled", "heldout", "final"] {
+            let text = std::fs::read_to_string(dir.join(format!("{set}.toml"))).unwrap();
+            let value: toml::Value = toml::from_str(&text).unwrap();
+            for motion in value["motion"].as_array().unwrap() {
+                out.push(motion["text"].as_str().unwrap().to_string());
+            }
+        }
+        out
+    }
+
+    /// Each term's first word (or stem) as the fuzzy rules read it: plural, `-ies`, without
+    /// its last letter, a letter missing, changed, doubled or swapped (first letters too), a
+    /// letter masked, a letter stretched, continued as a prefix's word is.
+    fn variants(policy: &Policy) -> Vec<String> {
+        let mut out = Vec::new();
+        for term in policy.lists.iter().flatten() {
+            let Some(Pattern::Word(w) | Pattern::Prefix(w)) = term.first() else {
+                continue;
+            };
+            let chars: Vec<char> = w.chars().collect();
+            let n = chars.len();
+            let with = |f: &dyn Fn(&mut Vec<char>)| {
+                let mut c = chars.clone();
+                f(&mut c);
+                c.into_iter().collect::<String>()
+            };
+            out.extend([
+                w.clone(),
+                format!("{w}s"),
+                format!("{w}es"),
+                format!("{w}ing"),
+                format!("{}ies", w.strip_suffix('y').unwrap_or(w)),
+                with(&|c| {
+                    c.pop();
+                }),
+            ]);
+            for at in [0, n / 2, n.saturating_sub(1)] {
+                if at < n {
+                    out.push(with(&|c| {
+                        c.remove(at);
+                    }));
+                    out.push(with(&|c| c[at] = 'x'));
+                    out.push(with(&|c| c.insert(at, c[at])));
+                    out.push(with(&|c| c[at] = '*'));
+                    out.push(with(&|c| c.splice(at..at, [c[at], c[at]]).for_each(drop)));
+                }
+                if at + 1 < n {
+                    out.push(with(&|c| c.swap(at, at + 1)));
+                }
+            }
+        }
+        // Lists share words: each variant once.
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The index names every term whose first pattern matches a word: over every word of the
+    /// labelled sets and every variant of the terms' first words.
+    #[test]
+    fn the_index_names_every_term_that_starts_at_a_word() {
+        let policy = policy();
+        let texts = labelled().into_iter().chain(variants(&policy));
+        let mut candidates = Vec::new();
+        let (mut words_seen, mut starts) = (0, 0);
+        // Each word once (what it is quoted in does not change what it matches).
+        let mut seen = std::collections::HashSet::new();
+        for text in texts {
+            for word in policy.split_run_together(words(&text)) {
+                if !seen.insert((word.text.clone(), word.stretched, word.number)) {
+                    continue;
+                }
+                words_seen += 1;
+                policy.index.candidates(&word, &mut candidates);
+                for (list, terms) in policy.lists.iter().enumerate() {
+                    for (term, patterns) in terms.iter().enumerate() {
+                        if !matches(&patterns[0], &word) {
+                            continue;
+                        }
+                        starts += 1;
+                        let at = TermRef {
+                            list: list as u32,
+                            term: term as u32,
+                        };
+                        assert!(
+                            candidates.contains(&at),
+                            "{patterns:?} starts at {word:?}, but the index leaves it out"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            words_seen > 5_000 && starts > 5_000,
+            "{words_seen} {starts}"
+        );
+    }
+
+    /// What the index finds is what trying every term at every word finds, list by list: over
+    /// the labelled sets, and the variants run together into sentences.
+    #[test]
+    fn indexed_occurrences_agree_with_trying_every_term() {
+        let policy = policy();
+        let variants = variants(&policy);
+        let sentences = variants.chunks(7).map(|c| c.join(" not "));
+        let mut found = 0;
+        for text in labelled().into_iter().chain(sentences) {
+            let words = policy.split_run_together(words(&text));
+            let indexed = policy.occurrences(&words);
+            for (list, terms) in policy.lists.iter().enumerate() {
+                let every = occurrences_of(terms, &words);
+                assert_eq!(indexed[list], every, "list {list} in {text:?}");
+                found += every.len();
+            }
+        }
+        assert!(found > 5_000, "only {found} occurrences");
     }
 }

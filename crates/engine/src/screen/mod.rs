@@ -11,6 +11,7 @@
 
 pub mod echo;
 pub mod endpoint;
+mod index;
 mod matcher;
 pub mod normalize;
 mod policy;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::index::TermIndex;
 use super::normalize::{fold_word, words};
 use crate::location::line_col;
 use crate::persona::Problem;
@@ -123,6 +124,8 @@ pub struct Category {
 pub struct Policy {
     pub categories: Vec<Category>,
     pub(super) lists: Vec<Vec<Term>>,
+    /// The lists' terms by what their first word can match.
+    pub(super) index: TermIndex,
     /// Every word the lists name, to split words run together (`muslimsarevermin`).
     pub(super) dictionary: HashSet<String>,
     /// A hash over the files.
@@ -355,6 +358,7 @@ impl Policy {
         }
         Ok(Policy {
             categories,
+            index: TermIndex::new(&lists),
             lists,
             dictionary,
             version: crate::sha256_hex(hashed.as_bytes()),
