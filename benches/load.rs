@@ -96,6 +96,7 @@ async fn main() {
     let cpu_before = cpu_times(pid);
     let own_cpu_before = cpu_times(std::process::id());
     let delays = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let releases = Arc::new(Mutex::new(Vec::<u64>::new()));
     let streams = Arc::new(Mutex::new(Vec::<(Instant, Instant)>::new()));
     let started = Instant::now();
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -103,11 +104,12 @@ async fn main() {
         tokio::spawn(sample_cpu(pid, samples.clone()));
     }
     let runs = (0..debates).map(|i| {
-        let (http, base, token, delays, streams) = (
+        let (http, base, token, delays, releases, streams) = (
             http.clone(),
             base.clone(),
             tokens[i % USERS].clone(),
             delays.clone(),
+            releases.clone(),
             streams.clone(),
         );
         // Readers do not all press the button in the same millisecond: starts are spread
@@ -115,7 +117,12 @@ async fn main() {
         let start = started + ramp.mul_f64(i as f64 / debates as f64);
         tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            one_debate(&http, &base, &token, &delays, &streams).await
+            let timing = Timing {
+                delays: &delays,
+                releases: &releases,
+                streams: &streams,
+            };
+            one_debate(&http, &base, &token, &timing).await
         })
     });
     let outcomes = futures::future::join_all(runs).await;
@@ -176,6 +183,17 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    let mut releases = releases.lock().unwrap().clone();
+    releases.sort_unstable();
+    let released = |q: f64| percentile_ms(&releases, q);
+    println!(
+        "  released → client over {} events (from each event's last token, which released it: \
+         the tokens before it waited for their sentence to be screened): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        releases.len(),
+        released(0.5),
+        released(0.99),
+        released(1.0)
+    );
     println!(
         "  server peak RSS: {:.0} MB (goal < 500 MB)",
         peak_rss_mb(pid)
@@ -201,14 +219,20 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts a debate, follows its stream to the end, and records every token's delay and
-/// when the stream was open.
+/// What the clients record: every token's (emission, delay), each token event's delay from
+/// its last token, and when each stream was open.
+struct Timing<'a> {
+    delays: &'a Mutex<Vec<(u64, u64)>>,
+    releases: &'a Mutex<Vec<u64>>,
+    streams: &'a Mutex<Vec<(Instant, Instant)>>,
+}
+
+/// Starts a debate, follows its stream to the end, and records its timing.
 async fn one_debate(
     http: &reqwest::Client,
     base: &str,
     token: &str,
-    delays: &Mutex<Vec<(u64, u64)>>,
-    streams: &Mutex<Vec<(Instant, Instant)>>,
+    timing: &Timing<'_>,
 ) -> Result<String, String> {
     let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan"});
     let created: Value = http
@@ -245,10 +269,21 @@ async fn one_debate(
                             found.push((sent, now.saturating_sub(sent)));
                         }
                     }
-                    delays.lock().unwrap().extend(found);
+                    if let Some(last) = found.iter().map(|&(sent, _)| sent).max() {
+                        timing
+                            .releases
+                            .lock()
+                            .unwrap()
+                            .push(now.saturating_sub(last));
+                    }
+                    timing.delays.lock().unwrap().extend(found);
                 }
                 "done" => {
-                    streams.lock().unwrap().push((opened, Instant::now()));
+                    timing
+                        .streams
+                        .lock()
+                        .unwrap()
+                        .push((opened, Instant::now()));
                     let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
                     return Ok(data["status"].as_str().unwrap_or("?").to_string());
                 }

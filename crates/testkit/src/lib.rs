@@ -609,8 +609,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let prompt_tokens = (body.to_string().len() / 4) as u64;
     let mut pieces = split_words(&text);
     if shared.stamp_tokens {
+        // Before the word, after its leading space: a sentence's last word keeps its full
+        // stop next to the space after it, so the service sees the sentence end there.
         for piece in &mut pieces {
-            piece.push_str(STAMP);
+            let word_at = piece.len() - piece.trim_start().len();
+            piece.insert_str(word_at, STAMP);
         }
     }
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len()});
