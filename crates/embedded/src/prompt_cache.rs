@@ -188,6 +188,8 @@ impl DiskCache {
             return Ok(());
         }
         let bytes = self.encode(&tokens[..len], &cache.prefix(len));
+        // The folder may have been cleared since the cache opened.
+        fs::create_dir_all(&self.dir)?;
         // Written whole under another name, then renamed: a reader never sees half a file.
         let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
         let mut file = fs::File::create(&temporary)?;
