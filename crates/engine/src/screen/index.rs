@@ -20,9 +20,8 @@
 
 use std::collections::HashMap;
 
-use super::matcher::LONG;
 use super::normalize::Word;
-use super::policy::{Pattern, Term};
+use super::term::{LONG, Pattern, Term};
 
 /// A term of a list: `lists[list][term]`. Ordered so that sorted references are in list
 /// order, then each list's order, the order the matcher tries them in.

@@ -3,7 +3,8 @@
 use super::Stage;
 use super::index::TermRef;
 use super::normalize::{Word, squeeze, words};
-use super::policy::{Applies, Category, Pattern, Policy, Rule, Term};
+use super::policy::{Applies, Category, Policy, Rule};
+use super::term::{LONG, Pattern, Term};
 
 /// A rule that found something.
 #[derive(Debug, Clone, Copy)]
@@ -288,10 +289,6 @@ fn masked(text: &str, term: &str, prefix: bool) -> bool {
             && t.last() == Some(&'s')
             && w.iter().zip(&t).all(|(a, b)| *b == '*' || a == b))
 }
-
-/// Words shorter than this are left alone by the one-slip match: too many are one letter
-/// from another (`nigeria`).
-pub(super) const LONG: usize = 8;
 
 /// A word that starts with `stem` but for one slip (`extrminated` for `exterminat*`).
 fn slipped_prefix(text: &str, stem: &str) -> bool {

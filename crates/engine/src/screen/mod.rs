@@ -16,6 +16,7 @@ mod matcher;
 pub mod normalize;
 mod policy;
 mod screener;
+mod term;
 
 pub use matcher::Finding;
 pub use policy::{Action, Applies, Category, Policy};

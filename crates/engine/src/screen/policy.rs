@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::index::TermIndex;
 use super::normalize::{fold_word, words};
+use super::term::{Pattern, Term};
 use crate::location::line_col;
 use crate::persona::Problem;
 
@@ -77,22 +78,6 @@ struct RuleFile {
     #[serde(default)]
     applies: Applies,
 }
-
-/// One word of a term.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Pattern {
-    /// A word, folded; its plural (`-s`, `-es`) matches too.
-    Word(String),
-    /// `exterminat*`: any word that starts so.
-    Prefix(String),
-    /// `#number`: any number written in digits.
-    Number,
-    /// `?`: any one word.
-    Any,
-}
-
-/// A term: one or more words in a row.
-pub(super) type Term = Vec<Pattern>;
 
 /// A rule, compiled: lists by index into [`Policy::lists`].
 #[derive(Debug, Clone)]
