@@ -29,6 +29,12 @@ struct Entry {
     used: u64,
 }
 
+impl Entry {
+    fn parts(&self) -> (&[u32], usize, &KvCache) {
+        (self.tokens.as_slice(), self.prompt_len, &self.cache)
+    }
+}
+
 impl Kept {
     /// Keeps at most `budget` bytes of caches.
     pub fn new(budget: usize) -> Kept {
@@ -70,9 +76,12 @@ impl Kept {
 
     /// Every entry: its tokens, how many were the prompt, and its cache.
     pub fn iter(&self) -> impl Iterator<Item = (&[u32], usize, &KvCache)> {
-        self.entries
-            .iter()
-            .map(|e| (e.tokens.as_slice(), e.prompt_len, &e.cache))
+        self.entries.iter().map(Entry::parts)
+    }
+
+    /// Entry `index`, as [`Kept::iter`] gives it.
+    pub fn get(&self, index: usize) -> Option<(&[u32], usize, &KvCache)> {
+        self.entries.get(index).map(Entry::parts)
     }
 
     /// Marks an entry as just used.

@@ -416,7 +416,9 @@ impl Scheduler {
             Source::Live(j) => (&self.live[j].cache, len <= self.live[j].prompt_len),
             Source::Kept(k) => {
                 self.kept.touch(k);
-                let (_, prompt_len, cache) = self.kept.iter().nth(k).expect("a kept entry");
+                let Some((_, prompt_len, cache)) = self.kept.get(k) else {
+                    return;
+                };
                 (cache, len <= prompt_len)
             }
         };

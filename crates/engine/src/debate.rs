@@ -379,25 +379,7 @@ impl Engine {
         transcript.status = Status::Running;
         let setup = self.settings.setup(story, a, b, motion);
         let result = self.debate(&setup, &mut transcript, finished, events).await;
-        transcript.provenance.finished_at = Some(now_rfc3339());
-        transcript.status = match result {
-            Ok(()) => Status::Done,
-            Err(e) => {
-                let mut info = e.info();
-                if matches!(e, RunError::Judge(_)) && spoken_turns(&transcript) == 4 {
-                    info.message.push_str(KEPT_FOR_JUDGING);
-                }
-                events.send(Event::Error {
-                    code: info.code,
-                    message: info.message.clone(),
-                });
-                transcript.error = Some(info);
-                Status::Failed
-            }
-        };
-        events.send(Event::Done {
-            status: transcript.status,
-        });
+        conclude(&mut transcript, result, events);
         transcript
     }
 
@@ -492,23 +474,7 @@ impl Engine {
         transcript.status = Status::Running;
         transcript.provenance.judge_model = self.judge.name().to_string();
         let result = self.give_verdict(&setup, &mut transcript, events).await;
-        transcript.provenance.finished_at = Some(now_rfc3339());
-        transcript.status = match result {
-            Ok(()) => Status::Done,
-            Err(e) => {
-                let mut info = e.info();
-                info.message.push_str(KEPT_FOR_JUDGING);
-                events.send(Event::Error {
-                    code: info.code,
-                    message: info.message.clone(),
-                });
-                transcript.error = Some(info);
-                Status::Failed
-            }
-        };
-        events.send(Event::Done {
-            status: transcript.status,
-        });
+        conclude(&mut transcript, result, events);
         Ok(transcript)
     }
 
@@ -861,6 +827,31 @@ impl Engine {
             finished_at: None,
         }
     }
+}
+
+/// Ends a debate's run with its `result`: its status and error, the `error` event if it
+/// failed (saying the speeches are kept when all four are), and `done`.
+fn conclude(transcript: &mut Transcript, result: Result<(), RunError>, events: &EventSink) {
+    transcript.provenance.finished_at = Some(now_rfc3339());
+    transcript.status = match result {
+        Ok(()) => Status::Done,
+        Err(e) => {
+            let mut info = e.info();
+            // Only judging runs after the fourth speech: it can be asked again.
+            if spoken_turns(transcript) == 4 {
+                info.message.push_str(KEPT_FOR_JUDGING);
+            }
+            events.send(Event::Error {
+                code: info.code,
+                message: info.message.clone(),
+            });
+            transcript.error = Some(info);
+            Status::Failed
+        }
+    };
+    events.send(Event::Done {
+        status: transcript.status,
+    });
 }
 
 /// What a failed judging step adds to its message when the speeches are all there.

@@ -38,13 +38,24 @@ impl App {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let response = self.get_response(path, token).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A `GET` whose body is text (a page, an export): its status and body.
+    pub async fn text(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let response = self.get_response(path, token).await;
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    async fn get_response(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        request.send().await.unwrap()
     }
 
     /// `GET /metrics`: the Prometheus text.

@@ -101,21 +101,50 @@ fn uncached(model: &Arc<Model>, prompt: &[u32]) -> String {
     run(&mut scheduler, &[prompt.to_vec()]).remove(0).0
 }
 
-#[test]
-fn a_prefix_two_prompts_shared_is_saved_and_a_later_scheduler_starts_from_it() {
-    let model = model();
-    let (first, second) = prompts(&model);
+/// Two prompts sharing a prefix, run together with a disk cache in a fresh folder, once
+/// the shared prefix is saved: the first prompt, the cache, what the run gave (each
+/// prompt's text and cached tokens), and the saved file.
+struct Saved {
+    first: Vec<u32>,
+    dir: PathBuf,
+    disk: DiskCache,
+    together: Vec<(String, usize)>,
+    file: PathBuf,
+}
+
+fn shared_and_saved(model: &Arc<Model>) -> Saved {
+    let (first, second) = prompts(model);
     let dir = temp_dir();
     let model_path = crossfire_embedded::fetch::default_path();
     let disk = DiskCache::open(&dir, &model_path, 1 << 30).expect("open the cache");
-
     let mut scheduler = Scheduler::with_caches(model.clone(), 64 << 20, Some(disk.clone()));
-    let together = run(&mut scheduler, &[first.clone(), second.clone()]);
+    let together = run(&mut scheduler, &[first.clone(), second]);
+    let file = wait_for_a_save(&dir);
+    // Any other save the run began lands too.
+    std::thread::sleep(Duration::from_millis(200));
+    Saved {
+        first,
+        dir,
+        disk,
+        together,
+        file,
+    }
+}
+
+#[test]
+fn a_prefix_two_prompts_shared_is_saved_and_a_later_scheduler_starts_from_it() {
+    let model = model();
+    let Saved {
+        first,
+        dir,
+        disk,
+        together,
+        ..
+    } = shared_and_saved(&model);
     assert!(
         together[1].1 >= 128,
         "the second prompt starts from the first's prefix: {together:?}"
     );
-    wait_for_a_save(&dir);
 
     // A later process: nothing in memory, the disk has the shared prefix.
     let mut later = Scheduler::with_caches(model.clone(), 64 << 20, Some(disk));
@@ -134,14 +163,13 @@ fn a_prefix_two_prompts_shared_is_saved_and_a_later_scheduler_starts_from_it() {
 #[test]
 fn a_damaged_file_or_another_models_is_never_used() {
     let model = model();
-    let (first, second) = prompts(&model);
-    let dir = temp_dir();
-    let model_path = crossfire_embedded::fetch::default_path();
-    let disk = DiskCache::open(&dir, &model_path, 1 << 30).expect("open the cache");
-    let mut scheduler = Scheduler::with_caches(model.clone(), 64 << 20, Some(disk.clone()));
-    run(&mut scheduler, &[first.clone(), second]);
-    let file = wait_for_a_save(&dir);
-    std::thread::sleep(Duration::from_millis(200));
+    let Saved {
+        first,
+        dir,
+        disk,
+        file,
+        ..
+    } = shared_and_saved(&model);
 
     // Another model file: its prefixes are not this one's, whatever the tokens.
     let other_model = dir.join("other.gguf");

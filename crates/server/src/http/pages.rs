@@ -336,10 +336,10 @@ pub async fn shared(
     MaybeUser(user): MaybeUser,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.store.shared_run(&token).await? {
-        Some(run) if run.kind == RunKind::Debate && run.removed.is_some() => removed(&None, &run),
-        Some(run) if run.kind == RunKind::Debate => debate_page(&state, &user, &run, Some(&token)),
-        _ => missing(&user, "shared debate"),
+    match sharing::shared_debate(&state, &token).await? {
+        Some(run) if run.removed.is_some() => removed(&None, &run),
+        Some(run) => debate_page(&state, &user, &run, Some(&token)),
+        None => missing(&user, "shared debate"),
     }
 }
 
@@ -399,11 +399,16 @@ pub async fn editor(
     let stories: Vec<_> = set.catalog.stories.values().map(to_value).collect();
     let personas: Vec<_> = set.catalog.personas.values().map(to_value).collect();
     let templates = set.engine.prompts.names();
-    let policies: Vec<String> = Policy::read_sources(&state.library().policy_dir)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|(path, _)| path.file_name().map(|f| f.to_string_lossy().into_owned()))
-        .collect();
+    // The folder is read off the async runtime, as the editor's other file work is.
+    let dir = state.library().policy_dir.clone();
+    let policies: Vec<String> = editor::off_runtime(move || {
+        Ok(Policy::read_sources(&dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(path, _)| path.file_name().map(|f| f.to_string_lossy().into_owned()))
+            .collect())
+    })
+    .await?;
     page(
         "editor.html",
         context! { page => "editor", user => viewer(&user), stories, personas, templates, policies },

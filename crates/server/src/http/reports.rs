@@ -20,8 +20,19 @@ use crate::runs::readable;
 use crate::state::AppState;
 use crate::store::{ReportReason, Run, RunKind};
 
-/// The longest note a report may carry, in characters.
+/// The longest note a report or an editor's decision may carry, in characters.
 const MAX_NOTE: usize = 1000;
+
+/// A reader's or editor's note, trimmed (none if empty); longer than [`MAX_NOTE`]: 422.
+pub(super) fn checked_note(note: Option<String>) -> Result<Option<String>, ApiError> {
+    let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
+        return Err(ApiError::Invalid(format!(
+            "a note may be at most {MAX_NOTE} characters long"
+        )));
+    }
+    Ok(note)
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -112,15 +123,7 @@ async fn file(
     limited: String,
     body: NewReport,
 ) -> Result<Response, ApiError> {
-    let note = body
-        .note
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
-    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
-        return Err(ApiError::Invalid(format!(
-            "a report's note may be at most {MAX_NOTE} characters long"
-        )));
-    }
+    let note = checked_note(body.note)?;
     state.report_limiter.check(&[limited])?;
     let counted = state
         .store

@@ -87,15 +87,19 @@ pub async fn unshare(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The debate a share token names, taken down or not.
+pub async fn shared_debate(state: &AppState, token: &str) -> Result<Option<Run>, ApiError> {
+    let run = state.store.shared_run(token).await?;
+    Ok(run.filter(|run| run.kind == RunKind::Debate))
+}
+
 /// A shared debate's run, by its token: 404 if none, 410 once editors took it down.
 pub async fn shared_run(state: &AppState, token: &str) -> Result<Run, ApiError> {
-    match state.store.shared_run(token).await? {
-        Some(run) if run.kind == RunKind::Debate => {
-            still_up(&run, None)?;
-            Ok(run)
-        }
-        _ => Err(ApiError::NotFound("no shared debate at this link".into())),
-    }
+    let run = shared_debate(state, token)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no shared debate at this link".into()))?;
+    still_up(&run, None)?;
+    Ok(run)
 }
 
 /// `GET /api/shared/{token}`: a shared debate, for anyone with its link.

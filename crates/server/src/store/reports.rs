@@ -37,15 +37,18 @@ crossfire_engine::named_enum! {
     }
 }
 
-/// What an editor does with a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    /// An open case: take the run down.
-    Hide,
-    /// An open case: close its reports, keep the run up.
-    Dismiss,
-    /// A hidden case: put the run back up.
-    Restore,
+crossfire_engine::named_enum! {
+    /// What an editor does with a case.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+    pub enum Resolution("resolution") {
+        /// An open case: take the run down everywhere (its share link and exports answer
+        /// 410, its owner is told why).
+        Hide = "hide",
+        /// An open case: close its reports, keep the run up.
+        Dismiss = "dismiss",
+        /// A hidden case: put the run back up.
+        Restore = "restore",
+    }
 }
 
 impl Resolution {
@@ -158,13 +161,6 @@ impl Store {
         Ok(gather(&rows)?)
     }
 
-    /// One case.
-    pub async fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
-        let sql = format!("{CASE_ROWS} WHERE c.id = $1 ORDER BY r.created_at, r.id");
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
-        Ok(gather(&rows)?.pop())
-    }
-
     /// Resolves a case as `editor`, with the note its run's owner is told when it is hidden;
     /// the run, the case and the audit entry change together.
     pub async fn resolve(
@@ -225,11 +221,11 @@ impl Store {
             note,
         };
         entry.append(&mut tx).await?;
+        let sql = format!("{CASE_ROWS} WHERE c.id = $1 ORDER BY r.created_at, r.id");
+        let rows = sqlx::query(&sql).bind(case_id).fetch_all(&mut *tx).await?;
+        let case = gather(&rows)?.pop().ok_or(sqlx::Error::RowNotFound)?;
         tx.commit().await?;
-        self.case(case_id)
-            .await?
-            .map(Ok)
-            .ok_or(StoreError::Writer("a resolved case vanished".into()))
+        Ok(Ok(case))
     }
 }
 

@@ -121,17 +121,6 @@ mod cases {
         (id, token)
     }
 
-    /// The status and body of a GET with no session.
-    async fn fetch(app: &App, path: &str) -> (StatusCode, String) {
-        let response = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
-
     pub async fn a_reported_debate_is_hidden_everywhere_restored_and_audited(db: &str) {
         let fake = FakeLlm::start(FakeOptions::default()).await;
         let app = start(&fake, db, |_| {}).await;
@@ -201,15 +190,8 @@ mod cases {
             (&stranger, StatusCode::FORBIDDEN),
             (&editor, StatusCode::OK),
         ] {
-            let page = app
-                .http
-                .get(format!("{}/editor/reports", app.base))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(page.status(), status);
-            let html = page.text().await.unwrap();
+            let (answered, html) = app.text("/editor/reports", Some(token)).await;
+            assert_eq!(answered, status);
             assert_eq!(html.contains(&case), status == StatusCode::OK);
         }
         let resolve = format!("/api/editor/reports/{case}/resolve");
@@ -247,7 +229,7 @@ mod cases {
             format!("/api/shared/{token}/export?format=json"),
             format!("/shared/{token}"),
         ] {
-            let (status, body) = fetch(&app, &path).await;
+            let (status, body) = app.text(&path, None).await;
             assert_eq!(status, StatusCode::GONE, "{path}");
             assert!(!body.contains(&speech[..40]), "{path} shows the speech");
             assert!(!body.contains(why), "{path} shows the editors' note");
@@ -274,15 +256,8 @@ mod cases {
                 .contains(why),
             "{list}"
         );
-        let page = app
-            .http
-            .get(format!("{}/debates/{id}", app.base))
-            .bearer_auth(&owner)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status(), StatusCode::GONE);
-        let page = page.text().await.unwrap();
+        let (status, page) = app.text(&format!("/debates/{id}"), Some(&owner)).await;
+        assert_eq!(status, StatusCode::GONE);
         assert!(page.contains("removed by the editors") && page.contains(why));
         let (status, _) = app
             .post(&shared_reports, None, json!({"reason": "other"}))
@@ -309,7 +284,7 @@ mod cases {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _) = fetch(&app, &format!("/api/shared/{token}")).await;
+        let (status, _) = app.text(&format!("/api/shared/{token}"), None).await;
         assert_eq!(status, StatusCode::OK);
 
         // Reported again, dismissed: it stays up, the queue is empty.
@@ -330,7 +305,7 @@ mod cases {
         assert_eq!(status, StatusCode::OK);
         let (_, queue) = app.get("/api/editor/reports", Some(&editor)).await;
         assert_eq!(queue["reports"], json!([]));
-        let (status, _) = fetch(&app, &format!("/api/shared/{token}")).await;
+        let (status, _) = app.text(&format!("/api/shared/{token}"), None).await;
         assert_eq!(status, StatusCode::OK);
 
         // The audit log: every action, newest first, by whom, on what, paged.
@@ -361,15 +336,8 @@ mod cases {
             .await;
         assert_eq!(rest["entries"][0]["action"], "hide");
         assert_eq!(rest["next_before"], Value::Null);
-        let page = app
-            .http
-            .get(format!("{}/editor/audit", app.base))
-            .bearer_auth(&editor)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status(), StatusCode::OK);
-        let html = page.text().await.unwrap();
+        let (status, html) = app.text("/editor/audit", Some(&editor)).await;
+        assert_eq!(status, StatusCode::OK);
         assert!(
             html.contains(why) && html.contains(&id),
             "the audit page lists the hide"

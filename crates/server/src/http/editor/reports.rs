@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::Editor;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::http::reports::checked_note;
 use crate::http::sharing;
 use crate::runs::record_of;
 use crate::state::AppState;
@@ -23,8 +24,6 @@ use crossfire_engine::transcript::{ErrorInfo, PerspectiveRecord, Status, Transcr
 
 /// How many cases one page of the queue shows.
 const QUEUE_LENGTH: i64 = 100;
-/// The longest note an editor may give, in characters.
-const MAX_NOTE: usize = 1000;
 
 /// Open cases (or hidden ones, to restore), oldest first.
 #[derive(Serialize, ToSchema)]
@@ -265,22 +264,10 @@ fn mark(text: &str, round: u8, speaker: Speaker, flagged: &[&Withheld]) -> Vec<S
     parts
 }
 
-/// What an editor decides.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Take it down everywhere: its share link and exports answer 410, its owner is told why.
-    Hide,
-    /// Close the reports and keep it up.
-    Dismiss,
-    /// Put a hidden one back up.
-    Restore,
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
-    pub action: Action,
+    pub action: Resolution,
     /// Why: in the audit log, and what the owner is told when it is hidden (at most 1,000
     /// characters).
     #[serde(default)]
@@ -296,23 +283,10 @@ pub async fn resolve(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Resolve>,
 ) -> Result<Json<ReportGroup>, ApiError> {
-    let note = body
-        .note
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
-    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
-        return Err(ApiError::Invalid(format!(
-            "the note may be at most {MAX_NOTE} characters long"
-        )));
-    }
-    let resolution = match body.action {
-        Action::Hide => Resolution::Hide,
-        Action::Dismiss => Resolution::Dismiss,
-        Action::Restore => Resolution::Restore,
-    };
+    let note = checked_note(body.note)?;
     let case = match state
         .store
-        .resolve(&id, resolution, &editor, note.as_deref())
+        .resolve(&id, body.action, &editor, note.as_deref())
         .await?
     {
         Ok(case) => case,
