@@ -58,6 +58,7 @@ fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
         },
         schema: None,
         ignore_end: true,
+        continued: 0,
         score_from: None,
         top_logprobs: None,
     }

@@ -26,6 +26,9 @@ pub struct Request {
     pub schema: Option<Arc<Schema>>,
     /// Keep going past the end of turn (benchmarks).
     pub ignore_end: bool,
+    /// The prompt's last tokens that are the reply's beginning, gone on from: they count
+    /// towards `max_tokens` and the completion's tokens.
+    pub continued: usize,
     /// Generate nothing: read how likely the model finds the prompt's tokens from this
     /// position on (teacher forcing).
     pub score_from: Option<usize>,
@@ -92,6 +95,7 @@ struct Sequence {
     /// Where the reply stands in its schema, if it has one.
     matcher: Option<Matcher>,
     ignore_end: bool,
+    continued: usize,
     score_from: Option<usize>,
     top_logprobs: Option<u8>,
     /// Summed log-probabilities of the scored tokens so far.
@@ -177,6 +181,7 @@ impl Scheduler {
             max_tokens: request.max_tokens,
             matcher: request.schema.as_ref().map(Schema::matcher),
             ignore_end: request.ignore_end,
+            continued: request.continued,
             score_from: request.score_from,
             top_logprobs: request.top_logprobs,
             logprob: 0.0,
@@ -274,7 +279,7 @@ impl Scheduler {
                     if !text.is_empty() {
                         out.push((s.id, Output::Text(text)));
                     }
-                    let generated = s.tokens.len() - s.prompt_len;
+                    let generated = s.reply_tokens();
                     let complete = s.matcher.as_ref().is_some_and(Matcher::is_complete);
                     if complete {
                         finished.push((row.seq, "stop"));
@@ -301,7 +306,7 @@ impl Scheduler {
             tracing::debug!(
                 prompt = s.prompt_len,
                 reused = s.reused,
-                generated = s.tokens.len() - s.prompt_len,
+                generated = s.reply_tokens(),
                 first_token_ms = s.first_token.unwrap_or_default().as_millis() as u64,
                 total_ms = s.started.elapsed().as_millis() as u64,
                 reason,
@@ -457,6 +462,11 @@ impl Sequence {
         }
     }
 
+    /// The reply's tokens: those generated, and those it went on from.
+    fn reply_tokens(&self) -> usize {
+        self.tokens.len().saturating_sub(self.prompt_len) + self.continued
+    }
+
     /// The first position whose logits are needed.
     fn first_needed(&self) -> usize {
         self.score_from.unwrap_or(self.prompt_len).saturating_sub(1)
@@ -481,7 +491,7 @@ fn finish(s: &Sequence, reason: &'static str) -> Finish {
     Finish {
         prompt_tokens: s.prompt_len,
         cached_tokens: s.reused,
-        completion_tokens: s.tokens.len().saturating_sub(s.prompt_len),
+        completion_tokens: s.reply_tokens(),
         reason,
         score: s.score_from.map(|from| Scored {
             logprob: s.logprob,
@@ -503,9 +513,7 @@ impl Model {
         let matcher = s.matcher.as_ref();
         // Tokens left after this one: the document must be completable within them (unless
         // max_tokens is too small for even the shortest document: then it is best effort).
-        let budget = s
-            .max_tokens
-            .saturating_sub(s.tokens.len() - s.prompt_len + 1);
+        let budget = s.max_tokens.saturating_sub(s.reply_tokens() + 1);
         let budget = match matcher {
             // This token can shorten the completion by one byte at least.
             Some(m) if m.shortest_completion() > budget + 1 => usize::MAX,

@@ -38,6 +38,8 @@ struct Job {
     schema: Option<Arc<Schema>>,
     /// Score this text as the reply instead of generating one.
     reply: Option<String>,
+    /// Go on from this beginning of the reply (its tokens count towards `max_tokens`).
+    continued: Option<String>,
     top_logprobs: Option<u8>,
     updates: UnboundedSender<Update>,
 }
@@ -125,19 +127,24 @@ fn serve(
             waiting.fetch_sub(1, Ordering::SeqCst);
             let context = model.transformer.hyper.context;
             match encode(&model, &job) {
-                Ok((prompt, score_from)) if prompt.len() < context => {
+                Ok(Encoded {
+                    prompt,
+                    score_from,
+                    continued,
+                }) if prompt.len() < context => {
                     let id = scheduler.add(Request {
                         prompt,
                         max_tokens: job.max_tokens,
                         sampling: job.sampling,
                         schema: job.schema,
                         ignore_end: false,
+                        continued,
                         score_from,
                         top_logprobs: job.top_logprobs,
                     });
                     callers.insert(id, job.updates);
                 }
-                Ok((prompt, _)) => {
+                Ok(Encoded { prompt, .. }) => {
                     let _ = job.updates.send(Update::Failed(format!(
                         "the prompt has {} tokens; the model's context holds {context}",
                         prompt.len()
@@ -187,17 +194,36 @@ fn disk_cache(config: &EmbeddedConfig) -> Option<DiskCache> {
     }
 }
 
-/// A job's tokens: the chat's prompt, and the reply to score after it (from where it starts).
-fn encode(model: &Model, job: &Job) -> Result<(Vec<u32>, Option<usize>), String> {
+/// A job's tokens.
+struct Encoded {
+    /// The chat's prompt, then the reply to score or to go on from.
+    prompt: Vec<u32>,
+    /// Where the reply to score starts.
+    score_from: Option<usize>,
+    /// Tokens of the reply gone on from.
+    continued: usize,
+}
+
+fn encode(model: &Model, job: &Job) -> Result<Encoded, String> {
     let mut prompt = model
         .encode_chat(&job.messages)
         .map_err(|e| e.to_string())?;
-    let Some(reply) = &job.reply else {
-        return Ok((prompt, None));
+    let chat = prompt.len();
+    let mut encode_after = |text: &str| -> Result<usize, String> {
+        let tokens = model.tokenizer.encode(text).map_err(|e| e.to_string())?;
+        prompt.extend(&tokens);
+        Ok(tokens.len())
     };
-    let from = prompt.len();
-    prompt.extend(model.tokenizer.encode(reply).map_err(|e| e.to_string())?);
-    Ok((prompt, Some(from)))
+    let (score_from, continued) = match (&job.reply, &job.continued) {
+        (Some(reply), _) => (encode_after(reply).map(|_| Some(chat))?, 0),
+        (None, Some(begun)) => (None, encode_after(begun)?),
+        (None, None) => (None, 0),
+    };
+    Ok(Encoded {
+        prompt,
+        score_from,
+        continued,
+    })
 }
 
 fn schema_of(request: &ChatRequest) -> Result<Option<Arc<Schema>>, LlmError> {
@@ -241,6 +267,7 @@ impl LanguageModel for EmbeddedModel {
                 },
                 schema: schema_of(request)?,
                 reply: None,
+                continued: request.continue_reply.clone(),
                 top_logprobs: request.top_logprobs,
                 updates,
             };
@@ -250,6 +277,10 @@ impl LanguageModel for EmbeddedModel {
     }
 
     fn scores_text(&self) -> bool {
+        true
+    }
+
+    fn continues_replies(&self) -> bool {
         true
     }
 
@@ -272,6 +303,7 @@ impl LanguageModel for EmbeddedModel {
                 },
                 schema: None,
                 reply: Some(reply.to_string()),
+                continued: None,
                 top_logprobs: None,
                 updates,
             })?;

@@ -129,7 +129,7 @@ enum Again {
     Echo(&'static str),
 }
 
-fn again(stopped: Stopped) -> Result<Result<(Completion, String), Again>, SpeakError> {
+fn again(stopped: Stopped) -> Result<Result<Completion, Again>, SpeakError> {
     match stopped {
         Stopped::Refused(refusal) => Ok(Err(Again::Refused(refusal))),
         Stopped::Echo(why) => Ok(Err(Again::Echo(why))),
@@ -677,9 +677,13 @@ impl Engine {
         Ok(pass)
     }
 
-    /// One speech, streamed as events a sentence at a time, each sentence screened first; a
-    /// speech with a sentence the policy refuses is written again (at most [`UNSAFE_RETRIES`]
-    /// times). Its claims are checked at the end (its quotations also against `context`).
+    /// One speech, streamed as events a sentence at a time, each sentence screened first. A
+    /// sentence the policy refuses, or one that repeats the prompt, stops the call (at most
+    /// [`UNSAFE_RETRIES`] times): a model that [continues replies] goes on from the sentences
+    /// already shown, which stay; any other writes the speech again. Its claims are checked
+    /// at the end (its quotations also against `context`).
+    ///
+    /// [continues replies]: LanguageModel::continues_replies
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn speak(
         &self,
@@ -706,9 +710,12 @@ impl Engine {
             stream: true,
             top_logprobs: None,
             stop: self.prompts.stop_sequences(),
+            continue_reply: None,
         };
+        // The speech as streamed so far, across the attempts that go on from it.
+        let mut spoken = String::new();
         let mut attempt: u64 = 0;
-        let (completion, text) = loop {
+        let completion = loop {
             // Both sides of a round, both rounds and each new attempt sample differently.
             request.seed = self.seed.map(|s| {
                 s ^ (u64::from(round) << 1 | u64::from(speaker == Speaker::B)) ^ (attempt << 8)
@@ -722,12 +729,12 @@ impl Engine {
                 rewrite_echoes: attempt < u64::from(UNSAFE_RETRIES),
             };
             let reason = match self
-                .speak_once(&request, reading, round, speaker, events)
+                .speak_once(&request, reading, (round, speaker), events, &mut spoken)
                 .await?
             {
-                Ok(spoken) => break spoken,
+                Ok(completion) => break completion,
                 Err(Again::Refused(refusal)) if attempt < u64::from(UNSAFE_RETRIES) => {
-                    tracing::info!(round, ?speaker, category = %refusal.category, "a sentence was withheld: the speech is written again");
+                    tracing::info!(round, ?speaker, category = %refusal.category, "a sentence was withheld: the speech goes on without it");
                     "a sentence broke the content policy: speaking again"
                 }
                 Err(Again::Refused(refusal)) => return Err(SpeakError::Unsafe(refusal)),
@@ -736,18 +743,26 @@ impl Engine {
                         round,
                         ?speaker,
                         why,
-                        "prompt text in a speech: written again"
+                        "prompt text in a speech: the speech goes on without it"
                     );
                     "the speech repeated its instructions: speaking again"
                 }
             };
             attempt += 1;
-            events.send(Event::TurnRestart {
-                round,
-                speaker,
-                reason: reason.into(),
-            });
+            let begun = spoken.trim();
+            if self.debater.continues_replies() && !begun.is_empty() {
+                request.continue_reply = Some(begun.to_string());
+            } else {
+                spoken.clear();
+                request.continue_reply = None;
+                events.send(Event::TurnRestart {
+                    round,
+                    speaker,
+                    reason: reason.into(),
+                });
+            }
         };
+        let text = spoken.trim().to_string();
         let truncated = completion.finish_reason == Some(FinishReason::Length);
         let Checked {
             unsupported,
@@ -778,17 +793,17 @@ impl Engine {
         Ok((turn, completion.usage))
     }
 
-    /// One attempt at a speech: streamed a sentence at a time, each screened; a refused
-    /// sentence stops the call at once. The completion and the speech as streamed, or the
-    /// refusal.
+    /// One attempt at a speech: streamed a sentence at a time, each screened, and added to
+    /// `spoken`; a refused sentence stops the call at once. The completion, or why the
+    /// speech must go on another way.
     async fn speak_once(
         &self,
         request: &ChatRequest,
         reading: Reading<'_>,
-        round: u8,
-        speaker: Speaker,
+        turn: (u8, Speaker),
         events: &EventSink,
-    ) -> Result<Result<(Completion, String), Again>, SpeakError> {
+        spoken: &mut String,
+    ) -> Result<Result<Completion, Again>, SpeakError> {
         let (sink, pieces) = SpeechSink::new();
         let call = async move {
             let completion = self.debater.complete(request, &sink).await?;
@@ -796,7 +811,7 @@ impl Engine {
             // The sink goes with this block: the stream below ends when it has released all.
             Ok::<_, LlmError>(completion)
         };
-        let stream = stream_screened(pieces, reading, events, round, speaker);
+        let stream = stream_screened(pieces, reading, events, turn, spoken);
         let (call, stream) = (std::pin::pin!(call), std::pin::pin!(stream));
         let (called, streamed) = match futures::future::select(call, stream).await {
             Either::Left((called, stream)) => (called, stream.await),
@@ -806,7 +821,7 @@ impl Engine {
         };
         let completion = called?;
         match streamed {
-            Ok(text) => Ok(Ok((completion, text))),
+            Ok(()) => Ok(Ok(completion)),
             Err(stopped) => again(stopped),
         }
     }

@@ -347,6 +347,7 @@ async fn read_once(
         stream: false,
         top_logprobs: structured.top_logprobs(),
         stop: Vec::new(),
+        continue_reply: None,
     };
     let first = loop {
         match model.complete(&request, &NoSink).await {

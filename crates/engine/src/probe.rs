@@ -270,6 +270,7 @@ impl Engine {
                         stream: false,
                         top_logprobs: None,
                         stop: Vec::new(),
+                        continue_reply: None,
                     },
                     &NoSink,
                 )
@@ -299,6 +300,7 @@ impl Engine {
                 stream: false,
                 top_logprobs: None,
                 stop: Vec::new(),
+                continue_reply: None,
             };
             let reply = match self.judge.complete(&request, &NoSink).await {
                 Err(e) if e.rejects_response_format() => {

@@ -116,15 +116,15 @@ pub(crate) struct Reading<'a> {
 /// Streams what `pieces` releases to `events` as the turn's tokens, each sentence read first:
 /// prompt markup and echoed instruction lines are cut ([`crate::screen::echo`]), then each
 /// batch is screened; a refused sentence is withheld (to editors only) and ends the stream.
-/// Returns the speech as streamed.
+/// What is streamed is added to `streamed` (the speech so far, when a call goes on from
+/// it), also when the stream stops.
 pub(crate) async fn stream_screened(
     mut pieces: mpsc::UnboundedReceiver<Piece>,
     reading: Reading<'_>,
     events: &EventSink,
-    round: u8,
-    speaker: Speaker,
-) -> Result<String, Stopped> {
-    let mut streamed = String::new();
+    (round, speaker): (u8, Speaker),
+    streamed: &mut String,
+) -> Result<(), Stopped> {
     while let Some(first) = pieces.recv().await {
         // What queued while the last batch was screened goes to the screen together.
         let mut batch = vec![first];
@@ -181,6 +181,14 @@ pub(crate) async fn stream_screened(
                     }
                 }
             }
+            // A call that goes on from the speech so far may begin without a space.
+            let text = match streamed.ends_with(char::is_whitespace)
+                || text.starts_with(char::is_whitespace)
+                || streamed.is_empty()
+            {
+                true => text,
+                false => format!(" {text}"),
+            };
             streamed.push_str(&text);
             events.send(Event::Token {
                 round,
@@ -189,7 +197,7 @@ pub(crate) async fn stream_screened(
             });
         }
     }
-    Ok(streamed.trim().to_string())
+    Ok(())
 }
 
 /// A piece of a speech with prompt echoes cut: unchanged when it has none, `None` when

@@ -339,6 +339,10 @@ impl LanguageModel for Metered {
         self.inner.scores_text()
     }
 
+    fn continues_replies(&self) -> bool {
+        self.inner.continues_replies()
+    }
+
     fn likelihood<'a>(
         &'a self,
         messages: &'a [Message],

@@ -170,6 +170,7 @@ fn greedy_generation_matches_llama_cpp() {
             sampling: greedy(),
             schema: None,
             ignore_end: false,
+            continued: 0,
             score_from: None,
             top_logprobs: None,
         }],
@@ -254,6 +255,7 @@ fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
             sampling: sampled(0.9, seed),
             schema: Some(crossfire_embedded::grammar::Schema::compile(schema.schema()).unwrap()),
             ignore_end: false,
+            continued: 0,
             score_from: None,
             top_logprobs: None,
         })
@@ -284,6 +286,7 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
         sampling: sampled(0.8, seed),
         schema: None,
         ignore_end: false,
+        continued: 0,
         score_from: None,
         top_logprobs: None,
     };
@@ -355,6 +358,7 @@ fn chat(text: &str, max_tokens: u32) -> crossfire_engine::llm::ChatRequest {
         stream: true,
         top_logprobs: None,
         stop: Vec::new(),
+        continue_reply: None,
     }
 }
 
@@ -529,6 +533,7 @@ fn score(scheduler: &mut Scheduler, model: &Model, reply: &str) -> (f64, usize) 
         sampling: greedy(),
         schema: None,
         ignore_end: false,
+        continued: 0,
         score_from: Some(from),
         top_logprobs: None,
     });
@@ -732,4 +737,38 @@ async fn the_rubric_judge_on_the_embedded_model_reads_expected_scores() {
         "the embedded model gives the probabilities of the scores it weighed: {verdict:#?}"
     );
     assert_eq!(verdict.method, ScoreMethod::Expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_is_gone_on_from_and_its_begun_tokens_count_towards_max_tokens() {
+    use crossfire_embedded::EmbeddedModel;
+    use crossfire_engine::llm::{FinishReason, LanguageModel, NoSink};
+
+    let model =
+        EmbeddedModel::start(&crossfire_embedded::EmbeddedConfig::default(), "smol").unwrap();
+    assert!(model.continues_replies());
+    let begun = "Paris is the capital of France, and Rome is the capital of";
+    let request = |max_tokens| crossfire_engine::llm::ChatRequest {
+        temperature: 0.0,
+        continue_reply: Some(begun.to_string()),
+        ..chat("Name two European capitals in one sentence.", max_tokens)
+    };
+    let went_on = model.complete(&request(40), &NoSink).await.unwrap();
+    assert!(
+        went_on.text.trim_start().starts_with("Italy"),
+        "it goes on from the begun reply: {:?}",
+        went_on.text
+    );
+    assert!(!went_on.text.contains("Paris"), "{:?}", went_on.text);
+    // The begun reply is about a dozen tokens: with a limit below that, one token is written
+    // and the reply ends at its length.
+    let short = model.complete(&request(8), &NoSink).await.unwrap();
+    assert_eq!(short.finish_reason, Some(FinishReason::Length));
+    assert!(short.usage.completion_tokens > 8, "{:?}", short.usage);
+    assert!(
+        went_on.usage.completion_tokens >= short.usage.completion_tokens
+            && went_on.usage.completion_tokens <= 40,
+        "{:?}",
+        went_on.usage
+    );
 }

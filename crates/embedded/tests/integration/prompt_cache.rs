@@ -38,6 +38,7 @@ fn request(prompt: Vec<u32>) -> Request {
         sampling: greedy(),
         schema: None,
         ignore_end: true,
+        continued: 0,
         score_from: None,
         top_logprobs: None,
     }

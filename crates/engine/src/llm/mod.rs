@@ -110,6 +110,9 @@ pub struct ChatRequest {
     pub top_logprobs: Option<u8>,
     /// The reply ends before any of these (at most four, as OpenAI takes).
     pub stop: Vec<String>,
+    /// The reply so far, for the model to go on from rather than start again (only to a
+    /// model that [`LanguageModel::continues_replies`]); `max_tokens` counts its tokens.
+    pub continue_reply: Option<String>,
 }
 
 /// Tokens a call or a debate consumed.
@@ -289,6 +292,13 @@ pub trait LanguageModel: Send + Sync {
         false
     }
 
+    /// Whether the model can go on from a reply begun earlier
+    /// ([`ChatRequest::continue_reply`]): a backend that builds its own prompts can; an
+    /// OpenAI-compatible endpoint has no portable way to.
+    fn continues_replies(&self) -> bool {
+        false
+    }
+
     /// Whether [`LanguageModel::likelihood`] works: a backend that runs the model itself
     /// can read its probabilities; a chat endpoint cannot.
     fn scores_text(&self) -> bool {
@@ -322,6 +332,10 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
 
     fn scores_text(&self) -> bool {
         (**self).scores_text()
+    }
+
+    fn continues_replies(&self) -> bool {
+        (**self).continues_replies()
     }
 
     fn likelihood<'a>(

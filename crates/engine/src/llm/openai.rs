@@ -681,6 +681,7 @@ mod tests {
             stream: true,
             top_logprobs: Some(3),
             stop: vec!["</response>".into()],
+            continue_reply: None,
         };
         let body: serde_json::Value =
             serde_json::from_slice(&client.body(&request).unwrap()).expect("the body is JSON");

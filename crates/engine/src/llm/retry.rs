@@ -114,6 +114,10 @@ impl<M: LanguageModel> LanguageModel for Retrying<M> {
         self.inner.scores_text()
     }
 
+    fn continues_replies(&self) -> bool {
+        self.inner.continues_replies()
+    }
+
     fn likelihood<'a>(
         &'a self,
         messages: &'a [Message],
