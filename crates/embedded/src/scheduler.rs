@@ -115,6 +115,8 @@ pub const KEPT_BYTES: usize = 256 << 20;
 const PREFILL_CHUNK: usize = 256;
 /// Fewest prompt tokens a filling prompt gets in a step.
 const MIN_PREFILL: usize = 16;
+/// Rows a step gives likelihood reads while streams decode or prompts fill.
+const READ_ROWS_BESIDE_STREAMS: usize = 16;
 /// Shared prompt tokens worth waiting for another prompt to compute.
 const MIN_SHARED: usize = 32;
 
@@ -338,19 +340,35 @@ impl Scheduler {
         if filling.is_empty() {
             return;
         }
+        // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
+        // verdict being read (or read ahead) does not stall the speeches being written.
+        let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
+            .into_iter()
+            .partition(|&i| self.live[i].score_from.is_some());
         let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
-        let share = (budget / filling.len()).max(MIN_PREFILL);
-        for i in filling {
-            let s = &self.live[i];
-            let start = s.cache.len();
-            let end = (start + share).min(s.prompt_len);
-            for pos in start..end {
-                rows.push(Row {
-                    seq: i,
-                    token: s.tokens[pos],
-                    pos,
-                    logits: s.needs_logits(pos),
-                });
+        let read_budget = match decoding + prompts.len() {
+            0 => budget,
+            _ => READ_ROWS_BESIDE_STREAMS,
+        };
+        for (group, budget) in [(prompts, budget), (reads, read_budget)] {
+            if group.is_empty() {
+                continue;
+            }
+            let share = (budget / group.len()).max(MIN_PREFILL);
+            let mut left = budget.max(MIN_PREFILL);
+            for i in group {
+                let s = &self.live[i];
+                let start = s.cache.len();
+                let end = (start + share.min(left)).min(s.prompt_len);
+                left = left.saturating_sub(end - start);
+                for pos in start..end {
+                    rows.push(Row {
+                        seq: i,
+                        token: s.tokens[pos],
+                        pos,
+                        logits: s.needs_logits(pos),
+                    });
+                }
             }
         }
     }

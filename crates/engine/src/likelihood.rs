@@ -178,67 +178,30 @@ async fn findings(
     side: Speaker,
     story_text: &str,
 ) -> Result<Findings, LlmError> {
-    let turn = |round: u8, speaker: Speaker| {
-        rounds
-            .iter()
-            .filter(|r| r.round == round)
-            .flat_map(|r| &r.turns)
-            .find(|t| t.speaker == speaker)
-            .map(|t| t.text.as_str())
-    };
-    let other = match side {
-        Speaker::A => Speaker::B,
-        _ => Speaker::A,
-    };
+    let spoken = |round: u8, speaker: Speaker| turn(rounds, round, speaker);
+    let other = side.opponent();
     let (persona, opponent) = (setup.persona(side), setup.persona(other));
     let mut found = Findings::default();
     let (story, motion) = (setup.story, setup.motion);
-    let others: Vec<&Story> = read.library.iter().filter(|s| s.id != story.id).collect();
-    let plain = || context(story, motion, persona, None);
-    let opening = turn(1, side).map(|s| clip(s, READ_CHARS));
     // Every read is planned first and all are asked for together: the model computes each
     // context's prefix once and reads the texts after it side by side.
-    let mut reads: Vec<(Vec<Message>, String)> = Vec::new();
-    let mut plan = |messages: Vec<Message>, text: String| {
-        reads.push((messages, text));
-        reads.len() - 1
-    };
-    // The opening's first sentences, in order and reversed.
-    let coherence = opening.map(|opening| {
-        let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
-        (
-            plan(plain(), opening.to_string()),
-            plan(plain(), reversed.join(" ")),
-        )
-    });
+    let mut reads = Reads::default();
+    let opening = plan_opening(&mut reads, read, setup, rounds, side);
     // The rebuttal's, less what it copies, in the plain context and after the opening it
     // answers: words copied from the opening are likelier after it without answering it.
-    let engagement = match (turn(2, side), turn(1, other)) {
+    let engagement = match (spoken(2, side), spoken(1, other)) {
         (Some(rebuttal), Some(answered)) => {
             let answer = uncopied(clip(rebuttal, READ_CHARS), answered);
             (!answer.is_empty()).then(|| {
                 let after = context(story, motion, persona, Some((opponent, answered)));
-                (plan(plain(), answer.clone()), plan(after, answer))
+                let plain = context(story, motion, persona, None);
+                (reads.plan(plain, answer.clone()), reads.plan(after, answer))
             })
         }
         _ => None,
     };
-    // The opening's start under the story alone and under each of the library's others.
-    let topic = opening.filter(|_| !others.is_empty()).map(|opening| {
-        let head = clip(opening, TOPIC_CHARS).to_string();
-        let here = plan(topic_context(story), head.clone());
-        let elsewhere: Vec<usize> = others
-            .iter()
-            .map(|other| plan(topic_context(other), head.clone()))
-            .collect();
-        (here, elsewhere)
-    });
-    let values = futures::future::try_join_all(
-        reads
-            .iter()
-            .map(|(messages, text)| read.memo.likelihood(read.model, messages, text)),
-    )
-    .await?;
+    let values = reads.read(read).await?;
+    let OpeningReads { coherence, topic } = opening;
     if let Some((own, reversed)) = coherence {
         found.coherence = values[own] - values[reversed];
     }
@@ -254,8 +217,8 @@ async fn findings(
             "likelihood judge topic reads"
         );
     }
-    for (round, answering) in [(1, None), (2, turn(1, other))] {
-        if let Some(text) = turn(round, side) {
+    for (round, answering) in [(1, None), (2, spoken(1, other))] {
+        if let Some(text) = spoken(round, side) {
             let context = QuoteContext {
                 speaker: Some(persona),
                 answering,
@@ -265,6 +228,91 @@ async fn findings(
         }
     }
     Ok(found)
+}
+
+/// `speaker`'s turn in `round`, if it was spoken.
+fn turn(rounds: &[Round], round: u8, speaker: Speaker) -> Option<&str> {
+    rounds
+        .iter()
+        .filter(|r| r.round == round)
+        .flat_map(|r| &r.turns)
+        .find(|t| t.speaker == speaker)
+        .map(|t| t.text.as_str())
+}
+
+/// Likelihood reads planned to be asked for together, each a context and a text.
+#[derive(Default)]
+struct Reads(Vec<(Vec<Message>, String)>);
+
+impl Reads {
+    /// Plans a read; its value will be at the returned index.
+    fn plan(&mut self, messages: Vec<Message>, text: String) -> usize {
+        self.0.push((messages, text));
+        self.0.len() - 1
+    }
+
+    /// Every planned read's log-likelihood, in order.
+    async fn read(&self, read: &Reading<'_>) -> Result<Vec<f64>, LlmError> {
+        futures::future::try_join_all(
+            self.0
+                .iter()
+                .map(|(messages, text)| read.memo.likelihood(read.model, messages, text)),
+        )
+        .await
+    }
+}
+
+/// Where an opening's reads are in a plan.
+struct OpeningReads {
+    /// Its first sentences in order, and reversed.
+    coherence: Option<(usize, usize)>,
+    /// Its start under its story, and under each of the library's others.
+    topic: Option<(usize, Vec<usize>)>,
+}
+
+/// Plans the reads of `side`'s opening.
+fn plan_opening(
+    reads: &mut Reads,
+    read: &Reading<'_>,
+    setup: &DebateSetup<'_>,
+    rounds: &[Round],
+    side: Speaker,
+) -> OpeningReads {
+    let (story, persona) = (setup.story, setup.persona(side));
+    let opening = turn(rounds, 1, side).map(|s| clip(s, READ_CHARS));
+    let coherence = opening.map(|opening| {
+        let reversed: Vec<String> = sentences(opening).into_iter().rev().collect();
+        let plain = || context(story, setup.motion, persona, None);
+        (
+            reads.plan(plain(), opening.to_string()),
+            reads.plan(plain(), reversed.join(" ")),
+        )
+    });
+    let others: Vec<&Story> = read.library.iter().filter(|s| s.id != story.id).collect();
+    let topic = opening.filter(|_| !others.is_empty()).map(|opening| {
+        let head = clip(opening, TOPIC_CHARS).to_string();
+        let here = reads.plan(topic_context(story), head.clone());
+        let elsewhere: Vec<usize> = others
+            .iter()
+            .map(|other| reads.plan(topic_context(other), head.clone()))
+            .collect();
+        (here, elsewhere)
+    });
+    OpeningReads { coherence, topic }
+}
+
+/// Reads both openings of `rounds` ahead of the verdict, into the memo: a debate has them
+/// while its rebuttals are spoken, and the verdict then reads only the rebuttals.
+pub async fn read_openings(
+    read: &Reading<'_>,
+    setup: &DebateSetup<'_>,
+    rounds: &[Round],
+) -> Result<(), LlmError> {
+    let mut reads = Reads::default();
+    for side in [Speaker::A, Speaker::B] {
+        plan_opening(&mut reads, read, setup, rounds, side);
+    }
+    reads.read(read).await.map(drop)
 }
 
 /// The context a speech is read in: the story and motion, its speaker's portrait, and the
