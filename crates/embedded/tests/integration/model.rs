@@ -772,3 +772,66 @@ async fn a_reply_is_gone_on_from_and_its_begun_tokens_count_towards_max_tokens()
         went_on.usage
     );
 }
+
+#[test]
+fn a_likelihood_read_takes_few_rows_a_step_beside_a_stream_and_all_it_needs_alone() {
+    let model = model();
+    let prose = "The river rose in the spring and the town moved its market to the hill, where \
+                 it stayed for a hundred years. "
+        .repeat(6);
+    let read = |scheduler: &mut Scheduler| {
+        let messages = [Message::new(Role::User, "Write about a river town.")];
+        let mut prompt = model.encode_chat(&messages).unwrap();
+        let from = prompt.len();
+        prompt.extend(model.tokenizer.encode(&prose).unwrap());
+        assert!(prompt.len() - from > 100, "a long read");
+        scheduler.add(Request {
+            prompt,
+            max_tokens: 0,
+            sampling: greedy(),
+            schema: None,
+            ignore_end: false,
+            continued: 0,
+            score_from: Some(from),
+            top_logprobs: None,
+        })
+    };
+    let rows_of_one_step = |scheduler: &mut Scheduler| {
+        let before = scheduler.counters.prompt_tokens;
+        scheduler.step();
+        scheduler.counters.prompt_tokens - before
+    };
+
+    // Alone, a read fills a step.
+    let mut scheduler = Scheduler::new(model.clone());
+    read(&mut scheduler);
+    assert!(rows_of_one_step(&mut scheduler) > 100);
+
+    // Beside a decoding stream, it takes a few rows a step, and still finishes.
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(Request {
+        prompt: model.encode_chat(&france()).unwrap(),
+        max_tokens: 1000,
+        sampling: greedy(),
+        schema: None,
+        ignore_end: true,
+        continued: 0,
+        score_from: None,
+        top_logprobs: None,
+    });
+    while scheduler.counters.decode_tokens == 0 {
+        scheduler.step();
+    }
+    let id = read(&mut scheduler);
+    let rows = rows_of_one_step(&mut scheduler);
+    assert!((1..=16).contains(&rows), "{rows} read rows beside a stream");
+    let mut steps = 0;
+    while !scheduler
+        .step()
+        .iter()
+        .any(|(done, output)| *done == id && matches!(output, Output::Done(_)))
+    {
+        steps += 1;
+        assert!(steps < 100, "the read finishes beside the stream");
+    }
+}
