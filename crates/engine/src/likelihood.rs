@@ -9,7 +9,8 @@
 //!   stories (it is about this story, not any);
 //! - **evidence**: the claim check: figures and quotations nothing supports;
 //! - **rebuttal**: how much likelier its rebuttal, less the sentences it copies from the
-//!   opponent's opening, is given that opening than without it (it answers what was said);
+//!   opponent's opening, is given that opening than without it (it answers what was said),
+//!   less a penalty for the share of it that says its own opening again;
 //! - **fidelity**: the era check: what the figure speaks of that came after their time.
 //!
 //! Measures tried and dropped, as the calibration bench chose (docs/events.md#verdict): a
@@ -208,6 +209,10 @@ async fn findings(
     if let Some((own, after)) = engagement {
         found.engagement = values[after] - values[own];
     }
+    // A rebuttal that says its own opening again answers nothing, however it reads.
+    if let (Some(rebuttal), Some(opening)) = (spoken(2, side), spoken(1, side)) {
+        found.engagement -= REPEATED_OPENING * repeated_share(clip(rebuttal, READ_CHARS), opening);
+    }
     if let Some((here, elsewhere)) = topic {
         let elsewhere: Vec<f64> = elsewhere.iter().map(|&i| values[i]).collect();
         found.topicality = values[here] - log_mean_exp(&elsewhere);
@@ -360,38 +365,60 @@ fn messages(user: String) -> Vec<Message> {
 /// What every context's system message says.
 const SYSTEM: &str = "Speeches in a debate between figures of history about a news story.";
 
+/// Nats of engagement a rebuttal loses when it says its own opening again, all of it.
+const REPEATED_OPENING: f64 = 20.0;
+
 /// Words in a row that make a sentence a copy when the opening it answers has them too.
 const COPIED_RUN: usize = 5;
 
 /// `speech` without its sentences that repeat `opening`: those of which more than half the
 /// runs of five words are the opening's.
 fn uncopied(speech: &str, opening: &str) -> String {
-    let words = |text: &str| -> Vec<String> {
-        text.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let theirs: std::collections::HashSet<Vec<String>> = words(opening)
-        .windows(COPIED_RUN)
-        .map(<[String]>::to_vec)
-        .collect();
     let all = sentences(speech);
-    let count = all.len();
-    let kept: Vec<String> = all
-        .into_iter()
-        .filter(|sentence| {
-            let words = words(sentence);
-            let runs = words.windows(COPIED_RUN);
-            let total = runs.len();
-            let copied = runs.filter(|run| theirs.contains(*run)).count();
-            copied * 2 <= total
-        })
-        .collect();
-    match kept.len() == count {
+    let copies = Copies::of(opening);
+    let kept: Vec<&String> = all.iter().filter(|s| !copies.in_sentence(s)).collect();
+    match kept.len() == all.len() {
         true => speech.to_string(),
-        false => kept.join(" "),
+        false => kept.into_iter().cloned().collect::<Vec<_>>().join(" "),
     }
+}
+
+/// The share of `speech`'s sentences that repeat `earlier`.
+fn repeated_share(speech: &str, earlier: &str) -> f64 {
+    let all = sentences(speech);
+    let copies = Copies::of(earlier);
+    let repeated = all.iter().filter(|s| copies.in_sentence(s)).count();
+    repeated as f64 / all.len().max(1) as f64
+}
+
+/// A text's runs of [`COPIED_RUN`] words, to tell a sentence that repeats it.
+struct Copies(std::collections::HashSet<Vec<String>>);
+
+impl Copies {
+    fn of(text: &str) -> Copies {
+        Copies(
+            words(text)
+                .windows(COPIED_RUN)
+                .map(<[String]>::to_vec)
+                .collect(),
+        )
+    }
+
+    /// Whether more than half of `sentence`'s runs of words are the text's.
+    fn in_sentence(&self, sentence: &str) -> bool {
+        let words = words(sentence);
+        let runs = words.windows(COPIED_RUN);
+        let total = runs.len();
+        let copied = runs.filter(|run| self.0.contains(*run)).count();
+        copied * 2 > total
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// Who a persona is and how they speak, as the likelihood contexts give it.
@@ -518,6 +545,21 @@ mod tests {
         assert!((squash(10.0, 10.0) - 8.875).abs() < 0.01);
         assert!(squash(-10.0, 10.0) < squash(-5.0, 10.0));
         assert!(squash(1e9, 1.0) <= 10.0 && squash(-1e9, 1.0) >= 1.0);
+    }
+
+    #[test]
+    fn a_rebuttal_that_says_its_opening_again_is_told_apart() {
+        let opening = "We shall defend our island whatever the cost may be. We shall never \
+                       surrender to the tyrant who threatens every free nation.";
+        assert_eq!(repeated_share(opening, opening), 1.0);
+        let answer = "My opponent says the treaty holds. It does not hold, for the tyrant \
+                      breaks every treaty he signs. We shall defend our island whatever the \
+                      cost may be.";
+        assert!((repeated_share(answer, opening) - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(
+            repeated_share("An answer of its own, in words all new.", opening),
+            0.0
+        );
     }
 
     #[test]
