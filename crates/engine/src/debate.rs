@@ -564,33 +564,12 @@ impl Engine {
         let rebuttal_a = self.prompts.rebuttal(setup, Speaker::A, &open_a, &open_b)?;
         let rebuttal_b = self.prompts.rebuttal(setup, Speaker::B, &open_b, &open_a)?;
 
-        let rebuttals = async {
-            futures::join!(
-                speak(2, Speaker::A, rebuttal_a, Some(open_b.as_str())),
-                speak(2, Speaker::B, rebuttal_b, Some(open_a.as_str())),
-            )
-        };
-        let ((reb_a, reb_b), ()) = futures::join!(rebuttals, self.read_openings(setup, transcript));
+        let (reb_a, reb_b) = futures::join!(
+            speak(2, Speaker::A, rebuttal_a, Some(open_b.as_str())),
+            speak(2, Speaker::B, rebuttal_b, Some(open_a.as_str())),
+        );
         keep_round(transcript, RoundKind::Rebuttal, [reb_a, reb_b])?;
         Ok(())
-    }
-
-    /// While the rebuttals are spoken, a likelihood judge reads the openings it will weigh
-    /// (into its memo), so the verdict after the last speech has only the rebuttals to read.
-    /// A read that fails here is read again by the verdict.
-    async fn read_openings(&self, setup: &DebateSetup<'_>, transcript: &Transcript) {
-        if !self.judges_by_likelihood() {
-            return;
-        }
-        let read = likelihood::Reading {
-            model: self.judge.as_ref(),
-            memo: &self.likelihoods,
-            checker: &self.claim_checker(setup.story),
-            library: &self.stories,
-        };
-        if let Err(e) = likelihood::read_openings(&read, setup, &transcript.rounds).await {
-            tracing::debug!(error = %e, "the openings could not be read ahead of the verdict");
-        }
     }
 
     /// Whether this engine's judge scores by likelihood.

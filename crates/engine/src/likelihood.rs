@@ -306,20 +306,6 @@ fn plan_opening(
     OpeningReads { coherence, topic }
 }
 
-/// Reads both openings of `rounds` ahead of the verdict, into the memo: a debate has them
-/// while its rebuttals are spoken, and the verdict then reads only the rebuttals.
-pub async fn read_openings(
-    read: &Reading<'_>,
-    setup: &DebateSetup<'_>,
-    rounds: &[Round],
-) -> Result<(), LlmError> {
-    let mut reads = Reads::default();
-    for side in [Speaker::A, Speaker::B] {
-        plan_opening(&mut reads, read, setup, rounds, side);
-    }
-    reads.read(read).await.map(drop)
-}
-
 /// The context a speech is read in: the story and motion, its speaker's portrait, and the
 /// opening it answers (if any). The story comes first, so the contexts of one debate share
 /// their longest prefix and the model computes it once.
