@@ -232,7 +232,7 @@ async fn calls_overlap_rebuttals_answer_openings_and_the_judge_swaps_sides() {
     }
 
     // Every call of the debate opens with the same story block.
-    let story_block_end = debaters[0].system().find("# The motion").unwrap();
+    let story_block_end = debaters[0].system().find("\n# The ").unwrap();
     let prefix = &debaters[0].system()[..story_block_end];
     assert!(prefix.starts_with("# The news story"));
     for call in fake.log() {
