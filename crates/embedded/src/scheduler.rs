@@ -319,10 +319,11 @@ impl Scheduler {
         out
     }
 
-    /// Adds this step's prompt rows: a chunk of every prompt being filled, sharing what is
-    /// left of the step's budget after `decoding` rows, so a new call does not wait for
-    /// another's whole prompt. A prompt that shares a prefix with one still being filled
-    /// waits until that prefix is computed, then starts from a copy of it.
+    /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
+    /// of the step's budget after `decoding` rows; the oldest takes up to three quarters, and
+    /// a new call does not wait for another's whole prompt. A prompt that shares a prefix
+    /// with one still being filled waits until that prefix is computed, then starts from a
+    /// copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
         let mut filling = Vec::new();
         for i in 0..self.live.len() {
@@ -351,16 +352,20 @@ impl Scheduler {
             _ => READ_ROWS_BESIDE_STREAMS,
         };
         for (group, budget) in [(prompts, budget), (reads, read_budget)] {
-            if group.is_empty() {
-                continue;
-            }
-            let share = (budget / group.len()).max(MIN_PREFILL);
-            let mut left = budget.max(MIN_PREFILL);
-            for i in group {
+            let n = group.len();
+            let mut left = budget;
+            for (k, i) in group.into_iter().enumerate() {
                 let s = &self.live[i];
+                // The oldest goes first, with up to three quarters of the step, so its
+                // first word comes sooner; the others share the rest and still move.
+                let share = match k {
+                    0 if n > 1 => budget * 3 / 4,
+                    _ => left / (n - k),
+                };
                 let start = s.cache.len();
-                let end = (start + share.min(left)).min(s.prompt_len);
-                left = left.saturating_sub(end - start);
+                let take = share.max(MIN_PREFILL).min(left);
+                let end = (start + take).min(s.prompt_len);
+                left -= end - start;
                 for pos in start..end {
                     rows.push(Row {
                         seq: i,

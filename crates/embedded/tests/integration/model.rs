@@ -835,3 +835,48 @@ fn a_likelihood_read_takes_few_rows_a_step_beside_a_stream_and_all_it_needs_alon
         assert!(steps < 100, "the read finishes beside the stream");
     }
 }
+
+#[test]
+fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_moves() {
+    let model = model();
+    let long = |topic: &str| {
+        let text = format!("Tell me about {topic}. ").repeat(100);
+        model
+            .encode_chat(&[Message::new(Role::User, text)])
+            .unwrap()
+    };
+    let request = |prompt: Vec<u32>| Request {
+        prompt,
+        max_tokens: 4,
+        sampling: greedy(),
+        schema: None,
+        ignore_end: true,
+        continued: 0,
+        score_from: None,
+        top_logprobs: None,
+    };
+    let (older, newer) = (long("rivers"), long("mountains"));
+    assert!(older.len() > 500 && newer.len() > 500);
+    let older_len = older.len() as u64;
+    let mut scheduler = Scheduler::new(model.clone());
+    let first = scheduler.add(request(older));
+    let second = scheduler.add(request(newer));
+    let spoke: Vec<u64> = loop {
+        let out = scheduler.step();
+        let spoke: Vec<u64> = out
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Text(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        if !spoke.is_empty() {
+            break spoke;
+        }
+    };
+    assert_eq!(spoke, [first], "the older prompt's first word comes first");
+    assert!(!spoke.contains(&second));
+    let filled = scheduler.counters.prompt_tokens;
+    assert!(
+        filled > older_len + 64,
+        "the newer prompt moved meanwhile: {filled} rows for {older_len}"
+    );
+}
