@@ -342,7 +342,7 @@ impl Scheduler {
             return;
         }
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
-        // verdict being read (or read ahead) does not stall the speeches being written.
+        // verdict being read does not stall the speeches being written.
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
             .partition(|&i| self.live[i].score_from.is_some());

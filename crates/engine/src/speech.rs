@@ -125,6 +125,8 @@ pub(crate) async fn stream_screened(
     (round, speaker): (u8, Speaker),
     streamed: &mut String,
 ) -> Result<(), Stopped> {
+    // What earlier attempts showed: this call goes on from it.
+    let begun = streamed.len();
     while let Some(first) = pieces.recv().await {
         // What queued while the last batch was screened goes to the screen together.
         let mut batch = vec![first];
@@ -143,12 +145,21 @@ pub(crate) async fn stream_screened(
             let text = match piece {
                 Piece::Text(text) => text,
                 Piece::Restart(reason) => {
-                    streamed.clear();
+                    streamed.truncate(begun);
                     events.send(Event::TurnRestart {
                         round,
                         speaker,
                         reason,
                     });
+                    // Clients drop the turn's text: what earlier attempts showed is sent
+                    // again, since the call still goes on from it.
+                    if !streamed.is_empty() {
+                        events.send(Event::Token {
+                            round,
+                            speaker,
+                            text: streamed.clone(),
+                        });
+                    }
                     continue;
                 }
             };
@@ -353,6 +364,44 @@ mod tests {
         assert_eq!(
             run(&pieces, false),
             "We shall fight. We shall never surrender, and win"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_call_that_goes_on_from_a_begun_speech_shows_it_again_after_the_restart() {
+        let (speech, pieces) = SpeechSink::new();
+        speech.token(" Second. ");
+        speech.restart("the stream was cut");
+        speech.token(" Third. ");
+        speech.finish(false);
+        drop(speech);
+        let (events, mut received) = EventSink::channel();
+        let reading = Reading {
+            screener: &Screener::default(),
+            voices: Voices {
+                speaker: "Winston Churchill",
+                opponent: None,
+            },
+            rewrite_echoes: true,
+        };
+        let mut spoken = String::from("First.");
+        stream_screened(pieces, reading, &events, (1, Speaker::A), &mut spoken)
+            .await
+            .unwrap();
+        drop(events);
+        let mut shown = String::new();
+        while let Ok(event) = received.try_recv() {
+            match event {
+                Event::TurnRestart { .. } => shown.clear(),
+                Event::Token { text, .. } => shown.push_str(&text),
+                _ => {}
+            }
+        }
+        assert_eq!(spoken.trim(), "First. Third.");
+        assert_eq!(
+            shown.trim(),
+            spoken.trim(),
+            "what a client shows is the speech"
         );
     }
 
