@@ -2,8 +2,8 @@
 //! every decoding sequence plus a chunk of every prompt being filled, so concurrent streams
 //! share the weight reads and a new call does not wait for another's whole prompt. A new
 //! prompt starts from the longest prefix any live or recently finished sequence has already
-//! computed (debate calls share their story and motion block), waiting for one still being
-//! computed rather than computing it twice.
+//! computed (debate calls share their story block), waiting for one still being computed
+//! rather than computing it twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
