@@ -1,5 +1,5 @@
 //! Runs many generations on one model: each step is one forward pass over the next token of
-//! every decoding sequence plus a chunk of every prompt being filled, so concurrent streams
+//! every decoding sequence plus chunks of the prompts being filled, so concurrent streams
 //! share the weight reads and a new call does not wait for another's whole prompt. A new
 //! prompt starts from the longest prefix any live or recently finished sequence has already
 //! computed (debate calls share their story block), waiting for one still being computed
@@ -113,7 +113,8 @@ struct Sequence {
 pub const KEPT_BYTES: usize = 256 << 20;
 /// Most prompt tokens one step takes.
 const PREFILL_CHUNK: usize = 256;
-/// Fewest prompt tokens a filling prompt gets in a step.
+/// Fewest prompt tokens a filling prompt gets in a step while the step has rows left (the
+/// newest prompts may wait a step or two when many fill at once).
 const MIN_PREFILL: usize = 16;
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
@@ -512,7 +513,8 @@ fn log_softmax_at(logits: &[f32], token: u32) -> f64 {
 
 fn finish(s: &Sequence, reason: &'static str) -> Finish {
     Finish {
-        prompt_tokens: s.prompt_len,
+        // The begun reply is the completion's, not the prompt's.
+        prompt_tokens: s.prompt_len.saturating_sub(s.continued),
         cached_tokens: s.reused,
         completion_tokens: s.reply_tokens(),
         reason,

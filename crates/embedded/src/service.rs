@@ -272,7 +272,7 @@ impl LanguageModel for EmbeddedModel {
                 updates,
             };
             self.submit(job)?;
-            collect(&mut receiver, request.stream, &request.stop, sink).await
+            collect(&mut receiver, request, sink).await
         })
     }
 
@@ -351,10 +351,12 @@ impl EmbeddedModel {
 /// dropped there (the model thread cancels a job nobody listens to).
 async fn collect(
     receiver: &mut UnboundedReceiver<Update>,
-    stream: bool,
-    stop: &[String],
+    request: &ChatRequest,
     sink: &dyn TokenSink,
 ) -> Result<Completion, LlmError> {
+    let (stream, stop) = (request.stream, request.stop.as_slice());
+    // A reply gone on from may end where it stood: nothing more is not an empty reply.
+    let empty = |text: &str| text.trim().is_empty() && request.continue_reply.is_none();
     let mut text = String::new();
     // How much of `text` the sink has had: text that may begin a stop sequence waits.
     let mut sent = 0;
@@ -379,7 +381,7 @@ async fn collect(
                 }
                 if let Some(at) = stopped {
                     text.truncate(at);
-                    if text.trim().is_empty() {
+                    if empty(&text) {
                         return Err(LlmError::Empty);
                     }
                     return Ok(Completion {
@@ -395,7 +397,7 @@ async fn collect(
                 if stream && text.len() > sent {
                     sink.token(&text[sent..]);
                 }
-                if text.trim().is_empty() {
+                if empty(&text) {
                     return Err(LlmError::Empty);
                 }
                 return Ok(Completion {
@@ -429,4 +431,51 @@ fn stop_prefix(text: &str, stop: &[String]) -> usize {
         .map(str::len)
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossfire_engine::llm::{NoSink, Role};
+
+    fn request(continue_reply: Option<&str>) -> ChatRequest {
+        ChatRequest {
+            messages: vec![Message::new(Role::User, "Speak.")],
+            max_tokens: 8,
+            temperature: 0.0,
+            seed: Some(1),
+            response_format: None,
+            stream: true,
+            top_logprobs: None,
+            stop: Vec::new(),
+            continue_reply: continue_reply.map(str::to_string),
+        }
+    }
+
+    /// What `collect` makes of a generation that ends at once, with nothing written.
+    async fn nothing_written(request: &ChatRequest) -> Result<Completion, LlmError> {
+        let (updates, mut receiver) = unbounded_channel();
+        let done = Finish {
+            prompt_tokens: 12,
+            cached_tokens: 0,
+            completion_tokens: 5,
+            reason: "stop",
+            score: None,
+        };
+        updates.send(Update::Output(Output::Done(done))).unwrap();
+        collect(&mut receiver, request, &NoSink).await
+    }
+
+    #[tokio::test]
+    async fn a_reply_gone_on_from_may_end_where_it_stood_and_a_new_one_may_not() {
+        let ended = nothing_written(&request(Some("We shall never surrender.")))
+            .await
+            .unwrap();
+        assert_eq!(ended.text, "");
+        assert_eq!(ended.finish_reason, Some(FinishReason::Stop));
+        assert!(matches!(
+            nothing_written(&request(None)).await,
+            Err(LlmError::Empty)
+        ));
+    }
 }

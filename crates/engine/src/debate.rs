@@ -123,7 +123,7 @@ pub enum SpeakError {
     Unscreened(#[from] ScreenError),
 }
 
-/// Why a speech is written again.
+/// Why a speech stopped and must go on another way (from what was shown, or written again).
 enum Again {
     Refused(Refusal),
     Echo(&'static str),
@@ -728,31 +728,32 @@ impl Engine {
                 },
                 rewrite_echoes: attempt < u64::from(UNSAFE_RETRIES),
             };
-            let reason = match self
+            let (reason, why) = match self
                 .speak_once(&request, reading, (round, speaker), events, &mut spoken)
                 .await?
             {
                 Ok(completion) => break completion,
-                Err(Again::Refused(refusal)) if attempt < u64::from(UNSAFE_RETRIES) => {
-                    tracing::info!(round, ?speaker, category = %refusal.category, "a sentence was withheld: the speech goes on without it");
-                    "a sentence broke the content policy: speaking again"
-                }
+                Err(Again::Refused(refusal)) if attempt < u64::from(UNSAFE_RETRIES) => (
+                    "a sentence broke the content policy: speaking again",
+                    format!("a sentence was withheld ({})", refusal.category),
+                ),
                 Err(Again::Refused(refusal)) => return Err(SpeakError::Unsafe(refusal)),
-                Err(Again::Echo(why)) => {
-                    tracing::info!(
-                        round,
-                        ?speaker,
-                        why,
-                        "prompt text in a speech: the speech goes on without it"
-                    );
-                    "the speech repeated its instructions: speaking again"
-                }
+                Err(Again::Echo(why)) => (
+                    "the speech repeated its instructions: speaking again",
+                    format!("prompt text in a speech ({why})"),
+                ),
             };
             attempt += 1;
             let begun = spoken.trim();
             if self.debater.continues_replies() && !begun.is_empty() {
+                tracing::info!(
+                    round,
+                    ?speaker,
+                    "{why}: the speech goes on from what was shown"
+                );
                 request.continue_reply = Some(begun.to_string());
             } else {
+                tracing::info!(round, ?speaker, "{why}: the speech is written again");
                 spoken.clear();
                 request.continue_reply = None;
                 events.send(Event::TurnRestart {

@@ -112,6 +112,8 @@ struct Findings {
     coherence: f64,
     topicality: f64,
     engagement: f64,
+    /// The share of the rebuttal's sentences that say its own opening again.
+    repeated: f64,
     unsupported: usize,
     anachronisms: usize,
 }
@@ -211,7 +213,7 @@ async fn findings(
     }
     // A rebuttal that says its own opening again answers nothing, however it reads.
     if let (Some(rebuttal), Some(opening)) = (spoken(2, side), spoken(1, side)) {
-        found.engagement -= REPEATED_OPENING * repeated_share(clip(rebuttal, READ_CHARS), opening);
+        found.repeated = repeated_share(clip(rebuttal, READ_CHARS), opening);
     }
     if let Some((here, elsewhere)) = topic {
         let elsewhere: Vec<f64> = elsewhere.iter().map(|&i| values[i]).collect();
@@ -453,7 +455,7 @@ fn criteria(f: &Findings) -> Criteria {
             COHERENCE_SCALE,
         ),
         evidence: (10.0 - PER_UNSUPPORTED * f.unsupported as f64).max(1.0),
-        rebuttal: squash(f.engagement, REBUTTAL_SCALE),
+        rebuttal: squash(f.engagement - REPEATED_OPENING * f.repeated, REBUTTAL_SCALE),
         fidelity: (10.0 - PER_ANACHRONISM * f.anachronisms as f64).max(1.0),
     }
 }
@@ -474,10 +476,20 @@ fn reasons(f: &Findings) -> CriteriaReasons {
             "The claim check found {}",
             claims(f.unsupported, "unsupported claim", "unsupported claims")
         ),
-        rebuttal: format!(
-            "The rebuttal reads {:+.1} nats likelier given the opponent's opening",
-            f.engagement
-        ),
+        rebuttal: if f.repeated > 0.0 {
+            format!(
+                "The rebuttal reads {:+.1} nats likelier given the opponent's opening, and \
+                 {:.0} % of it says its own opening again (-{:.1})",
+                f.engagement,
+                f.repeated * 100.0,
+                REPEATED_OPENING * f.repeated
+            )
+        } else {
+            format!(
+                "The rebuttal reads {:+.1} nats likelier given the opponent's opening",
+                f.engagement
+            )
+        },
         fidelity: format!(
             "The era check found {}",
             claims(f.anachronisms, "anachronism", "anachronisms")

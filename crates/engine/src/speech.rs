@@ -95,10 +95,11 @@ impl TokenSink for SpeechSink {
 /// Why a speech stopped streaming before its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stopped {
-    /// A sentence broke the policy: it was withheld, and the speech must be written again.
+    /// A sentence broke the policy: it was withheld, and the speech must go on another way
+    /// (from what was shown, or written again).
     Refused(Refusal),
     /// Prompt text is woven into a sentence, or the speaker stepped out of the debate: the
-    /// speech must be written again.
+    /// speech must go on another way.
     Echo(&'static str),
     /// A sentence could not be screened (the moderation endpoint did not answer).
     Unscreened(ScreenError),
@@ -108,8 +109,8 @@ pub(crate) enum Stopped {
 pub(crate) struct Reading<'a> {
     pub screener: &'a Screener,
     pub voices: Voices<'a>,
-    /// Whether a sentence with prompt text woven in stops the speech (to write it again), or
-    /// is cut: the last attempt keeps what it can rather than fail.
+    /// Whether a sentence with prompt text woven in stops the speech (to go on another way),
+    /// or is cut: the last attempt keeps what it can rather than fail.
     pub rewrite_echoes: bool,
 }
 
@@ -192,13 +193,15 @@ pub(crate) async fn stream_screened(
                     }
                 }
             }
-            // A call that goes on from the speech so far may begin without a space.
-            let text = match streamed.ends_with(char::is_whitespace)
-                || text.starts_with(char::is_whitespace)
-                || streamed.is_empty()
+            // A call that goes on from a begun speech may begin without a space (only its
+            // first piece: later ones join as the model wrote them, "3." then "5 percent").
+            let joins_begun = begun > 0 && streamed.len() == begun;
+            let text = match joins_begun
+                && !streamed.ends_with(char::is_whitespace)
+                && !text.starts_with(char::is_whitespace)
             {
-                true => text,
-                false => format!(" {text}"),
+                true => format!(" {text}"),
+                false => text,
             };
             streamed.push_str(&text);
             events.send(Event::Token {
@@ -403,6 +406,39 @@ mod tests {
             spoken.trim(),
             "what a client shows is the speech"
         );
+    }
+
+    #[tokio::test]
+    async fn pieces_join_as_written_and_a_continuation_joins_its_begun_speech_with_a_space() {
+        let stream = |begun: &str, pieces: &[&str]| {
+            let (speech, out) = SpeechSink::new();
+            for piece in pieces {
+                speech.token(piece);
+            }
+            speech.finish(false);
+            drop(speech);
+            let mut spoken = begun.to_string();
+            async move {
+                let (events, _received) = EventSink::channel();
+                let reading = Reading {
+                    screener: &Screener::default(),
+                    voices: Voices {
+                        speaker: "Winston Churchill",
+                        opponent: None,
+                    },
+                    rewrite_echoes: true,
+                };
+                stream_screened(out, reading, &events, (1, Speaker::A), &mut spoken)
+                    .await
+                    .unwrap();
+                spoken
+            }
+        };
+        // The sink releases "It rose 3." before "5" comes: nothing may be put between.
+        let spoken = stream("", &["It rose 3.", "5 percent", " in the U.", "S. today."]).await;
+        assert_eq!(spoken, "It rose 3.5 percent in the U.S. today.");
+        let spoken = stream("We shall fight.", &["Never", " surrender."]).await;
+        assert_eq!(spoken, "We shall fight. Never surrender.");
     }
 
     #[test]
