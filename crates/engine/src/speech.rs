@@ -370,6 +370,28 @@ mod tests {
         );
     }
 
+    /// Streams `pieces` to `events` as Churchill's opening, going on from `begun`; the speech.
+    async fn stream(
+        pieces: mpsc::UnboundedReceiver<Piece>,
+        begun: &str,
+        events: &EventSink,
+    ) -> String {
+        let screener = Screener::default();
+        let reading = Reading {
+            screener: &screener,
+            voices: Voices {
+                speaker: "Winston Churchill",
+                opponent: None,
+            },
+            rewrite_echoes: true,
+        };
+        let mut spoken = begun.to_string();
+        stream_screened(pieces, reading, events, (1, Speaker::A), &mut spoken)
+            .await
+            .unwrap();
+        spoken
+    }
+
     #[tokio::test]
     async fn a_retried_call_that_goes_on_from_a_begun_speech_shows_it_again_after_the_restart() {
         let (speech, pieces) = SpeechSink::new();
@@ -379,18 +401,7 @@ mod tests {
         speech.finish(false);
         drop(speech);
         let (events, mut received) = EventSink::channel();
-        let reading = Reading {
-            screener: &Screener::default(),
-            voices: Voices {
-                speaker: "Winston Churchill",
-                opponent: None,
-            },
-            rewrite_echoes: true,
-        };
-        let mut spoken = String::from("First.");
-        stream_screened(pieces, reading, &events, (1, Speaker::A), &mut spoken)
-            .await
-            .unwrap();
+        let spoken = stream(pieces, "First.", &events).await;
         drop(events);
         let mut shown = String::new();
         while let Ok(event) = received.try_recv() {
@@ -417,21 +428,10 @@ mod tests {
             }
             speech.finish(false);
             drop(speech);
-            let mut spoken = begun.to_string();
+            let begun = begun.to_string();
             async move {
                 let (events, _received) = EventSink::channel();
-                let reading = Reading {
-                    screener: &Screener::default(),
-                    voices: Voices {
-                        speaker: "Winston Churchill",
-                        opponent: None,
-                    },
-                    rewrite_echoes: true,
-                };
-                stream_screened(out, reading, &events, (1, Speaker::A), &mut spoken)
-                    .await
-                    .unwrap();
-                spoken
+                stream(out, &begun, &events).await
             }
         };
         // The sink releases "It rose 3." before "5" comes: nothing may be put between.
