@@ -46,21 +46,16 @@ fn prose(model: &Model, n: usize) -> Vec<u32> {
 }
 
 fn request(prompt: Vec<u32>, tokens: usize, seed: u64) -> Request {
+    let sampling = SamplerSettings {
+        temperature: 0.7,
+        top_p: 0.9,
+        repetition_penalty: 1.1,
+        penalty_window: 64,
+        seed,
+    };
     Request {
-        prompt,
-        max_tokens: tokens,
-        sampling: SamplerSettings {
-            temperature: 0.7,
-            top_p: 0.9,
-            repetition_penalty: 1.1,
-            penalty_window: 64,
-            seed,
-        },
-        schema: None,
         ignore_end: true,
-        continued: 0,
-        score_from: None,
-        top_logprobs: None,
+        ..Request::generate(prompt, tokens, sampling)
     }
 }
 

@@ -37,6 +37,37 @@ pub struct Request {
     pub top_logprobs: Option<u8>,
 }
 
+impl Request {
+    /// A generation of at most `max_tokens` tokens after `prompt`, sampled by `sampling`.
+    pub fn generate(prompt: Vec<u32>, max_tokens: usize, sampling: SamplerSettings) -> Request {
+        Request {
+            prompt,
+            max_tokens,
+            sampling,
+            schema: None,
+            ignore_end: false,
+            continued: 0,
+            score_from: None,
+            top_logprobs: None,
+        }
+    }
+
+    /// A likelihood read of `prompt`'s tokens from position `from` on.
+    pub fn score(prompt: Vec<u32>, from: usize) -> Request {
+        let greedy = SamplerSettings {
+            temperature: 0.0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            penalty_window: 0,
+            seed: 0,
+        };
+        Request {
+            score_from: Some(from),
+            ..Request::generate(prompt, 0, greedy)
+        }
+    }
+}
+
 /// What a generation reports, step by step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {

@@ -162,19 +162,7 @@ fn chat_template_gives_llama_cpp_prompt_and_keeps_user_text_inert() {
 fn greedy_generation_matches_llama_cpp() {
     let model = model();
     let prompt = model.encode_chat(&france()).unwrap();
-    let out = run(
-        model,
-        vec![Request {
-            prompt,
-            max_tokens: 40,
-            sampling: greedy(),
-            schema: None,
-            ignore_end: false,
-            continued: 0,
-            score_from: None,
-            top_logprobs: None,
-        }],
-    );
+    let out = run(model, vec![Request::generate(prompt, 40, greedy())]);
     assert_eq!(
         out[0],
         ("The capital of France is Paris.".to_string(), "stop")
@@ -250,14 +238,8 @@ fn constrained_decoding_gives_a_valid_verdict_for_twenty_seeds() {
     // All twenty run together: this is also the batching path.
     let requests = (0..20)
         .map(|seed| Request {
-            prompt: prompt.clone(),
-            max_tokens: 900,
-            sampling: sampled(0.9, seed),
             schema: Some(crossfire_embedded::grammar::Schema::compile(schema.schema()).unwrap()),
-            ignore_end: false,
-            continued: 0,
-            score_from: None,
-            top_logprobs: None,
+            ..Request::generate(prompt.clone(), 900, sampled(0.9, seed))
         })
         .collect();
     let outputs = run(model, requests);
@@ -280,16 +262,7 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
             .encode_chat(&[Message::new(Role::User, text)])
             .unwrap()
     };
-    let request = |text: &str, seed| Request {
-        prompt: prompt(text),
-        max_tokens: 24,
-        sampling: sampled(0.8, seed),
-        schema: None,
-        ignore_end: false,
-        continued: 0,
-        score_from: None,
-        top_logprobs: None,
-    };
+    let request = |text: &str, seed| Request::generate(prompt(text), 24, sampled(0.8, seed));
     let alone = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
     let again = run(model.clone(), vec![request("Tell me about Rome.", 7)]);
     assert_eq!(alone, again);
@@ -527,16 +500,7 @@ fn score(scheduler: &mut Scheduler, model: &Model, reply: &str) -> (f64, usize) 
     let mut prompt = model.encode_chat(&france()).unwrap();
     let from = prompt.len();
     prompt.extend(model.tokenizer.encode(reply).unwrap());
-    let id = scheduler.add(Request {
-        prompt,
-        max_tokens: 0,
-        sampling: greedy(),
-        schema: None,
-        ignore_end: false,
-        continued: 0,
-        score_from: Some(from),
-        top_logprobs: None,
-    });
+    let id = scheduler.add(Request::score(prompt, from));
     loop {
         // A step gives nothing until the whole text is read, then the score alone.
         if let Some((done, output)) = scheduler.step().into_iter().next() {
@@ -785,16 +749,7 @@ fn a_likelihood_read_takes_few_rows_a_step_beside_a_stream_and_all_it_needs_alon
         let from = prompt.len();
         prompt.extend(model.tokenizer.encode(&prose).unwrap());
         assert!(prompt.len() - from > 100, "a long read");
-        scheduler.add(Request {
-            prompt,
-            max_tokens: 0,
-            sampling: greedy(),
-            schema: None,
-            ignore_end: false,
-            continued: 0,
-            score_from: Some(from),
-            top_logprobs: None,
-        })
+        scheduler.add(Request::score(prompt, from))
     };
     let rows_of_one_step = |scheduler: &mut Scheduler| {
         let before = scheduler.counters.prompt_tokens;
@@ -810,14 +765,8 @@ fn a_likelihood_read_takes_few_rows_a_step_beside_a_stream_and_all_it_needs_alon
     // Beside a decoding stream, it takes a few rows a step, and still finishes.
     let mut scheduler = Scheduler::new(model.clone());
     scheduler.add(Request {
-        prompt: model.encode_chat(&france()).unwrap(),
-        max_tokens: 1000,
-        sampling: greedy(),
-        schema: None,
         ignore_end: true,
-        continued: 0,
-        score_from: None,
-        top_logprobs: None,
+        ..Request::generate(model.encode_chat(&france()).unwrap(), 1000, greedy())
     });
     while scheduler.counters.decode_tokens == 0 {
         scheduler.step();
@@ -846,14 +795,8 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_mo
             .unwrap()
     };
     let request = |prompt: Vec<u32>| Request {
-        prompt,
-        max_tokens: 4,
-        sampling: greedy(),
-        schema: None,
         ignore_end: true,
-        continued: 0,
-        score_from: None,
-        top_logprobs: None,
+        ..Request::generate(prompt, 4, greedy())
     };
     let (older, newer) = (long("rivers"), long("mountains"));
     assert!(older.len() > 500 && newer.len() > 500);

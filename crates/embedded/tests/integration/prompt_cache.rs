@@ -33,14 +33,8 @@ fn prompts(model: &Model) -> (Vec<u32>, Vec<u32>) {
 
 fn request(prompt: Vec<u32>) -> Request {
     Request {
-        prompt,
-        max_tokens: 24,
-        sampling: greedy(),
-        schema: None,
         ignore_end: true,
-        continued: 0,
-        score_from: None,
-        top_logprobs: None,
+        ..Request::generate(prompt, 24, greedy())
     }
 }
 
