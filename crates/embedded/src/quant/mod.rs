@@ -13,7 +13,10 @@ use rayon::prelude::*;
 
 use crate::cpu;
 
-use portable::{dequantize_q4_1, dot_q4_0, dot_q4_1, dot_q8_0, quantize, tile_f32, tile_portable};
+use portable::{
+    dequantize_q4_1, dequantize_q8_0, dot_q4_0, dot_q4_1, dot_q8_0, quantize, tile_f32,
+    tile_interleaved, tile_portable,
+};
 
 /// Values per quantization block in every format here.
 pub const BLOCK: usize = 32;
@@ -70,6 +73,36 @@ pub struct BlockQ8_0 {
     qs: [i8; 32],
 }
 
+/// Eight weight rows' Q8_0 blocks at one block column, interleaved as [`BlockQ4_1x8`] is
+/// (byte `4j + t` of `qs[v]` is weight `4v + t` of row `j`) and stored plus 128, so that the
+/// unsigned × signed dot product of VNNI takes them as they are; the kernels take the 128
+/// back out with the activations' sums.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+pub struct BlockQ8_0x8 {
+    qs: [[u8; 32]; 8],
+    d: [f16; 8],
+}
+
+impl BlockQ8_0x8 {
+    fn interleave(rows: [&BlockQ8_0; 8]) -> BlockQ8_0x8 {
+        BlockQ8_0x8 {
+            qs: std::array::from_fn(|v| {
+                std::array::from_fn(|i| (rows[i / 4].qs[4 * v + i % 4] as u8) ^ 0x80)
+            }),
+            d: rows.map(|b| b.d),
+        }
+    }
+
+    /// Row `j`'s block.
+    fn block(&self, j: usize) -> BlockQ8_0 {
+        BlockQ8_0 {
+            d: self.d[j],
+            qs: std::array::from_fn(|i| (self.qs[i / 4][4 * j + i % 4] ^ 0x80) as i8),
+        }
+    }
+}
+
 /// A block of 32 activations: `x ≈ d·q`, with `s = d·Σq` kept for the formats with an offset.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(8))]
@@ -98,6 +131,8 @@ enum Data {
     /// Q4_1 in groups of eight rows: group `g`, block column `b` at `g * blocks_per_row + b`.
     Q4_1x8(Vec<BlockQ4_1x8>),
     Q8_0(Vec<BlockQ8_0>),
+    /// Q8_0 in groups of eight rows, laid out as `Q4_1x8`.
+    Q8_0x8(Vec<BlockQ8_0x8>),
 }
 
 /// A weight matrix of `rows` outputs × `cols` inputs, row-major.
@@ -167,30 +202,34 @@ impl Matrix {
         if !cols.is_multiple_of(BLOCK) {
             return Err(QuantError::Shape { name: name.into() });
         }
+        let bpr = cols / BLOCK;
+        // Interleaved rows let one vector instruction serve eight outputs.
+        let interleave = cpu::simd_available() && rows.is_multiple_of(8);
+        /// Blocks of rows `8g..8g + 8` at column `b`, group by group.
+        fn groups<B, G>(blocks: &[B], rows: usize, bpr: usize, f: fn([&B; 8]) -> G) -> Vec<G> {
+            (0..rows / 8)
+                .flat_map(|g| (0..bpr).map(move |b| (g, b)))
+                .map(|(g, b)| f(std::array::from_fn(|j| &blocks[(8 * g + j) * bpr + b])))
+                .collect()
+        }
         let data = match kind {
             0 | 1 => Data::F32(read_vector(bytes, kind, n, name)?),
             2 => Data::Q4_0(read_blocks(bytes, n / BLOCK, name)?),
             3 => {
                 let blocks: Vec<BlockQ4_1> = read_blocks(bytes, n / BLOCK, name)?;
-                // Interleaved rows let one vector instruction serve eight outputs.
-                if cpu::simd_available() && rows.is_multiple_of(8) {
-                    let bpr = cols / BLOCK;
-                    let group = |g: usize, b: usize| {
-                        BlockQ4_1x8::interleave(std::array::from_fn(|j| {
-                            &blocks[(8 * g + j) * bpr + b]
-                        }))
-                    };
-                    Data::Q4_1x8(
-                        (0..rows / 8)
-                            .flat_map(|g| (0..bpr).map(move |b| (g, b)))
-                            .map(|(g, b)| group(g, b))
-                            .collect(),
-                    )
-                } else {
-                    Data::Q4_1(blocks)
+                match interleave {
+                    true => Data::Q4_1x8(groups(&blocks, rows, bpr, BlockQ4_1x8::interleave)),
+                    false => Data::Q4_1(blocks),
                 }
             }
-            8 => Data::Q8_0(read_blocks(bytes, n / BLOCK, name)?),
+            8 => {
+                let blocks: Vec<BlockQ8_0> = read_blocks(bytes, n / BLOCK, name)?;
+                // Unsigned weights need VNNI: AVX2's maddubs would saturate on them.
+                match interleave && cpu::vnni_available() {
+                    true => Data::Q8_0x8(groups(&blocks, rows, bpr, BlockQ8_0x8::interleave)),
+                    false => Data::Q8_0(blocks),
+                }
+            }
             kind => {
                 return Err(QuantError::Unsupported {
                     name: name.into(),
@@ -246,10 +285,12 @@ impl Matrix {
             }
             Data::Q8_0(v) => {
                 for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
-                    let d = f32::from(b.d);
-                    for (o, q) in o.iter_mut().zip(b.qs) {
-                        *o = q as f32 * d;
-                    }
+                    dequantize_q8_0(b, o);
+                }
+            }
+            Data::Q8_0x8(v) => {
+                for (b, o) in v[row / 8 * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
+                    dequantize_q8_0(&b.block(row % 8), o);
                 }
             }
         }
@@ -301,6 +342,9 @@ impl Matrix {
                     }
                     Data::Q4_1x8(w) => avx2::tile_q4_1x8(w, bpr, &x.blocks, x.rows, js, n, out.0),
                     Data::Q8_0(w) => avx2::tile_q8_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
+                    Data::Q8_0x8(w) => {
+                        avx2::tile_q8_0x8_vnni(w, bpr, &x.blocks, x.rows, js, n, out.0)
+                    }
                     Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
                 }
             }
@@ -310,15 +354,12 @@ impl Matrix {
             Data::Q4_0(w) => tile_portable(w, bpr, x, js, &write, dot_q4_0),
             Data::Q4_1(w) => tile_portable(w, bpr, x, js, &write, dot_q4_1),
             Data::Q4_1x8(w) => {
-                for j in js {
-                    let row: Vec<BlockQ4_1> = w[j / 8 * bpr..][..bpr]
-                        .iter()
-                        .map(|b| b.block(j % 8))
-                        .collect();
-                    tile_portable(&row, bpr, x, 0..1, &|r, _, v| write(r, j, v), dot_q4_1);
-                }
+                tile_interleaved(w, bpr, x, js, &write, BlockQ4_1x8::block, dot_q4_1)
             }
             Data::Q8_0(w) => tile_portable(w, bpr, x, js, &write, dot_q8_0),
+            Data::Q8_0x8(w) => {
+                tile_interleaved(w, bpr, x, js, &write, BlockQ8_0x8::block, dot_q8_0)
+            }
             Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
         }
     }
@@ -392,7 +433,15 @@ mod tests {
 
     #[test]
     fn fast_kernels_agree_with_portable_ones_and_with_floats() {
-        let (rows, cols, n) = (40, 128, 7);
+        // Seven activation rows take the four- and three-row paths; two, the decode of two
+        // streams; one, the single stream's.
+        for n in [7, 2, 1] {
+            agree_with_portable_and_floats(n);
+        }
+    }
+
+    fn agree_with_portable_and_floats(n: usize) {
+        let (rows, cols) = (40, 128);
         let x: Vec<f32> = bytes(n * cols, 7)
             .iter()
             .map(|&b| b as f32 / 64.0 - 2.0)
@@ -412,6 +461,10 @@ mod tests {
                 vec![0.0; n * rows],
                 vec![0.0; n * rows],
             );
+            if cpu::vnni_available() && kind != 2 {
+                // The interleaved layouts are what the fast path runs.
+                assert!(matches!(fast.data, Data::Q4_1x8(_) | Data::Q8_0x8(_)));
+            }
             fast.matmul(&acts, &mut a);
             avx2.matmul(&acts, &mut a2);
             portable.matmul(&acts, &mut b);

@@ -19,6 +19,26 @@ pub(super) fn tile_portable<B>(
     }
 }
 
+/// [`tile_portable`] over weights interleaved in groups of eight rows: `block(group, j)` is
+/// row `j`'s block of a group.
+pub(super) fn tile_interleaved<G, B>(
+    w: &[G],
+    bpr: usize,
+    x: &Activations,
+    js: std::ops::Range<usize>,
+    write: &dyn Fn(usize, usize, f32),
+    block: fn(&G, usize) -> B,
+    dot: fn(&[B], &[BlockQ8]) -> f32,
+) {
+    for j in js {
+        let row: Vec<B> = w[j / 8 * bpr..][..bpr]
+            .iter()
+            .map(|g| block(g, j % 8))
+            .collect();
+        tile_portable(&row, bpr, x, 0..1, &|r, _, v| write(r, j, v), dot);
+    }
+}
+
 pub(super) fn tile_f32(
     w: &[f32],
     cols: usize,
@@ -52,6 +72,13 @@ pub(super) fn quantize(chunk: &[f32]) -> BlockQ8 {
         d,
         s: d * sum as f32,
         qs,
+    }
+}
+
+pub(super) fn dequantize_q8_0(b: &BlockQ8_0, out: &mut [f32]) {
+    let d = f32::from(b.d);
+    for (o, q) in out.iter_mut().zip(b.qs) {
+        *o = q as f32 * d;
     }
 }
 
