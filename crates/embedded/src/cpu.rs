@@ -1,16 +1,33 @@
 //! What this CPU can do, asked once at the bottom of the crate (as candle's `cpu` module
-//! does): the kernels above pick AVX2 or AVX-512 VNNI paths by these answers, and share the
+//! does): the kernels above pick AVX2 or AVX-512 paths by these answers, and share the
 //! few vector primitives every AVX2 kernel uses.
 
-/// Whether the CPU has 8-bit dot products (AVX-512 VNNI, on 256-bit vectors too).
-pub fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// The widest matrix kernels a CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernels {
+    Portable,
+    /// AVX2 with FMA and F16C.
+    Avx2,
+    /// AVX-512 F, BW, VL and VNNI (8-bit dot products on 512-bit vectors), besides AVX2.
+    Avx512,
+}
+
+impl Kernels {
+    /// This CPU's.
+    pub fn detect() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        if simd_available() {
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            return if avx512 {
+                Kernels::Avx512
+            } else {
+                Kernels::Avx2
+            };
+        }
+        Kernels::Portable
     }
 }
 

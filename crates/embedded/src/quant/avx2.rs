@@ -1,10 +1,9 @@
 //! AVX2 kernels, after ggml's: 4-bit weights are unpacked to bytes, multiplied with the
 //! 8-bit activations by `maddubs` (unsigned × signed), summed to i32 and scaled in float.
 //! Each weight block is unpacked once and used for up to four activation rows. The
-//! interleaved Q4_1 kernels (`tile_q4_1x8*`) instead give each 32-bit lane one weight
-//! row, so eight outputs advance per instruction and need no horizontal sums; with VNNI,
-//! Q8_0 weights are interleaved the same way (`tile_q8_0x8_vnni`).
-use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1x8, BlockQ8, BlockQ8_0, BlockQ8_0x8};
+//! interleaved Q4_1 kernel (`tile_q4_1x8`) instead gives each 32-bit lane one weight row, so
+//! eight outputs advance per instruction and need no horizontal sums (`avx512` does sixteen).
+use super::{BlockQ4_0, BlockQ4_1, BlockQ4_1xN, BlockQ8, BlockQ8_0};
 use crate::cpu::avx2::hsum;
 use half::f16;
 use std::arch::x86_64::*;
@@ -191,144 +190,82 @@ unsafe fn word(x: &BlockQ8, i: usize) -> __m256i {
     _mm256_set1_epi32(unsafe { x.qs.as_ptr().cast::<i32>().add(i).read_unaligned() })
 }
 
-/// Σ weight × activation over one block, for the eight rows of an interleaved group: vector
-/// `u` of `w` holds each row's weights `4u..4u + 4`. Eight `maddubs` sums fit in i16 (8 · 2
-/// · 15 · 127), so this serves 4-bit weights only.
+/// Σ weight × activation over one block, for the eight rows of an interleaved group: `lo`
+/// and `hi` are its low and high nibbles. Eight `maddubs` sums fit in i16 (8 · 2 · 15 · 127).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_x8(w: &[__m256i; 8], x: &BlockQ8) -> __m256i {
+unsafe fn dot_x8(lo: &[__m256i; 4], hi: &[__m256i; 4], x: &BlockQ8) -> __m256i {
     let mut sum = _mm256_setzero_si256();
-    for (u, w) in w.iter().enumerate() {
-        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(*w, unsafe { word(x, u) }));
+    for v in 0..4 {
+        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(lo[v], unsafe { word(x, v) }));
+        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(hi[v], unsafe { word(x, 4 + v) }));
     }
     _mm256_madd_epi16(sum, _mm256_set1_epi16(1))
 }
 
-/// [`dot_x8`] with AVX-512 VNNI's `dpbusd`, which multiplies and sums four bytes at once
-/// into i32 (so 8-bit weights fit too).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn dot_x8_vnni(w: &[__m256i; 8], x: &BlockQ8) -> __m256i {
-    // Two chains, so one sum does not wait on the other.
-    let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-    for u in 0..4 {
-        unsafe {
-            a = _mm256_dpbusd_epi32(a, w[u], word(x, u));
-            b = _mm256_dpbusd_epi32(b, w[4 + u], word(x, 4 + u));
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `js` covers whole groups of eight rows; `out` has room for
+/// `rows × n` floats and no one else writes columns `js` while this runs.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile_q4_1x8(
+    w: &[BlockQ4_1xN<8>],
+    bpr: usize,
+    x: &[BlockQ8],
+    rows: usize,
+    js: std::ops::Range<usize>,
+    n: usize,
+    out: *mut f32,
+) {
+    for g in js.start / 8..js.end.div_ceil(8) {
+        let wg = &w[g * bpr..][..bpr];
+        let mut r = 0;
+        while r + 4 <= rows {
+            unsafe { rows_q4_1x8::<4>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) };
+            r += 4;
+        }
+        // Two or three streams decoding together: one unpacking serves them all.
+        match rows - r {
+            3 => unsafe { rows_q4_1x8::<3>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
+            2 => unsafe { rows_q4_1x8::<2>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
+            1 => unsafe { rows_q4_1x8::<1>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
+            _ => {}
         }
     }
-    _mm256_add_epi32(a, b)
 }
 
-/// An interleaved Q4_1 block's weights as bytes (the low nibbles are weights 0–15, the high
-/// ones 16–31), with each row's scale and offset.
+/// Eight outputs of `R` activation rows: each lane of `acc` is one weight row.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_q4_1x8(wb: &BlockQ4_1x8) -> ([__m256i; 8], __m256, __m256) {
+unsafe fn rows_q4_1x8<const R: usize>(
+    w: &[BlockQ4_1xN<8>],
+    x: &[BlockQ8],
+    bpr: usize,
+    out: *mut f32,
+    n: usize,
+) {
     let mask = _mm256_set1_epi8(15);
-    let mut w = [_mm256_setzero_si256(); 8];
-    for v in 0..4 {
-        let packed = unsafe { _mm256_load_si256(wb.qs[v].as_ptr().cast()) };
-        w[v] = _mm256_and_si256(packed, mask);
-        w[4 + v] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, wb) in w.iter().enumerate() {
+        let mut lo = [_mm256_setzero_si256(); 4];
+        let mut hi = [_mm256_setzero_si256(); 4];
+        for v in 0..4 {
+            let packed = unsafe { _mm256_load_si256(wb.qs[v].as_ptr().cast()) };
+            lo[v] = _mm256_and_si256(packed, mask);
+            hi[v] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+        }
+        let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.d.as_ptr().cast()) });
+        let m = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.m.as_ptr().cast()) });
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let xb = &x[k * bpr + b];
+            let sum = _mm256_cvtepi32_ps(unsafe { dot_x8(&lo, &hi, xb) });
+            *acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), *acc);
+            *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *acc);
+        }
     }
-    let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.d.as_ptr().cast()) });
-    let m = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.m.as_ptr().cast()) });
-    (w, d, m)
+    for (k, acc) in acc.iter().enumerate() {
+        unsafe { _mm256_storeu_ps(out.add(k * n), *acc) };
+    }
 }
 
-/// An interleaved Q8_0 block's weights (plus 128), with each row's scale and the offset that
-/// takes the 128 back out: `d·Σ(q + 128)·x - 128·d·Σx`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_q8_0x8(wb: &BlockQ8_0x8) -> ([__m256i; 8], __m256, __m256) {
-    let w = std::array::from_fn(|u| unsafe { _mm256_load_si256(wb.qs[u].as_ptr().cast()) });
-    let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.d.as_ptr().cast()) });
-    (w, d, _mm256_mul_ps(d, _mm256_set1_ps(-128.0)))
-}
-
-macro_rules! tile_x8 {
-    ($name:ident, $rows:ident, $features:literal, $block:ty, $unpack:ident, $dot:ident) => {
-        /// # Safety
-        /// The CPU has the features this is compiled for; `js` covers whole groups of
-        /// eight rows; `out` has room for `rows × n` floats and no one else writes
-        /// columns `js` while this runs.
-        #[target_feature(enable = $features)]
-        pub unsafe fn $name(
-            w: &[$block],
-            bpr: usize,
-            x: &[BlockQ8],
-            rows: usize,
-            js: std::ops::Range<usize>,
-            n: usize,
-            out: *mut f32,
-        ) {
-            for g in js.start / 8..js.end.div_ceil(8) {
-                let wg = &w[g * bpr..][..bpr];
-                let mut r = 0;
-                while r + 4 <= rows {
-                    unsafe { $rows::<4>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) };
-                    r += 4;
-                }
-                // Two or three streams decoding together: one unpacking serves them all.
-                match rows - r {
-                    3 => unsafe { $rows::<3>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
-                    2 => unsafe { $rows::<2>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
-                    1 => unsafe { $rows::<1>(wg, &x[r * bpr..], bpr, out.add(r * n + 8 * g), n) },
-                    _ => {}
-                }
-            }
-        }
-
-        /// Eight outputs of `R` activation rows: each lane of `acc` is one weight row.
-        #[inline]
-        #[target_feature(enable = $features)]
-        unsafe fn $rows<const R: usize>(
-            w: &[$block],
-            x: &[BlockQ8],
-            bpr: usize,
-            out: *mut f32,
-            n: usize,
-        ) {
-            let mut acc = [_mm256_setzero_ps(); R];
-            for (b, wb) in w.iter().enumerate() {
-                let (weights, d, m) = unsafe { $unpack(wb) };
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let xb = &x[k * bpr + b];
-                    let sum = _mm256_cvtepi32_ps(unsafe { $dot(&weights, xb) });
-                    *acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), *acc);
-                    *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), *acc);
-                }
-            }
-            for (k, acc) in acc.iter().enumerate() {
-                unsafe { _mm256_storeu_ps(out.add(k * n), *acc) };
-            }
-        }
-    };
-}
-tile_x8!(
-    tile_q4_1x8,
-    rows_q4_1x8,
-    "avx2,fma,f16c",
-    BlockQ4_1x8,
-    unpack_q4_1x8,
-    dot_x8
-);
-tile_x8!(
-    tile_q4_1x8_vnni,
-    rows_q4_1x8_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
-    BlockQ4_1x8,
-    unpack_q4_1x8,
-    dot_x8_vnni
-);
-tile_x8!(
-    tile_q8_0x8_vnni,
-    rows_q8_0x8_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
-    BlockQ8_0x8,
-    unpack_q8_0x8,
-    dot_x8_vnni
-);
 tile!(tile_q4_1, BlockQ4_1, dot_q4_1);
 tile!(tile_q8_0, BlockQ8_0, dot_q8_0);

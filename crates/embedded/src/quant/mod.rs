@@ -6,12 +6,14 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod portable;
 
 use half::f16;
 use rayon::prelude::*;
 
-use crate::cpu;
+use crate::cpu::{self, Kernels};
 
 use portable::{
     dequantize_q4_1, dequantize_q8_0, dot_q4_0, dot_q4_1, dot_q8_0, quantize, tile_f32,
@@ -36,32 +38,46 @@ pub struct BlockQ4_1 {
     qs: [u8; 16],
 }
 
-/// Eight weight rows' Q4_1 blocks at one block column, interleaved for the x86 kernels so
-/// that one 32-byte vector holds four weights of each row: byte `4j + t` of `qs[v]` is byte
-/// `4v + t` of row `j`'s block (its low nibble is weight `4v + t`, its high one `16 + 4v + t`).
+/// `N` weight rows' Q4_1 blocks at one block column, interleaved for the x86 kernels so that
+/// each 32-bit lane of a vector holds four weights of one row: `qs[v][j]` is bytes `4v..4v + 4`
+/// of row `j`'s block (their low nibbles are weights `4v..4v + 4`, their high ones
+/// `16 + 4v..16 + 4v + 4`). Eight rows fill an AVX2 vector, sixteen an AVX-512 one.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(32))]
-pub struct BlockQ4_1x8 {
-    qs: [[u8; 32]; 4],
-    d: [f16; 8],
-    m: [f16; 8],
+pub struct BlockQ4_1xN<const N: usize> {
+    qs: [[[u8; 4]; N]; 4],
+    d: [f16; N],
+    m: [f16; N],
 }
 
-impl BlockQ4_1x8 {
-    fn interleave(rows: [&BlockQ4_1; 8]) -> BlockQ4_1x8 {
-        BlockQ4_1x8 {
-            qs: std::array::from_fn(|v| std::array::from_fn(|i| rows[i / 4].qs[4 * v + i % 4])),
+/// A group of interleaved weight rows at one block column.
+trait Interleaved {
+    /// Rows in a group.
+    const ROWS: usize;
+    type Block;
+    /// Row `j`'s block.
+    fn block(&self, j: usize) -> Self::Block;
+}
+
+impl<const N: usize> BlockQ4_1xN<N> {
+    fn interleave(rows: [&BlockQ4_1; N]) -> BlockQ4_1xN<N> {
+        BlockQ4_1xN {
+            qs: std::array::from_fn(|v| rows.map(|r| std::array::from_fn(|t| r.qs[4 * v + t]))),
             d: rows.map(|b| b.d),
             m: rows.map(|b| b.m),
         }
     }
+}
 
-    /// Row `j`'s block.
+impl<const N: usize> Interleaved for BlockQ4_1xN<N> {
+    const ROWS: usize = N;
+    type Block = BlockQ4_1;
+
     fn block(&self, j: usize) -> BlockQ4_1 {
         BlockQ4_1 {
             d: self.d[j],
             m: self.m[j],
-            qs: std::array::from_fn(|i| self.qs[i / 4][4 * j + i % 4]),
+            qs: std::array::from_fn(|i| self.qs[i / 4][j][i % 4]),
         }
     }
 }
@@ -73,32 +89,36 @@ pub struct BlockQ8_0 {
     qs: [i8; 32],
 }
 
-/// Eight weight rows' Q8_0 blocks at one block column, interleaved as [`BlockQ4_1x8`] is
-/// (byte `4j + t` of `qs[v]` is weight `4v + t` of row `j`) and stored plus 128, so that the
-/// unsigned × signed dot product of VNNI takes them as they are; the kernels take the 128
-/// back out with the activations' sums.
+/// `N` weight rows' Q8_0 blocks at one block column, interleaved as [`BlockQ4_1xN`] is
+/// (`qs[v][j]` is weights `4v..4v + 4` of row `j`) and stored plus 128, so that VNNI's
+/// unsigned × signed dot product takes them as they are; the kernels take the 128 back out
+/// with the activations' sums.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(32))]
-pub struct BlockQ8_0x8 {
-    qs: [[u8; 32]; 8],
-    d: [f16; 8],
+pub struct BlockQ8_0xN<const N: usize> {
+    qs: [[[u8; 4]; N]; 8],
+    d: [f16; N],
 }
 
-impl BlockQ8_0x8 {
-    fn interleave(rows: [&BlockQ8_0; 8]) -> BlockQ8_0x8 {
-        BlockQ8_0x8 {
+impl<const N: usize> BlockQ8_0xN<N> {
+    fn interleave(rows: [&BlockQ8_0; N]) -> BlockQ8_0xN<N> {
+        BlockQ8_0xN {
             qs: std::array::from_fn(|v| {
-                std::array::from_fn(|i| (rows[i / 4].qs[4 * v + i % 4] as u8) ^ 0x80)
+                rows.map(|r| std::array::from_fn(|t| (r.qs[4 * v + t] as u8) ^ 0x80))
             }),
             d: rows.map(|b| b.d),
         }
     }
+}
 
-    /// Row `j`'s block.
+impl<const N: usize> Interleaved for BlockQ8_0xN<N> {
+    const ROWS: usize = N;
+    type Block = BlockQ8_0;
+
     fn block(&self, j: usize) -> BlockQ8_0 {
         BlockQ8_0 {
             d: self.d[j],
-            qs: std::array::from_fn(|i| (self.qs[i / 4][4 * j + i % 4] ^ 0x80) as i8),
+            qs: std::array::from_fn(|i| (self.qs[i / 4][j][i % 4] ^ 0x80) as i8),
         }
     }
 }
@@ -128,11 +148,14 @@ enum Data {
     F32(Vec<f32>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
-    /// Q4_1 in groups of eight rows: group `g`, block column `b` at `g * blocks_per_row + b`.
-    Q4_1x8(Vec<BlockQ4_1x8>),
+    /// Q4_1 in groups of eight rows (for AVX2) or sixteen (for AVX-512): group `g`, block
+    /// column `b` at `g * blocks_per_row + b`.
+    Q4_1x8(Vec<BlockQ4_1xN<8>>),
+    Q4_1x16(Vec<BlockQ4_1xN<16>>),
     Q8_0(Vec<BlockQ8_0>),
-    /// Q8_0 in groups of eight rows, laid out as `Q4_1x8`.
-    Q8_0x8(Vec<BlockQ8_0x8>),
+    /// Q8_0 in groups of sixteen rows, for AVX-512 (AVX2's `maddubs` would saturate on
+    /// unsigned 8-bit weights).
+    Q8_0x16(Vec<BlockQ8_0xN<16>>),
 }
 
 /// A weight matrix of `rows` outputs × `cols` inputs, row-major.
@@ -141,9 +164,8 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     data: Data,
-    simd: bool,
-    /// AVX-512 VNNI's 8-bit dot products, for the interleaved layout.
-    vnni: bool,
+    /// The kernels that run it (the layout was chosen for them).
+    kernels: Kernels,
 }
 
 /// Rows of activations, as floats and quantized.
@@ -190,7 +212,8 @@ pub fn read_vector(
 }
 
 impl Matrix {
-    /// Takes a `rows × cols` tensor of ggml type `kind` from the start of `bytes`.
+    /// Takes a `rows × cols` tensor of ggml type `kind` from the start of `bytes`, laid out
+    /// for the widest kernels this CPU runs.
     pub fn from_ggml(
         bytes: &[u8],
         kind: u32,
@@ -198,35 +221,42 @@ impl Matrix {
         cols: usize,
         name: &str,
     ) -> Result<Matrix, QuantError> {
+        Matrix::for_kernels(bytes, kind, rows, cols, name, Kernels::detect())
+    }
+
+    fn for_kernels(
+        bytes: &[u8],
+        kind: u32,
+        rows: usize,
+        cols: usize,
+        name: &str,
+        kernels: Kernels,
+    ) -> Result<Matrix, QuantError> {
         let n = rows * cols;
         if !cols.is_multiple_of(BLOCK) {
             return Err(QuantError::Shape { name: name.into() });
         }
         let bpr = cols / BLOCK;
-        // Interleaved rows let one vector instruction serve eight outputs.
-        let interleave = cpu::simd_available() && rows.is_multiple_of(8);
-        /// Blocks of rows `8g..8g + 8` at column `b`, group by group.
-        fn groups<B, G>(blocks: &[B], rows: usize, bpr: usize, f: fn([&B; 8]) -> G) -> Vec<G> {
-            (0..rows / 8)
-                .flat_map(|g| (0..bpr).map(move |b| (g, b)))
-                .map(|(g, b)| f(std::array::from_fn(|j| &blocks[(8 * g + j) * bpr + b])))
-                .collect()
-        }
+        // Interleaved rows let one vector instruction serve eight or sixteen outputs.
+        let wide = kernels == Kernels::Avx512 && rows.is_multiple_of(16);
+        let narrow = kernels >= Kernels::Avx2 && rows.is_multiple_of(8);
         let data = match kind {
             0 | 1 => Data::F32(read_vector(bytes, kind, n, name)?),
             2 => Data::Q4_0(read_blocks(bytes, n / BLOCK, name)?),
             3 => {
                 let blocks: Vec<BlockQ4_1> = read_blocks(bytes, n / BLOCK, name)?;
-                match interleave {
-                    true => Data::Q4_1x8(groups(&blocks, rows, bpr, BlockQ4_1x8::interleave)),
-                    false => Data::Q4_1(blocks),
+                if wide {
+                    Data::Q4_1x16(groups(&blocks, bpr, BlockQ4_1xN::interleave))
+                } else if narrow {
+                    Data::Q4_1x8(groups(&blocks, bpr, BlockQ4_1xN::interleave))
+                } else {
+                    Data::Q4_1(blocks)
                 }
             }
             8 => {
                 let blocks: Vec<BlockQ8_0> = read_blocks(bytes, n / BLOCK, name)?;
-                // Unsigned weights need VNNI: AVX2's maddubs would saturate on them.
-                match interleave && cpu::vnni_available() {
-                    true => Data::Q8_0x8(groups(&blocks, rows, bpr, BlockQ8_0x8::interleave)),
+                match wide {
+                    true => Data::Q8_0x16(groups(&blocks, bpr, BlockQ8_0xN::interleave)),
                     false => Data::Q8_0(blocks),
                 }
             }
@@ -241,21 +271,13 @@ impl Matrix {
             rows,
             cols,
             data,
-            simd: cpu::simd_available(),
-            vnni: cpu::simd_available() && cpu::vnni_available(),
+            kernels,
         })
     }
 
     /// Uses the portable kernels only (to check the fast ones against).
     pub fn portable(mut self) -> Matrix {
-        self.simd = false;
-        self
-    }
-
-    /// Uses the AVX2 kernels even where VNNI is there (to check both).
-    #[cfg(test)]
-    fn without_vnni(mut self) -> Matrix {
-        self.vnni = false;
+        self.kernels = Kernels::Portable;
         self
     }
 
@@ -278,21 +300,14 @@ impl Matrix {
                     dequantize_q4_1(b, o);
                 }
             }
-            Data::Q4_1x8(v) => {
-                for (b, o) in v[row / 8 * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
-                    dequantize_q4_1(&b.block(row % 8), o);
-                }
-            }
+            Data::Q4_1x8(v) => interleaved_row(v, bpr, row, out, dequantize_q4_1),
+            Data::Q4_1x16(v) => interleaved_row(v, bpr, row, out, dequantize_q4_1),
             Data::Q8_0(v) => {
                 for (b, o) in v[row * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
                     dequantize_q8_0(b, o);
                 }
             }
-            Data::Q8_0x8(v) => {
-                for (b, o) in v[row / 8 * bpr..][..bpr].iter().zip(out.chunks_mut(BLOCK)) {
-                    dequantize_q8_0(&b.block(row % 8), o);
-                }
-            }
+            Data::Q8_0x16(v) => interleaved_row(v, bpr, row, out, dequantize_q8_0),
         }
     }
 
@@ -313,8 +328,8 @@ impl Matrix {
             assert_eq!(out.len(), x.rows * matrix.rows, "matmul output");
             let n = matrix.rows;
             // Small chunks balance the threads; each chunk reuses its weight rows for every
-            // input row. Chunks hold whole groups of eight rows, for the interleaved layout.
-            let chunk = (n / (threads * 8)).clamp(8, 256).next_multiple_of(8);
+            // input row. Chunks hold whole groups of rows, for the interleaved layouts.
+            let chunk = (n / (threads * 8)).clamp(16, 256).next_multiple_of(16);
             tasks.extend((0..n.div_ceil(chunk)).map(|c| (m, c * chunk..((c + 1) * chunk).min(n))));
             outs.push((&**matrix, SharedOut(out.as_mut_ptr())));
         }
@@ -331,20 +346,18 @@ impl Matrix {
         let bpr = self.cols / BLOCK;
         let write = |r: usize, j: usize, v: f32| unsafe { *out.0.add(r * n + j) = v };
         #[cfg(target_arch = "x86_64")]
-        if self.simd {
-            // SAFETY: `simd` is set only when the CPU has AVX2, FMA and F16C.
+        if self.kernels >= Kernels::Avx2 {
+            let (b, rows) = (&x.blocks, x.rows);
+            // SAFETY: the layouts are chosen for kernels the CPU has (`Kernels::detect`): the
+            // sixteen-row ones only with AVX-512, the rest with AVX2, FMA and F16C.
             unsafe {
                 match &self.data {
-                    Data::Q4_0(w) => avx2::tile_q4_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
-                    Data::Q4_1(w) => avx2::tile_q4_1(w, bpr, &x.blocks, x.rows, js, n, out.0),
-                    Data::Q4_1x8(w) if self.vnni => {
-                        avx2::tile_q4_1x8_vnni(w, bpr, &x.blocks, x.rows, js, n, out.0)
-                    }
-                    Data::Q4_1x8(w) => avx2::tile_q4_1x8(w, bpr, &x.blocks, x.rows, js, n, out.0),
-                    Data::Q8_0(w) => avx2::tile_q8_0(w, bpr, &x.blocks, x.rows, js, n, out.0),
-                    Data::Q8_0x8(w) => {
-                        avx2::tile_q8_0x8_vnni(w, bpr, &x.blocks, x.rows, js, n, out.0)
-                    }
+                    Data::Q4_0(w) => avx2::tile_q4_0(w, bpr, b, rows, js, n, out.0),
+                    Data::Q4_1(w) => avx2::tile_q4_1(w, bpr, b, rows, js, n, out.0),
+                    Data::Q4_1x8(w) => avx2::tile_q4_1x8(w, bpr, b, rows, js, n, out.0),
+                    Data::Q4_1x16(w) => avx512::tile_q4_1x16(w, bpr, b, rows, js, n, out.0),
+                    Data::Q8_0(w) => avx2::tile_q8_0(w, bpr, b, rows, js, n, out.0),
+                    Data::Q8_0x16(w) => avx512::tile_q8_0x16(w, bpr, b, rows, js, n, out.0),
                     Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
                 }
             }
@@ -353,15 +366,36 @@ impl Matrix {
         match &self.data {
             Data::Q4_0(w) => tile_portable(w, bpr, x, js, &write, dot_q4_0),
             Data::Q4_1(w) => tile_portable(w, bpr, x, js, &write, dot_q4_1),
-            Data::Q4_1x8(w) => {
-                tile_interleaved(w, bpr, x, js, &write, BlockQ4_1x8::block, dot_q4_1)
-            }
+            Data::Q4_1x8(w) => tile_interleaved(w, bpr, x, js, &write, dot_q4_1),
+            Data::Q4_1x16(w) => tile_interleaved(w, bpr, x, js, &write, dot_q4_1),
             Data::Q8_0(w) => tile_portable(w, bpr, x, js, &write, dot_q8_0),
-            Data::Q8_0x8(w) => {
-                tile_interleaved(w, bpr, x, js, &write, BlockQ8_0x8::block, dot_q8_0)
-            }
+            Data::Q8_0x16(w) => tile_interleaved(w, bpr, x, js, &write, dot_q8_0),
             Data::F32(w) => tile_f32(w, self.cols, x, js, &write),
         }
+    }
+}
+
+/// Blocks of rows `N·g..N·g + N` at each block column, group by group.
+fn groups<B, G, const N: usize>(blocks: &[B], bpr: usize, interleave: fn([&B; N]) -> G) -> Vec<G> {
+    (0..blocks.len() / bpr / N)
+        .flat_map(|g| (0..bpr).map(move |b| (g, b)))
+        .map(|(g, b)| interleave(std::array::from_fn(|j| &blocks[(N * g + j) * bpr + b])))
+        .collect()
+}
+
+/// Row `row` of interleaved groups, as floats.
+fn interleaved_row<G: Interleaved>(
+    groups: &[G],
+    bpr: usize,
+    row: usize,
+    out: &mut [f32],
+    dequantize: fn(&G::Block, &mut [f32]),
+) {
+    for (g, o) in groups[row / G::ROWS * bpr..][..bpr]
+        .iter()
+        .zip(out.chunks_mut(BLOCK))
+    {
+        dequantize(&g.block(row % G::ROWS), o);
     }
 }
 
@@ -441,7 +475,8 @@ mod tests {
     }
 
     fn agree_with_portable_and_floats(n: usize) {
-        let (rows, cols) = (40, 128);
+        // Rows in whole groups of sixteen, for the widest interleaved layouts.
+        let (rows, cols) = (48, 128);
         let x: Vec<f32> = bytes(n * cols, 7)
             .iter()
             .map(|&b| b as f32 / 64.0 - 2.0)
@@ -450,9 +485,8 @@ mod tests {
         for kind in [2, 3, 8] {
             let raw = weights(kind, rows, cols);
             let fast = Matrix::from_ggml(&raw, kind, rows, cols, "w").unwrap();
-            let avx2 = Matrix::from_ggml(&raw, kind, rows, cols, "w")
-                .unwrap()
-                .without_vnni();
+            let narrower = Kernels::detect().min(Kernels::Avx2);
+            let avx2 = Matrix::for_kernels(&raw, kind, rows, cols, "w", narrower).unwrap();
             let portable = Matrix::from_ggml(&raw, kind, rows, cols, "w")
                 .unwrap()
                 .portable();
@@ -461,13 +495,17 @@ mod tests {
                 vec![0.0; n * rows],
                 vec![0.0; n * rows],
             );
-            if cpu::vnni_available() && kind != 2 {
-                // The interleaved layouts are what the fast path runs.
-                assert!(matches!(fast.data, Data::Q4_1x8(_) | Data::Q8_0x8(_)));
+            if Kernels::detect() == Kernels::Avx512 && kind != 2 {
+                // The sixteen-row layouts are what the fast path runs.
+                assert!(matches!(fast.data, Data::Q4_1x16(_) | Data::Q8_0x16(_)));
             }
             fast.matmul(&acts, &mut a);
             avx2.matmul(&acts, &mut a2);
             portable.matmul(&acts, &mut b);
+            if kind == 3 {
+                // Sixteen rows a vector or eight, each lane does the same sums in order.
+                assert_eq!(a, a2, "Q4_1, sixteen rows a vector against eight");
+            }
             for (x, y) in a.iter().zip(&a2) {
                 assert!(
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),

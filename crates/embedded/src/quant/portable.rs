@@ -19,21 +19,19 @@ pub(super) fn tile_portable<B>(
     }
 }
 
-/// [`tile_portable`] over weights interleaved in groups of eight rows: `block(group, j)` is
-/// row `j`'s block of a group.
-pub(super) fn tile_interleaved<G, B>(
+/// [`tile_portable`] over weights interleaved in groups of rows.
+pub(super) fn tile_interleaved<G: Interleaved>(
     w: &[G],
     bpr: usize,
     x: &Activations,
     js: std::ops::Range<usize>,
     write: &dyn Fn(usize, usize, f32),
-    block: fn(&G, usize) -> B,
-    dot: fn(&[B], &[BlockQ8]) -> f32,
+    dot: fn(&[G::Block], &[BlockQ8]) -> f32,
 ) {
     for j in js {
-        let row: Vec<B> = w[j / 8 * bpr..][..bpr]
+        let row: Vec<G::Block> = w[j / G::ROWS * bpr..][..bpr]
             .iter()
-            .map(|g| block(g, j % 8))
+            .map(|g| g.block(j % G::ROWS))
             .collect();
         tile_portable(&row, bpr, x, 0..1, &|r, _, v| write(r, j, v), dot);
     }
