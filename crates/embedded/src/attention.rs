@@ -159,7 +159,14 @@ mod tiled {
             let at = tile * hd..(tile + len) * hd;
             unsafe {
                 (vectors.widen)(&cache.keys[at.clone()], &mut keys[..len * hd]);
-                (vectors.widen)(&cache.values[at], &mut values[..len * hd]);
+                (vectors.widen)(&cache.values[at.clone()], &mut values[..len * hd]);
+            }
+            // The next tile comes from memory while the queries go over this one.
+            let next = at.end..(at.end + TILE * hd).min(span * hd);
+            for line in next.step_by(32) {
+                let (k, v) = (cache.keys.as_ptr(), cache.values.as_ptr());
+                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(line).cast());
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(line).cast());
             }
             for (i, q) in queries.iter_mut().enumerate() {
                 if q.span <= tile {

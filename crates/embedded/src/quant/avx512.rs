@@ -58,6 +58,8 @@ unsafe fn unpack_q8_0(wb: &BlockQ8_0xN<16>) -> ([__m512i; 8], __m512, __m512) {
     (w, d, _mm512_mul_ps(d, _mm512_set1_ps(-128.0)))
 }
 
+const PREFETCH: usize = 8;
+
 macro_rules! tile_x16 {
     ($name:ident, $rows:ident, $block:ty, $unpack:ident) => {
         /// # Safety
@@ -104,6 +106,10 @@ macro_rules! tile_x16 {
         ) {
             let mut acc = [_mm512_setzero_ps(); R];
             for (b, wb) in w.iter().enumerate() {
+                let ahead = (wb as *const $block).wrapping_add(PREFETCH).cast::<i8>();
+                for line in (0..std::mem::size_of::<$block>()).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                }
                 let (weights, d, m) = unsafe { $unpack(wb) };
                 for (k, acc) in acc.iter_mut().enumerate() {
                     let xb = &x[k * bpr + b];
