@@ -49,7 +49,11 @@ pub fn verify(path: &Path) -> Result<(), ModelError> {
             path: path.to_path_buf(),
         });
     }
-    let found = file_sha256(path)?;
+    expect(path, file_sha256(path)?)
+}
+
+/// Checks `found`, the SHA-256 of the file at `path`, is the model's.
+pub(crate) fn expect(path: &Path, found: String) -> Result<(), ModelError> {
     if found != SHA256 {
         return Err(ModelError::Corrupt {
             path: path.to_path_buf(),
@@ -57,6 +61,12 @@ pub fn verify(path: &Path) -> Result<(), ModelError> {
         });
     }
     Ok(())
+}
+
+/// The SHA-256 of `bytes`, as hex.
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Makes sure the default model is at `path`: a no-op when it is there and intact; otherwise

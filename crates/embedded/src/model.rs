@@ -49,17 +49,50 @@ impl Model {
     pub fn load(path: &Path, threads: usize) -> Result<Model, EmbeddedError> {
         let started = Instant::now();
         let shown = path.display().to_string();
-        let (bytes, gguf) = read(path)?;
-        let transformer =
-            Transformer::load(&gguf, &bytes).map_err(|source| EmbeddedError::Load {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("crossfire-model-{i}"))
+            .build()
+            .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
+        let bytes = read(path)?;
+        let gguf = parse(path, &bytes);
+        // The default model's checksum, the tokenizer and the layers' weights are made ready
+        // on the model's threads side by side; a corrupt file is reported as such before
+        // anything parsing it found.
+        let (mut checksum, mut tokenizer) = (None, None);
+        let transformer = pool.install(|| {
+            rayon::scope(|scope| {
+                if is_default(path) {
+                    scope.spawn(|_| checksum = Some(fetch::sha256(&bytes)));
+                }
+                if let Ok(gguf) = &gguf {
+                    scope.spawn(|_| tokenizer = Some(Tokenizer::from_gguf(gguf)));
+                }
+                gguf.as_ref()
+                    .ok()
+                    .map(|gguf| Transformer::load(gguf, &bytes))
+            })
+        });
+        if let Some(found) = checksum {
+            fetch::expect(path, found)?;
+        }
+        let gguf = gguf?;
+        let load_error = |source| EmbeddedError::Load {
+            path: shown.clone(),
+            source,
+        };
+        let transformer = transformer
+            .ok_or(EmbeddedError::Threads("the weights were not loaded".into()))?
+            .map_err(load_error)?;
+        drop(bytes);
+        let tokenizer = tokenizer
+            .ok_or(EmbeddedError::Threads(
+                "the tokenizer was not loaded".into(),
+            ))?
+            .map_err(|source| EmbeddedError::Tokenizer {
                 path: shown.clone(),
                 source,
             })?;
-        drop(bytes);
-        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|source| EmbeddedError::Tokenizer {
-            path: shown.clone(),
-            source,
-        })?;
         let chat =
             ChatTemplate::new(gguf.str("tokenizer.chat_template").ok()).map_err(|source| {
                 EmbeddedError::Chat {
@@ -75,11 +108,6 @@ impl Model {
                     .map(|id| id as u32)
             })
             .ok_or(EmbeddedError::NoEndOfTurn { path: shown })?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("crossfire-model-{i}"))
-            .build()
-            .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         Ok(Model {
             transformer,
             tokenizer,
@@ -92,8 +120,11 @@ impl Model {
 
     /// Only the tokenizer of the model file at `path` (for `crossfire model tokenize`).
     pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbeddedError> {
-        let (_, gguf) = read(path)?;
-        Tokenizer::from_gguf(&gguf).map_err(|source| EmbeddedError::Tokenizer {
+        if is_default(path) {
+            fetch::verify(path)?;
+        }
+        let bytes = read(path)?;
+        Tokenizer::from_gguf(&parse(path, &bytes)?).map_err(|source| EmbeddedError::Tokenizer {
             path: path.display().to_string(),
             source,
         })
@@ -115,12 +146,13 @@ impl Model {
     }
 }
 
-/// Reads and parses a model file; the default model's is checked against its SHA-256 first.
-fn read(path: &Path) -> Result<(Vec<u8>, Gguf), EmbeddedError> {
-    if path.file_name() == fetch::default_path().file_name() {
-        fetch::verify(path)?;
-    }
-    let bytes = std::fs::read(path).map_err(|source| {
+/// Whether `path` is the default model's file, whose checksum is known.
+fn is_default(path: &Path) -> bool {
+    path.file_name() == fetch::default_path().file_name()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, EmbeddedError> {
+    std::fs::read(path).map_err(|source| {
         EmbeddedError::File(match source.kind() {
             std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into() },
             _ => ModelError::Io {
@@ -128,10 +160,33 @@ fn read(path: &Path) -> Result<(Vec<u8>, Gguf), EmbeddedError> {
                 source,
             },
         })
-    })?;
-    let gguf = Gguf::parse(&bytes).map_err(|source| EmbeddedError::Gguf {
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf, EmbeddedError> {
+    Gguf::parse(bytes).map_err(|source| EmbeddedError::Gguf {
         path: path.display().to_string(),
         source,
-    })?;
-    Ok((bytes, gguf))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_default_model_is_reported_as_corrupt_not_as_unreadable() {
+        let dir = std::env::temp_dir().join(format!("crossfire-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let default = dir.join(fetch::default_path().file_name().unwrap());
+        std::fs::write(&default, b"GGUF and then nothing a model has").unwrap();
+        let error = Model::load(&default, 2).err().unwrap().to_string();
+        assert!(error.contains("is corrupt (sha256 "), "{error}");
+        // Any other file is taken as it is: the same bytes fail as a GGUF file.
+        let other = dir.join("other.gguf");
+        std::fs::copy(&default, &other).unwrap();
+        let error = Model::load(&other, 2).err().unwrap().to_string();
+        assert!(!error.contains("corrupt") && error.contains("other.gguf"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

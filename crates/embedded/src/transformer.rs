@@ -269,7 +269,9 @@ impl Transformer {
                 .unwrap_or(1e-5) as f32,
         };
         let h = &hyper;
+        // In parallel on the current rayon pool: laying out the weights takes most of a load.
         let layers = (0..h.layers)
+            .into_par_iter()
             .map(|i| {
                 let m = |name: &str, rows, cols| {
                     matrix(gguf, file, &format!("blk.{i}.{name}.weight"), rows, cols)
