@@ -2,9 +2,8 @@
 //! one sequence and the query heads that share one key/value head (grouped-query attention):
 //! each cached key and value is read and converted once for the whole block.
 //!
-//! The cache holds f16. The x86-64 versions (heads of 64 or 128) use AVX2, FMA and F16C, and
-//! AVX-512 for the dot products and sums where the CPU has it, picked at run time; the
-//! portable one is the reference they are tested against.
+//! The cache holds f16. The x86-64 version (heads of 64 or 128) uses AVX2, FMA and F16C,
+//! picked at run time; the portable one is the reference it is tested against.
 
 use half::f16;
 
@@ -24,24 +23,15 @@ pub struct Query<'a> {
 /// Attends every query over its span of `cache`. `scratch` is reused between calls.
 pub fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use crate::cpu::Kernels;
+    if crate::cpu::simd_available() {
         let width = queries.first().map_or(0, |q| q.vector.len());
-        let kernels = match queries.iter().all(|q| q.vector.len() == width) {
-            true => Kernels::detect(),
-            false => Kernels::Portable,
-        };
-        let vectors = match (kernels, width) {
-            (Kernels::Avx512, 64) => Some(avx512::vectors::<4>()),
-            (Kernels::Avx512, 128) => Some(avx512::vectors::<8>()),
-            (Kernels::Avx2, 64) => Some(avx2::vectors::<8>()),
-            (Kernels::Avx2, 128) => Some(avx2::vectors::<16>()),
-            _ => None,
-        };
-        if let Some(vectors) = vectors {
-            // SAFETY: the CPU has the features of `vectors` (AVX2, FMA and F16C, and
-            // AVX-512 for its own); every head is `width` long.
-            return unsafe { tiled::attend(queries, cache, scale, scratch, &vectors) };
+        if queries.iter().all(|q| q.vector.len() == width) {
+            // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
+            match width {
+                64 => return unsafe { avx2::attend::<8>(queries, cache, scale, scratch) },
+                128 => return unsafe { avx2::attend::<16>(queries, cache, scale, scratch) },
+                _ => {}
+            }
         }
     }
     portable(queries, cache, scale, scratch);
@@ -100,7 +90,7 @@ fn softmax(scores: &mut [f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod tiled {
+mod avx2 {
     //! Attention in tiles of keys (as in FlashAttention): a tile of keys and values is widened
     //! to f32 once, stays in L1 while every query of the task goes over it, and each query
     //! keeps a running maximum and sum (an online softmax) so no score row outlives its tile.
@@ -114,30 +104,16 @@ mod tiled {
     /// Keys per tile: keys and values of a 64-wide head then fill 16 KB, half of L1.
     const TILE: usize = 32;
 
-    /// The vector work of a tile, for one head width and one instruction set.
-    pub struct Vectors {
-        /// The head's width.
-        pub width: usize,
-        /// Widens consecutive f16s.
-        pub widen: unsafe fn(&[f16], &mut [f32]),
-        /// `scores[t] = scale · query·key_t` for the tile's first `scores.len()` keys.
-        pub dot_keys: unsafe fn(&[f32], &[f32], f32, &mut [f32]),
-        /// `out = rescale · out + Σ_t weights[t] · value_t`.
-        pub accumulate: unsafe fn(&[f32], &[f32], f32, &mut [f32]),
-    }
-
     /// # Safety
-    /// The CPU has AVX2, FMA and F16C and the features `vectors` was made for; every query's
-    /// length is `vectors.width`.
+    /// The CPU has AVX2, FMA and F16C; every query's length is `8 * LANES`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attend(
+    pub unsafe fn attend<const LANES: usize>(
         queries: &mut [Query],
         cache: &HeadCache,
         scale: f32,
         scratch: &mut Vec<f32>,
-        vectors: &Vectors,
     ) {
-        let hd = vectors.width;
+        let hd = 8 * LANES;
         let span = queries.iter().map(|q| q.span).max().unwrap_or(0);
         let need = 2 * TILE * hd + TILE + 2 * queries.len();
         if scratch.len() < need {
@@ -158,8 +134,8 @@ mod tiled {
             // A tile's keys (and values) lie one after another in the cache.
             let at = tile * hd..(tile + len) * hd;
             unsafe {
-                (vectors.widen)(&cache.keys[at.clone()], &mut keys[..len * hd]);
-                (vectors.widen)(&cache.values[at.clone()], &mut values[..len * hd]);
+                widen(&cache.keys[at.clone()], &mut keys[..len * hd]);
+                widen(&cache.values[at.clone()], &mut values[..len * hd]);
             }
             // The next tile comes from memory while the queries go over this one.
             let next = at.end..(at.end + TILE * hd).min(span * hd);
@@ -174,14 +150,14 @@ mod tiled {
                 }
                 let n = len.min(q.span - tile);
                 let scores = &mut scores[..n];
-                unsafe { (vectors.dot_keys)(q.vector, keys, scale, scores) };
+                unsafe { dot_keys::<LANES>(q.vector, keys, scale, scores) };
                 let top = unsafe { max_of(scores, maxima[i]) };
                 // exp(-inf) is 0: the first tile rescales nothing.
                 let rescale = (maxima[i] - top).exp();
                 maxima[i] = top;
                 let total = unsafe { exp_shifted(scores, top) };
                 sums[i] = sums[i] * rescale + total;
-                unsafe { (vectors.accumulate)(values, scores, rescale, q.out) };
+                unsafe { accumulate::<LANES>(values, scores, rescale, q.out) };
             }
         }
         for (q, &sum) in queries.iter_mut().zip(sums.iter()) {
@@ -192,65 +168,7 @@ mod tiled {
         }
     }
 
-    /// The largest of `scores` and `start`, eight at a time (scores are never NaN).
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn max_of(scores: &[f32], start: f32) -> f32 {
-        let mut top = _mm256_set1_ps(start);
-        let mut chunks = scores.chunks_exact(8);
-        for chunk in &mut chunks {
-            top = _mm256_max_ps(top, unsafe { _mm256_loadu_ps(chunk.as_ptr()) });
-        }
-        let top = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
-        let top = _mm_max_ps(top, _mm_movehl_ps(top, top));
-        let top = _mm_max_ss(top, _mm_movehdup_ps(top));
-        chunks
-            .remainder()
-            .iter()
-            .fold(_mm_cvtss_f32(top), |m, &s| m.max(s))
-    }
-
-    /// Replaces each score by `exp(score - top)` and returns their sum.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn exp_shifted(scores: &mut [f32], top: f32) -> f32 {
-        let shift = _mm256_set1_ps(top);
-        let mut total = _mm256_setzero_ps();
-        let mut chunks = scores.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(chunk.as_ptr()) }, shift);
-            let e = exp(x);
-            unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), e) };
-            total = _mm256_add_ps(total, e);
-        }
-        let mut sum = hsum(total);
-        for s in chunks.into_remainder() {
-            *s = (*s - top).exp();
-            sum += *s;
-        }
-        sum
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The tile's vector work on 256-bit vectors.
-
-    use super::tiled::Vectors;
-    use crate::cpu::avx2::hsum;
-    use half::f16;
-    use std::arch::x86_64::*;
-
-    /// For heads `8 * LANES` wide.
-    pub fn vectors<const LANES: usize>() -> Vectors {
-        Vectors {
-            width: 8 * LANES,
-            widen,
-            dot_keys: dot_keys::<LANES>,
-            accumulate: accumulate::<LANES>,
-        }
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn widen(from: &[f16], to: &mut [f32]) {
         for l in (0..from.len()).step_by(8) {
@@ -261,6 +179,7 @@ mod avx2 {
 
     /// `scores[t] = scale · query·key_t` for the tile's first `scores.len()` keys, eight keys
     /// at a time: eight independent sums keep both FMA pipes busy.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_keys<const LANES: usize>(
         query: &[f32],
@@ -310,7 +229,47 @@ mod avx2 {
         }
     }
 
+    /// The largest of `scores` and `start`, eight at a time (scores are never NaN).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn max_of(scores: &[f32], start: f32) -> f32 {
+        let mut top = _mm256_set1_ps(start);
+        let mut chunks = scores.chunks_exact(8);
+        for chunk in &mut chunks {
+            top = _mm256_max_ps(top, unsafe { _mm256_loadu_ps(chunk.as_ptr()) });
+        }
+        let top = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
+        let top = _mm_max_ps(top, _mm_movehl_ps(top, top));
+        let top = _mm_max_ss(top, _mm_movehdup_ps(top));
+        chunks
+            .remainder()
+            .iter()
+            .fold(_mm_cvtss_f32(top), |m, &s| m.max(s))
+    }
+
+    /// Replaces each score by `exp(score - top)` and returns their sum.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn exp_shifted(scores: &mut [f32], top: f32) -> f32 {
+        let shift = _mm256_set1_ps(top);
+        let mut total = _mm256_setzero_ps();
+        let mut chunks = scores.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(chunk.as_ptr()) }, shift);
+            let e = exp(x);
+            unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), e) };
+            total = _mm256_add_ps(total, e);
+        }
+        let mut sum = hsum(total);
+        for s in chunks.into_remainder() {
+            *s = (*s - top).exp();
+            sum += *s;
+        }
+        sum
+    }
+
     /// `out = rescale · out + Σ_t weights[t] · value_t`.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn accumulate<const LANES: usize>(
         values: &[f32],
@@ -337,135 +296,12 @@ mod avx2 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    //! The tile's vector work on 512-bit vectors: half the instructions of `avx2`'s for the
-    //! same sums (added in another order, so results differ from it in the last bits).
-
-    use super::tiled::Vectors;
-    use crate::cpu::avx2::hsum;
-    use half::f16;
-    use std::arch::x86_64::*;
-
-    /// For heads `16 * LANES` wide.
-    pub fn vectors<const LANES: usize>() -> Vectors {
-        Vectors {
-            width: 16 * LANES,
-            widen,
-            dot_keys: dot_keys::<LANES>,
-            accumulate: accumulate::<LANES>,
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn widen(from: &[f16], to: &mut [f32]) {
-        for l in (0..from.len()).step_by(16) {
-            let halves = unsafe { _mm256_loadu_si256(from.as_ptr().add(l).cast()) };
-            unsafe { _mm512_storeu_ps(to.as_mut_ptr().add(l), _mm512_cvtph_ps(halves)) };
-        }
-    }
-
-    /// A vector's sixteen lanes added pairwise into eight.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    fn fold(v: __m512) -> __m256 {
-        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-        _mm256_add_ps(_mm512_castps512_ps256(v), high)
-    }
-
-    /// As `avx2::dot_keys`: eight keys at a time, each key's sixteen-lane sum folded to eight
-    /// lanes, then the same horizontal sums.
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn dot_keys<const LANES: usize>(
-        query: &[f32],
-        keys: &[f32],
-        scale: f32,
-        scores: &mut [f32],
-    ) {
-        let hd = 16 * LANES;
-        let mut q = [_mm512_setzero_ps(); LANES];
-        for (l, q) in q.iter_mut().enumerate() {
-            *q = unsafe { _mm512_loadu_ps(query.as_ptr().add(l * 16)) };
-        }
-        let n = scores.len();
-        let mut t = 0;
-        while t + 8 <= n {
-            let mut acc = [_mm512_setzero_ps(); 8];
-            for (l, q) in q.iter().enumerate() {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let k = unsafe { _mm512_loadu_ps(keys.as_ptr().add((t + j) * hd + l * 16)) };
-                    *a = _mm512_fmadd_ps(*q, k, *a);
-                }
-            }
-            let acc = acc.map(|a| fold(a));
-            let low = _mm256_hadd_ps(
-                _mm256_hadd_ps(acc[0], acc[1]),
-                _mm256_hadd_ps(acc[2], acc[3]),
-            );
-            let high = _mm256_hadd_ps(
-                _mm256_hadd_ps(acc[4], acc[5]),
-                _mm256_hadd_ps(acc[6], acc[7]),
-            );
-            let sums = _mm256_add_ps(
-                _mm256_permute2f128_ps(low, high, 0x20),
-                _mm256_permute2f128_ps(low, high, 0x31),
-            );
-            let scaled = _mm256_mul_ps(sums, _mm256_set1_ps(scale));
-            unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(t), scaled) };
-            t += 8;
-        }
-        for (t, score) in scores.iter_mut().enumerate().skip(t) {
-            let mut acc = _mm512_setzero_ps();
-            for (l, q) in q.iter().enumerate() {
-                let k = unsafe { _mm512_loadu_ps(keys.as_ptr().add(t * hd + l * 16)) };
-                acc = _mm512_fmadd_ps(*q, k, acc);
-            }
-            *score = hsum(fold(acc)) * scale;
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn accumulate<const LANES: usize>(
-        values: &[f32],
-        weights: &[f32],
-        rescale: f32,
-        out: &mut [f32],
-    ) {
-        let hd = 16 * LANES;
-        let rescale = _mm512_set1_ps(rescale);
-        let mut acc = [_mm512_setzero_ps(); LANES];
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_mul_ps(
-                unsafe { _mm512_loadu_ps(out.as_ptr().add(l * 16)) },
-                rescale,
-            );
-        }
-        for (t, &w) in weights.iter().enumerate() {
-            let w = _mm512_set1_ps(w);
-            for (l, a) in acc.iter_mut().enumerate() {
-                let v = unsafe { _mm512_loadu_ps(values.as_ptr().add(t * hd + l * 16)) };
-                *a = _mm512_fmadd_ps(w, v, *a);
-            }
-        }
-        for (l, a) in acc.iter().enumerate() {
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(l * 16), *a) };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn wave(n: usize, f: f32) -> Vec<f32> {
         (0..n).map(|i| ((i as f32) * f).sin()).collect()
-    }
-
-    enum Kind {
-        Detected,
-        Portable,
-        #[cfg(target_arch = "x86_64")]
-        Avx2,
     }
 
     #[test]
@@ -486,7 +322,7 @@ mod tests {
             };
             let vectors = [wave(hd, 0.5), wave(hd, 0.7), wave(hd, 0.9)];
             let spans = [75, 1, 41];
-            let run = |kind: Kind| {
+            let run = |fast: bool| {
                 let mut outs = vec![vec![0f32; hd]; 3];
                 let mut queries: Vec<Query> = outs
                     .iter_mut()
@@ -495,33 +331,16 @@ mod tests {
                     .map(|((out, vector), span)| Query { vector, span, out })
                     .collect();
                 let mut scratch = Vec::new();
-                match kind {
-                    Kind::Detected => attend(&mut queries, &cache, 0.125, &mut scratch),
-                    Kind::Portable => portable(&mut queries, &cache, 0.125, &mut scratch),
-                    #[cfg(target_arch = "x86_64")]
-                    Kind::Avx2 => {
-                        let vectors = match hd {
-                            64 => avx2::vectors::<8>(),
-                            _ => avx2::vectors::<16>(),
-                        };
-                        // SAFETY: only run where the CPU has AVX2, FMA and F16C.
-                        unsafe {
-                            tiled::attend(&mut queries, &cache, 0.125, &mut scratch, &vectors)
-                        }
-                    }
+                if fast {
+                    attend(&mut queries, &cache, 0.125, &mut scratch);
+                } else {
+                    portable(&mut queries, &cache, 0.125, &mut scratch);
                 }
                 outs
             };
-            let (a, b) = (run(Kind::Detected), run(Kind::Portable));
+            let (a, b) = (run(true), run(false));
             for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
-            }
-            // The AVX2 version too, on a CPU whose widest is AVX-512.
-            #[cfg(target_arch = "x86_64")]
-            if crate::cpu::simd_available() {
-                for (x, y) in run(Kind::Avx2).iter().flatten().zip(b.iter().flatten()) {
-                    assert!((x - y).abs() < 1e-4, "{x} vs {y}");
-                }
             }
             // A query that sees one position gets that position's value.
             for (x, y) in a[1].iter().zip(&values[..hd]) {

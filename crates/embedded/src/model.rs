@@ -186,7 +186,10 @@ mod tests {
         let other = dir.join("other.gguf");
         std::fs::copy(&default, &other).unwrap();
         let error = Model::load(&other, 2).err().unwrap().to_string();
-        assert!(!error.contains("corrupt") && error.contains("other.gguf"), "{error}");
+        assert!(
+            !error.contains("corrupt") && error.contains("other.gguf"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
