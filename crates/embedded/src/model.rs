@@ -135,8 +135,8 @@ impl Model {
         self.chat.encode(&self.tokenizer, messages)
     }
 
-    /// One forward pass on the model's threads.
-    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<Vec<f32>> {
+    /// One forward pass on the model's threads ([`Transformer::forward`]).
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
         self.pool.install(|| self.transformer.forward(rows, caches))
     }
 

@@ -265,7 +265,8 @@ impl Scheduler {
             .iter_mut()
             .map(|s| std::mem::take(&mut s.cache))
             .collect();
-        let logits = self.model.forward(&rows, &mut caches);
+        let mut logits = self.model.forward(&rows, &mut caches);
+        let vocab = self.model.transformer.hyper.vocab;
         for (s, cache) in self.live.iter_mut().zip(caches) {
             s.cache = cache;
         }
@@ -283,7 +284,7 @@ impl Scheduler {
         let scored: Vec<Option<f64>> = rows
             .iter()
             .filter(|r| r.logits)
-            .zip(&logits)
+            .zip(logits.chunks(vocab))
             .collect::<Vec<_>>()
             .into_par_iter()
             .map(|(row, logits)| {
@@ -292,10 +293,10 @@ impl Scheduler {
                     .map(|_| log_softmax_at(logits, s.tokens[row.pos + 1]))
             })
             .collect();
-        let mut logits = logits.into_iter().zip(scored);
+        let mut logits = logits.chunks_mut(vocab).zip(scored);
         let mut finished = Vec::new();
         for row in rows.iter().filter(|r| r.logits) {
-            let Some((mut logits, scored)) = logits.next() else {
+            let Some((logits, scored)) = logits.next() else {
                 break;
             };
             let s = &mut self.live[row.seq];
@@ -305,7 +306,7 @@ impl Scheduler {
             }
             s.prefilled = true;
             s.first_token.get_or_insert_with(|| s.started.elapsed());
-            match self.model.next_token(s, &mut logits) {
+            match self.model.next_token(s, logits) {
                 Step::Token(text, choice) => {
                     if let Some(choice) = choice {
                         out.push((s.id, Output::Choice(choice)));

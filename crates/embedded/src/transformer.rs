@@ -325,9 +325,11 @@ impl Transformer {
     }
 
     /// Runs `rows` through the model, appending their keys and values to `caches`, and returns
-    /// the logits of the rows that asked for them, in order. The rows of one sequence must
-    /// continue its cache in order of position. Call it inside the rayon pool meant for it.
-    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<Vec<f32>> {
+    /// the logits of the rows that asked for them, in order, one vocabulary-long row after
+    /// another in one buffer (a step of likelihood reads asks for hundreds). The rows of one
+    /// sequence must continue its cache in order of position. Call it inside the rayon pool
+    /// meant for it.
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
         let h = &self.hyper;
         let (n, dim, kv_dim) = (rows.len(), h.dim, h.kv_dim());
         for row in rows {
@@ -400,7 +402,7 @@ impl Transformer {
         if !wanted.is_empty() {
             output.matmul(&Activations::new(&normed, dim), &mut logits);
         }
-        logits.chunks(h.vocab).map(<[f32]>::to_vec).collect()
+        logits
     }
 
     /// Rotary position embedding on consecutive pairs of each head (llama's "normal" mode).
