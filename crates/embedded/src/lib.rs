@@ -22,6 +22,7 @@ pub mod quant;
 pub mod sampler;
 pub mod scheduler;
 pub mod service;
+pub mod team;
 pub mod tokenizer;
 pub mod transformer;
 pub mod vector;

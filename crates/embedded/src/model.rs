@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::chat::{ChatError, ChatTemplate};
 use super::fetch::{self, ModelError};
 use super::gguf::{Gguf, GgufError};
+use super::team::Team;
 use super::tokenizer::{Tokenizer, TokenizerError};
 use super::transformer::{KvCache, LoadError, Row, Transformer};
 use crossfire_engine::llm::Message;
@@ -40,7 +41,7 @@ pub struct Model {
     /// The token that ends an assistant turn (`<|im_end|>` for ChatML models).
     pub end_of_turn: u32,
     pub load_time: Duration,
-    pool: rayon::ThreadPool,
+    team: Team,
 }
 
 impl Model {
@@ -49,10 +50,7 @@ impl Model {
     pub fn load(path: &Path, threads: usize) -> Result<Model, EmbeddedError> {
         let started = Instant::now();
         let shown = path.display().to_string();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("crossfire-model-{i}"))
-            .build()
+        let team = Team::new(threads, "crossfire-model")
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         let bytes = read(path)?;
         let gguf = parse(path, &bytes);
@@ -60,7 +58,7 @@ impl Model {
         // on the model's threads side by side; a corrupt file is reported as such before
         // anything parsing it found.
         let (mut checksum, mut tokenizer) = (None, None);
-        let transformer = pool.install(|| {
+        let transformer = {
             rayon::scope(|scope| {
                 if is_default(path) {
                     scope.spawn(|_| checksum = Some(fetch::sha256(&bytes)));
@@ -72,7 +70,7 @@ impl Model {
                     .ok()
                     .map(|gguf| Transformer::load(gguf, &bytes))
             })
-        });
+        };
         if let Some(found) = checksum {
             fetch::expect(path, found)?;
         }
@@ -114,7 +112,7 @@ impl Model {
             chat,
             end_of_turn,
             load_time: started.elapsed(),
-            pool,
+            team,
         })
     }
 
@@ -137,12 +135,12 @@ impl Model {
 
     /// One forward pass on the model's threads ([`Transformer::forward`]).
     pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
-        self.pool.install(|| self.transformer.forward(rows, caches))
+        self.team.install(|| self.transformer.forward(rows, caches))
     }
 
     /// Threads the model runs on.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.team.threads()
     }
 }
 

@@ -4,12 +4,21 @@
 //! generations share every read of the weights.
 
 use half::f16;
+use std::cell::RefCell;
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::attention::{self, HeadCache, Query};
 use super::gguf::{Gguf, GgufError};
 use super::quant::{Activations, Matrix, QuantError, read_vector};
+use super::team;
 use super::vector;
+
+thread_local! {
+    /// Attention's tile buffers, one per thread of the team.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Why a model cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -443,31 +452,38 @@ impl Transformer {
             }
             start = end;
         }
-        tasks
-            .into_par_iter()
-            .for_each_init(Vec::new, |scratch, (kv_head, outs)| {
-                let Some(&(first, _)) = outs.first() else {
-                    return;
-                };
-                let cache = &caches[rows[first].seq];
-                let at = layer * h.kv_heads + kv_head;
-                let head_cache = HeadCache {
-                    keys: &cache.k[at],
-                    values: &cache.v[at],
-                };
-                let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
-                for (i, out) in outs {
-                    for (g, out) in out.chunks_mut(hd).enumerate() {
-                        let head = kv_head * group + g;
-                        queries.push(Query {
-                            vector: &q[i * h.dim + head * hd..][..hd],
-                            span: rows[i].pos + 1,
-                            out,
-                        });
-                    }
+        // Each task is taken by the one thread that runs it.
+        let tasks: Vec<Mutex<Option<(usize, Vec<(usize, &mut [f32])>)>>> =
+            tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+        team::for_each(tasks.len(), |t| {
+            let taken = tasks[t].lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some((kv_head, outs)) = taken else {
+                return;
+            };
+            let Some(&(first, _)) = outs.first() else {
+                return;
+            };
+            let cache = &caches[rows[first].seq];
+            let at = layer * h.kv_heads + kv_head;
+            let head_cache = HeadCache {
+                keys: &cache.k[at],
+                values: &cache.v[at],
+            };
+            let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
+            for (i, out) in outs {
+                for (g, out) in out.chunks_mut(hd).enumerate() {
+                    let head = kv_head * group + g;
+                    queries.push(Query {
+                        vector: &q[i * h.dim + head * hd..][..hd],
+                        span: rows[i].pos + 1,
+                        out,
+                    });
                 }
-                attention::attend(&mut queries, &head_cache, scale, scratch);
+            }
+            SCRATCH.with(|scratch| {
+                attention::attend(&mut queries, &head_cache, scale, &mut scratch.borrow_mut())
             });
+        });
     }
 }
 

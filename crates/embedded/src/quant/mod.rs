@@ -11,7 +11,6 @@ mod avx512;
 mod portable;
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::cpu::{self, Kernels};
 
@@ -312,7 +311,7 @@ impl Matrix {
     }
 
     /// `out[r][j] = Σ_k self[j][k] · x[r][k]` for every activation row `r`; `out` is
-    /// `x.rows × self.rows`. Output rows are split across the current rayon pool.
+    /// `x.rows × self.rows`. Output rows are split across the current thread's team.
     pub fn matmul(&self, x: &Activations, out: &mut [f32]) {
         Matrix::matmul_each(&mut [(self, out)], x);
     }
@@ -320,7 +319,7 @@ impl Matrix {
     /// [`Matrix::matmul`] of several matrices with the same input, in one parallel loop:
     /// a decode step is short, and every loop's start and end costs the threads a meeting.
     pub fn matmul_each(products: &mut [(&Matrix, &mut [f32])], x: &Activations) {
-        let threads = rayon::current_num_threads();
+        let threads = crate::team::threads();
         let mut outs = Vec::with_capacity(products.len());
         let mut tasks = Vec::new();
         for (m, (matrix, out)) in products.iter_mut().enumerate() {
@@ -333,7 +332,8 @@ impl Matrix {
             tasks.extend((0..n.div_ceil(chunk)).map(|c| (m, c * chunk..((c + 1) * chunk).min(n))));
             outs.push((&**matrix, SharedOut(out.as_mut_ptr())));
         }
-        tasks.into_par_iter().for_each(|(m, js)| {
+        crate::team::for_each(tasks.len(), |t| {
+            let (m, js) = tasks[t].clone();
             let (matrix, out) = &outs[m];
             // SAFETY: chunks cover disjoint output columns of each product, and the outputs
             // outlive the loop.
