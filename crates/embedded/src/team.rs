@@ -189,7 +189,7 @@ fn help(shared: &Shared) {
             continue;
         }
         spins += 1;
-        if spins % 64 != 0 || idle_since.elapsed() < SPIN {
+        if !spins.is_multiple_of(64) || idle_since.elapsed() < SPIN {
             std::hint::spin_loop();
             continue;
         }
@@ -251,7 +251,9 @@ mod tests {
                     team.install(|| {
                         for _ in 0..200 {
                             let sum = AtomicUsize::new(0);
-                            for_each(100, |i| drop(sum.fetch_add(i, Ordering::Relaxed)));
+                            for_each(100, |i| {
+                                sum.fetch_add(i, Ordering::Relaxed);
+                            });
                             assert_eq!(sum.load(Ordering::Relaxed), 4950);
                         }
                     })
@@ -261,7 +263,11 @@ mod tests {
         // After the helpers have parked, a loop wakes them and still runs every task.
         std::thread::sleep(SPIN * 20);
         let total = AtomicUsize::new(0);
-        team.install(|| for_each(64, |i| drop(total.fetch_add(i, Ordering::Relaxed))));
+        team.install(|| {
+            for_each(64, |i| {
+                total.fetch_add(i, Ordering::Relaxed);
+            })
+        });
         assert_eq!(total.load(Ordering::Relaxed), 64 * 63 / 2);
         assert_eq!(threads(), 1, "no team outside install");
     }

@@ -15,6 +15,9 @@ use super::quant::{Activations, Matrix, QuantError, read_vector};
 use super::team;
 use super::vector;
 
+/// One attention task: a key/value head, and the rows (with their outputs) that read it.
+type HeadTask<'a> = (usize, Vec<(usize, &'a mut [f32])>);
+
 thread_local! {
     /// Attention's tile buffers, one per thread of the team.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -453,7 +456,7 @@ impl Transformer {
             start = end;
         }
         // Each task is taken by the one thread that runs it.
-        let tasks: Vec<Mutex<Option<(usize, Vec<(usize, &mut [f32])>)>>> =
+        let tasks: Vec<Mutex<Option<HeadTask>>> =
             tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
         team::for_each(tasks.len(), |t| {
             let taken = tasks[t].lock().unwrap_or_else(|e| e.into_inner()).take();
