@@ -175,11 +175,16 @@ pub struct Activations<'a> {
     blocks: Vec<BlockQ8>,
 }
 
+/// The first `n` blocks' bytes of a tensor.
+fn block_bytes<'a, T>(bytes: &'a [u8], n: usize, name: &str) -> Result<&'a [u8], QuantError> {
+    bytes
+        .get(..n * std::mem::size_of::<T>())
+        .ok_or_else(|| QuantError::Shape { name: name.into() })
+}
+
 fn read_blocks<T: Copy>(bytes: &[u8], n: usize, name: &str) -> Result<Vec<T>, QuantError> {
     let size = std::mem::size_of::<T>();
-    let bytes = bytes
-        .get(..n * size)
-        .ok_or_else(|| QuantError::Shape { name: name.into() })?;
+    let bytes = block_bytes::<T>(bytes, n, name)?;
     let mut out = Vec::<T>::with_capacity(n);
     // SAFETY: T is a plain `repr(C)` block of integers and f16s, valid for any bit pattern;
     // `bytes` holds exactly `n` of them and the destination has room for `n`.
@@ -242,23 +247,29 @@ impl Matrix {
         let data = match kind {
             0 | 1 => Data::F32(read_vector(bytes, kind, n, name)?),
             2 => Data::Q4_0(read_blocks(bytes, n / BLOCK, name)?),
-            3 => {
-                let blocks: Vec<BlockQ4_1> = read_blocks(bytes, n / BLOCK, name)?;
-                if wide {
-                    Data::Q4_1x16(groups(&blocks, bpr, BlockQ4_1xN::interleave))
-                } else if narrow {
-                    Data::Q4_1x8(groups(&blocks, bpr, BlockQ4_1xN::interleave))
-                } else {
-                    Data::Q4_1(blocks)
-                }
-            }
-            8 => {
-                let blocks: Vec<BlockQ8_0> = read_blocks(bytes, n / BLOCK, name)?;
-                match wide {
-                    true => Data::Q8_0x16(groups(&blocks, bpr, BlockQ8_0xN::interleave)),
-                    false => Data::Q8_0(blocks),
-                }
-            }
+            3 if wide => Data::Q4_1x16(groups(
+                bytes,
+                n / BLOCK,
+                bpr,
+                name,
+                BlockQ4_1xN::interleave,
+            )?),
+            3 if narrow => Data::Q4_1x8(groups(
+                bytes,
+                n / BLOCK,
+                bpr,
+                name,
+                BlockQ4_1xN::interleave,
+            )?),
+            3 => Data::Q4_1(read_blocks(bytes, n / BLOCK, name)?),
+            8 if wide => Data::Q8_0x16(groups(
+                bytes,
+                n / BLOCK,
+                bpr,
+                name,
+                BlockQ8_0xN::interleave,
+            )?),
+            8 => Data::Q8_0(read_blocks(bytes, n / BLOCK, name)?),
             kind => {
                 return Err(QuantError::Unsupported {
                     name: name.into(),
@@ -375,12 +386,27 @@ impl Matrix {
     }
 }
 
-/// Blocks of rows `N·g..N·g + N` at each block column, group by group.
-fn groups<B, G, const N: usize>(blocks: &[B], bpr: usize, interleave: fn([&B; N]) -> G) -> Vec<G> {
-    (0..blocks.len() / bpr / N)
+/// The `n` blocks in `bytes` interleaved: rows `N·g..N·g + N` at each block column, group by
+/// group, read straight from the file's bytes (a copy of the blocks first would double a
+/// large tensor's memory while it loads).
+fn groups<B: Copy, G, const N: usize>(
+    bytes: &[u8],
+    n: usize,
+    bpr: usize,
+    name: &str,
+    interleave: fn([&B; N]) -> G,
+) -> Result<Vec<G>, QuantError> {
+    let bytes = block_bytes::<B>(bytes, n, name)?;
+    // SAFETY: B is a plain `repr(C)` block of integers and f16s, valid for any bit pattern;
+    // `bytes` holds `n` of them, and every index below is under `n`.
+    let block = |i: usize| unsafe { bytes.as_ptr().cast::<B>().add(i).read_unaligned() };
+    Ok((0..n / bpr / N)
         .flat_map(|g| (0..bpr).map(move |b| (g, b)))
-        .map(|(g, b)| interleave(std::array::from_fn(|j| &blocks[(N * g + j) * bpr + b])))
-        .collect()
+        .map(|(g, b)| {
+            let rows: [B; N] = std::array::from_fn(|j| block((N * g + j) * bpr + b));
+            interleave(rows.each_ref())
+        })
+        .collect())
 }
 
 /// Row `row` of interleaved groups, as floats.
