@@ -53,44 +53,34 @@ impl Model {
         let team = Team::new(threads, "crossfire-model")
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         let bytes = read(path)?;
-        let gguf = parse(path, &bytes);
-        // The default model's checksum, the tokenizer and the layers' weights are made ready
-        // on the model's threads side by side; a corrupt file is reported as such before
-        // anything parsing it found.
-        let (mut checksum, mut tokenizer) = (None, None);
-        let transformer = {
-            rayon::scope(|scope| {
-                if is_default(path) {
-                    scope.spawn(|_| checksum = Some(fetch::sha256(&bytes)));
-                }
-                if let Ok(gguf) = &gguf {
-                    scope.spawn(|_| tokenizer = Some(Tokenizer::from_gguf(gguf)));
-                }
-                gguf.as_ref()
-                    .ok()
-                    .map(|gguf| Transformer::load(gguf, &bytes))
-            })
-        };
-        if let Some(found) = checksum {
-            fetch::expect(path, found)?;
+        // The default model's file is checked before anything reads its contents: parsing a
+        // damaged file could fail in ways that hide what happened.
+        if is_default(path) {
+            fetch::expect(path, fetch::sha256(&bytes))?;
         }
-        let gguf = gguf?;
-        let load_error = |source| EmbeddedError::Load {
+        let gguf = parse(path, &bytes)?;
+        // The tokenizer and the layers' weights are made ready side by side, on as many
+        // threads as the model runs on.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
+        let (transformer, tokenizer) = pool.install(|| {
+            rayon::join(
+                || Transformer::load(&gguf, &bytes),
+                || Tokenizer::from_gguf(&gguf),
+            )
+        });
+        drop(pool);
+        let transformer = transformer.map_err(|source| EmbeddedError::Load {
             path: shown.clone(),
             source,
-        };
-        let transformer = transformer
-            .ok_or(EmbeddedError::Threads("the weights were not loaded".into()))?
-            .map_err(load_error)?;
+        })?;
         drop(bytes);
-        let tokenizer = tokenizer
-            .ok_or(EmbeddedError::Threads(
-                "the tokenizer was not loaded".into(),
-            ))?
-            .map_err(|source| EmbeddedError::Tokenizer {
-                path: shown.clone(),
-                source,
-            })?;
+        let tokenizer = tokenizer.map_err(|source| EmbeddedError::Tokenizer {
+            path: shown.clone(),
+            source,
+        })?;
         let chat =
             ChatTemplate::new(gguf.str("tokenizer.chat_template").ok()).map_err(|source| {
                 EmbeddedError::Chat {

@@ -7,9 +7,12 @@
 //! A loop is published as an epoch: one atomic word holds the epoch, the number of tasks and
 //! the next task to claim, so a thread claims task `i` of epoch `e` only while `e` is the
 //! current epoch; the loop's closure lives on the publishing thread's stack, which does not
-//! return before every claimed task has finished.
+//! return before every task has finished. A task that panics counts as finished; the panic
+//! is raised again on the publishing thread once the loop is over.
 
+use std::any::Any;
 use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -36,6 +39,8 @@ struct Shared {
     job: AtomicPtr<()>,
     /// Held by the thread whose loop is current: threads that share a team take turns.
     publisher: Mutex<()>,
+    /// The first panic of the current loop's tasks, raised again by its publisher.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// Helpers parked, and the lock and signal they park on.
     parked: AtomicUsize,
     lock: Mutex<()>,
@@ -61,6 +66,8 @@ fn unpack(claim: u64) -> (u64, usize, usize) {
 thread_local! {
     /// The team the current thread runs loops on (see [`Team::install`]).
     static CURRENT: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+    /// Whether the current thread is running a task: a loop inside a task runs on its own.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Team {
@@ -72,6 +79,7 @@ impl Team {
             finished: AtomicUsize::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             publisher: Mutex::new(()),
+            panic: Mutex::new(None),
             parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -121,11 +129,24 @@ impl Team {
             shared.wake.notify_all();
         }
         while let Some(i) = shared.claim_in(epoch) {
-            f(i);
-            shared.finished.fetch_add(1, Ordering::Release);
+            shared.task(f, i);
         }
+        let mut spins = 0u32;
         while shared.finished.load(Ordering::Acquire) < tasks {
-            std::hint::spin_loop();
+            // A helper the kernel has preempted holds a task: let it have the core.
+            spins += 1;
+            match spins < 1 << 14 {
+                true => std::hint::spin_loop(),
+                false => std::thread::yield_now(),
+            }
+        }
+        let panic = shared
+            .panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(panic) = panic {
+            resume_unwind(panic);
         }
     }
 }
@@ -144,6 +165,21 @@ impl Drop for Team {
 }
 
 impl Shared {
+    /// Runs task `i` of the current loop and counts it finished, whether it returns or
+    /// panics (the first panic is kept for the publisher).
+    fn task(&self, f: Job, i: usize) {
+        IN_TASK.with(|t| t.set(true));
+        let result = catch_unwind(AssertUnwindSafe(|| f(i)));
+        IN_TASK.with(|t| t.set(false));
+        if let Err(panic) = result {
+            self.panic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(panic);
+        }
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+
     /// Claims the next task of `epoch`, if it is still the current epoch and has one left.
     fn claim_in(&self, epoch: u64) -> Option<usize> {
         let mut claim = self.claim.load(Ordering::Acquire);
@@ -182,8 +218,7 @@ fn help(shared: &Shared) {
                 // SAFETY: task `i` of `epoch` is claimed, so its publisher is still waiting
                 // in `Team::run` for it to finish, with the job on its stack.
                 let job = unsafe { *shared.job.load(Ordering::Acquire).cast::<Job>() };
-                job(i);
-                shared.finished.fetch_add(1, Ordering::Release);
+                shared.task(job, i);
             }
             idle_since = Instant::now();
             continue;
@@ -212,7 +247,9 @@ pub fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
     let team = CURRENT.with(Cell::get);
     // SAFETY: a team is current only inside its own `install`, which borrows it.
     match unsafe { team.as_ref() } {
-        Some(team) if tasks > 1 && !team.helpers.is_empty() => team.run(tasks, &f),
+        Some(team) if tasks > 1 && !team.helpers.is_empty() && !IN_TASK.with(Cell::get) => {
+            team.run(tasks, &f)
+        }
         _ => (0..tasks).for_each(f),
     }
 }
@@ -270,5 +307,46 @@ mod tests {
         });
         assert_eq!(total.load(Ordering::Relaxed), 64 * 63 / 2);
         assert_eq!(threads(), 1, "no team outside install");
+    }
+
+    #[test]
+    fn a_panicking_task_reaches_the_caller_after_the_loop_and_the_team_goes_on() {
+        let team = Team::new(2, "test-team").unwrap();
+        for bad in [0, 63] {
+            let ran = AtomicUsize::new(0);
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                team.install(|| {
+                    for_each(64, |i| {
+                        ran.fetch_add(1, Ordering::Relaxed);
+                        assert_ne!(i, bad, "task {bad} fails");
+                    })
+                })
+            }));
+            let message = caught.unwrap_err();
+            assert!(format!("{:?}", message.downcast_ref::<String>()).contains("fails"));
+            // Every other task ran, and none after the caller had gone on.
+            assert_eq!(ran.load(Ordering::Relaxed), 64);
+            let sum = AtomicUsize::new(0);
+            team.install(|| {
+                for_each(10, |i| {
+                    sum.fetch_add(i, Ordering::Relaxed);
+                })
+            });
+            assert_eq!(sum.load(Ordering::Relaxed), 45);
+        }
+    }
+
+    #[test]
+    fn a_loop_inside_a_task_runs_on_its_own_thread() {
+        let team = Team::new(2, "test-team").unwrap();
+        let sum = AtomicUsize::new(0);
+        team.install(|| {
+            for_each(8, |_| {
+                for_each(8, |j| {
+                    sum.fetch_add(j, Ordering::Relaxed);
+                })
+            })
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 8 * 28);
     }
 }

@@ -15,6 +15,9 @@ use super::quant::{Activations, Matrix, QuantError, read_vector};
 use super::team;
 use super::vector;
 
+/// The longest context a model file may declare (SmolLM2's is 8,192).
+const MAX_CONTEXT: usize = 1 << 20;
+
 /// One attention task: a key/value head, and the rows (with their outputs) that read it.
 type HeadTask<'a> = (usize, Vec<(usize, &'a mut [f32])>);
 
@@ -265,6 +268,12 @@ impl Transformer {
         {
             return Err(LoadError::Hyper("attention.head_count"));
         }
+        // The rotary table holds a row per position: a file's context length must be one
+        // memory can hold.
+        let context = int("context_length")?;
+        if !(1..=MAX_CONTEXT).contains(&context) {
+            return Err(LoadError::Hyper("context_length"));
+        }
         let vocab = gguf.strings("tokenizer.ggml.tokens")?.len();
         let hyper = Hyper {
             layers: int("block_count")?,
@@ -274,7 +283,7 @@ impl Transformer {
             head_dim: dim / heads,
             ffn_dim: int("feed_forward_length")?,
             vocab,
-            context: int("context_length")?,
+            context,
             rope_base: gguf.float("llama.rope.freq_base").unwrap_or(10_000.0) as f32,
             eps: gguf
                 .float("llama.attention.layer_norm_rms_epsilon")
@@ -339,8 +348,8 @@ impl Transformer {
     /// Runs `rows` through the model, appending their keys and values to `caches`, and returns
     /// the logits of the rows that asked for them, in order, one vocabulary-long row after
     /// another in one buffer (a step of likelihood reads asks for hundreds). The rows of one
-    /// sequence must continue its cache in order of position. Call it inside the rayon pool
-    /// meant for it.
+    /// sequence must continue its cache in order of position. Call it inside the model's
+    /// [`Team::install`](super::team::Team::install), whose threads share its loops.
     pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
         let h = &self.hyper;
         let (n, dim, kv_dim) = (rows.len(), h.dim, h.kv_dim());

@@ -107,7 +107,8 @@ macro_rules! tile_x16 {
             let mut acc = [_mm512_setzero_ps(); R];
             for (b, wb) in w.iter().enumerate() {
                 let ahead = (wb as *const $block).wrapping_add(PREFETCH).cast::<i8>();
-                for line in (0..std::mem::size_of::<$block>()).step_by(64) {
+                // Blocks start on 32 bytes, so one can touch a line more than its size needs.
+                for line in (0..std::mem::size_of::<$block>() + 32).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
                 }
                 let (weights, d, m) = unsafe { $unpack(wb) };

@@ -1,8 +1,9 @@
 //! Weight matrices in ggml's block formats and the matrix × activations products over them.
 //!
 //! Activations are quantized to 8 bits per block of 32 (as llama.cpp does), so every product is
-//! an integer dot product per block scaled by two floats. The x86-64 kernels use AVX2 and FMA
-//! when the CPU has them, picked once at load; the portable kernels are the reference.
+//! an integer dot product per block scaled by two floats. The x86-64 kernels use AVX-512 VNNI
+//! (weights interleaved sixteen rows wide), else AVX2 and FMA (eight rows), as the CPU has them,
+//! picked once at load; the portable kernels are the reference.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -177,8 +178,8 @@ pub struct Activations<'a> {
 
 /// The first `n` blocks' bytes of a tensor.
 fn block_bytes<'a, T>(bytes: &'a [u8], n: usize, name: &str) -> Result<&'a [u8], QuantError> {
-    bytes
-        .get(..n * std::mem::size_of::<T>())
+    n.checked_mul(std::mem::size_of::<T>())
+        .and_then(|len| bytes.get(..len))
         .ok_or_else(|| QuantError::Shape { name: name.into() })
 }
 
@@ -236,10 +237,10 @@ impl Matrix {
         name: &str,
         kernels: Kernels,
     ) -> Result<Matrix, QuantError> {
-        let n = rows * cols;
-        if !cols.is_multiple_of(BLOCK) {
+        let n = rows.checked_mul(cols).filter(|_| cols > 0);
+        let Some(n) = n.filter(|_| cols.is_multiple_of(BLOCK)) else {
             return Err(QuantError::Shape { name: name.into() });
-        }
+        };
         let bpr = cols / BLOCK;
         // Interleaved rows let one vector instruction serve eight or sixteen outputs.
         let wide = kernels == Kernels::Avx512 && rows.is_multiple_of(16);
@@ -495,14 +496,17 @@ mod tests {
     fn fast_kernels_agree_with_portable_ones_and_with_floats() {
         // Seven activation rows take the four- and three-row paths; two, the decode of two
         // streams; one, the single stream's.
-        for n in [7, 2, 1] {
-            agree_with_portable_and_floats(n);
+        // 48 weight rows fill groups of sixteen; 40, only groups of eight (the AVX2 layout
+        // even where AVX-512 is there, and plain Q8_0).
+        for rows in [48, 40] {
+            for n in [7, 2, 1] {
+                agree_with_portable_and_floats(n, rows);
+            }
         }
     }
 
-    fn agree_with_portable_and_floats(n: usize) {
-        // Rows in whole groups of sixteen, for the widest interleaved layouts.
-        let (rows, cols) = (48, 128);
+    fn agree_with_portable_and_floats(n: usize, rows: usize) {
+        let cols = 128;
         let x: Vec<f32> = bytes(n * cols, 7)
             .iter()
             .map(|&b| b as f32 / 64.0 - 2.0)
@@ -521,7 +525,7 @@ mod tests {
                 vec![0.0; n * rows],
                 vec![0.0; n * rows],
             );
-            if Kernels::detect() == Kernels::Avx512 && kind != 2 {
+            if Kernels::detect() == Kernels::Avx512 && kind != 2 && rows.is_multiple_of(16) {
                 // The sixteen-row layouts are what the fast path runs.
                 assert!(matches!(fast.data, Data::Q4_1x16(_) | Data::Q8_0x16(_)));
             }
@@ -608,5 +612,14 @@ mod tests {
             Matrix::from_ggml(&[0; 10], 8, 2, 32, "w"),
             Err(QuantError::Shape { .. })
         ));
+        // No columns (a file may say so), or more than memory holds.
+        for (rows, cols) in [(64, 0), (usize::MAX / 16, 64)] {
+            for kind in [0, 3, 8] {
+                assert!(matches!(
+                    Matrix::from_ggml(&[0; 4096], kind, rows, cols, "w"),
+                    Err(QuantError::Shape { .. })
+                ));
+            }
+        }
     }
 }
