@@ -152,8 +152,12 @@ mod avx2 {
                 let scores = &mut scores[..n];
                 unsafe { dot_keys::<LANES>(q.vector, keys, scale, scores) };
                 let top = unsafe { max_of(scores, maxima[i]) };
-                // exp(-inf) is 0: the first tile rescales nothing.
-                let rescale = (maxima[i] - top).exp();
+                // exp(-inf) is 0: the first tile rescales nothing. Past the first tiles the
+                // maximum seldom moves, and exp(0) is exactly 1.
+                let rescale = match top == maxima[i] {
+                    true => 1.0,
+                    false => (maxima[i] - top).exp(),
+                };
                 maxima[i] = top;
                 let total = unsafe { exp_shifted(scores, top) };
                 sums[i] = sums[i] * rescale + total;

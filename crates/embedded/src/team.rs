@@ -254,6 +254,27 @@ pub fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
     }
 }
 
+/// Runs `f(k, chunk)` for each `size`-long chunk of `data` in turn (the last may be shorter),
+/// as [`for_each`] runs its tasks.
+pub fn for_each_chunk<T: Send>(data: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    struct Base<T>(*mut T);
+    // SAFETY: each task reaches a chunk of its own through it.
+    unsafe impl<T: Send> Sync for Base<T> {}
+    impl<T> Base<T> {
+        fn at(&self, i: usize) -> *mut T {
+            self.0.wrapping_add(i)
+        }
+    }
+    let (len, size) = (data.len(), size.max(1));
+    let base = Base(data.as_mut_ptr());
+    for_each(len.div_ceil(size), |k| {
+        let (start, end) = (k * size, ((k + 1) * size).min(len));
+        // SAFETY: chunks are disjoint and inside `data`, which outlives the loop.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.at(start), end - start) };
+        f(k, chunk)
+    });
+}
+
 /// Threads in the current thread's team (1 when it has none).
 pub fn threads() -> usize {
     let team = CURRENT.with(Cell::get);
@@ -333,6 +354,22 @@ mod tests {
                 })
             });
             assert_eq!(sum.load(Ordering::Relaxed), 45);
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_slice_once_each() {
+        let team = Team::new(2, "test-team").unwrap();
+        for (len, size) in [(0, 4), (10, 3), (64, 64), (65, 8)] {
+            let mut data = vec![0usize; len];
+            team.install(|| {
+                for_each_chunk(&mut data, size, |k, chunk| {
+                    for (j, d) in chunk.iter_mut().enumerate() {
+                        *d += k * size + j + 1;
+                    }
+                })
+            });
+            assert_eq!(data, (1..=len).collect::<Vec<_>>());
         }
     }
 

@@ -15,6 +15,11 @@ use super::quant::{Activations, Matrix, QuantError, read_vector};
 use super::team;
 use super::vector;
 
+/// Rows one task of `rms_norm` takes, and gate values one task of the SiLU product: a decode
+/// step's few rows are one task, a prompt's many are shared.
+const NORM_ROWS: usize = 16;
+const SILU_TASK: usize = 16 * 1024;
+
 /// The longest context a model file may declare (SmolLM2's is 8,192).
 const MAX_CONTEXT: usize = 1 << 20;
 
@@ -404,7 +409,9 @@ impl Transformer {
             rms_norm(&x, &layer.ffn_norm, h.eps, &mut normed);
             let acts = Activations::new(&normed, dim);
             Matrix::matmul_each(&mut [(&layer.gate, &mut gate), (&layer.up, &mut up)], &acts);
-            vector::silu_mul(&mut gate, &up);
+            team::for_each_chunk(&mut gate, SILU_TASK, |k, gate| {
+                vector::silu_mul(gate, &up[k * SILU_TASK..][..gate.len()])
+            });
             layer
                 .down
                 .matmul(&Activations::new(&gate, h.ffn_dim), &mut projected);
@@ -507,11 +514,15 @@ fn add(x: &mut [f32], y: &[f32]) {
 
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let dim = weight.len();
-    for (row, out) in x.chunks(dim).zip(out.chunks_mut(dim)) {
-        let mean = row.iter().map(|v| v * v).sum::<f32>() / dim as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
-            *o = v * scale * w;
+    // A prompt's rows are normalised on every thread of the team, a few rows a task.
+    team::for_each_chunk(out, dim * NORM_ROWS, |k, out| {
+        let rows = x[k * dim * NORM_ROWS..].chunks(dim);
+        for (row, out) in rows.zip(out.chunks_mut(dim)) {
+            let mean = row.iter().map(|v| v * v).sum::<f32>() / dim as f32;
+            let scale = 1.0 / (mean + eps).sqrt();
+            for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+                *o = v * scale * w;
+            }
         }
-    }
+    });
 }

@@ -132,6 +132,14 @@ pub struct BlockQ8 {
     qs: [i8; 32],
 }
 
+impl BlockQ8 {
+    const ZERO: BlockQ8 = BlockQ8 {
+        d: 0.0,
+        s: 0.0,
+        qs: [0; 32],
+    };
+}
+
 /// Why a tensor cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
@@ -434,19 +442,20 @@ impl<'a> Activations<'a> {
     /// Quantizes `rows` rows of `cols` floats.
     pub fn new(floats: &'a [f32], cols: usize) -> Activations<'a> {
         assert_eq!(floats.len() % cols, 0, "activation shape");
-        let chunks = floats.chunks_exact(BLOCK);
-        #[cfg(target_arch = "x86_64")]
-        if cpu::simd_available() {
+        let quantize_one: fn(&[f32]) -> BlockQ8 = match cpu::simd_available() {
             // SAFETY: the CPU has AVX2, FMA and F16C; chunks are BLOCK long.
-            let blocks = chunks.map(|c| unsafe { avx2::quantize(c) }).collect();
-            return Activations {
-                rows: floats.len() / cols,
-                cols,
-                floats,
-                blocks,
-            };
-        }
-        let blocks = chunks.map(quantize).collect();
+            #[cfg(target_arch = "x86_64")]
+            true => |c| unsafe { avx2::quantize(c) },
+            _ => quantize,
+        };
+        let mut blocks = vec![BlockQ8::ZERO; floats.len() / BLOCK];
+        // A prompt's rows are many: their blocks are quantized on every thread of the team.
+        crate::team::for_each_chunk(&mut blocks, QUANTIZE_TASK, |k, out| {
+            let from = &floats[k * QUANTIZE_TASK * BLOCK..];
+            for (block, chunk) in out.iter_mut().zip(from.chunks_exact(BLOCK)) {
+                *block = quantize_one(chunk);
+            }
+        });
         Activations {
             rows: floats.len() / cols,
             cols,
@@ -455,6 +464,9 @@ impl<'a> Activations<'a> {
         }
     }
 }
+
+/// Blocks one task of [`Activations::new`] quantizes: a decode step's rows are one task.
+const QUANTIZE_TASK: usize = 512;
 
 #[cfg(test)]
 mod tests {
