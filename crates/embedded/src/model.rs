@@ -53,11 +53,6 @@ impl Model {
         let team = Team::new(threads, "crossfire-model")
             .map_err(|e| EmbeddedError::Threads(e.to_string()))?;
         let bytes = read(path)?;
-        // The default model's file is checked before anything reads its contents: parsing a
-        // damaged file could fail in ways that hide what happened.
-        if is_default(path) {
-            fetch::expect(path, fetch::sha256(&bytes))?;
-        }
         let gguf = parse(path, &bytes)?;
         // The tokenizer and the layers' weights are made ready side by side, on as many
         // threads as the model runs on.
@@ -108,9 +103,6 @@ impl Model {
 
     /// Only the tokenizer of the model file at `path` (for `crossfire model tokenize`).
     pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbeddedError> {
-        if is_default(path) {
-            fetch::verify(path)?;
-        }
         let bytes = read(path)?;
         Tokenizer::from_gguf(&parse(path, &bytes)?).map_err(|source| EmbeddedError::Tokenizer {
             path: path.display().to_string(),
@@ -139,8 +131,10 @@ fn is_default(path: &Path) -> bool {
     path.file_name() == fetch::default_path().file_name()
 }
 
+/// The model file's bytes; the default model's checked against its SHA-256 before anything
+/// reads them (parsing a damaged file could fail in ways that hide what happened).
 fn read(path: &Path) -> Result<Vec<u8>, EmbeddedError> {
-    std::fs::read(path).map_err(|source| {
+    let bytes = std::fs::read(path).map_err(|source| {
         EmbeddedError::File(match source.kind() {
             std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into() },
             _ => ModelError::Io {
@@ -148,7 +142,11 @@ fn read(path: &Path) -> Result<Vec<u8>, EmbeddedError> {
                 source,
             },
         })
-    })
+    })?;
+    if is_default(path) {
+        fetch::expect(path, fetch::sha256(&bytes))?;
+    }
+    Ok(bytes)
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Gguf, EmbeddedError> {

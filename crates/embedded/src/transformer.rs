@@ -5,7 +5,6 @@
 
 use half::f16;
 use std::cell::RefCell;
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -22,9 +21,6 @@ const SILU_TASK: usize = 16 * 1024;
 
 /// The longest context a model file may declare (SmolLM2's is 8,192).
 const MAX_CONTEXT: usize = 1 << 20;
-
-/// One attention task: a key/value head, and the rows (with their outputs) that read it.
-type HeadTask<'a> = (usize, Vec<(usize, &'a mut [f32])>);
 
 thread_local! {
     /// Attention's tile buffers, one per thread of the team.
@@ -471,14 +467,10 @@ impl Transformer {
             }
             start = end;
         }
-        // Each task is taken by the one thread that runs it.
-        let tasks: Vec<Mutex<Option<HeadTask>>> =
-            tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
-        team::for_each(tasks.len(), |t| {
-            let taken = tasks[t].lock().unwrap_or_else(|e| e.into_inner()).take();
-            let Some((kv_head, outs)) = taken else {
-                return;
-            };
+        // Chunks of one task: each is the one thread's that runs it.
+        team::for_each_chunk(&mut tasks, 1, |_, task| {
+            let (kv_head, outs) = &mut task[0];
+            let kv_head = *kv_head;
             let Some(&(first, _)) = outs.first() else {
                 return;
             };
@@ -489,7 +481,8 @@ impl Transformer {
                 values: &cache.v[at],
             };
             let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
-            for (i, out) in outs {
+            for (i, out) in outs.iter_mut() {
+                let i = *i;
                 for (g, out) in out.chunks_mut(hd).enumerate() {
                     let head = kv_head * group + g;
                     queries.push(Query {

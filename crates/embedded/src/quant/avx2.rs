@@ -185,9 +185,8 @@ pub unsafe fn quantize(chunk: &[f32]) -> BlockQ8 {
 /// The four bytes of activations `4i..4i + 4` of a block in every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn word(x: &BlockQ8, i: usize) -> __m256i {
-    // SAFETY: i < 8, so the four bytes lie inside `qs`.
-    _mm256_set1_epi32(unsafe { x.qs.as_ptr().cast::<i32>().add(i).read_unaligned() })
+fn word(x: &BlockQ8, i: usize) -> __m256i {
+    _mm256_set1_epi32(x.word(i))
 }
 
 /// Σ weight × activation over one block, for the eight rows of an interleaved group: `lo`
@@ -197,8 +196,8 @@ unsafe fn word(x: &BlockQ8, i: usize) -> __m256i {
 unsafe fn dot_x8(lo: &[__m256i; 4], hi: &[__m256i; 4], x: &BlockQ8) -> __m256i {
     let mut sum = _mm256_setzero_si256();
     for v in 0..4 {
-        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(lo[v], unsafe { word(x, v) }));
-        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(hi[v], unsafe { word(x, 4 + v) }));
+        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(lo[v], word(x, v)));
+        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(hi[v], word(x, 4 + v)));
     }
     _mm256_madd_epi16(sum, _mm256_set1_epi16(1))
 }

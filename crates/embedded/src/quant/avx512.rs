@@ -10,9 +10,8 @@ use std::arch::x86_64::*;
 /// The four bytes of activations `4u..4u + 4` of a block in every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn word(x: &BlockQ8, u: usize) -> __m512i {
-    // SAFETY: u < 8, so the four bytes lie inside `qs`.
-    _mm512_set1_epi32(unsafe { x.qs.as_ptr().cast::<i32>().add(u).read_unaligned() })
+fn word(x: &BlockQ8, u: usize) -> __m512i {
+    _mm512_set1_epi32(x.word(u))
 }
 
 /// Σ weight × activation over one block for sixteen rows: vector `u` of `w` holds each row's
@@ -23,10 +22,8 @@ unsafe fn dot(w: &[__m512i; 8], x: &BlockQ8) -> __m512i {
     // Two chains, so one sum does not wait on the other.
     let (mut a, mut b) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     for u in 0..4 {
-        unsafe {
-            a = _mm512_dpbusd_epi32(a, w[u], word(x, u));
-            b = _mm512_dpbusd_epi32(b, w[4 + u], word(x, 4 + u));
-        }
+        a = _mm512_dpbusd_epi32(a, w[u], word(x, u));
+        b = _mm512_dpbusd_epi32(b, w[4 + u], word(x, 4 + u));
     }
     _mm512_add_epi32(a, b)
 }

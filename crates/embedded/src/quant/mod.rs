@@ -138,6 +138,14 @@ impl BlockQ8 {
         s: 0.0,
         qs: [0; 32],
     };
+
+    /// Activations `4u..4u + 4` as one word, for the interleaved kernels to broadcast.
+    #[inline(always)]
+    fn word(&self, u: usize) -> i32 {
+        assert!(u < 8, "a block has eight words");
+        // SAFETY: u < 8, so the four bytes lie inside `qs`.
+        unsafe { self.qs.as_ptr().cast::<i32>().add(u).read_unaligned() }
+    }
 }
 
 /// Why a tensor cannot be used.
