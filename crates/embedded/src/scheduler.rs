@@ -147,6 +147,11 @@ const PREFILL_CHUNK: usize = 256;
 /// Fewest prompt tokens a filling prompt gets in a step while the step has rows left (the
 /// newest prompts may wait a step or two when many fill at once).
 const MIN_PREFILL: usize = 16;
+/// A stream's first tokens (about a sentence, which screening must see whole before the
+/// reader sees a word): while a stream writes them, each filling prompt gets only
+/// [`FIRST_WORDS_ROWS`] rows a step, so the stream's steps stay short.
+const FIRST_WORDS: usize = 32;
+const FIRST_WORDS_ROWS: usize = 4;
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
 /// Shared prompt tokens worth waiting for another prompt to compute.
@@ -354,7 +359,8 @@ impl Scheduler {
 
     /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
     /// of the step's budget after `decoding` rows; the oldest takes up to three quarters, and
-    /// a new call does not wait for another's whole prompt. A prompt that shares a prefix
+    /// a new call does not wait for another's whole prompt. While a stream writes its first
+    /// words, prompts ride along a few rows a step. A prompt that shares a prefix
     /// with one still being filled waits until that prefix is computed, then starts from a
     /// copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
@@ -379,12 +385,23 @@ impl Scheduler {
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
             .partition(|&i| self.live[i].score_from.is_some());
-        let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
+        let first_words = self
+            .live
+            .iter()
+            .any(|s| s.prefilled && s.score_from.is_none() && s.generated() < FIRST_WORDS);
+        let (budget, least) = match first_words {
+            true => (FIRST_WORDS_ROWS * prompts.len(), FIRST_WORDS_ROWS),
+            false => (
+                PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL),
+                MIN_PREFILL,
+            ),
+        };
         let read_budget = match decoding + prompts.len() {
             0 => budget,
             _ => READ_ROWS_BESIDE_STREAMS,
         };
-        for (group, budget) in [(prompts, budget), (reads, read_budget)] {
+        for (group, budget, least) in [(prompts, budget, least), (reads, read_budget, MIN_PREFILL)]
+        {
             let n = group.len();
             let mut left = budget;
             for (k, i) in group.into_iter().enumerate() {
@@ -392,11 +409,11 @@ impl Scheduler {
                 // The oldest goes first, with up to three quarters of the step, so its
                 // first word comes sooner; the others share the rest and still move.
                 let share = match k {
-                    0 if n > 1 => budget * 3 / 4,
+                    0 if n > 1 && !first_words => budget * 3 / 4,
                     _ => left / (n - k),
                 };
                 let start = s.cache.len();
-                let take = share.max(MIN_PREFILL).min(left);
+                let take = share.max(least).min(left);
                 let end = (start + take).min(s.prompt_len);
                 left -= end - start;
                 for pos in start..end {
@@ -518,9 +535,14 @@ impl Sequence {
         }
     }
 
+    /// Tokens generated so far.
+    fn generated(&self) -> usize {
+        self.tokens.len().saturating_sub(self.prompt_len)
+    }
+
     /// The reply's tokens: those generated, and those it went on from.
     fn reply_tokens(&self) -> usize {
-        self.tokens.len().saturating_sub(self.prompt_len) + self.continued
+        self.generated() + self.continued
     }
 
     /// The first position whose logits are needed.

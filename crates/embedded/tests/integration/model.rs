@@ -786,7 +786,8 @@ fn a_likelihood_read_takes_few_rows_a_step_beside_a_stream_and_all_it_needs_alon
 }
 
 #[test]
-fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_moves() {
+fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_moves_slowly_beside_its_first_words()
+ {
     let model = model();
     let long = |topic: &str| {
         let text = format!("Tell me about {topic}. ").repeat(100);
@@ -821,5 +822,13 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_mo
     assert!(
         filled > older_len + 64,
         "the newer prompt moved meanwhile: {filled} rows for {older_len}"
+    );
+
+    // While the older writes its first words, the newer rides along a few rows a step.
+    scheduler.step();
+    let rows = scheduler.counters.prompt_tokens - filled;
+    assert!(
+        (1..=8).contains(&rows),
+        "{rows} prompt rows beside first words"
     );
 }
