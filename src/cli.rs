@@ -72,6 +72,11 @@ pub enum Command {
         /// Seconds running debates get to finish after SIGTERM or Ctrl-C.
         #[arg(long, default_value_t = 30)]
         grace_s: u64,
+        /// Seed the debaters' sampling, for benchmarks and tests: every debate on the same
+        /// story, personas and motion is then the same (where the backend takes seeds).
+        /// Default: random.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// The embedded model's file.
     Model {

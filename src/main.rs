@@ -83,7 +83,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => debate::perspective(&config, &story, &persona, json),
         Command::Personas { command } => personas::run(&config, command),
         Command::Prompts { command } => prompts::run(&config, command),
-        Command::Serve { grace_s } => serve::run(config, grace_s),
+        Command::Serve { grace_s, seed } => serve::run(config, grace_s, seed),
         Command::Model { command } => model::run(&config, command),
         Command::Judge { command } => judge::run(&config, command),
         Command::Users { command } => users::run(&config, command),

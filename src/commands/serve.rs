@@ -9,14 +9,16 @@ use anyhow::Result;
 use super::{engine, runtime};
 use crate::config::Config;
 
-/// Serves until SIGTERM or Ctrl-C, then gives running debates `grace_s` seconds to finish.
-pub fn run(config: Config, grace_s: u64) -> Result<ExitCode> {
-    runtime()?.block_on(serve(config, grace_s))
+/// Serves until SIGTERM or Ctrl-C, then gives running debates `grace_s` seconds to finish;
+/// debaters sample from `seed` when one is given.
+pub fn run(config: Config, grace_s: u64, seed: Option<u64>) -> Result<ExitCode> {
+    runtime()?.block_on(serve(config, grace_s, seed))
 }
 
-async fn serve(config: Config, grace_s: u64) -> Result<ExitCode> {
+async fn serve(config: Config, grace_s: u64, seed: Option<u64>) -> Result<ExitCode> {
     return_large_allocations_to_the_os();
-    let engine = engine(&config)?;
+    let mut engine = engine(&config)?;
+    engine.seed = seed;
     let listener = crossfire_server::bind(&config.server.addr).await?;
     let local = listener.local_addr()?;
     let mut server = config.server;

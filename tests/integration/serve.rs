@@ -237,3 +237,69 @@ async fn the_service_says_low_confidence_when_the_judges_last_calibration_fell_s
         let _ = std::fs::remove_dir_all(&cache);
     }
 }
+
+/// The value of an unlabelled counter in Prometheus text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is in /metrics"))
+}
+
+#[tokio::test]
+async fn a_reader_opening_a_story_has_the_embedded_model_compute_its_debates_beginning() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config =
+        std::env::temp_dir().join(format!("crossfire-prefill-{}.toml", std::process::id()));
+    // Nothing from earlier runs on disk: the beginning is computed here.
+    std::fs::write(&config, "[embedded]\ndisk_cache_mb = 0\n").unwrap();
+    let db = temp_db();
+    let instance = Instance::start(
+        env!("CARGO_BIN_EXE_crossfire"),
+        &["--config", config.to_str().unwrap(), "--"],
+        &[
+            ("CROSSFIRE_LLM_BACKEND", "embedded"),
+            ("CROSSFIRE_DATABASE_URL", &db),
+        ],
+    )
+    .await;
+    let app = App::at(&instance.base);
+    let prefills = |metrics: &str| {
+        (
+            counter(metrics, "crossfire_story_prefills_total"),
+            counter(metrics, "crossfire_story_prefill_tokens_total"),
+        )
+    };
+    let settled = |want: u64| {
+        let app = &app;
+        async move {
+            for _ in 0..600 {
+                let now = prefills(&app.metrics().await);
+                if now.0 >= want {
+                    return now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no story prefill after a minute");
+        }
+    };
+
+    let reader = app.user().await;
+    let (status, _) = app.text("/stories/nk-troops-russia", Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (count, tokens) = settled(1).await;
+    // The story block and the rules: hundreds of tokens, before who speaks.
+    assert_eq!(count, 1);
+    assert!(tokens > 300, "{tokens} tokens prefilled");
+
+    // Opened again, or by a visitor (who cannot debate), nothing is computed again.
+    app.text("/stories/nk-troops-russia", Some(&reader)).await;
+    app.text("/stories/fed-rate-cuts-2024", None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(prefills(&app.metrics().await), (1, tokens));
+
+    // Another story a reader opens is.
+    app.text("/stories/fed-rate-cuts-2024", Some(&reader)).await;
+    assert_eq!(settled(2).await.0, 2);
+    let _ = std::fs::remove_file(config);
+}

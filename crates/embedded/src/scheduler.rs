@@ -35,6 +35,9 @@ pub struct Request {
     /// Report, for each generated token, this many likeliest tokens its schema allowed
     /// there, with their log-probabilities.
     pub top_logprobs: Option<u8>,
+    /// A reader waits for the first sentence: until it is written, other prompts are filled
+    /// only a few rows a step.
+    pub reader_waiting: bool,
 }
 
 impl Request {
@@ -49,6 +52,7 @@ impl Request {
             continued: 0,
             score_from: None,
             top_logprobs: None,
+            reader_waiting: false,
         }
     }
 
@@ -101,7 +105,7 @@ pub struct Finish {
 }
 
 /// A scoring request's result.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Scored {
     pub logprob: f64,
     pub tokens: usize,
@@ -138,6 +142,9 @@ struct Sequence {
     reused: usize,
     started: Instant,
     first_token: Option<Duration>,
+    /// The reply's text until its first sentence, which a reader waits for, is complete;
+    /// `None` after, or when no reader waits.
+    first_sentence: Option<String>,
 }
 
 /// Bytes of finished sequences' caches kept for their prompt prefixes, unless configured.
@@ -147,10 +154,10 @@ const PREFILL_CHUNK: usize = 256;
 /// Fewest prompt tokens a filling prompt gets in a step while the step has rows left (the
 /// newest prompts may wait a step or two when many fill at once).
 const MIN_PREFILL: usize = 16;
-/// A stream's first tokens (about a sentence, which screening must see whole before the
-/// reader sees a word): while a stream writes them, each filling prompt gets only
-/// [`FIRST_WORDS_ROWS`] rows a step, so the stream's steps stay short.
-const FIRST_WORDS: usize = 32;
+/// While a stream a reader waits for writes its first sentence (which screening must see
+/// whole before the reader sees a word, up to [`FIRST_WORDS`] tokens), each filling prompt
+/// gets only [`FIRST_WORDS_ROWS`] rows a step, so the stream's steps stay short.
+const FIRST_WORDS: usize = 64;
 const FIRST_WORDS_ROWS: usize = 4;
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
@@ -229,6 +236,7 @@ impl Scheduler {
             reused: 0,
             started: Instant::now(),
             first_token: None,
+            first_sentence: request.reader_waiting.then(String::new),
         });
         id
     }
@@ -313,6 +321,7 @@ impl Scheduler {
             s.first_token.get_or_insert_with(|| s.started.elapsed());
             match self.model.next_token(s, logits) {
                 Step::Token(text, choice) => {
+                    s.note_first_sentence(&text);
                     if let Some(choice) = choice {
                         out.push((s.id, Output::Choice(choice)));
                     }
@@ -359,18 +368,23 @@ impl Scheduler {
 
     /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
     /// of the step's budget after `decoding` rows; the oldest takes up to three quarters, and
-    /// a new call does not wait for another's whole prompt. While a stream writes its first
-    /// words, prompts ride along a few rows a step. A prompt that shares a prefix
+    /// a new call does not wait for another's whole prompt. While a stream writes the first
+    /// sentence a reader waits for, prompts ride along a few rows a step. A prompt that shares a prefix
     /// with one still being filled waits until that prefix is computed, then starts from a
     /// copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
         let mut filling = Vec::new();
+        // Sequences a waiting generation waits for.
+        let mut awaited = Vec::new();
         for i in 0..self.live.len() {
             if self.live[i].prefilled {
                 continue;
             }
             if self.live[i].cache.is_empty() {
-                if self.waits_for_leader(i) {
+                if let Some(leader) = self.leader(i) {
+                    if self.live[i].score_from.is_none() {
+                        awaited.push(leader);
+                    }
                     continue;
                 }
                 self.reuse_prefix(i);
@@ -381,14 +395,15 @@ impl Scheduler {
             return;
         }
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
-        // verdict being read does not stall the speeches being written.
+        // verdict being read does not stall the speeches being written. A read a prompt
+        // waits for (a story prefilled ahead) goes at the prompt's pace.
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
-            .partition(|&i| self.live[i].score_from.is_some());
+            .partition(|i| self.live[*i].score_from.is_some() && !awaited.contains(i));
         let first_words = self
             .live
             .iter()
-            .any(|s| s.prefilled && s.score_from.is_none() && s.generated() < FIRST_WORDS);
+            .any(|s| s.prefilled && s.first_sentence.is_some());
         let (budget, least) = match first_words {
             true => (FIRST_WORDS_ROWS * prompts.len(), FIRST_WORDS_ROWS),
             false => (
@@ -409,7 +424,7 @@ impl Scheduler {
                 // The oldest goes first, with up to three quarters of the step, so its
                 // first word comes sooner; the others share the rest and still move.
                 let share = match k {
-                    0 if n > 1 && !first_words => budget * 3 / 4,
+                    0 if n > 1 && !first_words => budget * 7 / 8,
                     _ => left / (n - k),
                 };
                 let start = s.cache.len();
@@ -428,14 +443,15 @@ impl Scheduler {
         }
     }
 
-    /// Whether prompt `i`, not started, should wait for an earlier prompt still being
-    /// filled that shares a longer prefix with it than any computed cache holds: computing
-    /// that prefix twice at once would waste the step.
-    fn waits_for_leader(&self, i: usize) -> bool {
+    /// The earlier prompt still being filled that prompt `i`, not started, should wait for:
+    /// one that shares a longer prefix with it than any computed cache holds (computing
+    /// that prefix twice at once would waste the step).
+    fn leader(&self, i: usize) -> Option<usize> {
         let s = &self.live[i];
         let prompt = &s.tokens[..s.first_needed()];
         let computed = self.computed_prefix(i).map_or(0, |(len, _)| len);
-        self.live.iter().enumerate().any(|(j, leader)| {
+        (0..self.live.len()).find(|&j| {
+            let leader = &self.live[j];
             let started = !leader.cache.is_empty() || j < i;
             let shared = common_prefix(&leader.tokens[..leader.prompt_len], prompt);
             j != i
@@ -540,6 +556,16 @@ impl Sequence {
         self.tokens.len().saturating_sub(self.prompt_len)
     }
 
+    /// Follows the reply's first sentence with its latest `text`.
+    fn note_first_sentence(&mut self, text: &str) {
+        if let Some(first) = &mut self.first_sentence {
+            first.push_str(text);
+            if crossfire_engine::sentence_end(first).is_some() || self.generated() >= FIRST_WORDS {
+                self.first_sentence = None;
+            }
+        }
+    }
+
     /// The reply's tokens: those generated, and those it went on from.
     fn reply_tokens(&self) -> usize {
         self.generated() + self.continued
@@ -552,7 +578,7 @@ impl Sequence {
 }
 
 /// How many tokens `a` and `b` share from their start.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

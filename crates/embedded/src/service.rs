@@ -15,7 +15,7 @@ use super::grammar::Schema;
 use super::model::{EmbeddedError, Model};
 use super::prompt_cache::DiskCache;
 use super::sampler::SamplerSettings;
-use super::scheduler::{Finish, Output, Request, Scheduler};
+use super::scheduler::{Finish, Output, Request, Scheduler, common_prefix};
 use crate::config::EmbeddedConfig;
 use crossfire_engine::llm::{
     ChatRequest, Completion, FinishReason, LanguageModel, Likelihood, LlmError, Message,
@@ -36,12 +36,29 @@ struct Job {
     max_tokens: usize,
     sampling: SamplerSettings,
     schema: Option<Arc<Schema>>,
-    /// Score this text as the reply instead of generating one.
-    reply: Option<String>,
-    /// Go on from this beginning of the reply (its tokens count towards `max_tokens`).
-    continued: Option<String>,
+    task: Task,
     top_logprobs: Option<u8>,
+    reader_waiting: bool,
     updates: UnboundedSender<Update>,
+}
+
+/// What a job does with its messages.
+enum Task {
+    /// Write a reply, going on from this beginning of it, if any (its tokens count towards
+    /// `max_tokens`).
+    Generate { continued: Option<String> },
+    /// Score this text as the reply.
+    Score(String),
+    /// Compute what the messages and these other chats begin with in common, for calls to
+    /// come; generate nothing.
+    Prefill(Vec<Vec<Message>>),
+}
+
+impl Task {
+    /// Whether the job only reads: admitted beside the streams, and run at low priority.
+    fn reads(&self) -> bool {
+        !matches!(self, Task::Generate { .. })
+    }
 }
 
 enum Update {
@@ -116,9 +133,9 @@ fn serve(
         // reads behind it: reads generate nothing, and a verdict's come together.
         let mut blocked = VecDeque::new();
         while let Some(job) = pending.pop_front() {
-            let free = match job.reply {
-                Some(_) => scheduler.len() < max_streams + EXTRA_READS,
-                None => scheduler.generating() < max_streams,
+            let free = match job.task.reads() {
+                true => scheduler.len() < max_streams + EXTRA_READS,
+                false => scheduler.generating() < max_streams,
             };
             if !free {
                 blocked.push_back(job);
@@ -141,6 +158,7 @@ fn serve(
                         continued,
                         score_from,
                         top_logprobs: job.top_logprobs,
+                        reader_waiting: job.reader_waiting,
                     });
                     callers.insert(id, job.updates);
                 }
@@ -205,19 +223,29 @@ struct Encoded {
 }
 
 fn encode(model: &Model, job: &Job) -> Result<Encoded, String> {
-    let mut prompt = model
-        .encode_chat(&job.messages)
-        .map_err(|e| e.to_string())?;
-    let chat = prompt.len();
+    let chat = |messages: &[Message]| model.encode_chat(messages).map_err(|e| e.to_string());
+    let mut prompt = chat(&job.messages)?;
+    let asked = prompt.len();
     let mut encode_after = |text: &str| -> Result<usize, String> {
         let tokens = model.tokenizer.encode(text).map_err(|e| e.to_string())?;
         prompt.extend(&tokens);
         Ok(tokens.len())
     };
-    let (score_from, continued) = match (&job.reply, &job.continued) {
-        (Some(reply), _) => (encode_after(reply).map(|_| Some(chat))?, 0),
-        (None, Some(begun)) => (None, encode_after(begun)?),
-        (None, None) => (None, 0),
+    let (score_from, continued) = match &job.task {
+        Task::Score(reply) => (encode_after(reply).map(|_| Some(asked))?, 0),
+        Task::Generate {
+            continued: Some(begun),
+        } => (None, encode_after(begun)?),
+        Task::Generate { continued: None } => (None, 0),
+        Task::Prefill(others) => {
+            // Read from the end: nothing is scored, and the prefix is what the kept cache
+            // takes from the job.
+            for other in others {
+                let shared = common_prefix(&prompt, &chat(other)?);
+                prompt.truncate(shared);
+            }
+            (Some(prompt.len()), 0)
+        }
     };
     Ok(Encoded {
         prompt,
@@ -266,9 +294,11 @@ impl LanguageModel for EmbeddedModel {
                     seed: request.seed.unwrap_or_else(rand::random),
                 },
                 schema: schema_of(request)?,
-                reply: None,
-                continued: request.continue_reply.clone(),
+                task: Task::Generate {
+                    continued: request.continue_reply.clone(),
+                },
                 top_logprobs: request.top_logprobs,
+                reader_waiting: request.reader_waiting,
                 updates,
             };
             self.submit(job)?;
@@ -291,41 +321,65 @@ impl LanguageModel for EmbeddedModel {
     ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
         Box::pin(async move {
             let (updates, mut receiver) = unbounded_channel();
-            self.submit(Job {
-                messages: messages.to_vec(),
-                max_tokens: 0,
-                sampling: SamplerSettings {
-                    temperature: 0.0,
-                    top_p: 1.0,
-                    repetition_penalty: 1.0,
-                    penalty_window: 0,
-                    seed: 0,
-                },
-                schema: None,
-                reply: Some(reply.to_string()),
-                continued: None,
-                top_logprobs: None,
-                updates,
-            })?;
-            while let Some(update) = receiver.recv().await {
-                match update {
-                    Update::Output(Output::Done(Finish {
-                        score: Some(scored),
-                        ..
-                    })) => {
-                        return Ok(Likelihood {
-                            logprob: scored.logprob,
-                            tokens: scored.tokens,
-                        });
-                    }
-                    Update::Output(_) => {}
-                    Update::Failed(message) => return Err(LlmError::Protocol(message)),
-                }
-            }
-            Err(LlmError::Unavailable(
-                "the embedded model stopped while scoring".into(),
-            ))
+            let task = Task::Score(reply.to_string());
+            self.submit(Job::read(messages.to_vec(), task, updates))?;
+            let scored = finished(&mut receiver).await?.score.unwrap_or_default();
+            Ok(Likelihood {
+                logprob: scored.logprob,
+                tokens: scored.tokens,
+            })
         })
+    }
+
+    fn prefill_shared<'a>(
+        &'a self,
+        prompts: &'a [Vec<Message>],
+    ) -> BoxFuture<'a, Result<usize, LlmError>> {
+        Box::pin(async move {
+            let Some((first, others)) = prompts.split_first() else {
+                return Ok(0);
+            };
+            let (updates, mut receiver) = unbounded_channel();
+            let task = Task::Prefill(others.to_vec());
+            self.submit(Job::read(first.clone(), task, updates))?;
+            Ok(finished(&mut receiver).await?.prompt_tokens)
+        })
+    }
+}
+
+/// How a job that generates nothing ended.
+async fn finished(receiver: &mut UnboundedReceiver<Update>) -> Result<Finish, LlmError> {
+    while let Some(update) = receiver.recv().await {
+        match update {
+            Update::Output(Output::Done(finish)) => return Ok(finish),
+            Update::Output(_) => {}
+            Update::Failed(message) => return Err(LlmError::Protocol(message)),
+        }
+    }
+    Err(LlmError::Unavailable(
+        "the embedded model stopped while reading a prompt".into(),
+    ))
+}
+
+impl Job {
+    /// A job that generates nothing: a likelihood read or a prefill.
+    fn read(messages: Vec<Message>, task: Task, updates: UnboundedSender<Update>) -> Job {
+        Job {
+            messages,
+            max_tokens: 0,
+            sampling: SamplerSettings {
+                temperature: 0.0,
+                top_p: 1.0,
+                repetition_penalty: 1.0,
+                penalty_window: 0,
+                seed: 0,
+            },
+            schema: None,
+            task,
+            top_logprobs: None,
+            reader_waiting: false,
+            updates,
+        }
     }
 }
 
@@ -449,6 +503,7 @@ mod tests {
             top_logprobs: None,
             stop: Vec::new(),
             continue_reply: continue_reply.map(str::to_string),
+            reader_waiting: false,
         }
     }
 

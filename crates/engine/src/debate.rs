@@ -312,6 +312,25 @@ impl Engine {
         }
     }
 
+    /// Computes ahead, where the debaters' backend keeps prompts, what every debate on
+    /// `story` begins with (the story block and the rules: what the openings of `a` and `b`
+    /// share), so a reader's first debate on it starts from there. Returns the tokens the
+    /// backend now holds (0 where it keeps none).
+    pub async fn prefill_story(
+        &self,
+        story: &Story,
+        a: &Persona,
+        b: &Persona,
+    ) -> Result<usize, RunError> {
+        let motion = story.default_motion();
+        let setup = self.settings.setup(story, a, b, &motion);
+        let openings = [
+            self.prompts.opening(&setup, Speaker::A)?,
+            self.prompts.opening(&setup, Speaker::B)?,
+        ];
+        Ok(self.debater.prefill_shared(&openings).await?)
+    }
+
     /// Refuses living personas unless the deployment allows them.
     pub fn check_persona(&self, persona: &Persona) -> Result<(), RequestError> {
         if persona.kind == PersonaKind::Living && !self.settings.allow_living_personas {
@@ -711,6 +730,7 @@ impl Engine {
             top_logprobs: None,
             stop: self.prompts.stop_sequences(),
             continue_reply: None,
+            reader_waiting: round == 1 && speaker != Speaker::B,
         };
         // The speech as streamed so far, across the attempts that go on from it.
         let mut spoken = String::new();

@@ -348,6 +348,7 @@ async fn read_once(
         top_logprobs: structured.top_logprobs(),
         stop: Vec::new(),
         continue_reply: None,
+        reader_waiting: false,
     };
     let first = loop {
         match model.complete(&request, &NoSink).await {

@@ -31,6 +31,8 @@ mod speech;
 pub mod story;
 pub mod transcript;
 
+pub use speech::sentence_end;
+
 /// Hex SHA-256 of some bytes: the version of a persona, the hash of a story or template set.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -271,6 +271,7 @@ impl Engine {
                         top_logprobs: None,
                         stop: Vec::new(),
                         continue_reply: None,
+                        reader_waiting: false,
                     },
                     &NoSink,
                 )
@@ -301,6 +302,7 @@ impl Engine {
                 top_logprobs: None,
                 stop: Vec::new(),
                 continue_reply: None,
+                reader_waiting: false,
             };
             let reply = match self.judge.complete(&request, &NoSink).await {
                 Err(e) if e.rejects_response_format() => {

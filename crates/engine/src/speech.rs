@@ -262,8 +262,9 @@ pub(crate) fn sentences(text: &str) -> Vec<String> {
     out
 }
 
-/// The byte just past the last complete sentence in `text`.
-fn sentence_end(text: &str) -> Option<usize> {
+/// The byte just past the last complete sentence in `text`: where a stream may show
+/// readers what it has (once screened).
+pub fn sentence_end(text: &str) -> Option<usize> {
     sentence_ends(text).last().copied()
 }
 

@@ -73,6 +73,9 @@ pub struct Metrics {
     /// Calls to the moderation endpoint, by whether it answered.
     moderation_calls: Mutex<BTreeMap<&'static str, u64>>,
     moderation_latency: Mutex<Histogram>,
+    /// Stories whose debates' common beginning the model computed ahead, and its tokens.
+    story_prefills: AtomicU64,
+    story_prefill_tokens: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,6 +83,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// The model holds `tokens` of a story's debates' common beginning, computed ahead
+    /// (none where its backend keeps no prompts).
+    pub fn story_prefilled(&self, tokens: usize) {
+        if tokens > 0 {
+            self.story_prefills.fetch_add(1, Ordering::Relaxed);
+            self.story_prefill_tokens
+                .fetch_add(tokens as u64, Ordering::Relaxed);
+        }
+    }
+
     /// A debate or perspective ended.
     pub fn run_finished(&self, kind: &str, status: &str) {
         *lock(&self.runs)
@@ -228,6 +241,18 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP crossfire_story_prefills_total Stories whose debates' common beginning the model computed ahead when a reader opened them.\n# TYPE crossfire_story_prefills_total counter\n");
+        let _ = writeln!(
+            out,
+            "crossfire_story_prefills_total {}",
+            self.story_prefills.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP crossfire_story_prefill_tokens_total Tokens of those beginnings the model holds.\n# TYPE crossfire_story_prefill_tokens_total counter\n");
+        let _ = writeln!(
+            out,
+            "crossfire_story_prefill_tokens_total {}",
+            self.story_prefill_tokens.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
         let _ = writeln!(
             out,
@@ -341,6 +366,13 @@ impl LanguageModel for Metered {
 
     fn continues_replies(&self) -> bool {
         self.inner.continues_replies()
+    }
+
+    fn prefill_shared<'a>(
+        &'a self,
+        prompts: &'a [Vec<Message>],
+    ) -> BoxFuture<'a, Result<usize, LlmError>> {
+        self.inner.prefill_shared(prompts)
     }
 
     fn likelihood<'a>(

@@ -20,6 +20,9 @@ use crossfire_engine::debate::Engine;
 /// Reports one visitor or reader may send per hour: enough for anyone reading, not for a
 /// script.
 const REPORTS_PER_HOUR: usize = 10;
+/// How long a story's prefilled beginning is taken to stay useful (the model keeps recent
+/// prefixes): it is computed again at most this often ([`crate::runs::prefill`]).
+const STORY_PREFILL_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// Everything a request handler may need.
 #[derive(Clone)]
@@ -34,6 +37,8 @@ pub struct AppState {
     pub signup_limiter: Option<Arc<Limiter>>,
     /// Reports per shared link's visitor (by address) or reader, per hour.
     pub report_limiter: Arc<Limiter>,
+    /// Stories whose debates' beginning was computed ahead lately ([`crate::runs::prefill`]).
+    pub story_prefills: Arc<Limiter>,
     /// The deployment's daily model token budget.
     pub budget: Arc<Budget>,
     pub metrics: Arc<Metrics>,
@@ -91,6 +96,7 @@ impl AppState {
                 Duration::from_secs(3600),
                 "reports from this address",
             )),
+            story_prefills: Arc::new(Limiter::new(1, STORY_PREFILL_EVERY, "story prefills")),
             budget: Arc::new(Budget::new(config_budget)),
             running: Arc::default(),
         }

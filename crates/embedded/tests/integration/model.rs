@@ -332,6 +332,7 @@ fn chat(text: &str, max_tokens: u32) -> crossfire_engine::llm::ChatRequest {
         top_logprobs: None,
         stop: Vec::new(),
         continue_reply: None,
+        reader_waiting: false,
     }
 }
 
@@ -715,6 +716,7 @@ async fn a_reply_is_gone_on_from_and_its_begun_tokens_count_towards_max_tokens()
     let request = |max_tokens| crossfire_engine::llm::ChatRequest {
         temperature: 0.0,
         continue_reply: Some(begun.to_string()),
+        reader_waiting: false,
         ..chat("Name two European capitals in one sentence.", max_tokens)
     };
     let went_on = model.complete(&request(40), &NoSink).await.unwrap();
@@ -797,6 +799,7 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_mo
     };
     let request = |prompt: Vec<u32>| Request {
         ignore_end: true,
+        reader_waiting: true,
         ..Request::generate(prompt, 4, greedy())
     };
     let (older, newer) = (long("rivers"), long("mountains"));
@@ -824,11 +827,119 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_still_mo
         "the newer prompt moved meanwhile: {filled} rows for {older_len}"
     );
 
-    // While the older writes its first words, the newer rides along a few rows a step.
+    // While the older writes the first sentence a reader waits for, the newer rides along
+    // a few rows a step.
     scheduler.step();
     let rows = scheduler.counters.prompt_tokens - filled;
     assert!(
         (1..=8).contains(&rows),
         "{rows} prompt rows beside first words"
     );
+
+    // With no reader waiting, the newer takes the step.
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(Request::generate(long("rivers"), 4, greedy()));
+    scheduler.add(Request::generate(
+        long("the mountains of the moon"),
+        4,
+        greedy(),
+    ));
+    while scheduler.counters.decode_tokens == 0 {
+        scheduler.step();
+    }
+    let filled = scheduler.counters.prompt_tokens;
+    scheduler.step();
+    let rows = scheduler.counters.prompt_tokens - filled;
+    assert!(
+        rows > 64,
+        "{rows} prompt rows beside a stream nobody waits on"
+    );
+}
+
+/// Two chats that begin with the same long system message and then differ.
+fn two_sides() -> [Vec<Message>; 2] {
+    let shared = "The council debated the river's flood defences for a whole winter. ".repeat(20);
+    [
+        ("the mayor", "Argue for the wall."),
+        ("the miller", "Argue for the dam."),
+    ]
+    .map(|(who, ask)| {
+        vec![
+            Message::new(Role::System, format!("{shared}\n\nYou are {who}.")),
+            Message::new(Role::User, ask),
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_prefills_exactly_what_chats_begin_with_in_common() {
+    use crossfire_embedded::EmbeddedModel;
+    use crossfire_engine::llm::LanguageModel;
+
+    let config = crossfire_embedded::EmbeddedConfig {
+        disk_cache_mb: 0,
+        ..Default::default()
+    };
+    let backend = EmbeddedModel::start(&config, "smol").unwrap();
+    let sides = two_sides();
+    let model = model();
+    let [a, b] = sides.clone().map(|chat| model.encode_chat(&chat).unwrap());
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    assert!(shared > 200 && shared < a.len(), "{shared} of {}", a.len());
+
+    assert_eq!(backend.prefill_shared(&sides).await.unwrap(), shared);
+    assert_eq!(backend.prefill_shared(&sides[..1]).await.unwrap(), a.len());
+    assert_eq!(backend.prefill_shared(&[]).await.unwrap(), 0);
+}
+
+#[test]
+fn a_prefilled_prefix_is_kept_and_a_prompt_waiting_for_it_hurries_it_beside_a_stream() {
+    let model = model();
+    let [a, b] = two_sides().map(|chat| model.encode_chat(&chat).unwrap());
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let prefix = a[..shared].to_vec();
+    let rows_of_one_step = |scheduler: &mut Scheduler| {
+        let before = scheduler.counters.prompt_tokens;
+        scheduler.step();
+        scheduler.counters.prompt_tokens - before
+    };
+
+    // A stream past its first sentence.
+    let mut scheduler = Scheduler::new(model.clone());
+    scheduler.add(Request {
+        ignore_end: true,
+        ..Request::generate(model.encode_chat(&france()).unwrap(), 1000, greedy())
+    });
+    while scheduler.counters.decode_tokens < 70 {
+        scheduler.step();
+    }
+    // Beside it, a prefill goes at a read's pace...
+    scheduler.add(Request::score(prefix.clone(), prefix.len()));
+    let rows = rows_of_one_step(&mut scheduler);
+    assert!(
+        (1..=16).contains(&rows),
+        "{rows} prefill rows beside a stream"
+    );
+    // ...until a prompt that begins with it waits for it.
+    let waiting = scheduler.add(Request::generate(a.clone(), 1, greedy()));
+    let rows = rows_of_one_step(&mut scheduler);
+    assert!(rows > 64, "{rows} rows of a prefill a prompt waits for");
+
+    let mut cached = None;
+    for _ in 0..100 {
+        for (id, output) in scheduler.step() {
+            if let (true, Output::Done(finish)) = (id == waiting, output) {
+                cached = Some(finish.cached_tokens);
+            }
+        }
+        if cached.is_some() {
+            break;
+        }
+    }
+    let cached = cached.expect("the waiting prompt finished");
+    assert!(
+        cached + 1 >= shared,
+        "{cached} of {shared} shared tokens reused"
+    );
+    assert_eq!(scheduler.len(), 1, "the prefill and the prompt are done");
 }

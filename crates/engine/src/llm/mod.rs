@@ -113,6 +113,10 @@ pub struct ChatRequest {
     /// The reply so far, for the model to go on from rather than start again (only to a
     /// model that [`LanguageModel::continues_replies`]); `max_tokens` counts its tokens.
     pub continue_reply: Option<String>,
+    /// A reader waits for this call's first sentence (a debate's first speech, a
+    /// perspective): a backend that schedules its calls (the embedded model) writes that
+    /// sentence before it fills other prompts.
+    pub reader_waiting: bool,
 }
 
 /// Tokens a call or a debate consumed.
@@ -305,6 +309,16 @@ pub trait LanguageModel: Send + Sync {
         false
     }
 
+    /// Computes ahead what the chats `prompts` begin with in common, so calls that begin so
+    /// start from it; returns how many tokens of it the backend now holds. A backend that
+    /// keeps prompts (the embedded model) can; a chat endpoint is not paid to guess: 0.
+    fn prefill_shared<'a>(
+        &'a self,
+        _prompts: &'a [Vec<Message>],
+    ) -> BoxFuture<'a, Result<usize, LlmError>> {
+        Box::pin(async { Ok(0) })
+    }
+
     /// How likely the model finds `reply` as its answer to `messages`, read token by token
     /// (teacher forcing), without generating anything.
     fn likelihood<'a>(
@@ -344,6 +358,13 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Arc<M> {
         reply: &'a str,
     ) -> BoxFuture<'a, Result<Likelihood, LlmError>> {
         (**self).likelihood(messages, reply)
+    }
+
+    fn prefill_shared<'a>(
+        &'a self,
+        prompts: &'a [Vec<Message>],
+    ) -> BoxFuture<'a, Result<usize, LlmError>> {
+        (**self).prefill_shared(prompts)
     }
 
     fn complete<'a>(

@@ -682,6 +682,7 @@ mod tests {
             top_logprobs: Some(3),
             stop: vec!["</response>".into()],
             continue_reply: None,
+            reader_waiting: false,
         };
         let body: serde_json::Value =
             serde_json::from_slice(&client.body(&request).unwrap()).expect("the body is JSON");

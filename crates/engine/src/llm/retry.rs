@@ -118,6 +118,13 @@ impl<M: LanguageModel> LanguageModel for Retrying<M> {
         self.inner.continues_replies()
     }
 
+    fn prefill_shared<'a>(
+        &'a self,
+        prompts: &'a [Vec<Message>],
+    ) -> BoxFuture<'a, Result<usize, LlmError>> {
+        self.inner.prefill_shared(prompts)
+    }
+
     fn likelihood<'a>(
         &'a self,
         messages: &'a [Message],

@@ -15,7 +15,7 @@ use super::auth::MaybeUser;
 use super::{assets, editor, sharing};
 use crate::error::ApiError;
 use crate::library::LiveSet;
-use crate::runs::record_of;
+use crate::runs::{self, record_of};
 use crate::state::AppState;
 use crate::store::{CaseState, Role, Run, RunKind, User};
 use crossfire_engine::persona::{Persona, PersonaKind};
@@ -263,6 +263,9 @@ pub async fn story(
     let Some(story) = set.catalog.stories.get(&id) else {
         return missing(&user, "story");
     };
+    if user.is_some() {
+        runs::prefill::story_opened(&state, story);
+    }
     let paragraphs: Vec<String> = story
         .overview
         .split("\n\n")

@@ -3,13 +3,15 @@
 //! its own task ([`launch`]), following its events as SSE ([`stream`]), ending it when
 //! nobody can finish it ([`interrupt`]), taking it over after a crash ([`recovery`]) and
 //! judging a finished debate again ([`judge_again`]).
-//! A reader's motion is screened first ([`screening`]). HTTP handlers in [`crate::http`]
+//! A reader's motion is screened first ([`screening`]); a story's debates' common beginning
+//! is computed ahead when a reader opens it ([`prefill`]). HTTP handlers in [`crate::http`]
 //! call these; nothing here knows a route.
 
 pub mod access;
 pub mod interrupt;
 pub mod judge_again;
 pub mod launch;
+pub mod prefill;
 pub mod record;
 pub mod recovery;
 pub mod screening;
