@@ -155,10 +155,9 @@ const PREFILL_CHUNK: usize = 256;
 /// newest prompts may wait a step or two when many fill at once).
 const MIN_PREFILL: usize = 16;
 /// While a stream a reader waits for writes its first sentence (which screening must see
-/// whole before the reader sees a word, up to [`FIRST_WORDS`] tokens), each filling prompt
-/// gets only [`FIRST_WORDS_ROWS`] rows a step, so the stream's steps stay short.
+/// whole before the reader sees a word; at most this many tokens), prompts being filled
+/// wait, so the stream's steps stay short.
 const FIRST_WORDS: usize = 64;
-const FIRST_WORDS_ROWS: usize = 4;
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
 /// Shared prompt tokens worth waiting for another prompt to compute.
@@ -367,11 +366,10 @@ impl Scheduler {
     }
 
     /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
-    /// of the step's budget after `decoding` rows; the oldest takes up to three quarters, and
-    /// a new call does not wait for another's whole prompt. While a stream writes the first
-    /// sentence a reader waits for, prompts ride along a few rows a step. A prompt that shares a prefix
-    /// with one still being filled waits until that prefix is computed, then starts from a
-    /// copy of it.
+    /// of the step's budget after `decoding` rows; the oldest takes seven eighths, and a new
+    /// call does not wait for another's whole prompt. While a stream writes the first
+    /// sentence a reader waits for, prompts wait. A prompt that shares a prefix with one
+    /// still being filled waits until that prefix is computed, then starts from a copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
         let mut filling = Vec::new();
         // Sequences a waiting generation waits for.
@@ -397,38 +395,34 @@ impl Scheduler {
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
         // verdict being read does not stall the speeches being written. A read a prompt
         // waits for (a story prefilled ahead) goes at the prompt's pace.
-        let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
+        let (reads, mut prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
             .partition(|i| self.live[*i].score_from.is_some() && !awaited.contains(i));
-        let first_words = self
+        if self
             .live
             .iter()
-            .any(|s| s.prefilled && s.first_sentence.is_some());
-        let (budget, least) = match first_words {
-            true => (FIRST_WORDS_ROWS * prompts.len(), FIRST_WORDS_ROWS),
-            false => (
-                PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL),
-                MIN_PREFILL,
-            ),
-        };
+            .any(|s| s.prefilled && s.first_sentence.is_some())
+        {
+            prompts.clear();
+        }
+        let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
         let read_budget = match decoding + prompts.len() {
             0 => budget,
             _ => READ_ROWS_BESIDE_STREAMS,
         };
-        for (group, budget, least) in [(prompts, budget, least), (reads, read_budget, MIN_PREFILL)]
-        {
+        for (group, budget) in [(prompts, budget), (reads, read_budget)] {
             let n = group.len();
             let mut left = budget;
             for (k, i) in group.into_iter().enumerate() {
                 let s = &self.live[i];
-                // The oldest goes first, with up to three quarters of the step, so its
-                // first word comes sooner; the others share the rest and still move.
+                // The oldest goes first, with seven eighths of the step, so its first word
+                // comes sooner; the others share the rest and still move.
                 let share = match k {
-                    0 if n > 1 && !first_words => budget * 7 / 8,
+                    0 if n > 1 => budget * 7 / 8,
                     _ => left / (n - k),
                 };
                 let start = s.cache.len();
-                let take = share.max(least).min(left);
+                let take = share.max(MIN_PREFILL).min(left);
                 let end = (start + take).min(s.prompt_len);
                 left -= end - start;
                 for pos in start..end {
