@@ -292,14 +292,18 @@ async fn a_reader_opening_a_story_has_the_embedded_model_compute_its_debates_beg
     assert_eq!(count, 1);
     assert!(tokens > 300, "{tokens} tokens prefilled");
 
-    // Opened again, or by a visitor (who cannot debate), nothing is computed again.
+    // Opened again, or by a visitor (who cannot debate), nothing is computed; another story
+    // a reader opens, after those, is.
     app.text("/stories/nk-troops-russia", Some(&reader)).await;
-    app.text("/stories/fed-rate-cuts-2024", None).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(prefills(&app.metrics().await), (1, tokens));
-
-    // Another story a reader opens is.
+    app.text("/stories/global-temperature-1-5c", None).await;
     app.text("/stories/fed-rate-cuts-2024", Some(&reader)).await;
-    assert_eq!(settled(2).await.0, 2);
+    let (_, more) = settled(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        prefills(&app.metrics().await),
+        (2, more),
+        "only the reader's"
+    );
+    assert!(more > tokens + 300, "{more} tokens for two stories");
     let _ = std::fs::remove_file(config);
 }

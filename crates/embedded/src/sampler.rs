@@ -16,6 +16,19 @@ pub struct SamplerSettings {
     pub seed: u64,
 }
 
+impl SamplerSettings {
+    /// The likeliest token every time, as it is: no temperature, nucleus or penalty.
+    pub fn greedy() -> SamplerSettings {
+        SamplerSettings {
+            temperature: 0.0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            penalty_window: 0,
+            seed: 0,
+        }
+    }
+}
+
 /// Picks tokens for one generation.
 pub struct Sampler {
     settings: SamplerSettings,

@@ -35,8 +35,8 @@ pub struct Request {
     /// Report, for each generated token, this many likeliest tokens its schema allowed
     /// there, with their log-probabilities.
     pub top_logprobs: Option<u8>,
-    /// A reader waits for the first sentence: until it is written, other prompts are filled
-    /// only a few rows a step.
+    /// A reader waits for the first sentence: until it is written, other prompts wait (a
+    /// while at most).
     pub reader_waiting: bool,
 }
 
@@ -58,16 +58,9 @@ impl Request {
 
     /// A likelihood read of `prompt`'s tokens from position `from` on.
     pub fn score(prompt: Vec<u32>, from: usize) -> Request {
-        let greedy = SamplerSettings {
-            temperature: 0.0,
-            top_p: 1.0,
-            repetition_penalty: 1.0,
-            penalty_window: 0,
-            seed: 0,
-        };
         Request {
             score_from: Some(from),
-            ..Request::generate(prompt, 0, greedy)
+            ..Request::generate(prompt, 0, SamplerSettings::greedy())
         }
     }
 }
@@ -158,6 +151,8 @@ const MIN_PREFILL: usize = 16;
 /// whole before the reader sees a word; at most this many tokens), prompts being filled
 /// wait, so the stream's steps stay short.
 const FIRST_WORDS: usize = 64;
+/// The longest a prompt waits for others' first sentences.
+const MAX_HOLD: Duration = Duration::from_secs(1);
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
 /// Shared prompt tokens worth waiting for another prompt to compute.
@@ -360,7 +355,10 @@ impl Scheduler {
                 reason,
                 "embedded generation done"
             );
-            self.kept.insert(s.tokens, s.prompt_len, s.cache);
+            // A cache copied whole (but a row) is already where it came from.
+            if s.reused + 1 < s.cache.len() {
+                self.kept.insert(s.tokens, s.prompt_len, s.cache);
+            }
         }
         out
     }
@@ -395,16 +393,19 @@ impl Scheduler {
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
         // verdict being read does not stall the speeches being written. A read a prompt
         // waits for (a story prefilled ahead) goes at the prompt's pace.
-        let (reads, mut prompts): (Vec<usize>, Vec<usize>) = filling
-            .into_iter()
-            .partition(|i| self.live[*i].score_from.is_some() && !awaited.contains(i));
-        if self
+        // While a reader waits for a first sentence, prompts wait too (at most MAX_HOLD each,
+        // so debates that keep starting do not hold one another up for long); reads go on.
+        let hold = self
             .live
             .iter()
-            .any(|s| s.prefilled && s.first_sentence.is_some())
-        {
-            prompts.clear();
-        }
+            .any(|s| s.prefilled && s.first_sentence.is_some());
+        let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
+            .into_iter()
+            .filter(|&i| {
+                let s = &self.live[i];
+                !hold || s.score_from.is_some() || s.started.elapsed() >= MAX_HOLD
+            })
+            .partition(|i| self.live[*i].score_from.is_some() && (hold || !awaited.contains(i)));
         let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
         let read_budget = match decoding + prompts.len() {
             0 => budget,
@@ -554,7 +555,9 @@ impl Sequence {
     fn note_first_sentence(&mut self, text: &str) {
         if let Some(first) = &mut self.first_sentence {
             first.push_str(text);
-            if crossfire_engine::sentence_end(first).is_some() || self.generated() >= FIRST_WORDS {
+            // An end with nothing after it yet may be an abbreviation's or a number's.
+            let ended = crossfire_engine::sentence_end(first).is_some_and(|end| end < first.len());
+            if ended || self.generated() >= FIRST_WORDS {
                 self.first_sentence = None;
             }
         }

@@ -367,13 +367,7 @@ impl Job {
         Job {
             messages,
             max_tokens: 0,
-            sampling: SamplerSettings {
-                temperature: 0.0,
-                top_p: 1.0,
-                repetition_penalty: 1.0,
-                penalty_window: 0,
-                seed: 0,
-            },
+            sampling: SamplerSettings::greedy(),
             schema: None,
             task,
             top_logprobs: None,

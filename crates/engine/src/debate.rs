@@ -772,6 +772,8 @@ impl Engine {
                     "{why}: the speech goes on from what was shown"
                 );
                 request.continue_reply = Some(begun.to_string());
+                // The reader has seen its first sentence.
+                request.reader_waiting = false;
             } else {
                 tracing::info!(round, ?speaker, "{why}: the speech is written again");
                 spoken.clear();
