@@ -138,6 +138,8 @@ struct Sequence {
     /// The reply's text until its first sentence, which a reader waits for, is complete;
     /// `None` after, or when no reader waits.
     first_sentence: Option<String>,
+    /// Steps its prompt waited for others' first sentences.
+    held: usize,
 }
 
 /// Bytes of finished sequences' caches kept for their prompt prefixes, unless configured.
@@ -151,8 +153,9 @@ const MIN_PREFILL: usize = 16;
 /// whole before the reader sees a word; at most this many tokens), prompts being filled
 /// wait, so the stream's steps stay short.
 const FIRST_WORDS: usize = 64;
-/// The longest a prompt waits for others' first sentences.
-const MAX_HOLD: Duration = Duration::from_secs(1);
+/// The most steps a prompt waits for others' first sentences (two sentences' worth), so
+/// debates that keep starting do not hold one another up for long.
+const MAX_HELD_STEPS: usize = 2 * FIRST_WORDS;
 /// Rows a step gives likelihood reads while streams decode or prompts fill.
 const READ_ROWS_BESIDE_STREAMS: usize = 16;
 /// Shared prompt tokens worth waiting for another prompt to compute.
@@ -231,6 +234,7 @@ impl Scheduler {
             started: Instant::now(),
             first_token: None,
             first_sentence: request.reader_waiting.then(String::new),
+            held: 0,
         });
         id
     }
@@ -393,18 +397,21 @@ impl Scheduler {
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
         // verdict being read does not stall the speeches being written. A read a prompt
         // waits for (a story prefilled ahead) goes at the prompt's pace.
-        // While a reader waits for a first sentence, prompts wait too (at most MAX_HOLD each,
-        // so debates that keep starting do not hold one another up for long); reads go on.
+        // While a reader waits for a first sentence, prompts wait too (for a while at most);
+        // reads go on.
         let hold = self
             .live
             .iter()
             .any(|s| s.prefilled && s.first_sentence.is_some());
+        if hold {
+            filling.retain(|&i| {
+                let s = &mut self.live[i];
+                s.held += 1;
+                s.score_from.is_some() || s.held > MAX_HELD_STEPS
+            });
+        }
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
-            .filter(|&i| {
-                let s = &self.live[i];
-                !hold || s.score_from.is_some() || s.started.elapsed() >= MAX_HOLD
-            })
             .partition(|i| self.live[*i].score_from.is_some() && (hold || !awaited.contains(i)));
         let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
         let read_budget = match decoding + prompts.len() {
