@@ -35,8 +35,8 @@ pub struct Request {
     /// Report, for each generated token, this many likeliest tokens its schema allowed
     /// there, with their log-probabilities.
     pub top_logprobs: Option<u8>,
-    /// A reader waits for the first sentence: until it is written, other prompts wait (a
-    /// while at most).
+    /// A reader waits for the first sentence: until it is written, prompts no reader waits
+    /// for wait (a while at most).
     pub reader_waiting: bool,
 }
 
@@ -370,7 +370,7 @@ impl Scheduler {
     /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
     /// of the step's budget after `decoding` rows; the oldest takes seven eighths, and a new
     /// call does not wait for another's whole prompt. While a stream writes the first
-    /// sentence a reader waits for, prompts wait. A prompt that shares a prefix with one
+    /// sentence a reader waits for, prompts no reader waits for wait. A prompt that shares a prefix with one
     /// still being filled waits until that prefix is computed, then starts from a copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
         let mut filling = Vec::new();
@@ -397,8 +397,8 @@ impl Scheduler {
         // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
         // verdict being read does not stall the speeches being written. A read a prompt
         // waits for (a story prefilled ahead) goes at the prompt's pace.
-        // While a reader waits for a first sentence, prompts wait too (for a while at most);
-        // reads go on.
+        // While a reader waits for a first sentence, prompts no reader waits for wait too (for
+        // a while at most); reads go on.
         let hold = self
             .live
             .iter()
@@ -406,8 +406,12 @@ impl Scheduler {
         if hold {
             filling.retain(|&i| {
                 let s = &mut self.live[i];
+                // Another reader's first speech is not held back for this one's.
+                if s.score_from.is_some() || s.first_sentence.is_some() {
+                    return true;
+                }
                 s.held += 1;
-                s.score_from.is_some() || s.held > MAX_HELD_STEPS
+                s.held > MAX_HELD_STEPS
             });
         }
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling

@@ -797,17 +797,18 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_waits_fo
             .encode_chat(&[Message::new(Role::User, text)])
             .unwrap()
     };
-    let request = |prompt: Vec<u32>| Request {
+    let request = |prompt: Vec<u32>, reader_waiting| Request {
         ignore_end: true,
-        reader_waiting: true,
+        reader_waiting,
         ..Request::generate(prompt, 4, greedy())
     };
     let (older, newer) = (long("rivers"), long("mountains"));
     assert!(older.len() > 500 && newer.len() > 500);
     let older_len = older.len() as u64;
     let mut scheduler = Scheduler::new(model.clone());
-    let first = scheduler.add(request(older));
-    let second = scheduler.add(request(newer));
+    // A reader waits for the older (a debate's first speech), not for the newer (side B).
+    let first = scheduler.add(request(older, true));
+    let second = scheduler.add(request(newer, false));
     let spoke: Vec<u64> = loop {
         let out = scheduler.step();
         let spoke: Vec<u64> = out
@@ -834,24 +835,23 @@ fn of_two_prompts_filling_together_the_older_speaks_first_and_the_newer_waits_fo
         "prompt rows beside first words"
     );
 
-    // With no reader waiting, the newer takes the step.
-    let mut scheduler = Scheduler::new(model.clone());
-    scheduler.add(Request::generate(long("rivers"), 4, greedy()));
-    scheduler.add(Request::generate(
-        long("the mountains of the moon"),
-        4,
-        greedy(),
-    ));
-    while scheduler.counters.decode_tokens == 0 {
+    // With no reader waiting for the older, or one waiting for the newer too (another
+    // debate's first speech), the newer takes the step.
+    for (older, newer) in [(false, false), (true, true)] {
+        let mut scheduler = Scheduler::new(model.clone());
+        scheduler.add(request(long("rivers"), older));
+        scheduler.add(request(long("the mountains of the moon"), newer));
+        while scheduler.counters.decode_tokens == 0 {
+            scheduler.step();
+        }
+        let filled = scheduler.counters.prompt_tokens;
         scheduler.step();
+        let rows = scheduler.counters.prompt_tokens - filled;
+        assert!(
+            rows > 64,
+            "{rows} prompt rows beside the stream ({older}, {newer})"
+        );
     }
-    let filled = scheduler.counters.prompt_tokens;
-    scheduler.step();
-    let rows = scheduler.counters.prompt_tokens - filled;
-    assert!(
-        rows > 64,
-        "{rows} prompt rows beside a stream nobody waits on"
-    );
 }
 
 /// Two chats that begin with the same long system message and then differ.
