@@ -150,8 +150,8 @@ const PREFILL_CHUNK: usize = 256;
 /// newest prompts may wait a step or two when many fill at once).
 const MIN_PREFILL: usize = 16;
 /// While a stream a reader waits for writes its first sentence (which screening must see
-/// whole before the reader sees a word; at most this many tokens), prompts being filled
-/// wait, so the stream's steps stay short.
+/// whole before the reader sees a word; at most this many tokens), prompts no reader waits
+/// for wait, so the stream's steps stay short.
 const FIRST_WORDS: usize = 64;
 /// The most steps a prompt waits for others' first sentences (two sentences' worth), so
 /// debates that keep starting do not hold one another up for long.
@@ -370,11 +370,18 @@ impl Scheduler {
     /// Adds this step's prompt rows: chunks of the prompts being filled, out of what is left
     /// of the step's budget after `decoding` rows; the oldest takes seven eighths, and a new
     /// call does not wait for another's whole prompt. While a stream writes the first
-    /// sentence a reader waits for, prompts no reader waits for wait. A prompt that shares a prefix with one
-    /// still being filled waits until that prefix is computed, then starts from a copy of it.
+    /// sentence a reader waits for, prompts no reader waits for wait. A prompt that shares a
+    /// prefix with one still being filled waits until that prefix is computed, then starts
+    /// from a copy of it.
     fn prefill_rows(&mut self, decoding: usize, rows: &mut Vec<Row>) {
+        // While a reader waits for a first sentence, prompts no reader waits for wait too
+        // (for a while at most).
+        let hold = self
+            .live
+            .iter()
+            .any(|s| s.prefilled && s.first_sentence.is_some());
         let mut filling = Vec::new();
-        // Sequences a waiting generation waits for.
+        // Sequences a generation that is not held back waits for.
         let mut awaited = Vec::new();
         for i in 0..self.live.len() {
             if self.live[i].prefilled {
@@ -382,7 +389,8 @@ impl Scheduler {
             }
             if self.live[i].cache.is_empty() {
                 if let Some(leader) = self.leader(i) {
-                    if self.live[i].score_from.is_none() {
+                    let s = &self.live[i];
+                    if s.score_from.is_none() && (!hold || s.first_sentence.is_some()) {
                         awaited.push(leader);
                     }
                     continue;
@@ -394,15 +402,6 @@ impl Scheduler {
         if filling.is_empty() {
             return;
         }
-        // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
-        // verdict being read does not stall the speeches being written. A read a prompt
-        // waits for (a story prefilled ahead) goes at the prompt's pace.
-        // While a reader waits for a first sentence, prompts no reader waits for wait too (for
-        // a while at most); reads go on.
-        let hold = self
-            .live
-            .iter()
-            .any(|s| s.prefilled && s.first_sentence.is_some());
         if hold {
             filling.retain(|&i| {
                 let s = &mut self.live[i];
@@ -414,9 +413,12 @@ impl Scheduler {
                 s.held > MAX_HELD_STEPS
             });
         }
+        // Likelihood reads wait for nobody: beside streams they take a few rows a step, so a
+        // verdict being read does not stall the speeches being written. A read a prompt
+        // waits for (a story prefilled ahead) goes at the prompt's pace.
         let (reads, prompts): (Vec<usize>, Vec<usize>) = filling
             .into_iter()
-            .partition(|i| self.live[*i].score_from.is_some() && (hold || !awaited.contains(i)));
+            .partition(|i| self.live[*i].score_from.is_some() && !awaited.contains(i));
         let budget = PREFILL_CHUNK.saturating_sub(decoding).max(MIN_PREFILL);
         let read_budget = match decoding + prompts.len() {
             0 => budget,
