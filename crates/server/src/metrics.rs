@@ -78,6 +78,14 @@ pub struct Metrics {
     story_prefill_tokens: AtomicU64,
 }
 
+/// A metric of one unlabelled value, with its help and type lines.
+fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -204,11 +212,11 @@ impl Metrics {
         }
         out.push_str("# HELP crossfire_http_request_seconds Time to the response head.\n# TYPE crossfire_http_request_seconds histogram\n");
         lock(&self.http_latency).render(&mut out, "crossfire_http_request_seconds", "");
-        out.push_str("# HELP crossfire_streams_open Event streams open now.\n# TYPE crossfire_streams_open gauge\n");
-        let _ = writeln!(
-            out,
-            "crossfire_streams_open {}",
-            self.streams.load(Ordering::Relaxed)
+        single(
+            &mut out,
+            ("crossfire_streams_open", "gauge"),
+            "Event streams open now.",
+            self.streams.load(Ordering::Relaxed),
         );
         out.push_str("# HELP crossfire_moderation_total Texts screened, by stage (motion or output), verdict and category.\n# TYPE crossfire_moderation_total counter\n");
         for ((stage, verdict, category), n) in lock(&self.moderation).iter() {
@@ -241,17 +249,17 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP crossfire_story_prefills_total Stories whose debates' common beginning the model computed ahead when a reader opened them.\n# TYPE crossfire_story_prefills_total counter\n");
-        let _ = writeln!(
-            out,
-            "crossfire_story_prefills_total {}",
-            self.story_prefills.load(Ordering::Relaxed)
+        single(
+            &mut out,
+            ("crossfire_story_prefills_total", "counter"),
+            "Stories whose debates' common beginning the model computed ahead when a reader opened them.",
+            self.story_prefills.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP crossfire_story_prefill_tokens_total Tokens of those beginnings the model holds.\n# TYPE crossfire_story_prefill_tokens_total counter\n");
-        let _ = writeln!(
-            out,
-            "crossfire_story_prefill_tokens_total {}",
-            self.story_prefill_tokens.load(Ordering::Relaxed)
+        single(
+            &mut out,
+            ("crossfire_story_prefill_tokens_total", "counter"),
+            "Tokens of those beginnings the model holds.",
+            self.story_prefill_tokens.load(Ordering::Relaxed),
         );
         out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
         let _ = writeln!(
