@@ -72,12 +72,14 @@ async fn main() {
     let faults = env_or("SOAK_FAULTS", 1) != 0;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = FakeLlm::start(FakeOptions {
-        latency: Duration::from_millis(20),
-        token_delay: Duration::from_millis(2),
+        latency: Duration::from_millis(env_or("SOAK_LATENCY_MS", 20)),
+        token_delay: Duration::from_millis(env_or("SOAK_TOKEN_MS", 2)),
         random_chunks: false,
         random_faults: faults.then_some(RandomFaults {
             repairs_too: true,
-            early_cuts: 0.1,
+            early_cuts: env_or("SOAK_EARLY_CUTS_PCT", 10) as f64 / 100.0,
+            kinds: kinds(),
+            judge_prose: env_or("SOAK_PROSE_PCT", 33) as f64 / 100.0,
             ..RandomFaults::new(seed, 1.0 / 3.0, 1.0 / 3.0)
         }),
         ..FakeOptions::default()
@@ -253,6 +255,26 @@ async fn main() {
     );
     let _ = server.child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The kinds of failure drawn, from `SOAK_KINDS` (a comma-separated list of `500`, `429`,
+/// `cut`, `hang`), by default all four.
+fn kinds() -> &'static [Fault] {
+    let Ok(list) = std::env::var("SOAK_KINDS") else {
+        return RandomFaults::KINDS;
+    };
+    let kinds = list
+        .split(',')
+        .filter(|kind| !kind.trim().is_empty())
+        .map(|kind| match kind.trim() {
+            "500" => Fault::ServerError,
+            "429" => Fault::RateLimited { secs: 1 },
+            "cut" => Fault::CutStream,
+            "hang" => Fault::Hang,
+            other => panic!("SOAK_KINDS: unknown kind {other:?}"),
+        })
+        .collect::<Vec<_>>();
+    Vec::leak(kinds)
 }
 
 /// One debate, start to end: created (retried while the service is down), followed to `done`

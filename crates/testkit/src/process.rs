@@ -48,8 +48,16 @@ impl Instance {
                 break url.split_whitespace().next().unwrap().to_string();
             }
         };
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining its log so it never blocks on a full pipe; with `INSTANCE_LOG` set,
+        // its warnings and its endpoints' switches go to stderr.
+        let echo = std::env::var_os("INSTANCE_LOG").is_some();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if echo && (line.contains("WARN") || line.contains("llm::endpoint")) {
+                    eprintln!("{line}");
+                }
+            }
+        });
         Instance { base, child }
     }
 

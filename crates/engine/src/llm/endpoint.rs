@@ -1,26 +1,29 @@
 //! What this process has learned about an endpoint's concurrency. Some servers abort a
 //! running stream whenever a new request arrives (llama-cpp-python's, by default), so two
 //! concurrent speeches abort each other for ever; others serve concurrent streams but cut
-//! one now and then. The two are told apart by evidence, not by one cut:
+//! some now and then. The two are told apart by evidence, not by one cut:
 //!
 //! - a *correlated cut* is a stream that ends early (or empty) after another call to the
 //!   endpoint began during it, shortly before the cut: what abort-on-arrival looks like;
 //! - a *survivor* is a call that went on streaming (or finished) after the server had
 //!   accepted a call begun later (its response had started): abort-on-arrival never allows
-//!   that, so it proves the endpoint serves concurrent calls.
+//!   that, so it shows the endpoint serves concurrent calls.
 //!
-//! [`Policy::evidence`] correlated cuts in a row (no survivor in between) make the endpoint
-//! serial: one call at a time, as a warning in the log says. An endpoint that had a survivor
-//! lately ([`Policy::memory`]) has shown it serves concurrent calls, and takes
-//! [`Policy::evidence_after_survivor`] such cuts in a row: a flaky server under load cuts two
-//! streams in a row now and then, while an aborting one cuts every stream a request
-//! overtakes. Not for good either: after
-//! [`Policy::probe_after`] and a run of [`Policy::probe_calls`] clean serial calls, calls go
-//! concurrent again to probe; a survivor confirms it, and a correlated cut during the probe
-//! makes it serial again, with the wait before the next probe doubled. Every switch is
-//! logged and counted ([`stats`]), for `/metrics`.
+//! Under load every cut is "correlated" (some call always began shortly before), so the
+//! endpoint is made serial by the share of cuts among the outcomes of the last minute, not
+//! by a run of them: at least [`Policy::evidence`] correlated cuts, and at least
+//! [`Policy::cuts_per_survivor`] for each survivor. An aborting server has (almost) no
+//! survivors and is serial after its second cut; a flaky one that cuts a third of its
+//! streams has two survivors a cut however its cuts bunch. Not for good either: after
+//! [`Policy::probe_after`] and a run of [`Policy::probe_calls`] clean serial calls, calls
+//! go concurrent again to probe; a survivor confirms it, and a correlated cut during the
+//! probe makes it serial again, with the wait before the next probe doubled. Streams cut
+//! while a call ran alone show the cuts are not concurrency's doing: after
+//! [`Policy::evidence`] of them the endpoint is probed at once (unless a probe has failed
+//! since it was last concurrent). Every switch is logged and counted ([`stats`]), for
+//! `/metrics`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -32,11 +35,13 @@ use super::{Completion, LlmError, TokenSink};
 /// When an endpoint is concluded to abort concurrent streams, and when it is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// Correlated cuts in a row, with no survivor in between, that make the endpoint serial.
+    /// Correlated cuts within [`Policy::memory`] that make the endpoint serial (with no
+    /// survivor), and cuts of calls alone that make a serial one probe early.
     pub evidence: u32,
-    /// As many, when the endpoint had a survivor within [`Policy::memory`].
-    pub evidence_after_survivor: u32,
-    /// How long a survivor is remembered.
+    /// As many correlated cuts again for each survivor within [`Policy::memory`]: the share
+    /// of overlapped streams an endpoint must cut to be called one at a time.
+    pub cuts_per_survivor: u32,
+    /// How long the outcomes of overlapped calls are weighed.
     pub memory: Duration,
     /// How soon after another call began a cut counts as correlated with it.
     pub window: Duration,
@@ -50,11 +55,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Two correlated cuts in a row, eight after a survivor in the last minute; a probe after
-    /// 30 s and 8 clean serial calls, at most every 10 minutes after failed probes.
+    /// Two correlated cuts and three for each survivor in the last minute; a probe after
+    /// 30 s and 8 clean serial calls (or two cuts of calls alone), at most every 10 minutes
+    /// after failed probes.
     pub const DEFAULT: Policy = Policy {
         evidence: 2,
-        evidence_after_survivor: 8,
+        cuts_per_survivor: 3,
         memory: Duration::from_secs(60),
         window: Duration::from_secs(2),
         probe_after: Duration::from_secs(30),
@@ -115,19 +121,30 @@ pub struct Endpoint {
     state: Mutex<State>,
 }
 
+/// How an overlapped call bore on the question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Survived,
+    CutOnArrival,
+}
+
+/// The most outcomes kept: the minute's, under any load, weighed by their latest.
+const MAX_OUTCOMES: usize = 256;
+
 struct State {
     policy: Policy,
     mode: Mode,
-    /// Correlated cuts since the last survivor (or the last switch).
-    evidence: u32,
-    /// When a call last survived a later one.
-    last_survivor: Option<Instant>,
+    /// Overlapped calls' outcomes since the last switch, within `policy.memory`, oldest
+    /// first.
+    outcomes: VecDeque<(Instant, Outcome)>,
     /// When the last call began.
     last_begun: Option<Instant>,
     /// When the endpoint last became serial.
     serial_since: Instant,
     /// Clean calls in a row since then.
     clean_serial: u32,
+    /// Calls alone cut since then: the endpoint cuts streams with no other call in flight.
+    lone_cuts: u32,
     /// The wait before the next probe.
     probe_after: Duration,
     switches_to_serial: u64,
@@ -201,11 +218,11 @@ impl Endpoint {
             state: Mutex::new(State {
                 policy: Policy::DEFAULT,
                 mode: Mode::Concurrent,
-                evidence: 0,
-                last_survivor: None,
+                outcomes: VecDeque::new(),
                 last_begun: None,
                 serial_since: Instant::now(),
                 clean_serial: 0,
+                lone_cuts: 0,
                 probe_after: Policy::DEFAULT.probe_after,
                 switches_to_serial: 0,
                 switches_to_concurrent: 0,
@@ -263,23 +280,37 @@ impl Endpoint {
     }
 
     /// Goes concurrent to probe, when the endpoint has been serial long enough and its last
-    /// calls were clean.
+    /// calls were clean, or when calls alone were cut as well (unless a probe failed since
+    /// the endpoint was last concurrent).
     fn maybe_probe(&self) {
         let mut state = self.state();
-        let due = state.mode == Mode::Serial
-            && state.serial_since.elapsed() >= state.probe_after
+        if state.mode != Mode::Serial {
+            return;
+        }
+        let waited = state.serial_since.elapsed() >= state.probe_after
             && state.clean_serial >= state.policy.probe_calls;
-        if due {
+        let cut_alone = state.lone_cuts >= state.policy.evidence
+            && state.probe_after == state.policy.probe_after;
+        if waited || cut_alone {
             state.mode = Mode::Probing;
-            state.evidence = 0;
+            state.outcomes.clear();
             state.switches_to_concurrent += 1;
             self.serial.store(false, Ordering::SeqCst);
-            tracing::info!(
-                url = %public_url(&self.url),
-                "probing whether the endpoint serves concurrent calls again, after {} clean \
-                 calls one at a time",
-                state.clean_serial
-            );
+            if waited {
+                tracing::info!(
+                    url = %public_url(&self.url),
+                    "probing whether the endpoint serves concurrent calls again, after {} \
+                     clean calls one at a time",
+                    state.clean_serial
+                );
+            } else {
+                tracing::info!(
+                    url = %public_url(&self.url),
+                    "the endpoint cut {} streams with no other call in flight: its cuts are \
+                     not concurrency's doing; probing concurrent calls again",
+                    state.lone_cuts
+                );
+            }
         }
     }
 
@@ -287,8 +318,7 @@ impl Endpoint {
     /// concurrent calls.
     fn survivor(&self) {
         let mut state = self.state();
-        state.evidence = 0;
-        state.last_survivor = Some(Instant::now());
+        state.note(Outcome::Survived);
         if state.mode == Mode::Probing {
             state.mode = Mode::Concurrent;
             state.probe_after = state.policy.probe_after;
@@ -306,29 +336,23 @@ impl Endpoint {
         if state.mode == Mode::Serial {
             return false;
         }
-        state.evidence += 1;
+        state.note(Outcome::CutOnArrival);
         let probing = state.mode == Mode::Probing;
-        let needed = if probing {
-            // One cut on arrival is enough: the endpoint was serial before.
-            1
-        } else if state
-            .last_survivor
-            .is_some_and(|at| at.elapsed() <= state.policy.memory)
-        {
-            state.policy.evidence_after_survivor
-        } else {
-            state.policy.evidence
-        };
-        if state.evidence < needed {
+        // One cut on arrival is enough while probing: the endpoint was serial before.
+        let needed = if probing { 1 } else { state.policy.evidence };
+        let count = |kind| state.outcomes.iter().filter(|(_, o)| *o == kind).count();
+        let (cuts, survivors) = (count(Outcome::CutOnArrival), count(Outcome::Survived));
+        if cuts < needed as usize || cuts < state.policy.cuts_per_survivor as usize * survivors {
             return false;
         }
         if probing {
             state.probe_after = (state.probe_after * 2).min(state.policy.max_probe_after);
         }
         state.mode = Mode::Serial;
-        state.evidence = 0;
+        state.outcomes.clear();
         state.serial_since = Instant::now();
         state.clean_serial = 0;
+        state.lone_cuts = 0;
         state.switches_to_serial += 1;
         self.serial.store(true, Ordering::SeqCst);
         if probing {
@@ -356,6 +380,27 @@ impl Endpoint {
     fn serial_call_ended(&self, clean: bool) {
         let mut state = self.state();
         state.clean_serial = if clean { state.clean_serial + 1 } else { 0 };
+    }
+
+    /// A call made alone was cut short: not by another call's arrival.
+    fn cut_alone(&self) {
+        self.state().lone_cuts += 1;
+    }
+}
+
+impl State {
+    /// Adds an overlapped call's outcome, forgetting those past `policy.memory`.
+    fn note(&mut self, outcome: Outcome) {
+        let now = Instant::now();
+        while self.outcomes.len() >= MAX_OUTCOMES
+            || self
+                .outcomes
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > self.policy.memory)
+        {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back((now, outcome));
     }
 }
 
@@ -398,6 +443,9 @@ impl<'a> Call<'a> {
             Err(_) => false,
         };
         if self.alone {
+            if cut {
+                self.endpoint.cut_alone();
+            }
             self.endpoint.serial_call_ended(result.is_ok() && !cut);
             return result;
         }
@@ -503,7 +551,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_that_outlives_a_later_one_clears_the_evidence() {
+    async fn a_call_that_outlives_a_later_one_weighs_against_the_cuts() {
         let endpoint = Endpoint::new(URL);
         let first = endpoint.begin().await;
         let second = endpoint.begin().await;
@@ -522,27 +570,76 @@ mod tests {
         drop((second, fourth));
     }
 
-    #[tokio::test]
-    async fn after_a_survivor_it_takes_eight_cuts_in_a_row() {
-        let endpoint = Endpoint::new(URL);
-        {
+    /// `n` calls that each outlive a later one.
+    async fn survivors(endpoint: &Endpoint, n: usize) {
+        for _ in 0..n {
             let first = endpoint.begin().await;
             let second = endpoint.begin().await;
             second.accepted();
             assert!(first.observe(done()).is_ok(), "a survivor");
         }
-        let results = abort_on_arrival(&endpoint, 8).await;
+    }
+
+    #[tokio::test]
+    async fn after_a_survivor_it_takes_three_cuts() {
+        let endpoint = Endpoint::new(URL);
+        survivors(&endpoint, 1).await;
+        let results = abort_on_arrival(&endpoint, 3).await;
         assert!(
-            results[..7]
+            results[..2]
                 .iter()
                 .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
             "{results:?}"
         );
         assert!(
-            matches!(results[7], Err(LlmError::Overtaken(_))),
+            matches!(results[2], Err(LlmError::Overtaken(_))),
             "{results:?}"
         );
         assert!(endpoint.is_serial());
+    }
+
+    #[tokio::test]
+    async fn cuts_that_bunch_among_many_survivors_leave_it_concurrent() {
+        // A third of the streams cut, all at once, as when many calls began together.
+        let endpoint = Endpoint::new(URL);
+        survivors(&endpoint, 20).await;
+        let results = abort_on_arrival(&endpoint, 10).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
+            "{results:?}"
+        );
+        assert!(!endpoint.is_serial());
+        // Cut more than three streams for each that survives, and it is serial.
+        let results = abort_on_arrival(&endpoint, 50).await;
+        assert!(endpoint.is_serial(), "{results:?}");
+    }
+
+    #[tokio::test]
+    async fn cuts_of_calls_alone_make_a_serial_endpoint_probe_at_once() {
+        let endpoint = Endpoint::new(URL);
+        abort_on_arrival(&endpoint, 2).await;
+        assert!(endpoint.is_serial());
+        assert!(endpoint.begin().await.observe(cut()).is_err());
+        assert!(endpoint.begin().await.alone, "one cut alone is not enough");
+        assert!(endpoint.begin().await.observe(cut()).is_err());
+        let probe = endpoint.begin().await;
+        assert!(!probe.alone, "no 30 s wait, no clean calls");
+        assert_eq!(endpoint.stats().mode, Mode::Probing);
+        drop(probe);
+        // The probe is cut on arrival: a real aborting server. Cuts alone no longer hurry
+        // the next probe.
+        let results = abort_on_arrival(&endpoint, 1).await;
+        assert!(matches!(results[0], Err(LlmError::Overtaken(_))));
+        assert!(endpoint.is_serial());
+        for _ in 0..3 {
+            assert!(endpoint.begin().await.observe(cut()).is_err());
+        }
+        assert!(
+            endpoint.begin().await.alone,
+            "back to the wait after a failed probe"
+        );
     }
 
     #[tokio::test]
