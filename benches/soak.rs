@@ -6,10 +6,18 @@
 //! the server is killed (SIGKILL) with debates in flight, and started again on the same
 //! database. Clients follow every debate to its end, reconnecting with `Last-Event-ID`.
 //!
+//! The fake answers at a hosted endpoint's pace: 300 ms to the response, then its ~30 pieces a
+//! speech 200 ms apart, the six seconds a 300-token speech takes at 50 tokens a second. A fault
+//! costs what it costs a reader (a 429's second, a cut speech begun again), against debates
+//! that take as long as real ones: the ratio of the two soaks' wall times means something. At
+//! the fake's own pace (`SOAK_TOKEN_MS=2 SOAK_LATENCY_MS=20`) a debate takes 70 ms and any
+//! single 429 or hang outweighs it.
+//!
 //!     cargo bench --bench soak                                   # 120 debates, 24 at a time
 //!     SOAK_DEBATES=500 SOAK_CONCURRENCY=50 cargo bench --bench soak
 //!     SOAK_SEED=7 …                                              # another draw of faults
 //!     SOAK_FAULTS=0 …                                            # the same soak, no faults
+//!     SOAK_KINDS=cut SOAK_PROSE_PCT=0 SOAK_EARLY_CUTS_PCT=0 …   # only streams cut half-way
 //!
 //! Reports how many debates ended `done` and `failed` (by code, with a message each), whether
 //! every stream equals its stored transcript (turns, verdict, final status; event ids from 1,
@@ -72,8 +80,8 @@ async fn main() {
     let faults = env_or("SOAK_FAULTS", 1) != 0;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = FakeLlm::start(FakeOptions {
-        latency: Duration::from_millis(env_or("SOAK_LATENCY_MS", 20)),
-        token_delay: Duration::from_millis(env_or("SOAK_TOKEN_MS", 2)),
+        latency: Duration::from_millis(env_or("SOAK_LATENCY_MS", 300)),
+        token_delay: Duration::from_millis(env_or("SOAK_TOKEN_MS", 200)),
         random_chunks: false,
         random_faults: faults.then_some(RandomFaults {
             repairs_too: true,
@@ -88,10 +96,11 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("crossfire-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("crossfire.toml");
-    // A second's timeout makes a hang cost a second; six retries ride out runs of faults.
+    // A second's timeout and a copy of a request unanswered after half a second (the fake
+    // answers in 0.3) bound a hang; six retries ride out runs of faults.
     std::fs::write(
         &config,
-        "[llm]\ntimeout_s = 1\nmax_retries = 6\nretry_base_ms = 100\nmax_in_flight = 1000\n",
+        "[llm]\ntimeout_s = 1\nhedge_after_s = 0.5\nmax_retries = 6\nretry_base_ms = 100\nmax_in_flight = 1000\n",
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.join("soak.db").display());

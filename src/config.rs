@@ -82,6 +82,7 @@ section!(LlmLayer {
     model: String,
     api_key: Secret,
     timeout_s: f64,
+    hedge_after_s: f64,
     max_in_flight: usize,
     max_retries: u32,
     retry_base_ms: u64,
@@ -423,6 +424,7 @@ fn resolve_llm(llm: LlmLayer) -> Result<LlmConfig, ConfigError> {
         }),
         api_key: llm.api_key,
         timeout: Duration::from_secs_f64(timeout_s),
+        hedge_after: hedge_after("llm.hedge_after_s", llm.hedge_after_s.unwrap_or(0.0))?,
         max_in_flight: at_least_one("llm.max_in_flight", llm.max_in_flight.unwrap_or(8))?,
         max_retries: llm.max_retries.unwrap_or(4),
         retry_base: Duration::from_millis(llm.retry_base_ms.unwrap_or(500)),
@@ -457,6 +459,10 @@ fn resolve_judge(
         timeout: match judge.timeout_s {
             Some(s) => Duration::from_secs_f64(positive_seconds("judge.timeout_s", s)?),
             None => llm.timeout,
+        },
+        hedge_after: match judge.hedge_after_s {
+            Some(s) => hedge_after("judge.hedge_after_s", s)?,
+            None => llm.hedge_after,
         },
         max_in_flight: at_least_one(
             "judge.max_in_flight",
@@ -627,6 +633,19 @@ fn positive_seconds(key: &'static str, seconds: f64) -> Result<f64, ConfigError>
     }
 }
 
+/// `hedge_after_s`: seconds, or 0 for never.
+fn hedge_after(key: &'static str, seconds: f64) -> Result<Option<Duration>, ConfigError> {
+    if seconds == 0.0 {
+        return Ok(None);
+    }
+    positive_seconds(key, seconds)
+        .map(|s| Some(Duration::from_secs_f64(s)))
+        .map_err(|_| ConfigError::Invalid {
+            key,
+            message: format!("must be a positive number of seconds or 0 (never), not {seconds}"),
+        })
+}
+
 fn at_least_one(key: &'static str, n: usize) -> Result<usize, ConfigError> {
     if n >= 1 {
         Ok(n)
@@ -740,6 +759,18 @@ mod tests {
             config.judge.api_key.as_ref().map(Secret::expose),
             Some("key-a")
         );
+    }
+
+    #[test]
+    fn hedging_is_off_unless_set_and_the_judge_inherits_it() {
+        let config = load(&[("CROSSFIRE_LLM_BASE_URL", "http://a/v1")], None).unwrap();
+        assert_eq!((config.llm.hedge_after, config.judge.hedge_after), (None, None));
+        let path = file("hedge.toml", "[llm]\nhedge_after_s = 2.5\n");
+        let config = load(&[], Some(&path)).unwrap();
+        let after = Some(Duration::from_millis(2500));
+        assert_eq!((config.llm.hedge_after, config.judge.hedge_after), (after, after));
+        let path = file("hedge.toml", "[llm]\nhedge_after_s = 2.5\n[judge]\nhedge_after_s = 0\n");
+        assert_eq!(load(&[], Some(&path)).unwrap().judge.hedge_after, None);
     }
 
     #[test]
@@ -886,6 +917,10 @@ mod tests {
             (
                 "[llm]\nbase_url = \"localhost:1\"\n",
                 "llm.base_url: `localhost:1` is not",
+            ),
+            (
+                "[llm]\nhedge_after_s = -2\n",
+                "llm.hedge_after_s: must be a positive number of seconds or 0",
             ),
             (
                 "[judge]\nmax_in_flight = 0\n",

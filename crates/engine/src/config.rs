@@ -68,6 +68,9 @@ pub struct LlmConfig {
     pub api_key: Option<Secret>,
     /// Time allowed for the response to start and for each gap in a stream.
     pub timeout: Duration,
+    /// With no response begun after this long, the request is sent again beside the first,
+    /// and whichever answers first is read; `None`: never.
+    pub hedge_after: Option<Duration>,
     /// Calls in flight at once to this endpoint.
     pub max_in_flight: usize,
     /// Attempts after the first, for connect errors, 429, 5xx, timeouts and cut streams.

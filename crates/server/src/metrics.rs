@@ -278,6 +278,15 @@ impl Metrics {
                 u8::from(serial)
             );
         }
+        out.push_str("# HELP crossfire_model_endpoint_hedges_total Requests to a model endpoint sent again because the first had no answer after `hedge_after_s`.\n# TYPE crossfire_model_endpoint_hedges_total counter\n");
+        for endpoint in &engine.endpoints {
+            let _ = writeln!(
+                out,
+                "crossfire_model_endpoint_hedges_total{{endpoint=\"{}\"}} {}",
+                label_value(&endpoint.url),
+                endpoint.hedges
+            );
+        }
         out.push_str("# HELP crossfire_model_endpoint_switches_total Times a model endpoint was made serial (it aborted concurrent streams) or went back to concurrent calls (each probe counts).\n# TYPE crossfire_model_endpoint_switches_total counter\n");
         for endpoint in &engine.endpoints {
             for (to, n) in [
@@ -287,7 +296,7 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "crossfire_model_endpoint_switches_total{{endpoint=\"{}\",to=\"{to}\"}} {n}",
-                    endpoint.url.replace('\\', "\\\\").replace('"', "\\\"")
+                    label_value(&endpoint.url)
                 );
             }
         }
@@ -447,4 +456,9 @@ impl ScreenObserver for ScreenCounter {
     fn endpoint_called(&self, took: Duration, ok: bool) {
         self.0.moderation_called(took, ok);
     }
+}
+
+/// A label value as the exposition format writes it: backslashes and quotes escaped.
+fn label_value(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }

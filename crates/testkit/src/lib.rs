@@ -902,6 +902,7 @@ pub fn config_for(base_url: &str) -> TestConfig {
         max_in_flight: 8,
         max_retries: 3,
         retry_base: Duration::from_millis(20),
+        hedge_after: None,
         max_tokens,
         temperature,
         brief_prompts: false,

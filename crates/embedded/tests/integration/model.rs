@@ -298,6 +298,7 @@ fn embedded_role(max_tokens: u32, temperature: f32) -> LlmConfig {
         max_in_flight: 8,
         max_retries: 4,
         retry_base: std::time::Duration::from_millis(500),
+        hedge_after: None,
         max_tokens,
         temperature,
         brief_prompts: true,

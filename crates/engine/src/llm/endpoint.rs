@@ -97,6 +97,8 @@ pub struct EndpointStats {
     pub switches_to_serial: u64,
     /// Times it went back to concurrent calls (each probe counts).
     pub switches_to_concurrent: u64,
+    /// Requests sent again because the first had no answer in time.
+    pub hedges: u64,
 }
 
 impl EndpointStats {
@@ -149,6 +151,7 @@ struct State {
     probe_after: Duration,
     switches_to_serial: u64,
     switches_to_concurrent: u64,
+    hedges: u64,
 }
 
 /// The endpoints this process has called, by URL.
@@ -226,6 +229,7 @@ impl Endpoint {
                 probe_after: Policy::DEFAULT.probe_after,
                 switches_to_serial: 0,
                 switches_to_concurrent: 0,
+                hedges: 0,
             }),
         }
     }
@@ -254,6 +258,7 @@ impl Endpoint {
             mode: state.mode,
             switches_to_serial: state.switches_to_serial,
             switches_to_concurrent: state.switches_to_concurrent,
+            hedges: state.hedges,
         }
     }
 
@@ -405,6 +410,17 @@ impl State {
 }
 
 impl<'a> Call<'a> {
+    /// Whether the call has the endpoint to itself (the endpoint is serial).
+    pub fn is_alone(&self) -> bool {
+        self.alone
+    }
+
+    /// The call's request was sent again, the first having had no answer in time.
+    pub fn hedged(&self) {
+        self.endpoint.state().hedges += 1;
+        tracing::debug!(url = %public_url(&self.endpoint.url), "no answer yet: the request sent again beside it");
+    }
+
     /// The server took this call (its response started): calls begun before it that keep
     /// streaming are survivors.
     pub fn accepted(&self) {

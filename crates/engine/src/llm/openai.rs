@@ -28,6 +28,8 @@ pub struct OpenAiClient {
     model: String,
     api_key: Option<Secret>,
     timeout: Duration,
+    /// With no response begun after this long, the same request is sent again beside it.
+    hedge_after: Option<Duration>,
     /// Bounds the calls in flight to this endpoint.
     in_flight: Arc<Semaphore>,
     /// What the process knows of the endpoint's concurrency (shared by URL).
@@ -54,6 +56,7 @@ impl OpenAiClient {
             model: config.model.clone(),
             api_key: config.api_key.clone(),
             timeout: config.timeout,
+            hedge_after: config.hedge_after.filter(|after| *after < config.timeout),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         })
     }
@@ -150,10 +153,7 @@ impl OpenAiClient {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        let response = tokio::time::timeout(self.timeout, builder.send())
-            .await
-            .map_err(|_| LlmError::Timeout(self.timeout))?
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.respond(builder, call).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response
@@ -185,6 +185,38 @@ impl OpenAiClient {
                 .map_err(|e| self.transport_error(e))?;
             parse_completion(&body)
         }
+    }
+
+    /// Sends the request and waits for its response to begin. A call that has heard nothing
+    /// after `hedge_after` sends the same request again beside the first and takes whichever
+    /// answers first, dropping the other (its connection closed): a request lost in a hung
+    /// backend then costs `hedge_after`, not the whole timeout. Not while the endpoint takes
+    /// calls one at a time, where a second request would abort the first.
+    async fn respond(
+        &self,
+        builder: reqwest::RequestBuilder,
+        call: &Call<'_>,
+    ) -> Result<reqwest::Response, LlmError> {
+        let deadline = Instant::now() + self.timeout;
+        let hedge = match self.hedge_after {
+            Some(after) if !call.is_alone() => builder.try_clone().map(|again| (after, again)),
+            _ => None,
+        };
+        let mut first = Box::pin(builder.send());
+        let answer = match hedge {
+            None => tokio::time::timeout_at(deadline, first).await,
+            Some((after, again)) => match tokio::time::timeout(after, &mut first).await {
+                Ok(answer) => Ok(answer),
+                Err(_) => {
+                    call.hedged();
+                    let second = Box::pin(again.send());
+                    tokio::time::timeout_at(deadline, first_answer(first, second)).await
+                }
+            },
+        };
+        answer
+            .map_err(|_| LlmError::Timeout(self.timeout))?
+            .map_err(|e| self.transport_error(e))
     }
 
     async fn read_stream(
@@ -235,6 +267,20 @@ impl OpenAiClient {
         } else {
             LlmError::StreamCut(error_chain(&e))
         }
+    }
+}
+
+/// The first of two requests to answer (any status); if one fails to connect or send, the
+/// other's outcome.
+async fn first_answer<F>(first: F, second: F) -> Result<reqwest::Response, reqwest::Error>
+where
+    F: std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + Unpin,
+{
+    match futures::future::select(first, second).await {
+        futures::future::Either::Left((Ok(response), _))
+        | futures::future::Either::Right((Ok(response), _)) => Ok(response),
+        futures::future::Either::Left((Err(_), other))
+        | futures::future::Either::Right((Err(_), other)) => other.await,
     }
 }
 
@@ -663,6 +709,7 @@ mod tests {
             max_in_flight: 1,
             max_retries: 0,
             retry_base: Duration::from_millis(10),
+            hedge_after: None,
             max_tokens: 100,
             temperature: 0.7,
             brief_prompts: false,

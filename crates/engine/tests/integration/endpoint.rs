@@ -1,7 +1,8 @@
 //! An endpoint's concurrency learnt from evidence, through the fake server: one that aborts
 //! running streams when a request arrives (as llama-cpp-python's) is soon called one at a
 //! time, a flaky one that serves concurrent streams never is, and a serial one that comes to
-//! serve them is called concurrently again after a probe.
+//! serve them is called concurrently again after a probe; a request with no answer is sent
+//! again beside it.
 
 use crossfire_testkit as support;
 
@@ -185,4 +186,35 @@ async fn a_serial_endpoint_is_called_concurrently_again_once_it_serves_concurren
     // The last debate's openings ran together.
     let log = fake.log();
     assert!(overlapped(&log, log.len() - 5), "the openings met");
+}
+
+#[tokio::test]
+async fn a_request_with_no_answer_is_sent_again_beside_it_after_hedge_after() {
+    let fake = FakeLlm::start(FakeOptions {
+        faults: vec![(support::Target::Debater, Fault::Hang)],
+        ..FakeOptions::default()
+    })
+    .await;
+    let mut config = support::config_for(&fake.base_url);
+    config.llm.timeout = Duration::from_secs(20);
+    config.llm.hedge_after = Some(Duration::from_millis(300));
+    let engine = support::engine_for(&config);
+    let transcript = debate(&engine).await;
+    assert_eq!(transcript.status, Status::Done, "{:?}", transcript.error);
+
+    // The hung call was sent again 300 ms on, long before its timeout, and the copy answered:
+    // six calls and the copy, no retry.
+    let log = fake.log();
+    assert_eq!(log.len(), 7);
+    let hung = log.iter().position(|c| c.fault == Some(Fault::Hang)).unwrap();
+    let copy = log
+        .iter()
+        .position(|c| c.fault.is_none() && c.body == log[hung].body)
+        .unwrap();
+    let after = log[copy].received - log[hung].received;
+    assert!(
+        after >= Duration::from_millis(250) && after < Duration::from_secs(5),
+        "sent again after {after:?}"
+    );
+    assert_eq!(stats(&config).hedges, 1);
 }
