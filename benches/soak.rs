@@ -54,6 +54,8 @@ struct Outcome {
     consistent: Result<(), String>,
     /// It had ended before the crash.
     done_before_crash: bool,
+    /// From its creation to the end of its stream.
+    took: Duration,
     id: String,
 }
 
@@ -97,10 +99,11 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("crossfire.toml");
     // A second's timeout and a copy of a request unanswered after half a second (the fake
-    // answers in 0.3) bound a hang; six retries ride out runs of faults.
+    // answers in 0.3) bound a hang. Two in five attempts at a speech fail, so seven failures
+    // in a row come once in 600 calls; eight retries make it nine, once in 3,800.
     std::fs::write(
         &config,
-        "[llm]\ntimeout_s = 1\nhedge_after_s = 0.5\nmax_retries = 6\nretry_base_ms = 100\nmax_in_flight = 1000\n",
+        "[llm]\ntimeout_s = 1\nhedge_after_s = 0.5\nmax_retries = 8\nretry_base_ms = 100\nmax_in_flight = 1000\n",
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.join("soak.db").display());
@@ -197,6 +200,16 @@ async fn main() {
         debates - done,
         wall.as_secs_f64()
     );
+    let mut took: Vec<f64> = outcomes.iter().map(|o| o.took.as_secs_f64()).collect();
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    println!(
+        "    a debate took {:.1} s on average, p50 {:.1} s, p90 {:.1} s, the longest {:.1} s",
+        took.iter().sum::<f64>() / took.len() as f64,
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
     for (code, (n, message)) in &failed {
         println!("    failed {code}: {n}, e.g. {message}");
     }
@@ -289,6 +302,7 @@ fn kinds() -> &'static [Fault] {
 /// One debate, start to end: created (retried while the service is down), followed to `done`
 /// across reconnections, then compared with its stored transcript.
 async fn run(service: &Service, i: usize) -> Outcome {
+    let started = Instant::now();
     let token = &service.tokens[i % USERS];
     let body = json!({"story": "nk-troops-russia", "a": "winston-churchill", "b": "george-kennan",
                       "motion": format!("Is Pyongyang winning more than it is losing? ({i})")});
@@ -309,6 +323,7 @@ async fn run(service: &Service, i: usize) -> Outcome {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let events = follow(service, &id, token).await;
+    let took = started.elapsed();
     let crashed_before_end = !service.crashed.load(Ordering::SeqCst);
     service.finished.fetch_add(1, Ordering::SeqCst);
     let transcript = loop {
@@ -333,6 +348,7 @@ async fn run(service: &Service, i: usize) -> Outcome {
     });
     Outcome {
         done_before_crash: crashed_before_end && status == "done",
+        took,
         consistent: compare(&events, &transcript),
         status,
         error,

@@ -764,12 +764,21 @@ mod tests {
     #[test]
     fn hedging_is_off_unless_set_and_the_judge_inherits_it() {
         let config = load(&[("CROSSFIRE_LLM_BASE_URL", "http://a/v1")], None).unwrap();
-        assert_eq!((config.llm.hedge_after, config.judge.hedge_after), (None, None));
+        assert_eq!(
+            (config.llm.hedge_after, config.judge.hedge_after),
+            (None, None)
+        );
         let path = file("hedge.toml", "[llm]\nhedge_after_s = 2.5\n");
         let config = load(&[], Some(&path)).unwrap();
         let after = Some(Duration::from_millis(2500));
-        assert_eq!((config.llm.hedge_after, config.judge.hedge_after), (after, after));
-        let path = file("hedge.toml", "[llm]\nhedge_after_s = 2.5\n[judge]\nhedge_after_s = 0\n");
+        assert_eq!(
+            (config.llm.hedge_after, config.judge.hedge_after),
+            (after, after)
+        );
+        let path = file(
+            "hedge.toml",
+            "[llm]\nhedge_after_s = 2.5\n[judge]\nhedge_after_s = 0\n",
+        );
         assert_eq!(load(&[], Some(&path)).unwrap().judge.hedge_after, None);
     }
 

@@ -202,17 +202,19 @@ impl OpenAiClient {
             Some(after) if !call.is_alone() => builder.try_clone().map(|again| (after, again)),
             _ => None,
         };
-        let mut first = Box::pin(builder.send());
         let answer = match hedge {
-            None => tokio::time::timeout_at(deadline, first).await,
-            Some((after, again)) => match tokio::time::timeout(after, &mut first).await {
-                Ok(answer) => Ok(answer),
-                Err(_) => {
-                    call.hedged();
-                    let second = Box::pin(again.send());
-                    tokio::time::timeout_at(deadline, first_answer(first, second)).await
+            None => tokio::time::timeout_at(deadline, builder.send()).await,
+            Some((after, again)) => {
+                let mut first = Box::pin(builder.send());
+                match tokio::time::timeout(after, &mut first).await {
+                    Ok(answer) => Ok(answer),
+                    Err(_) => {
+                        call.hedged();
+                        let second = Box::pin(again.send());
+                        tokio::time::timeout_at(deadline, first_answer(first, second)).await
+                    }
                 }
-            },
+            }
         };
         answer
             .map_err(|_| LlmError::Timeout(self.timeout))?

@@ -206,7 +206,10 @@ async fn a_request_with_no_answer_is_sent_again_beside_it_after_hedge_after() {
     // six calls and the copy, no retry.
     let log = fake.log();
     assert_eq!(log.len(), 7);
-    let hung = log.iter().position(|c| c.fault == Some(Fault::Hang)).unwrap();
+    let hung = log
+        .iter()
+        .position(|c| c.fault == Some(Fault::Hang))
+        .unwrap();
     let copy = log
         .iter()
         .position(|c| c.fault.is_none() && c.body == log[hung].body)
