@@ -622,13 +622,15 @@ fn resolve_moderation(
     }))
 }
 
+/// Seconds for a timeout: positive, and at most a day (a deadline that far off is a typo, and
+/// one past what a clock can add would panic).
 fn positive_seconds(key: &'static str, seconds: f64) -> Result<f64, ConfigError> {
-    if seconds.is_finite() && seconds > 0.0 {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
         Ok(seconds)
     } else {
         Err(ConfigError::Invalid {
             key,
-            message: format!("must be a positive number of seconds, not {seconds}"),
+            message: format!("must be a positive number of seconds, at most 86400, not {seconds}"),
         })
     }
 }
@@ -642,7 +644,9 @@ fn hedge_after(key: &'static str, seconds: f64) -> Result<Option<Duration>, Conf
         .map(|s| Some(Duration::from_secs_f64(s)))
         .map_err(|_| ConfigError::Invalid {
             key,
-            message: format!("must be a positive number of seconds or 0 (never), not {seconds}"),
+            message: format!(
+                "must be a positive number of seconds (at most 86400) or 0 (never), not {seconds}"
+            ),
         })
 }
 
@@ -928,8 +932,12 @@ mod tests {
                 "llm.base_url: `localhost:1` is not",
             ),
             (
+                "[llm]\ntimeout_s = 1e30\n",
+                "llm.timeout_s: must be a positive number of seconds, at most 86400",
+            ),
+            (
                 "[llm]\nhedge_after_s = -2\n",
-                "llm.hedge_after_s: must be a positive number of seconds or 0",
+                "llm.hedge_after_s: must be a positive number of seconds (at most 86400) or 0",
             ),
             (
                 "[judge]\nmax_in_flight = 0\n",

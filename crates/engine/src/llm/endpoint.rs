@@ -16,7 +16,7 @@
 //! survivors and is serial after its second cut; a flaky one that cuts a third of its
 //! streams has two survivors a cut however its cuts bunch. Not for good either: after
 //! [`Policy::probe_after`] and a run of [`Policy::probe_calls`] clean serial calls, calls
-//! go concurrent again to probe; a survivor confirms it, and a correlated cut during the
+//! go concurrent again to probe; a survivor confirms it, and the same evidence during the
 //! probe makes it serial again, with the wait before the next probe doubled. Streams cut
 //! while a call ran alone show the cuts are not concurrency's doing: after
 //! [`Policy::evidence`] of them the endpoint is probed at once (unless a probe has failed
@@ -130,14 +130,15 @@ enum Outcome {
     CutOnArrival,
 }
 
-/// The most outcomes kept: the minute's, under any load, weighed by their latest.
+/// The most outcomes kept, so that memory stays bounded under any load: past it, the
+/// oldest go first, even within the minute.
 const MAX_OUTCOMES: usize = 256;
 
 struct State {
     policy: Policy,
     mode: Mode,
-    /// Overlapped calls' outcomes since the last switch, within `policy.memory`, oldest
-    /// first.
+    /// Overlapped calls' outcomes within `policy.memory`, oldest first; cleared when the
+    /// endpoint becomes serial and when a probe begins.
     outcomes: VecDeque<(Instant, Outcome)>,
     /// When the last call began.
     last_begun: Option<Instant>,
@@ -147,6 +148,9 @@ struct State {
     clean_serial: u32,
     /// Calls alone cut since then: the endpoint cuts streams with no other call in flight.
     lone_cuts: u32,
+    /// A probe failed since the endpoint was last concurrent: cuts of calls alone no longer
+    /// hurry the next.
+    probe_failed: bool,
     /// The wait before the next probe.
     probe_after: Duration,
     switches_to_serial: u64,
@@ -226,6 +230,7 @@ impl Endpoint {
                 serial_since: Instant::now(),
                 clean_serial: 0,
                 lone_cuts: 0,
+                probe_failed: false,
                 probe_after: Policy::DEFAULT.probe_after,
                 switches_to_serial: 0,
                 switches_to_concurrent: 0,
@@ -294,8 +299,7 @@ impl Endpoint {
         }
         let waited = state.serial_since.elapsed() >= state.probe_after
             && state.clean_serial >= state.policy.probe_calls;
-        let cut_alone = state.lone_cuts >= state.policy.evidence
-            && state.probe_after == state.policy.probe_after;
+        let cut_alone = state.lone_cuts >= state.policy.evidence && !state.probe_failed;
         if waited || cut_alone {
             state.mode = Mode::Probing;
             state.outcomes.clear();
@@ -327,6 +331,7 @@ impl Endpoint {
         if state.mode == Mode::Probing {
             state.mode = Mode::Concurrent;
             state.probe_after = state.policy.probe_after;
+            state.probe_failed = false;
             tracing::info!(
                 url = %public_url(&self.url),
                 "the endpoint serves concurrent calls again: calling it concurrently"
@@ -343,15 +348,15 @@ impl Endpoint {
         }
         state.note(Outcome::CutOnArrival);
         let probing = state.mode == Mode::Probing;
-        // One cut on arrival is enough while probing: the endpoint was serial before.
-        let needed = if probing { 1 } else { state.policy.evidence };
         let count = |kind| state.outcomes.iter().filter(|(_, o)| *o == kind).count();
         let (cuts, survivors) = (count(Outcome::CutOnArrival), count(Outcome::Survived));
-        if cuts < needed as usize || cuts < state.policy.cuts_per_survivor as usize * survivors {
+        let needed = state.policy.evidence as usize;
+        if cuts < needed || cuts < state.policy.cuts_per_survivor as usize * survivors {
             return false;
         }
         if probing {
             state.probe_after = (state.probe_after * 2).min(state.policy.max_probe_after);
+            state.probe_failed = true;
         }
         state.mode = Mode::Serial;
         state.outcomes.clear();
@@ -415,10 +420,17 @@ impl<'a> Call<'a> {
         self.alone
     }
 
-    /// The call's request was sent again, the first having had no answer in time.
+    /// The call's request was sent again, the first having had no answer in time: an
+    /// arrival like a new call's, which an aborting server answers by cutting a stream.
     pub fn hedged(&self) {
-        self.endpoint.state().hedges += 1;
-        tracing::debug!(url = %public_url(&self.endpoint.url), "no answer yet: the request sent again beside it");
+        self.endpoint.begun.fetch_add(1, Ordering::SeqCst);
+        let mut state = self.endpoint.state();
+        state.last_begun = Some(Instant::now());
+        state.hedges += 1;
+        tracing::debug!(
+            url = %public_url(&self.endpoint.url),
+            "no answer yet: the request sent again beside it"
+        );
     }
 
     /// The server took this call (its response started): calls begun before it that keep
@@ -432,8 +444,10 @@ impl<'a> Call<'a> {
     /// The call received text: if the server had already taken a later call, this one
     /// survived it (noted once a call: this runs for every token).
     pub fn progressed(&self) {
-        if !self.survived.load(Ordering::Relaxed) && self.outlived_a_later_call() {
-            self.survived.store(true, Ordering::Relaxed);
+        if !self.survived.load(Ordering::Relaxed)
+            && self.outlived_a_later_call()
+            && !self.survived.swap(true, Ordering::Relaxed)
+        {
             self.endpoint.survivor();
         }
     }
@@ -466,9 +480,11 @@ impl<'a> Call<'a> {
             return result;
         }
         if !cut {
-            // Each overlapped success counts, even a call already counted by its tokens.
-            if result.is_ok() && self.outlived_a_later_call() {
-                self.survived.store(true, Ordering::Relaxed);
+            // A call counts once, by its tokens or by its end.
+            if result.is_ok()
+                && self.outlived_a_later_call()
+                && !self.survived.swap(true, Ordering::Relaxed)
+            {
                 self.endpoint.survivor();
             }
             return result;
@@ -583,7 +599,13 @@ mod tests {
             !endpoint.is_serial(),
             "a flaky server that serves concurrent calls"
         );
-        drop((second, fourth));
+        // Its end does not count it again: one more cut makes three for one survivor.
+        assert!(second.observe(done()).is_ok());
+        let fifth = endpoint.begin().await;
+        let result = fourth.observe(cut());
+        assert!(matches!(result, Err(LlmError::Overtaken(_))), "{result:?}");
+        assert!(endpoint.is_serial());
+        drop(fifth);
     }
 
     /// `n` calls that each outlive a later one.
@@ -644,10 +666,10 @@ mod tests {
         assert!(!probe.alone, "no 30 s wait, no clean calls");
         assert_eq!(endpoint.stats().mode, Mode::Probing);
         drop(probe);
-        // The probe is cut on arrival: a real aborting server. Cuts alone no longer hurry
-        // the next probe.
-        let results = abort_on_arrival(&endpoint, 1).await;
-        assert!(matches!(results[0], Err(LlmError::Overtaken(_))));
+        // The probe's calls are cut on arrival: a real aborting server. Cuts alone no longer
+        // hurry the next probe.
+        let results = abort_on_arrival(&endpoint, 2).await;
+        assert!(matches!(results[1], Err(LlmError::Overtaken(_))));
         assert!(endpoint.is_serial());
         for _ in 0..3 {
             assert!(endpoint.begin().await.observe(cut()).is_err());
@@ -704,10 +726,11 @@ mod tests {
             assert!(endpoint.begin().await.observe(done()).is_ok());
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let results = abort_on_arrival(&endpoint, 1).await;
+        let results = abort_on_arrival(&endpoint, 2).await;
         assert!(
-            matches!(results[0], Err(LlmError::Overtaken(_))),
-            "{results:?}"
+            matches!(results[0], Err(LlmError::StreamCut(_)))
+                && matches!(results[1], Err(LlmError::Overtaken(_))),
+            "the probe takes the same evidence: {results:?}"
         );
         assert!(endpoint.is_serial());
         // A failed serial call breaks the run of clean ones.
