@@ -261,11 +261,11 @@ impl Metrics {
             "Tokens of those beginnings the model holds.",
             self.story_prefill_tokens.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP crossfire_prompt_cache_fallbacks_total Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).\n# TYPE crossfire_prompt_cache_fallbacks_total counter\n");
-        let _ = writeln!(
-            out,
-            "crossfire_prompt_cache_fallbacks_total {}",
-            engine.prompt_fallbacks
+        single(
+            &mut out,
+            ("crossfire_prompt_cache_fallbacks_total", "counter"),
+            "Renders where the kept prompt blocks failed and a plain render was used (a bug if not 0).",
+            engine.prompt_fallbacks,
         );
         out.push_str("# HELP crossfire_model_endpoint_serial 1 when the role's endpoint aborted concurrent streams and now takes one call at a time.\n# TYPE crossfire_model_endpoint_serial gauge\n");
         for (role, serial) in [
@@ -427,10 +427,7 @@ pub fn render_fairness(out: &mut String, f: &crossfire_engine::fairness::Fairnes
     ];
     for (name, help, value) in gauges {
         if let Some(value) = value {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            single(out, (name, "gauge"), help, value);
         }
     }
     if !f.personas.is_empty() {

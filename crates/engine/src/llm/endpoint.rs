@@ -444,10 +444,15 @@ impl<'a> Call<'a> {
     /// The call received text: if the server had already taken a later call, this one
     /// survived it (noted once a call: this runs for every token).
     pub fn progressed(&self) {
-        if !self.survived.load(Ordering::Relaxed)
-            && self.outlived_a_later_call()
-            && !self.survived.swap(true, Ordering::Relaxed)
-        {
+        if !self.survived.load(Ordering::Relaxed) {
+            self.note_survival();
+        }
+    }
+
+    /// Counts the call as a survivor if it outlived a later call: once, by its tokens or by
+    /// its end.
+    fn note_survival(&self) {
+        if self.outlived_a_later_call() && !self.survived.swap(true, Ordering::Relaxed) {
             self.endpoint.survivor();
         }
     }
@@ -480,12 +485,8 @@ impl<'a> Call<'a> {
             return result;
         }
         if !cut {
-            // A call counts once, by its tokens or by its end.
-            if result.is_ok()
-                && self.outlived_a_later_call()
-                && !self.survived.swap(true, Ordering::Relaxed)
-            {
-                self.endpoint.survivor();
+            if result.is_ok() {
+                self.note_survival();
             }
             return result;
         }
@@ -608,6 +609,13 @@ mod tests {
         drop(fifth);
     }
 
+    /// Whether every call ended as an ordinary cut (none made the endpoint serial).
+    fn all_cut(results: &[Result<(), LlmError>]) -> bool {
+        results
+            .iter()
+            .all(|r| matches!(r, Err(LlmError::StreamCut(_))))
+    }
+
     /// `n` calls that each outlive a later one.
     async fn survivors(endpoint: &Endpoint, n: usize) {
         for _ in 0..n {
@@ -623,12 +631,7 @@ mod tests {
         let endpoint = Endpoint::new(URL);
         survivors(&endpoint, 1).await;
         let results = abort_on_arrival(&endpoint, 3).await;
-        assert!(
-            results[..2]
-                .iter()
-                .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
-            "{results:?}"
-        );
+        assert!(all_cut(&results[..2]), "{results:?}");
         assert!(
             matches!(results[2], Err(LlmError::Overtaken(_))),
             "{results:?}"
@@ -642,12 +645,7 @@ mod tests {
         let endpoint = Endpoint::new(URL);
         survivors(&endpoint, 20).await;
         let results = abort_on_arrival(&endpoint, 10).await;
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r, Err(LlmError::StreamCut(_)))),
-            "{results:?}"
-        );
+        assert!(all_cut(&results), "{results:?}");
         assert!(!endpoint.is_serial());
         // Cut more than three streams for each that survives, and it is serial.
         let results = abort_on_arrival(&endpoint, 50).await;
