@@ -71,7 +71,11 @@ impl<M: LanguageModel> Retrying<M> {
             };
             let result = self.inner.complete(request, &tracked).await;
             let error = match result {
-                Ok(c) if c.text.trim().is_empty() => LlmError::Empty,
+                // A reply gone on from may end where it stood: nothing more is not an empty
+                // reply, and asking again with the same seed would only say so again.
+                Ok(c) if c.text.trim().is_empty() && request.continue_reply.is_none() => {
+                    LlmError::Empty
+                }
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
@@ -167,6 +171,64 @@ impl TokenSink for Tracked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers every call with nothing, counting them.
+    struct Silent(std::sync::atomic::AtomicU32);
+
+    impl LanguageModel for Silent {
+        fn name(&self) -> &str {
+            "silent"
+        }
+
+        fn complete<'a>(
+            &'a self,
+            _: &'a ChatRequest,
+            _: &'a dyn TokenSink,
+        ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async {
+                Ok(Completion {
+                    text: " ".into(),
+                    usage: Default::default(),
+                    chunks: 1,
+                    finish_reason: Some(super::super::FinishReason::Stop),
+                    logprobs: None,
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_reply_is_retried_but_an_empty_continuation_ends_the_reply() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let model = Retrying::new(Silent(Default::default()), policy);
+        let mut request = ChatRequest {
+            messages: vec![Message::new(super::super::Role::User, "Speak.")],
+            max_tokens: 10,
+            temperature: 0.0,
+            seed: Some(1),
+            response_format: None,
+            stream: true,
+            top_logprobs: None,
+            stop: Vec::new(),
+            continue_reply: None,
+            reader_waiting: false,
+        };
+        let fresh = model.complete(&request, &super::super::NoSink).await;
+        assert!(
+            matches!(fresh, Err(LlmError::Exhausted { attempts: 3, .. })),
+            "{fresh:?}"
+        );
+        assert_eq!(model.inner.0.load(Ordering::Relaxed), 3);
+        request.continue_reply = Some("What was shown.".into());
+        let continued = model.complete(&request, &super::super::NoSink).await;
+        assert!(continued.is_ok(), "{continued:?}");
+        assert_eq!(model.inner.0.load(Ordering::Relaxed), 4, "asked once");
+    }
 
     #[test]
     fn delays_grow_stay_bounded_and_honour_retry_after() {
