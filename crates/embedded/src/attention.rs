@@ -21,15 +21,30 @@ pub struct Query<'a> {
     pub out: &'a mut [f32],
 }
 
+/// Whose queries a call attends: a prompt's rows, or tokens just generated. The two may take
+/// different kernels, so a query's result depends on its kind and never on what else is in
+/// its block or step: a prompt gives the same keys however the scheduler splits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    Prompt,
+    Generated,
+}
+
 /// Attends every query over its span of `cache`. `scratch` is reused between calls.
-pub fn attend(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut Vec<f32>) {
+pub fn attend(
+    queries: &mut [Query],
+    cache: &HeadCache,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    rows: Rows,
+) {
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::simd_available() {
         let width = queries.first().map_or(0, |q| q.vector.len());
         if queries.iter().all(|q| q.vector.len() == width) {
             // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
             if width == 64
-                && queries.len() >= avx512::MANY
+                && rows == Rows::Prompt
                 && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512
             {
                 // SAFETY: the CPU has AVX-512 F besides AVX2, FMA and F16C; heads are 64 long.
@@ -317,16 +332,15 @@ mod avx512 {
     //! multiply-adds with no horizontal sums (the AVX2 kernel spends a third of its time in
     //! those and in reloading each key once per query). The online softmax then runs on
     //! sixteen queries a vector. Sums are taken in another order than the AVX2 kernel's, so
-    //! results differ from it in the last bits.
+    //! results differ from it in the last bits; each lane's sums are its own, so a query's
+    //! result does not depend on the others in its block. A generated token's three queries
+    //! would fill a sixth of the lanes: decoding keeps the AVX2 kernel.
 
     use super::{HeadCache, Query};
     use crate::vector::avx2::exp;
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// Fewest queries for which this kernel beats the AVX2 one (four rows of three heads):
-    /// below it the transposition and the score rows are not paid back.
-    pub const MANY: usize = 12;
     /// Queries a vector holds, and a pass takes: three vectors' worth keep the scores of
     /// eight keys in 24 registers.
     const LANES: usize = 16;
@@ -609,50 +623,49 @@ mod tests {
         };
         // Seventeen rows of three heads (a pass of 48 queries and one of 3), at consecutive
         // positions ending past three tiles, and one query that sees a single position.
-        let mut spans: Vec<usize> = (0..17)
-            .flat_map(|row| [span - 16 + row; 3])
-            .map(|s| s.min(span))
-            .collect();
+        let mut spans: Vec<usize> = (0..17).flat_map(|row| [span - 16 + row; 3]).collect();
         spans[4] = 1;
         let vectors: Vec<Vec<f32>> = (0..spans.len())
             .map(|i| wave(hd, 0.3 + 0.05 * i as f32))
             .collect();
-        let run = |fast: bool| {
-            let mut outs = vec![vec![0f32; hd]; spans.len()];
+        // The outputs of queries `range`, attended together with `kernel`.
+        let run = |range: std::ops::Range<usize>, kernel: &dyn Fn(&mut [Query])| {
+            let mut outs = vec![vec![0f32; hd]; range.len()];
             let mut queries: Vec<Query> = outs
                 .iter_mut()
-                .zip(&vectors)
-                .zip(&spans)
+                .zip(&vectors[range.clone()])
+                .zip(&spans[range])
                 .map(|((out, vector), &span)| Query { vector, span, out })
                 .collect();
-            let mut scratch = Vec::new();
-            if fast {
-                attend(&mut queries, &cache, 0.125, &mut scratch);
-            } else {
-                portable(&mut queries, &cache, 0.125, &mut scratch);
-            }
+            kernel(&mut queries);
             outs
         };
-        let (a, b) = (run(true), run(false));
+        let prompt = |q: &mut [Query]| attend(q, &cache, 0.125, &mut Vec::new(), Rows::Prompt);
+        let all = 0..spans.len();
+        let a = run(all.clone(), &prompt);
+        let b = run(all.clone(), &|q| {
+            portable(q, &cache, 0.125, &mut Vec::new())
+        });
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
         for (x, y) in a[4].iter().zip(&values[..hd]) {
             assert!((x - f32::from(*y)).abs() < 1e-6);
         }
+        // A row attended alone gives the same bits as in its block: how a prompt is split
+        // into steps changes nothing.
+        for row in [0, 1, 16] {
+            let alone = run(3 * row..3 * row + 3, &prompt);
+            assert_eq!(alone, a[3 * row..3 * row + 3], "row {row}");
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512 {
-            // This is the kernel `attend` ran: the AVX2 one sums in another order.
-            let mut outs = vec![vec![0f32; hd]; spans.len()];
-            let mut queries: Vec<Query> = outs
-                .iter_mut()
-                .zip(&vectors)
-                .zip(&spans)
-                .map(|((out, vector), &span)| Query { vector, span, out })
-                .collect();
-            // SAFETY: the CPU has AVX2, FMA and F16C; heads are 64 long.
-            unsafe { avx2::attend::<8>(&mut queries, &cache, 0.125, &mut Vec::new()) };
-            assert_ne!(outs, a, "the block kernel ran");
+            // This is the kernel a prompt's rows take: the one for generated tokens sums in
+            // another order.
+            let generated = run(all, &|q| {
+                attend(q, &cache, 0.125, &mut Vec::new(), Rows::Generated)
+            });
+            assert_ne!(generated, a, "the prompt kernel ran");
         }
     }
 
@@ -684,7 +697,7 @@ mod tests {
                     .collect();
                 let mut scratch = Vec::new();
                 if fast {
-                    attend(&mut queries, &cache, 0.125, &mut scratch);
+                    attend(&mut queries, &cache, 0.125, &mut scratch, Rows::Generated);
                 } else {
                     portable(&mut queries, &cache, 0.125, &mut scratch);
                 }

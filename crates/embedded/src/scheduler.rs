@@ -263,6 +263,7 @@ impl Scheduler {
                 token: s.tokens[s.cache.len()],
                 pos: s.cache.len(),
                 logits: true,
+                prompt: false,
             });
         }
         let decoding = rows.len();
@@ -445,6 +446,7 @@ impl Scheduler {
                         token: s.tokens[pos],
                         pos,
                         logits: s.needs_logits(pos),
+                        prompt: true,
                     });
                 }
             }

@@ -199,6 +199,9 @@ pub struct Row {
     pub pos: usize,
     /// Whether the caller wants this row's next-token logits.
     pub logits: bool,
+    /// A prompt's token (being filled or read), not one just generated: the two attend
+    /// with different kernels ([`attention::Rows`]).
+    pub prompt: bool,
 }
 
 fn tensor<'a>(gguf: &'a Gguf, name: &str) -> Result<&'a super::gguf::TensorInfo, LoadError> {
@@ -456,7 +459,11 @@ impl Transformer {
         let mut start = 0;
         while start < rows.len() {
             let mut end = start + 1;
-            while end < rows.len() && end - start < BLOCK_ROWS && rows[end].seq == rows[start].seq {
+            while end < rows.len()
+                && end - start < BLOCK_ROWS
+                && rows[end].seq == rows[start].seq
+                && rows[end].prompt == rows[start].prompt
+            {
                 end += 1;
             }
             for kv_head in 0..h.kv_heads {
@@ -492,8 +499,18 @@ impl Transformer {
                     });
                 }
             }
+            let kind = match rows[first].prompt {
+                true => attention::Rows::Prompt,
+                false => attention::Rows::Generated,
+            };
             SCRATCH.with(|scratch| {
-                attention::attend(&mut queries, &head_cache, scale, &mut scratch.borrow_mut())
+                attention::attend(
+                    &mut queries,
+                    &head_cache,
+                    scale,
+                    &mut scratch.borrow_mut(),
+                    kind,
+                )
             });
         });
     }
