@@ -109,8 +109,10 @@ impl Kept {
 /// Prefixes are saved and looked up at multiples of this many tokens.
 pub const DISK_BLOCK: usize = 64;
 
-/// What a file starts with.
-const MAGIC: &[u8; 8] = b"CFKVv001";
+/// What a file starts with. The version changes whenever the kernels compute other bits
+/// (v002: a prompt's attention as matrix products), so a build never reads keys another
+/// build's arithmetic wrote: a seed gives the same speeches whichever build ran before.
+const MAGIC: &[u8; 8] = b"CFKVv002";
 
 /// Prompt prefixes on disk, for one model file.
 #[derive(Debug, Clone)]
@@ -137,6 +139,9 @@ impl DiskCache {
 
     fn path(&self, tokens: &[u32]) -> PathBuf {
         let mut hasher = Sha256::new();
+        hasher.update(MAGIC);
+        // Another CPU's kernels compute other bits too.
+        hasher.update([crate::cpu::Kernels::detect() as u8]);
         hasher.update(self.model);
         for t in tokens {
             hasher.update(t.to_le_bytes());
