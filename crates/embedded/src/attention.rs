@@ -474,6 +474,8 @@ mod avx512 {
 
     /// The scores of eight keys (row-major, 64 each) for every query: `out[j * width + i]`,
     /// `width = 16 * VECS`.
+    // Indexed loops over constant bounds, which the compiler unrolls into registers.
+    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     unsafe fn scores<const VECS: usize>(qt: &[f32], keys: &[f32], out: &mut [f32]) {
