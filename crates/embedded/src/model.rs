@@ -116,8 +116,9 @@ impl Model {
     }
 
     /// One forward pass on the model's threads ([`Transformer::forward`]).
-    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
-        self.team.install(|| self.transformer.forward(rows, caches))
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache], logits: &mut Vec<f32>) {
+        self.team
+            .install(|| self.transformer.forward(rows, caches, logits))
     }
 
     /// Threads the model runs on.

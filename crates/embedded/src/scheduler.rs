@@ -169,6 +169,8 @@ pub struct Scheduler {
     disk: Option<DiskCache>,
     next_id: u64,
     pub counters: Counters,
+    /// The last step's logits, kept for the next step's.
+    logits: Vec<f32>,
 }
 
 /// Where a computed prefix is: a live sequence's cache, or a kept one.
@@ -194,6 +196,7 @@ impl Scheduler {
             disk,
             next_id: 0,
             counters: Counters::default(),
+            logits: Vec::new(),
         }
     }
 
@@ -277,7 +280,8 @@ impl Scheduler {
             .iter_mut()
             .map(|s| std::mem::take(&mut s.cache))
             .collect();
-        let mut logits = self.model.forward(&rows, &mut caches);
+        let mut logits = std::mem::take(&mut self.logits);
+        self.model.forward(&rows, &mut caches, &mut logits);
         let vocab = self.model.transformer.hyper.vocab;
         for (s, cache) in self.live.iter_mut().zip(caches) {
             s.cache = cache;
@@ -305,10 +309,10 @@ impl Scheduler {
                     .map(|_| log_softmax_at(logits, s.tokens[row.pos + 1]))
             })
             .collect();
-        let mut logits = logits.chunks_mut(vocab).zip(scored);
+        let mut per_row = logits.chunks_mut(vocab).zip(scored);
         let mut finished = Vec::new();
         for row in rows.iter().filter(|r| r.logits) {
-            let Some((logits, scored)) = logits.next() else {
+            let Some((logits, scored)) = per_row.next() else {
                 break;
             };
             let s = &mut self.live[row.seq];
@@ -338,6 +342,7 @@ impl Scheduler {
                 Step::End => finished.push((row.seq, "stop")),
             }
         }
+        self.logits = logits;
         for (i, s) in self.live.iter().enumerate() {
             if s.score_from.is_some() && s.cache.len() >= s.prompt_len {
                 finished.push((i, "stop"));

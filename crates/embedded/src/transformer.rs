@@ -349,12 +349,14 @@ impl Transformer {
         }
     }
 
-    /// Runs `rows` through the model, appending their keys and values to `caches`, and returns
-    /// the logits of the rows that asked for them, in order, one vocabulary-long row after
-    /// another in one buffer (a step of likelihood reads asks for hundreds). The rows of one
-    /// sequence must continue its cache in order of position. Call it inside the model's
-    /// [`Team::install`](super::team::Team::install), whose threads share its loops.
-    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache]) -> Vec<f32> {
+    /// Runs `rows` through the model, appending their keys and values to `caches`, and puts
+    /// the logits of the rows that asked for them in `logits`, in order, one vocabulary-long
+    /// row after another (a step of likelihood reads asks for hundreds: tens of megabytes,
+    /// so the caller keeps the buffer rather than have the kernel map and zero new pages
+    /// every step). The rows of one sequence must continue its cache in order of position.
+    /// Call it inside the model's [`Team::install`](super::team::Team::install), whose
+    /// threads share its loops.
+    pub fn forward(&self, rows: &[Row], caches: &mut [KvCache], logits: &mut Vec<f32>) {
         let h = &self.hyper;
         let (n, dim, kv_dim) = (rows.len(), h.dim, h.kv_dim());
         for row in rows {
@@ -425,11 +427,11 @@ impl Transformer {
         let mut normed = vec![0f32; last.len()];
         rms_norm(&last, &self.out_norm, h.eps, &mut normed);
         let output = self.output.as_ref().unwrap_or(&self.embed);
-        let mut logits = vec![0f32; wanted.len() * h.vocab];
+        logits.clear();
+        logits.resize(wanted.len() * h.vocab, 0.0);
         if !wanted.is_empty() {
-            output.matmul(&Activations::new(&normed, dim), &mut logits);
+            output.matmul(&Activations::new(&normed, dim), logits);
         }
-        logits
     }
 
     /// Rotary position embedding on consecutive pairs of each head (llama's "normal" mode).
