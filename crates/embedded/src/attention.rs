@@ -43,12 +43,14 @@ pub fn attend(
         let width = queries.first().map_or(0, |q| q.vector.len());
         if queries.iter().all(|q| q.vector.len() == width) {
             // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
-            if width == 64
-                && rows == Rows::Prompt
-                && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512
-            {
+            if width == 64 && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512 {
                 // SAFETY: the CPU has AVX-512 F besides AVX2, FMA and F16C; heads are 64 long.
-                return unsafe { avx512::attend(queries, cache, scale, scratch) };
+                return unsafe {
+                    match rows {
+                        Rows::Prompt => avx512::attend(queries, cache, scale, scratch),
+                        Rows::Generated => avx512::attend_few(queries, cache, scale, scratch),
+                    }
+                };
             }
             match width {
                 64 => return unsafe { avx2::attend::<8>(queries, cache, scale, scratch) },
@@ -463,6 +465,189 @@ mod avx512 {
         }
     }
 
+    /// Queries a pass of [`attend_few`] takes: a generated token's three query heads of one
+    /// key/value head, or four.
+    const FEW: usize = 4;
+
+    /// A generated token's few queries against tiles of keys: each key's dot products are
+    /// taken sixteen dimensions a vector, and sixteen keys' partial sums are added across
+    /// in one tree of shuffles, instead of eight keys' in horizontal adds; the weighted sum
+    /// of values keeps every query's output in registers across the tiles.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, AVX2, FMA and F16C; every query is 64 long.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn attend_few(
+        queries: &mut [Query],
+        cache: &HeadCache,
+        scale: f32,
+        scratch: &mut Vec<f32>,
+    ) {
+        for pass in queries.chunks_mut(FEW) {
+            match pass.len() {
+                1 => unsafe { attend_few_pass::<1>(pass, cache, scale, scratch) },
+                2 => unsafe { attend_few_pass::<2>(pass, cache, scale, scratch) },
+                3 => unsafe { attend_few_pass::<3>(pass, cache, scale, scratch) },
+                _ => unsafe { attend_few_pass::<4>(pass, cache, scale, scratch) },
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn attend_few_pass<const N: usize>(
+        queries: &mut [Query],
+        cache: &HeadCache,
+        scale: f32,
+        scratch: &mut Vec<f32>,
+    ) {
+        let span = queries.iter().map(|q| q.span).max().unwrap_or(0);
+        let need = 2 * TILE * HD + N * TILE;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (keys, rest) = scratch.split_at_mut(TILE * HD);
+        let (values, rest) = rest.split_at_mut(TILE * HD);
+        let weights = &mut rest[..N * TILE];
+        let scale = _mm512_set1_ps(scale);
+        let mut q = [[_mm512_setzero_ps(); 4]; N];
+        for (q, query) in q.iter_mut().zip(queries.iter()) {
+            for (c, q) in q.iter_mut().enumerate() {
+                let x = unsafe { _mm512_loadu_ps(query.vector.as_ptr().add(c * LANES)) };
+                *q = _mm512_mul_ps(x, scale);
+            }
+        }
+        let mut acc = [[_mm512_setzero_ps(); 4]; N];
+        let mut maxima = [f32::NEG_INFINITY; N];
+        let mut sums = [0f32; N];
+        for tile in (0..span).step_by(TILE) {
+            let len = TILE.min(span - tile);
+            let at = tile * HD..(tile + len) * HD;
+            unsafe {
+                widen(&cache.keys[at.clone()], &mut keys[..len * HD]);
+                widen(&cache.values[at.clone()], &mut values[..len * HD]);
+            }
+            keys[len * HD..].fill(0.0);
+            values[len * HD..].fill(0.0);
+            // The next tile comes from memory while the queries go over this one.
+            let next = at.end..(at.end + TILE * HD).min(span * HD);
+            for line in next.step_by(32) {
+                let (k, v) = (cache.keys.as_ptr(), cache.values.as_ptr());
+                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(line).cast());
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(line).cast());
+            }
+            for i in 0..N {
+                let weights = &mut weights[i * TILE..][..TILE];
+                let Some(query) = queries.get(i) else {
+                    break;
+                };
+                // Keys this query sees in the tile; the others weigh nothing.
+                let seen = len.min(query.span.saturating_sub(tile));
+                if seen == 0 {
+                    weights.fill(0.0);
+                    continue;
+                }
+                let mut scores = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+                for (g, scores) in scores.iter_mut().enumerate().take(seen.div_ceil(LANES)) {
+                    let sums = unsafe { dot16(&q[i], &keys[g * LANES * HD..]) };
+                    let valid = mask(seen - g * LANES);
+                    *scores = _mm512_mask_blend_ps(valid, *scores, sums);
+                }
+                let top = _mm512_reduce_max_ps(_mm512_max_ps(scores[0], scores[1]));
+                let top = top.max(maxima[i]);
+                let rescale = (maxima[i] - top).exp();
+                maxima[i] = top;
+                let shift = _mm512_set1_ps(top);
+                let mut total = _mm512_setzero_ps();
+                for (g, scores) in scores.iter().enumerate() {
+                    let valid = mask(seen.saturating_sub(g * LANES));
+                    let w = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(*scores, shift)));
+                    unsafe { _mm512_storeu_ps(weights.as_mut_ptr().add(g * LANES), w) };
+                    total = _mm512_add_ps(total, w);
+                }
+                sums[i] = sums[i] * rescale + _mm512_reduce_add_ps(total);
+                let rescale = _mm512_set1_ps(rescale);
+                for a in acc[i].iter_mut() {
+                    *a = _mm512_mul_ps(*a, rescale);
+                }
+            }
+            for j in 0..len {
+                let mut v = [_mm512_setzero_ps(); 4];
+                for (c, v) in v.iter_mut().enumerate() {
+                    *v = unsafe { _mm512_loadu_ps(values.as_ptr().add(j * HD + c * LANES)) };
+                }
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let w = _mm512_set1_ps(weights[i * TILE + j]);
+                    for (a, v) in acc.iter_mut().zip(&v) {
+                        *a = _mm512_fmadd_ps(w, *v, *a);
+                    }
+                }
+            }
+        }
+        for ((query, acc), &sum) in queries.iter_mut().zip(&acc).zip(&sums) {
+            let inverse = _mm512_set1_ps(if sum > 0.0 { 1.0 / sum } else { 0.0 });
+            for (c, a) in acc.iter().enumerate() {
+                let out = _mm512_mul_ps(*a, inverse);
+                unsafe { _mm512_storeu_ps(query.out.as_mut_ptr().add(c * LANES), out) };
+            }
+        }
+    }
+
+    /// The first `n` of sixteen lanes (all of them from sixteen on).
+    #[inline]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= LANES {
+            u16::MAX
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    /// A query's dot products with sixteen keys (row-major, 64 each), in key order: each
+    /// key's four vectors of products are added lane-wise, then the sixteen keys' vectors
+    /// across in a tree of shuffles (fifteen adds, not sixteen horizontal sums).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn dot16(q: &[__m512; 4], keys: &[f32]) -> __m512 {
+        let mut partial = [_mm512_setzero_ps(); 16];
+        for (j, p) in partial.iter_mut().enumerate() {
+            let k = |c: usize| unsafe { _mm512_loadu_ps(keys.as_ptr().add(j * HD + c * LANES)) };
+            let mut sum = _mm512_mul_ps(q[0], k(0));
+            for (c, q) in q.iter().enumerate().skip(1) {
+                sum = _mm512_fmadd_ps(*q, k(c), sum);
+            }
+            *p = sum;
+        }
+        // Pairs of keys: each key's sixteen partial sums to eight (quarters 0+2, 1+3).
+        let mut halves = [_mm512_setzero_ps(); 8];
+        for (h, pair) in halves.iter_mut().zip(partial.chunks_exact(2)) {
+            *h = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(pair[0], pair[1]),
+                _mm512_shuffle_f32x4::<0xEE>(pair[0], pair[1]),
+            );
+        }
+        // Four keys a vector, a quarter each, four partial sums per key.
+        let mut quarters = [_mm512_setzero_ps(); 4];
+        for (h, pair) in quarters.iter_mut().zip(halves.chunks_exact(2)) {
+            *h = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(pair[0], pair[1]),
+                _mm512_shuffle_f32x4::<0xDD>(pair[0], pair[1]),
+            );
+        }
+        // Within each quarter: two keys of two partial sums, then four keys of one.
+        let pairs = |a: __m512, b: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x88>(a, b),
+                _mm512_shuffle_ps::<0xDD>(a, b),
+            )
+        };
+        let low = pairs(quarters[0], quarters[1]);
+        let high = pairs(quarters[2], quarters[3]);
+        // Lane 4k + m now holds key k + 4m.
+        let sums = pairs(low, high);
+        let order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+        _mm512_permutexvar_ps(order, sums)
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     unsafe fn widen(from: &[f16], to: &mut [f32]) {
@@ -673,8 +858,9 @@ mod tests {
 
     #[test]
     fn fast_attention_matches_the_portable_one() {
-        // Spans across several tiles, with and without a partial block of eight keys; both
-        // head widths with a fast path.
+        // Spans across several tiles, with and without a partial block of keys, one ending
+        // on a tile's edge and one a key past it; five queries (two passes of the few-query
+        // kernel); both head widths with a fast path.
         for hd in [64, 128] {
             let span = 75;
             let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
@@ -687,31 +873,37 @@ mod tests {
                 keys: &keys,
                 values: &values,
             };
-            let vectors = [wave(hd, 0.5), wave(hd, 0.7), wave(hd, 0.9)];
-            let spans = [75, 1, 41];
-            let run = |fast: bool| {
-                let mut outs = vec![vec![0f32; hd]; 3];
+            let vectors: Vec<Vec<f32>> = [0.5, 0.7, 0.9, 0.4, 0.6]
+                .iter()
+                .map(|&f| wave(hd, f))
+                .collect();
+            let spans = [75, 1, 41, 33, 32];
+            let run = |kernel: &dyn Fn(&mut [Query])| {
+                let mut outs = vec![vec![0f32; hd]; spans.len()];
                 let mut queries: Vec<Query> = outs
                     .iter_mut()
                     .zip(&vectors)
                     .zip(spans)
                     .map(|((out, vector), span)| Query { vector, span, out })
                     .collect();
-                let mut scratch = Vec::new();
-                if fast {
-                    attend(&mut queries, &cache, 0.125, &mut scratch, Rows::Generated);
-                } else {
-                    portable(&mut queries, &cache, 0.125, &mut scratch);
-                }
+                kernel(&mut queries);
                 outs
             };
-            let (a, b) = (run(true), run(false));
+            let a = run(&|q| attend(q, &cache, 0.125, &mut Vec::new(), Rows::Generated));
+            let b = run(&|q| portable(q, &cache, 0.125, &mut Vec::new()));
             for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
             // A query that sees one position gets that position's value.
             for (x, y) in a[1].iter().zip(&values[..hd]) {
                 assert!((x - f32::from(*y)).abs() < 1e-6);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if hd == 64 && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512 {
+                // The few-query kernel ran: the AVX2 one sums in another order.
+                // SAFETY: the CPU has AVX2, FMA and F16C; heads are 64 long.
+                let avx2 = run(&|q| unsafe { avx2::attend::<8>(q, &cache, 0.125, &mut Vec::new()) });
+                assert_ne!(avx2, a, "the AVX-512 kernel ran");
             }
         }
     }
