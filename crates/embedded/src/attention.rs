@@ -2,16 +2,17 @@
 //! one sequence and the query heads that share one key/value head (grouped-query attention):
 //! each cached key and value is read and converted once for the whole block.
 //!
-//! The cache holds f16. The x86-64 versions (heads of 64 or 128) use AVX2, FMA and F16C, or
+//! The cache holds signed bytes with a scale per vector ([`crate::kv`]), widened to f32 a
+//! tile at a time. The x86-64 versions (heads of 64 or 128) use AVX2, FMA and F16C, or
 //! for a prompt's blocks of many queries AVX-512 as small matrix products, picked at run
 //! time; the portable one is the reference they are tested against.
 
-use half::f16;
+use crate::kv::View;
 
 /// One key/value head's cache in one layer: position after position, each `head_dim` long.
 pub struct HeadCache<'a> {
-    pub keys: &'a [f16],
-    pub values: &'a [f16],
+    pub keys: View<'a>,
+    pub values: View<'a>,
 }
 
 /// One query: its vector, how many positions it sees, and where its result goes.
@@ -72,7 +73,7 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
     scratch.resize(n * span + hd, 0.0);
     let (scores, row) = scratch.split_at_mut(n * span);
     for t in 0..span {
-        widen(&cache.keys[t * hd..][..hd], row);
+        cache.keys.widen(t, row);
         for (i, q) in queries.iter().enumerate().filter(|(_, q)| t < q.span) {
             scores[i * span + t] =
                 q.vector.iter().zip(&*row).map(|(a, b)| a * b).sum::<f32>() * scale;
@@ -87,7 +88,7 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
         q.out.fill(0.0);
     }
     for t in 0..span {
-        widen(&cache.values[t * hd..][..hd], row);
+        cache.values.widen(t, row);
         for (i, q) in queries.iter_mut().enumerate().filter(|(_, q)| t < q.span) {
             let weight = scores[i * span + t] / totals[i];
             for (o, v) in q.out.iter_mut().zip(&*row) {
@@ -97,9 +98,20 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
     }
 }
 
-fn widen(from: &[f16], to: &mut [f32]) {
-    for (t, f) in to.iter_mut().zip(from) {
-        *t = f32::from(*f);
+/// Asks for the keys' and values' bytes and scales of `positions` ahead of use.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn prefetch(cache: &HeadCache, positions: std::ops::Range<usize>, width: usize) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    for view in [cache.keys, cache.values] {
+        let (data, scales) = (view.data.as_ptr(), view.scales.as_ptr());
+        for line in (positions.start * width..positions.end * width).step_by(64) {
+            // SAFETY: prefetching is a hint; it reads nothing and faults on nothing.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.wrapping_add(line).cast()) };
+        }
+        for line in (positions.start..positions.end).step_by(16) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(line).cast()) };
+        }
     }
 }
 
@@ -122,8 +134,8 @@ mod avx2 {
 
     use super::{HeadCache, Query};
     use crate::cpu::avx2::hsum;
+    use crate::kv::View;
     use crate::vector::avx2::exp;
-    use half::f16;
     use std::arch::x86_64::*;
 
     /// Keys per tile: keys and values of a 64-wide head then fill 16 KB, half of L1.
@@ -157,18 +169,12 @@ mod avx2 {
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
             // A tile's keys (and values) lie one after another in the cache.
-            let at = tile * hd..(tile + len) * hd;
             unsafe {
-                widen(&cache.keys[at.clone()], &mut keys[..len * hd]);
-                widen(&cache.values[at.clone()], &mut values[..len * hd]);
+                widen(cache.keys, tile..tile + len, &mut keys[..len * hd]);
+                widen(cache.values, tile..tile + len, &mut values[..len * hd]);
             }
             // The next tile comes from memory while the queries go over this one.
-            let next = at.end..(at.end + TILE * hd).min(span * hd);
-            for line in next.step_by(32) {
-                let (k, v) = (cache.keys.as_ptr(), cache.values.as_ptr());
-                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(line).cast());
-                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(line).cast());
-            }
+            super::prefetch(cache, tile + len..(tile + len + TILE).min(span), hd);
             for (i, q) in queries.iter_mut().enumerate() {
                 if q.span <= tile {
                     continue;
@@ -197,12 +203,19 @@ mod avx2 {
         }
     }
 
+    /// `positions` of `view` as f32, one after another, into `to`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn widen(from: &[f16], to: &mut [f32]) {
-        for l in (0..from.len()).step_by(8) {
-            let halves = unsafe { _mm_loadu_si128(from.as_ptr().add(l).cast()) };
-            unsafe { _mm256_storeu_ps(to.as_mut_ptr().add(l), _mm256_cvtph_ps(halves)) };
+    unsafe fn widen(view: View, positions: std::ops::Range<usize>, to: &mut [f32]) {
+        let width = to.len() / positions.len().max(1);
+        for (p, to) in positions.zip(to.chunks_exact_mut(width)) {
+            let scale = _mm256_set1_ps(view.scales[p]);
+            let from = &view.data[p * width..][..width];
+            for l in (0..width).step_by(8) {
+                let bytes = unsafe { _mm_loadl_epi64(from.as_ptr().add(l).cast()) };
+                let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+                unsafe { _mm256_storeu_ps(to.as_mut_ptr().add(l), _mm256_mul_ps(x, scale)) };
+            }
         }
     }
 
@@ -339,8 +352,8 @@ mod avx512 {
     //! would fill a sixth of the lanes: decoding keeps the AVX2 kernel.
 
     use super::{HeadCache, Query};
+    use crate::kv::View;
     use crate::vector::avx2::exp;
-    use half::f16;
     use std::arch::x86_64::*;
 
     /// Queries a vector holds, and a pass takes: three vectors' worth keep the scores of
@@ -417,10 +430,9 @@ mod avx512 {
         }
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
-            let at = tile * HD..(tile + len) * HD;
             unsafe {
-                widen(&cache.keys[at.clone()], &mut keys[..len * HD]);
-                widen(&cache.values[at], &mut values[..len * HD]);
+                widen(cache.keys, tile..tile + len, &mut keys[..len * HD]);
+                widen(cache.values, tile..tile + len, &mut values[..len * HD]);
             }
             // Past the cache's end of this tile: zeros, whose weights are masked to zero.
             keys[len * HD..].fill(0.0);
@@ -521,20 +533,14 @@ mod avx512 {
         let mut sums = [0f32; N];
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
-            let at = tile * HD..(tile + len) * HD;
             unsafe {
-                widen(&cache.keys[at.clone()], &mut keys[..len * HD]);
-                widen(&cache.values[at.clone()], &mut values[..len * HD]);
+                widen(cache.keys, tile..tile + len, &mut keys[..len * HD]);
+                widen(cache.values, tile..tile + len, &mut values[..len * HD]);
             }
             keys[len * HD..].fill(0.0);
             values[len * HD..].fill(0.0);
             // The next tile comes from memory while the queries go over this one.
-            let next = at.end..(at.end + TILE * HD).min(span * HD);
-            for line in next.step_by(32) {
-                let (k, v) = (cache.keys.as_ptr(), cache.values.as_ptr());
-                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(line).cast());
-                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(line).cast());
-            }
+            super::prefetch(cache, tile + len..(tile + len + TILE).min(span), HD);
             for i in 0..N {
                 let weights = &mut weights[i * TILE..][..TILE];
                 let Some(query) = queries.get(i) else {
@@ -648,12 +654,18 @@ mod avx512 {
         _mm512_permutexvar_ps(order, sums)
     }
 
+    /// `positions` of `view` as f32, one after another, into `to` (64 each).
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn widen(from: &[f16], to: &mut [f32]) {
-        for l in (0..from.len()).step_by(16) {
-            let halves = unsafe { _mm256_loadu_si256(from.as_ptr().add(l).cast()) };
-            unsafe { _mm512_storeu_ps(to.as_mut_ptr().add(l), _mm512_cvtph_ps(halves)) };
+    unsafe fn widen(view: View, positions: std::ops::Range<usize>, to: &mut [f32]) {
+        for (p, to) in positions.zip(to.chunks_exact_mut(HD)) {
+            let scale = _mm512_set1_ps(view.scales[p]);
+            let from = &view.data[p * HD..][..HD];
+            for l in (0..HD).step_by(LANES) {
+                let bytes = unsafe { _mm_loadu_si128(from.as_ptr().add(l).cast()) };
+                let x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+                unsafe { _mm512_storeu_ps(to.as_mut_ptr().add(l), _mm512_mul_ps(x, scale)) };
+            }
         }
     }
 
@@ -790,23 +802,37 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::Vectors;
 
     fn wave(n: usize, f: f32) -> Vec<f32> {
         (0..n).map(|i| ((i as f32) * f).sin()).collect()
+    }
+
+    /// `x` stored as a cache of vectors `width` long.
+    fn stored(x: &[f32], width: usize) -> Vectors {
+        let mut v = Vectors::default();
+        for position in x.chunks(width) {
+            v.push(position);
+        }
+        v
+    }
+
+    /// Position 0 of `v`, as the kernels see it.
+    fn first(v: &Vectors, width: usize) -> Vec<f32> {
+        let mut out = vec![0f32; width];
+        v.view().widen(0, &mut out);
+        out
     }
 
     #[test]
     fn a_prompt_block_attended_as_matrix_products_matches_the_portable_one() {
         let hd = 64;
         let span = 100;
-        let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
-        let (keys, values) = (
-            half(wave(hd * span, 0.37).iter().map(|k| 3.0 * k).collect()),
-            half(wave(hd * span, 0.11)),
-        );
+        let keys: Vec<f32> = wave(hd * span, 0.37).iter().map(|k| 3.0 * k).collect();
+        let (keys, values) = (stored(&keys, hd), stored(&wave(hd * span, 0.11), hd));
         let cache = HeadCache {
-            keys: &keys,
-            values: &values,
+            keys: keys.view(),
+            values: values.view(),
         };
         // Seventeen rows of three heads (a pass of 48 queries and one of 3), at consecutive
         // positions ending past three tiles, and one query that sees a single position.
@@ -836,8 +862,8 @@ mod tests {
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
-        for (x, y) in a[4].iter().zip(&values[..hd]) {
-            assert!((x - f32::from(*y)).abs() < 1e-6);
+        for (x, y) in a[4].iter().zip(first(&values, hd)) {
+            assert!((x - y).abs() < 1e-6);
         }
         // A row attended alone gives the same bits as in its block: how a prompt is split
         // into steps changes nothing.
@@ -863,15 +889,12 @@ mod tests {
         // kernel); both head widths with a fast path.
         for hd in [64, 128] {
             let span = 75;
-            let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
             // Large scores, so a later tile raises the running maximum.
-            let (keys, values) = (
-                half(wave(hd * span, 0.37).iter().map(|k| 3.0 * k).collect()),
-                half(wave(hd * span, 0.11)),
-            );
+            let keys: Vec<f32> = wave(hd * span, 0.37).iter().map(|k| 3.0 * k).collect();
+            let (keys, values) = (stored(&keys, hd), stored(&wave(hd * span, 0.11), hd));
             let cache = HeadCache {
-                keys: &keys,
-                values: &values,
+                keys: keys.view(),
+                values: values.view(),
             };
             let vectors: Vec<Vec<f32>> = [0.5, 0.7, 0.9, 0.4, 0.6]
                 .iter()
@@ -895,14 +918,15 @@ mod tests {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
             // A query that sees one position gets that position's value.
-            for (x, y) in a[1].iter().zip(&values[..hd]) {
-                assert!((x - f32::from(*y)).abs() < 1e-6);
+            for (x, y) in a[1].iter().zip(first(&values, hd)) {
+                assert!((x - y).abs() < 1e-6);
             }
             #[cfg(target_arch = "x86_64")]
             if hd == 64 && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512 {
                 // The few-query kernel ran: the AVX2 one sums in another order.
                 // SAFETY: the CPU has AVX2, FMA and F16C; heads are 64 long.
-                let avx2 = run(&|q| unsafe { avx2::attend::<8>(q, &cache, 0.125, &mut Vec::new()) });
+                let avx2 =
+                    run(&|q| unsafe { avx2::attend::<8>(q, &cache, 0.125, &mut Vec::new()) });
                 assert_ne!(avx2, a, "the AVX-512 kernel ran");
             }
         }

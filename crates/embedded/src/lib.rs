@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod fetch;
 pub mod gguf;
 pub mod grammar;
+pub mod kv;
 pub mod model;
 pub mod prompt_cache;
 pub mod quant;

@@ -109,10 +109,11 @@ impl Kept {
 /// Prefixes are saved and looked up at multiples of this many tokens.
 pub const DISK_BLOCK: usize = 64;
 
-/// What a file starts with. The version changes whenever the kernels compute other bits
-/// (v002: a prompt's attention as matrix products), so a build never reads keys another
-/// build's arithmetic wrote: a seed gives the same speeches whichever build ran before.
-const MAGIC: &[u8; 8] = b"CFKVv002";
+/// What a file starts with. The version changes with the cache's format and whenever the
+/// kernels compute other bits (v002: a prompt's attention as matrix products; v003: keys and
+/// values as bytes with a scale), so a build never reads keys another build's arithmetic
+/// wrote: a seed gives the same speeches whichever build ran before.
+const MAGIC: &[u8; 8] = b"CFKVv003";
 
 /// Prompt prefixes on disk, for one model file.
 #[derive(Debug, Clone)]
@@ -351,14 +352,16 @@ mod tests {
         fs::write(&model, b"weights").unwrap();
         let disk = DiskCache::open(&dir, &model, 1 << 20).unwrap();
         let tokens: Vec<u32> = (0..130).collect();
-        let cache = KvCache::read_values(
-            &KvCache::zeroed(2, 4, 0),
-            &(0..2 * 2 * 130 * 4 * 2)
-                .map(|i| (i % 251) as u8)
-                .collect::<Vec<u8>>(),
-            130,
-        )
-        .unwrap();
+        // Two vectors of keys and two of values: 130 positions of four bytes, then a scale
+        // each.
+        let mut values = Vec::new();
+        for vector in 0..4u32 {
+            values.extend((0..130 * 4).map(|i| ((i + vector) % 251) as u8));
+            for position in 0..130u32 {
+                values.extend_from_slice(&(0.01 * (position + vector) as f32).to_le_bytes());
+            }
+        }
+        let cache = KvCache::read_values(&KvCache::zeroed(2, 4, 0), &values, 130).unwrap();
         disk.save(&tokens, &cache, 130).unwrap();
         let shape = KvCache::zeroed(2, 4, 0);
         let found = disk.find(&tokens, 0, 130, &shape).expect("saved at 128");

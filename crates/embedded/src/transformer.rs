@@ -3,7 +3,7 @@
 //! sequences — a prompt's tokens, or the next token of several streams — so concurrent
 //! generations share every read of the weights.
 
-use half::f16;
+use super::kv::Vectors;
 use std::cell::RefCell;
 
 use rayon::prelude::*;
@@ -93,14 +93,14 @@ pub struct Transformer {
     rope: Vec<(f32, f32)>,
 }
 
-/// Keys and values a sequence has computed so far, in f16 (half the memory and memory
-/// traffic of f32, at a precision attention does not notice). One vector per layer and
-/// key/value head, position after position, so an attention task reads one contiguous run.
+/// Keys and values a sequence has computed so far, as signed bytes with a scale per vector
+/// ([`Vectors`]). One vector per layer and key/value head, position after position, so an
+/// attention task reads one contiguous run.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     /// Indexed by `layer * kv_heads + head`.
-    k: Vec<Vec<f16>>,
-    v: Vec<Vec<f16>>,
+    k: Vec<Vectors>,
+    v: Vec<Vectors>,
     len: usize,
     /// Values per position in one vector (the head's width).
     width: usize,
@@ -119,10 +119,13 @@ impl KvCache {
     /// A cache of `len` zero positions in `vectors` vectors of `width` (for tests).
     #[cfg(test)]
     pub(crate) fn zeroed(vectors: usize, width: usize, len: usize) -> KvCache {
-        let zeros = vec![vec![f16::ZERO; len * width]; vectors];
+        let mut zeros = Vectors::default();
+        for _ in 0..len {
+            zeros.push(&vec![0.0; width]);
+        }
         KvCache {
-            k: zeros.clone(),
-            v: zeros,
+            k: vec![zeros.clone(); vectors],
+            v: vec![zeros; vectors],
             len,
             width,
         }
@@ -130,7 +133,7 @@ impl KvCache {
 
     /// Bytes its keys and values take.
     pub fn bytes(&self) -> usize {
-        2 * self.k.iter().map(Vec::len).sum::<usize>() * std::mem::size_of::<f16>()
+        self.k.iter().chain(&self.v).map(Vectors::bytes).sum()
     }
 
     /// Its vectors (layers × key/value heads) and their width.
@@ -138,34 +141,29 @@ impl KvCache {
         (self.k.len(), self.width)
     }
 
-    /// Appends its keys, then its values, vector after vector, as little-endian f16.
+    /// Appends its keys, then its values, vector after vector ([`Vectors::write`]).
     pub fn write_values(&self, out: &mut Vec<u8>) {
-        for vector in self.k.iter().chain(&self.v) {
-            for x in vector {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+        for vectors in self.k.iter().chain(&self.v) {
+            vectors.write(out);
         }
     }
 
     /// A cache of `len` positions shaped as `empty`, from what [`KvCache::write_values`]
-    /// wrote; `None` if `values` is not exactly that long.
+    /// wrote; `None` if `values` is not exactly that or does not read.
     pub fn read_values(empty: &KvCache, values: &[u8], len: usize) -> Option<KvCache> {
-        let per_vector = len.checked_mul(empty.width)?;
-        let vectors = empty.k.len();
-        if values.len() != 2 * vectors * per_vector * 2 {
-            return None;
-        }
-        let mut all = values
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]));
-        let mut read = || -> Vec<Vec<f16>> {
-            (0..vectors)
-                .map(|_| all.by_ref().take(per_vector).collect())
+        let mut rest = values;
+        let mut read = || -> Option<Vec<Vectors>> {
+            (0..empty.k.len())
+                .map(|_| {
+                    let (vectors, after) = Vectors::read(rest, len, empty.width)?;
+                    rest = after;
+                    Some(vectors)
+                })
                 .collect()
         };
-        let k = read();
-        let v = read();
-        Some(KvCache {
+        let k = read()?;
+        let v = read()?;
+        rest.is_empty().then_some(KvCache {
             k,
             v,
             len,
@@ -176,12 +174,7 @@ impl KvCache {
     /// A copy of the first `len` positions (a shared prompt prefix).
     pub fn prefix(&self, len: usize) -> KvCache {
         let len = len.min(self.len);
-        let take = |heads: &Vec<Vec<f16>>| {
-            heads
-                .iter()
-                .map(|h| h[..len * self.width].to_vec())
-                .collect()
-        };
+        let take = |heads: &Vec<Vectors>| heads.iter().map(|h| h.prefix(len, self.width)).collect();
         KvCache {
             k: take(&self.k),
             v: take(&self.v),
@@ -342,8 +335,8 @@ impl Transformer {
     pub fn new_cache(&self) -> KvCache {
         let vectors = self.hyper.layers * self.hyper.kv_heads;
         KvCache {
-            k: vec![Vec::new(); vectors],
-            v: vec![Vec::new(); vectors],
+            k: vec![Vectors::default(); vectors],
+            v: vec![Vectors::default(); vectors],
             len: 0,
             width: self.hyper.head_dim,
         }
@@ -392,12 +385,8 @@ impl Transformer {
                 for head in 0..h.kv_heads {
                     let at = l * h.kv_heads + head;
                     for (store, new) in [(&mut cache.k[at], &k), (&mut cache.v[at], &v)] {
-                        store.truncate(row.pos * hd);
-                        store.extend(
-                            new[i * kv_dim + head * hd..][..hd]
-                                .iter()
-                                .map(|&x| f16::from_f32(x)),
-                        );
+                        store.truncate(row.pos, hd);
+                        store.push(&new[i * kv_dim + head * hd..][..hd]);
                     }
                 }
             }
@@ -486,8 +475,8 @@ impl Transformer {
             let cache = &caches[rows[first].seq];
             let at = layer * h.kv_heads + kv_head;
             let head_cache = HeadCache {
-                keys: &cache.k[at],
-                values: &cache.v[at],
+                keys: cache.k[at].view(),
+                values: cache.v[at].view(),
             };
             let mut queries: Vec<Query> = Vec::with_capacity(outs.len() * group);
             for (i, out) in outs.iter_mut() {
