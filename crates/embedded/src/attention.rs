@@ -3,9 +3,10 @@
 //! each cached key and value is read and converted once for the whole block.
 //!
 //! The cache holds signed bytes with a scale per vector ([`crate::kv`]), widened to f32 a
-//! tile at a time. The x86-64 versions (heads of 64 or 128) use AVX2, FMA and F16C, or
-//! for a prompt's blocks of many queries AVX-512 as small matrix products, picked at run
-//! time; the portable one is the reference they are tested against.
+//! tile at a time. The x86-64 versions use AVX-512 for heads of 64 (a prompt's rows as small
+//! matrix products, a generated token's few queries with a tree of shuffles), else AVX2, FMA
+//! and F16C (heads of 64 or 128), picked at run time; the portable one is the reference they
+//! are tested against.
 
 use crate::kv::View;
 
