@@ -44,7 +44,6 @@ pub fn attend(
     if crate::cpu::simd_available() {
         let width = queries.first().map_or(0, |q| q.vector.len());
         if queries.iter().all(|q| q.vector.len() == width) {
-            // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
             if width == 64 && crate::cpu::Kernels::detect() == crate::cpu::Kernels::Avx512 {
                 // SAFETY: the CPU has AVX-512 F besides AVX2, FMA and F16C; heads are 64 long.
                 return unsafe {
@@ -54,6 +53,7 @@ pub fn attend(
                     }
                 };
             }
+            // SAFETY: the CPU has AVX2, FMA and F16C; every head is `width` long.
             match width {
                 64 => return unsafe { avx2::attend::<8>(queries, cache, scale, scratch) },
                 128 => return unsafe { avx2::attend::<16>(queries, cache, scale, scratch) },
@@ -104,14 +104,26 @@ fn portable(queries: &mut [Query], cache: &HeadCache, scale: f32, scratch: &mut 
 #[inline]
 fn prefetch(cache: &HeadCache, positions: std::ops::Range<usize>, width: usize) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // Every cache line of `bytes` from `base + from`: starting at its line, so the last is
+    // not missed.
+    let lines = |base: *const u8, from: usize, bytes: usize| {
+        let skew = base.addr().wrapping_add(from) % 64;
+        let start = base.wrapping_add(from).wrapping_sub(skew);
+        (0..bytes + skew)
+            .step_by(64)
+            .map(move |at| start.wrapping_add(at))
+    };
     for view in [cache.keys, cache.values] {
-        let (data, scales) = (view.data.as_ptr(), view.scales.as_ptr());
-        for line in (positions.start * width..positions.end * width).step_by(64) {
+        let data = view.data.as_ptr().cast::<u8>();
+        let scales = view.scales.as_ptr().cast::<u8>();
+        let count = positions.len();
+        for line in lines(data, positions.start * width, count * width).chain(lines(
+            scales,
+            positions.start * 4,
+            count * 4,
+        )) {
             // SAFETY: prefetching is a hint; it reads nothing and faults on nothing.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.wrapping_add(line).cast()) };
-        }
-        for line in (positions.start..positions.end).step_by(16) {
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(line).cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) };
         }
     }
 }
@@ -341,16 +353,21 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! A block of a prompt's queries (up to sixteen rows, each with the query heads of one
-    //! key/value head) against tiles of keys, as small matrix products on 512-bit vectors:
+    //! Two kernels for 64-wide heads on 512-bit vectors.
+    //!
+    //! [`attend`]: a block of a prompt's queries (up to sixteen rows, each with the query
+    //! heads of one key/value head) against tiles of keys, as small matrix products:
     //! the queries are transposed once so a vector holds one dimension of sixteen queries, a
     //! key's element is broadcast against it, and every score of a tile comes out of fused
     //! multiply-adds with no horizontal sums (the AVX2 kernel spends a third of its time in
     //! those and in reloading each key once per query). The online softmax then runs on
     //! sixteen queries a vector. Sums are taken in another order than the AVX2 kernel's, so
     //! results differ from it in the last bits; each lane's sums are its own, so a query's
-    //! result does not depend on the others in its block. A generated token's three queries
-    //! would fill a sixth of the lanes: decoding keeps the AVX2 kernel.
+    //! result does not depend on the others in its block.
+    //!
+    //! [`attend_few`]: a generated token's three queries would fill a sixth of those lanes, so
+    //! its dot products run sixteen dimensions a vector instead, added across keys in a tree
+    //! of shuffles.
 
     use super::{HeadCache, Query};
     use crate::kv::View;

@@ -323,7 +323,8 @@ mod tests {
 
     #[test]
     fn kept_prefixes_stay_within_their_budget_and_the_least_recently_used_go_first() {
-        // Each cache: 2 vectors × 4 wide × 10 positions, keys and values, 2 bytes each.
+        // Each cache: 2 vectors × 4 wide × 10 positions, keys and values, a byte each and a
+        // 4-byte scale a position.
         let cache = || KvCache::zeroed(2, 4, 10);
         let size = cache().bytes();
         assert_eq!(size, 320);

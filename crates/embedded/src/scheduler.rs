@@ -482,17 +482,25 @@ impl Scheduler {
     /// that another sequence's computed cache holds, and where.
     fn computed_prefix(&self, i: usize) -> Option<(usize, Source)> {
         let prompt = &self.live[i].tokens[..self.live[i].first_needed()];
+        // Only prompt positions: a generated token's keys come from another attention kernel
+        // than the same token's in a prompt (`attention::Rows`), so reusing them would make a
+        // prompt's keys depend on what the cache happened to hold.
         let live = self
             .live
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != i)
-            .map(|(j, s)| (Source::Live(j), s.tokens.as_slice(), s.cache.len()));
+            .map(|(j, s)| {
+                let computed = s.cache.len().min(s.prompt_len);
+                (Source::Live(j), s.tokens.as_slice(), computed)
+            });
         let kept = self
             .kept
             .iter()
             .enumerate()
-            .map(|(k, (tokens, _, cache))| (Source::Kept(k), tokens, cache.len()));
+            .map(|(k, (tokens, prompt_len, cache))| {
+                (Source::Kept(k), tokens, cache.len().min(prompt_len))
+            });
         live.chain(kept)
             .map(|(source, tokens, computed)| {
                 let computed = &tokens[..computed.min(tokens.len())];

@@ -437,8 +437,9 @@ impl Transformer {
     }
 
     /// Causal attention of every row over its own sequence. One task takes a block of up
-    /// to 16 consecutive rows of one sequence and one key/value head, with all the query
-    /// heads that share it, so each cached key and value is read once for all of them.
+    /// to 16 consecutive rows of one sequence and one kind ([`attention::Rows`]) and one
+    /// key/value head, with all the query heads that share it, so each cached key and value
+    /// is read once for all of them.
     fn attend(&self, rows: &[Row], caches: &[KvCache], layer: usize, q: &[f32], out: &mut [f32]) {
         const BLOCK_ROWS: usize = 16;
         let h = &self.hyper;

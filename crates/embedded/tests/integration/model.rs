@@ -287,6 +287,46 @@ fn the_same_seed_gives_the_same_text_and_batching_changes_nothing() {
     assert_eq!(run(model.clone(), vec![empty]), [(String::new(), "length")]);
 }
 
+/// Runs one request on `scheduler` to the end: its text and how many prompt tokens it reused.
+fn run_on(scheduler: &mut Scheduler, request: Request) -> (String, usize) {
+    let id = scheduler.add(request);
+    let (mut text, mut reused) = (String::new(), None);
+    while !scheduler.is_empty() {
+        for (of, output) in scheduler.step() {
+            match output {
+                Output::Text(t) if of == id => text.push_str(&t),
+                Output::Done(finish) if of == id => reused = Some(finish.cached_tokens),
+                _ => {}
+            }
+        }
+    }
+    (text, reused.expect("the request ended"))
+}
+
+#[test]
+fn a_later_prompt_reuses_an_earlier_calls_prompt_but_not_what_it_generated() {
+    // A generated token's keys come from another attention kernel than the same token's in a
+    // prompt: a prompt reusing them would depend on what the cache held.
+    let model = model();
+    let mut scheduler = Scheduler::new(model.clone());
+    let prompt = model
+        .encode_chat(&[Message::new(Role::User, "Tell me about Rome.")])
+        .unwrap();
+    let (reply, _) = run_on(
+        &mut scheduler,
+        Request::generate(prompt.clone(), 24, sampled(0.0, 1)),
+    );
+    assert!(!reply.trim().is_empty());
+    // The same prompt with the reply after it, as a continuation asks for.
+    let mut longer = prompt.clone();
+    longer.extend(model.tokenizer.encode(&reply).unwrap());
+    let (_, reused) = run_on(
+        &mut scheduler,
+        Request::generate(longer, 4, sampled(0.0, 1)),
+    );
+    assert_eq!(reused, prompt.len(), "the earlier prompt, not its reply");
+}
+
 /// A role on the embedded model, as the binary configures it by default (brief prompts).
 fn embedded_role(max_tokens: u32, temperature: f32) -> LlmConfig {
     LlmConfig {
