@@ -365,9 +365,12 @@ impl Scheduler {
                 reason,
                 "embedded generation done"
             );
-            // A cache copied whole (but a row) is already where it came from.
-            if s.reused + 1 < s.cache.len() {
-                self.kept.insert(s.tokens, s.prompt_len, s.cache);
+            // Only its prompt's positions are ever reused (`computed_prefix`); a prompt copied
+            // whole (but a row) is already where it came from.
+            if s.reused + 1 < s.prompt_len.min(s.cache.len()) {
+                let mut cache = s.cache;
+                cache.truncate(s.prompt_len);
+                self.kept.insert(s.tokens, s.prompt_len, cache);
             }
         }
         out

@@ -171,6 +171,16 @@ impl KvCache {
         })
     }
 
+    /// Keeps the first `len` positions.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            for vectors in self.k.iter_mut().chain(self.v.iter_mut()) {
+                vectors.truncate(len, self.width);
+            }
+            self.len = len;
+        }
+    }
+
     /// A copy of the first `len` positions (a shared prompt prefix).
     pub fn prefix(&self, len: usize) -> KvCache {
         let len = len.min(self.len);
