@@ -448,13 +448,7 @@ mod avx512 {
         }
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
-            unsafe {
-                widen(cache.keys, tile..tile + len, &mut keys[..len * HD]);
-                widen(cache.values, tile..tile + len, &mut values[..len * HD]);
-            }
-            // Past the cache's end of this tile: zeros, whose weights are masked to zero.
-            keys[len * HD..].fill(0.0);
-            values[len * HD..].fill(0.0);
+            unsafe { load_tile(cache, tile, len, span, keys, values) };
             for block in (0..len).step_by(8) {
                 unsafe { scores::<VECS>(qt, &keys[block * HD..], &mut weights[block * width..]) };
             }
@@ -551,14 +545,7 @@ mod avx512 {
         let mut sums = [0f32; N];
         for tile in (0..span).step_by(TILE) {
             let len = TILE.min(span - tile);
-            unsafe {
-                widen(cache.keys, tile..tile + len, &mut keys[..len * HD]);
-                widen(cache.values, tile..tile + len, &mut values[..len * HD]);
-            }
-            keys[len * HD..].fill(0.0);
-            values[len * HD..].fill(0.0);
-            // The next tile comes from memory while the queries go over this one.
-            super::prefetch(cache, tile + len..(tile + len + TILE).min(span), HD);
+            unsafe { load_tile(cache, tile, len, span, keys, values) };
             for i in 0..N {
                 let weights = &mut weights[i * TILE..][..TILE];
                 let Some(query) = queries.get(i) else {
@@ -670,6 +657,26 @@ mod avx512 {
         let sums = pairs(low, high);
         let order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
         _mm512_permutexvar_ps(order, sums)
+    }
+
+    /// The `len` keys and values from `tile` on, as f32, into the tile buffers (`TILE` × 64
+    /// each); the rest of them zeros, whose weights are masked to zero. The next tile (up to
+    /// `span`) is asked for from memory while the queries go over this one.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn load_tile(
+        cache: &HeadCache,
+        tile: usize,
+        len: usize,
+        span: usize,
+        keys: &mut [f32],
+        values: &mut [f32],
+    ) {
+        for (view, to) in [(cache.keys, keys), (cache.values, values)] {
+            unsafe { widen(view, tile..tile + len, &mut to[..len * HD]) };
+            to[len * HD..TILE * HD].fill(0.0);
+        }
+        super::prefetch(cache, tile + len..(tile + len + TILE).min(span), HD);
     }
 
     /// `positions` of `view` as f32, one after another, into `to` (64 each).

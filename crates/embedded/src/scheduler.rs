@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use super::attention::Rows;
 use super::grammar::{Matcher, Schema};
 use super::model::Model;
 use super::prompt_cache::{DISK_BLOCK, DiskCache, Kept};
@@ -266,7 +267,7 @@ impl Scheduler {
                 token: s.tokens[s.cache.len()],
                 pos: s.cache.len(),
                 logits: true,
-                prompt: false,
+                kind: Rows::Generated,
             });
         }
         let decoding = rows.len();
@@ -454,7 +455,7 @@ impl Scheduler {
                         token: s.tokens[pos],
                         pos,
                         logits: s.needs_logits(pos),
-                        prompt: true,
+                        kind: Rows::Prompt,
                     });
                 }
             }

@@ -403,8 +403,7 @@ async fn collect(
     sink: &dyn TokenSink,
 ) -> Result<Completion, LlmError> {
     let (stream, stop) = (request.stream, request.stop.as_slice());
-    // A reply gone on from may end where it stood: nothing more is not an empty reply.
-    let empty = |text: &str| text.trim().is_empty() && request.continue_reply.is_none();
+    let empty = |text: &str| request.is_empty_reply(text);
     let mut text = String::new();
     // How much of `text` the sink has had: text that may begin a stop sequence waits.
     let mut sent = 0;

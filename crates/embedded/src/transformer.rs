@@ -202,9 +202,9 @@ pub struct Row {
     pub pos: usize,
     /// Whether the caller wants this row's next-token logits.
     pub logits: bool,
-    /// A prompt's token (being filled or read), not one just generated: the two attend
-    /// with different kernels ([`attention::Rows`]).
-    pub prompt: bool,
+    /// A prompt's token (being filled or read) or one just generated: the two attend with
+    /// different kernels.
+    pub kind: attention::Rows,
 }
 
 fn tensor<'a>(gguf: &'a Gguf, name: &str) -> Result<&'a super::gguf::TensorInfo, LoadError> {
@@ -464,7 +464,7 @@ impl Transformer {
             while end < rows.len()
                 && end - start < BLOCK_ROWS
                 && rows[end].seq == rows[start].seq
-                && rows[end].prompt == rows[start].prompt
+                && rows[end].kind == rows[start].kind
             {
                 end += 1;
             }
@@ -501,10 +501,7 @@ impl Transformer {
                     });
                 }
             }
-            let kind = match rows[first].prompt {
-                true => attention::Rows::Prompt,
-                false => attention::Rows::Generated,
-            };
+            let kind = rows[first].kind;
             SCRATCH.with(|scratch| {
                 attention::attend(
                     &mut queries,

@@ -119,6 +119,15 @@ pub struct ChatRequest {
     pub reader_waiting: bool,
 }
 
+impl ChatRequest {
+    /// Whether `reply` says nothing: an empty reply to a fresh request is a failure to
+    /// retry, but a reply gone on from ([`ChatRequest::continue_reply`]) may end where it
+    /// stood, and asking again with the same seed would only say so again.
+    pub fn is_empty_reply(&self, reply: &str) -> bool {
+        reply.trim().is_empty() && self.continue_reply.is_none()
+    }
+}
+
 /// Tokens a call or a debate consumed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -71,11 +71,7 @@ impl<M: LanguageModel> Retrying<M> {
             };
             let result = self.inner.complete(request, &tracked).await;
             let error = match result {
-                // A reply gone on from may end where it stood: nothing more is not an empty
-                // reply, and asking again with the same seed would only say so again.
-                Ok(c) if c.text.trim().is_empty() && request.continue_reply.is_none() => {
-                    LlmError::Empty
-                }
+                Ok(c) if request.is_empty_reply(&c.text) => LlmError::Empty,
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
